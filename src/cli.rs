@@ -1,0 +1,110 @@
+//! Subcommands: their arguments and how their results are shown.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context;
+use carelens_catalog::thousands;
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// Privacy-preserving population analytics for shared care records.
+#[derive(Debug, Parser)]
+#[command(name = "carelens", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Generate a synthetic Wessex-shaped care-record extract (Parquet + carelens.toml).
+    Synth(SynthArgs),
+    /// Check a catalog against its Parquet files and show what can be queried.
+    Catalog(CatalogArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SynthArgs {
+    /// Number of people in the extract.
+    #[arg(long, value_name = "N")]
+    pub persons: u64,
+    /// Seed: the same seed and size always give the same extract.
+    #[arg(long, value_name = "S", default_value_t = 1)]
+    pub seed: u64,
+    /// Output folder (created; must be new or empty unless --force).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Replace an earlier extract in the output folder.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CatalogArgs {
+    /// The catalog file.
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "CARELENS_CONFIG",
+        default_value = "carelens.toml"
+    )]
+    pub config: PathBuf,
+}
+
+/// `carelens synth`.
+pub fn synth(args: SynthArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let bar = ProgressBar::new(args.persons).with_style(
+        ProgressStyle::with_template(
+            "{prefix} [{bar:40}] {human_pos}/{human_len} persons, {per_sec}, eta {eta}",
+        )?
+        .progress_chars("=> "),
+    );
+    bar.set_prefix("generating");
+    let options = carelens_synth::Options {
+        persons: args.persons,
+        seed: args.seed,
+        out: args.out.clone(),
+        force: args.force,
+    };
+    let summary = carelens_synth::generate(&options, &|done| bar.set_position(done));
+    bar.finish_and_clear();
+    let summary = summary.context("synthetic extract not written")?;
+
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "wrote {} ({} persons, seed {}) in {:.1} s",
+        summary.out.display(),
+        thousands(summary.persons),
+        args.seed,
+        started.elapsed().as_secs_f64()
+    )?;
+    for (table, rows) in &summary.rows {
+        writeln!(out, "  {table:<16} {:>12} rows", thousands(*rows))?;
+    }
+    writeln!(
+        out,
+        "  {:<16} {:>12} rows\n  {:<16} {:>12.1} MB",
+        "events (total)",
+        thousands(summary.event_rows()),
+        "size",
+        summary.bytes as f64 / 1e6
+    )?;
+    writeln!(
+        out,
+        "next: carelens catalog --config {}",
+        summary.out.join(carelens_synth::CATALOG_FILE).display()
+    )?;
+    Ok(())
+}
+
+/// `carelens catalog`.
+pub fn catalog(args: CatalogArgs) -> anyhow::Result<()> {
+    let loaded = carelens_catalog::load(&args.config)?;
+    let report = loaded.check_files()?;
+    write!(std::io::stdout().lock(), "{report}")?;
+    Ok(())
+}

@@ -1,0 +1,47 @@
+//! `carelens`: privacy-preserving population analytics for shared care records.
+//!
+//! A thin command line over the workspace crates: argument parsing, progress, output and
+//! exit codes live here; everything else lives in the libraries.
+
+mod cli;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+
+/// Exit code: the command did what was asked (for queries: a result was released).
+const EXIT_OK: u8 = 0;
+/// Exit code: an error — bad input, configuration, I/O, or a bug.
+const EXIT_ERROR: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Synth(args) => cli::synth(args),
+        Command::Catalog(args) => cli::catalog(args),
+    };
+    match result {
+        Ok(()) => ExitCode::from(EXIT_OK),
+        Err(err) if is_broken_pipe(&err) => ExitCode::from(EXIT_OK),
+        Err(err) => {
+            let mut stderr = std::io::stderr().lock();
+            let _ = writeln!(stderr, "error: {err}");
+            for cause in err.chain().skip(1) {
+                let _ = writeln!(stderr, "  caused by: {cause}");
+            }
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+/// A reader that closed the pipe (`carelens catalog | head`) is not an error.
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
