@@ -235,7 +235,7 @@ impl Catalog {
 
     /// Writes the catalog as TOML, with a comment header.
     pub fn to_toml(&self, header: &str) -> Result<String, toml::ser::Error> {
-        let body = toml::to_string_pretty(self)?;
+        let body = toml::to_string(self)?;
         let mut out = String::with_capacity(header.len() + body.len() + 1);
         for line in header.lines() {
             out.push('#');

@@ -1,0 +1,10 @@
+//! End-to-end tests of carelens: the `carelens` binary, the committed sample data, and the
+//! realism of the synthetic extract. One test binary (see `Cargo.toml`) with a module per
+//! area.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod cli;
+mod common;
+mod realism;
+mod sample_data;
