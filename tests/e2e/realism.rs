@@ -1,0 +1,1 @@
+//! Realism of the synthetic extract: tests arrive in the next commit.
