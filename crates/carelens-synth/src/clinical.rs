@@ -388,7 +388,7 @@ pub fn draw_efi(
     }
     let noise: f64 = rng.random::<f64>() - 0.5;
     let score =
-        0.045 * f64::from(age - 65) + 0.28 * n_conditions as f64 + 0.45 * health + 0.9 * noise;
+        0.03 * f64::from(age - 65) + 0.28 * n_conditions as f64 + 0.45 * health + 0.9 * noise;
     Some(match score {
         s if s < 0.55 => "fit",
         s if s < 1.25 => "mild",

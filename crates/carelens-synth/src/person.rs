@@ -227,10 +227,10 @@ pub fn draw_person(rng: &mut SynthRng, geo: &Geography, pop: &Population, id: i6
     let efi = draw_efi(rng, age, n_conditions, health);
     let care_home = age >= 65 && {
         let dementia = ever[crate::clinical::Group::Dem as usize];
-        let p = 0.006
-            + if dementia { 0.35 } else { 0.0 }
-            + if efi == Some("severe") { 0.15 } else { 0.0 }
-            + if age >= 85 { 0.08 } else { 0.0 };
+        let p = 0.004
+            + if dementia { 0.45 } else { 0.0 }
+            + if efi == Some("severe") { 0.07 } else { 0.0 }
+            + if age >= 85 { 0.03 } else { 0.0 };
         rng.random::<f64>() < p
     };
 
@@ -257,14 +257,14 @@ pub fn draw_person(rng: &mut SynthRng, geo: &Geography, pop: &Population, id: i6
             let mut hazard = annual_mortality(age) * (1.0 + 0.25 * n_conditions as f64)
                 / (1.0 + 0.25 * by_age(&crate::records::MEAN_CONDITIONS, age));
             hazard *= match efi {
-                Some("severe") => 2.0,
-                Some("moderate") => 1.3,
+                Some("severe") => 1.6,
+                Some("moderate") => 1.15,
                 Some("mild") => 0.9,
-                Some(_) => 0.6,
+                Some(_) => 0.7,
                 None => 1.0,
             };
             if care_home {
-                hazard *= 1.8;
+                hazard *= 1.4;
             }
             let p_death = 1.0 - (1.0 - hazard.min(0.9)).powi(2);
             if rng.random::<f64>() < p_death {

@@ -60,6 +60,19 @@ fn row<'a>(setting: &'a str, start: i32, provider: &'a str, cost: f64) -> Encoun
     }
 }
 
+/// The recorded end of an episode that would end on `end`: that day if the person is still
+/// in the extract then; the day they died or left if that came first; none while the
+/// episode is still open at the extract date.
+fn episode_end(end: i32, last: i32) -> Option<i32> {
+    if end <= last {
+        Some(end)
+    } else if last < INDEX_DATE {
+        Some(last)
+    } else {
+        None
+    }
+}
+
 fn pence(x: f64) -> f64 {
     (x.max(0.0) * 100.0).round() / 100.0
 }
@@ -184,8 +197,9 @@ fn accident_and_emergency(ctx: &mut Context<'_>, dx: &Diagnoses, out: &mut Encou
         * deprivation(0.35, p.imd_decile)
         * morbidity_factor(dx, age, 0.15)
         * ae_propensity;
+    // Attendances are spread evenly through the year: winter pressure shows in admissions.
     for _ in 0..poisson(ctx.rng, ae_rate * years) {
-        let day = winter_day_between(ctx.rng, first, last);
+        let day = day_between(ctx.rng, first, last);
         let end = if ctx.rng.random::<f64>() < 0.15 {
             (day + 1).min(INDEX_DATE)
         } else {
@@ -215,7 +229,7 @@ fn admissions(ctx: &mut Context<'_>, dx: &Diagnoses, out: &mut Encounters<'_>) -
     let p = ctx.person;
     let (first, last, years, age) = (out.first, out.last, out.years, p.age);
     let admission_propensity = ctx.dist.admission_propensity.sample(ctx.rng) * out.health;
-    let emergency_rate = by_age(&[0.075, 0.07, 0.09, 0.17, 0.31, 0.72], age)
+    let emergency_rate = by_age(&[0.07, 0.065, 0.084, 0.155, 0.26, 0.68], age)
         * deprivation(0.25, p.imd_decile)
         * morbidity_factor(dx, age, 0.3)
         * admission_propensity;
@@ -283,14 +297,8 @@ fn admissions(ctx: &mut Context<'_>, dx: &Diagnoses, out: &mut Encounters<'_>) -
                     )
                 }
             };
-            let los = los.min(365);
-            let end = start + los;
-            // Spells still open at the extract date have no end date or length of stay yet.
-            let (end_date, los_days) = if end > INDEX_DATE {
-                (None, None)
-            } else {
-                (Some(end), Some(los))
-            };
+            let end_date = episode_end(start + los.min(365), last);
+            let los_days = end_date.map(|end| end - start);
             let provider = acute_trust(ctx);
             let cost = pence(cost * (0.8 + 0.4 * ctx.rng.random::<f64>()));
             code_conditions_in_spell(ctx, dx, start, out);
@@ -301,9 +309,10 @@ fn admissions(ctx: &mut Context<'_>, dx: &Diagnoses, out: &mut Encounters<'_>) -
                 los_days,
                 ..row("APC", start, provider, cost)
             });
-            if method == "EMERGENCY"
+            if let Some(end) = end_date
+                && method == "EMERGENCY"
                 && age >= 65
-                && end < INDEX_DATE
+                && end < last
                 && ctx.rng.random::<f64>() < 0.08
             {
                 reablement_from = Some(end + 1);
@@ -430,12 +439,9 @@ fn mental_health(ctx: &mut Context<'_>, dx: &Diagnoses, out: &mut Encounters<'_>
         let day = day_between(ctx.rng, first, last);
         let inpatient = is_active(dx, Group::Smi) && ctx.rng.random::<f64>() < 0.03;
         let (service, end, cost) = if inpatient {
-            let end = day + ctx.rng.random_range(7..90);
-            (
-                "Mental Health Inpatient",
-                (end <= INDEX_DATE).then_some(end),
-                480.0 * f64::from(end - day),
-            )
+            let end = episode_end(day + ctx.rng.random_range(7..90), last);
+            let days = end.unwrap_or(INDEX_DATE) - day;
+            ("Mental Health Inpatient", end, 480.0 * f64::from(days))
         } else {
             (
                 pick(ctx.rng, mh_services),
@@ -515,9 +521,8 @@ fn social_care(
         });
     }
     if let Some(start) = reablement_from {
-        let end = start + 42;
         out.push(EncounterRow {
-            end_date: (end <= INDEX_DATE).then_some(end),
+            end_date: episode_end(start + 42, last),
             attendance_status: None,
             service_type: Some("Short Term Support: Reablement"),
             ..row("ASC", start, council, 2_700.0)

@@ -55,7 +55,8 @@ pub(super) fn prescriptions(ctx: &mut Context<'_>, dx: &Diagnoses, rows: &mut Me
         add(rng, INSULIN, 1.0, d);
     }
     if let Some(d) = since(Group::Af) {
-        // About 15% of people with AF are not anticoagulated: the trial cohort of C2.
+        // About 15% of people with AF are never anticoagulated, and some stop: the trial
+        // cohort of shared/QUERIES.md C2.
         if rng.random::<f64>() < 0.85 {
             let regimen = if rng.random::<f64>() < 0.78 {
                 DOAC
@@ -123,6 +124,9 @@ pub(super) fn prescriptions(ctx: &mut Context<'_>, dx: &Diagnoses, rows: &mut Me
 
     for ((class, bnf, interval, quantity), since) in regimens {
         let start = (since + rng.random_range(0..120)).max(first);
+        if start > last {
+            continue;
+        }
         // One in ten stops during the window.
         let stop = if rng.random::<f64>() < 0.1 {
             day_between(rng, start, last)
