@@ -93,6 +93,12 @@ pub fn synth(args: SynthArgs) -> anyhow::Result<()> {
         "size",
         summary.bytes as f64 / 1e6
     )?;
+    if let Some(leftover) = &summary.leftover {
+        eprintln!(
+            "warning: the replaced extract at {} could not be deleted; delete it by hand",
+            leftover.display()
+        );
+    }
     writeln!(
         out,
         "next: carelens catalog --config {}",

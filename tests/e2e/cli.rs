@@ -2,6 +2,7 @@
 //! folder that is either a complete extract or absent.
 
 use std::fs;
+use std::os::unix::process::ExitStatusExt;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -80,6 +81,15 @@ fn force_replaces_an_extract_but_never_another_folder() {
     assert!(stderr.contains("not a carelens extract"), "{stderr}");
     assert!(precious.exists());
 
+    // A project folder with a hand-written catalog is not an extract either.
+    fs::write(dir.path().join("carelens.toml"), "[dataset]\n").unwrap();
+    let (output, _, stderr) = run(carelens()
+        .args(["synth", "--persons", "10", "--force", "--out"])
+        .arg(dir.path()));
+    assert_eq!(output.status.code(), Some(EXIT_ERROR));
+    assert!(stderr.contains("not a carelens extract"), "{stderr}");
+    assert!(precious.exists());
+
     let out = dir.path().join("extract");
     let synth = |persons: &str| {
         run(carelens()
@@ -93,6 +103,13 @@ fn force_replaces_an_extract_but_never_another_folder() {
     assert!(stdout.contains("(30 persons"), "{stdout}");
     let catalog = fs::read_to_string(out.join("carelens.toml")).unwrap();
     assert!(catalog.contains("--persons 30 "), "{catalog}");
+    // Nothing is left beside the extract: no staging or replaced folders.
+    let mut beside: Vec<String> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    beside.sort();
+    assert_eq!(beside, ["carelens.toml", "extract", "notes.txt"]);
 }
 
 #[test]
@@ -131,9 +148,20 @@ fn an_interrupted_synth_leaves_no_extract() {
     std::thread::sleep(Duration::from_millis(300));
     child.kill().unwrap();
     let status = child.wait().unwrap();
+    assert_eq!(
+        status.signal(),
+        Some(9),
+        "synth ended before it was killed: {status}"
+    );
+    // It was killed mid-write: its hidden staging folder is there, and the extract itself
+    // does not exist.
+    let staging: Vec<_> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     assert!(
-        !status.success(),
-        "synth finished before it could be interrupted"
+        staging.len() == 1 && staging[0].starts_with(".big.partial-"),
+        "{staging:?}"
     );
     assert!(!out.exists(), "an interrupted run left {}", out.display());
 }
@@ -187,5 +215,47 @@ fn catalog_output_to_a_closed_pipe_is_not_an_error() {
         Some(0),
         "{}",
         String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn synth_into_an_unwritable_folder_is_a_clear_error() {
+    // /proc refuses new entries even to root, unlike a chmod-ed folder.
+    let (output, _, stderr) = run(carelens().args([
+        "synth",
+        "--persons",
+        "10",
+        "--out",
+        "/proc/carelens-extract",
+    ]));
+    assert_eq!(output.status.code(), Some(EXIT_ERROR));
+    assert!(
+        stderr.contains("could not create a staging folder in /proc"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn synth_rejects_a_persons_value_that_is_not_a_number() {
+    let (output, _, stderr) = run(carelens().args(["synth", "--persons", "many", "--out", "x"]));
+    assert_eq!(output.status.code(), Some(EXIT_ERROR));
+    assert!(
+        stderr.contains("invalid value 'many' for '--persons"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn synth_refuses_an_out_that_names_no_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let (output, _, stderr) = run(carelens()
+        .args(["synth", "--persons", "10", "--out", "."])
+        .current_dir(dir.path()));
+    assert_eq!(output.status.code(), Some(EXIT_ERROR));
+    assert!(stderr.contains("does not name a new folder"), "{stderr}");
+    assert_eq!(
+        fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "nothing written"
     );
 }

@@ -202,6 +202,38 @@ async fn deregistered_and_dead_people_keep_condition_records_dated_before_their_
     }
 }
 
+/// Nothing happens to a person after they die or leave, or before they are born: every
+/// dated event of every events table lies between birth year and the person's end (death,
+/// de-registration or the index date).
+#[tokio::test]
+async fn no_event_is_dated_after_death_or_de_registration_or_before_birth() {
+    let ctx = extract().await;
+    for (table, dates) in [
+        ("condition", vec!["event_date"]),
+        ("encounter", vec!["start_date", "end_date"]),
+        ("medication", vec!["issue_date"]),
+        ("observation", vec!["obs_date"]),
+    ] {
+        for date in dates {
+            let sql = format!(
+                "SELECT COUNT(*), SUM(CASE WHEN t.{date} > COALESCE(p.date_of_death, p.registration_end, DATE '2025-03-31') THEN 1 ELSE 0 END),
+                        SUM(CASE WHEN EXTRACT(YEAR FROM t.{date}) < p.year_of_birth THEN 1 ELSE 0 END)
+                 FROM {table} t JOIN person p ON p.person_id = t.person_id
+                 WHERE t.{date} IS NOT NULL"
+            );
+            let [rows, after_end, before_birth] = numbers(&ctx, &sql).await[..] else {
+                unreachable!()
+            };
+            assert!(rows > 10_000.0, "{table}.{date}: only {rows} dated rows");
+            assert_eq!(
+                after_end, 0.0,
+                "{table}.{date}: rows after the person's end"
+            );
+            assert_eq!(before_birth, 0.0, "{table}.{date}: rows before birth");
+        }
+    }
+}
+
 // --- Conditions -----------------------------------------------------------------------
 
 /// QOF: type 2 diabetes is rare in young adults and common in old age.

@@ -39,8 +39,6 @@ pub const fn first_of_month(days: i32) -> i32 {
 /// The extract date: everything in the extract happened on or before it. Queries use it
 /// as their index date, and ages are `2025 - year_of_birth`.
 pub const INDEX_DATE: i32 = days_from_civil(2025, 3, 31);
-/// The index year: age is `INDEX_YEAR - year_of_birth`.
-pub const INDEX_YEAR: i32 = 2025;
 /// Start of the activity window: encounters, prescriptions and measurements are recorded
 /// for the two financial years 2023/24 and 2024/25.
 pub const WINDOW_START: i32 = days_from_civil(2023, 4, 1);

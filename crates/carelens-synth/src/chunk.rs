@@ -6,11 +6,10 @@ use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 use rand::SeedableRng;
 
-use crate::calendar::INDEX_YEAR;
 use crate::geography::Geography;
 use crate::ids::{pseudonym, splitmix64};
 use crate::person::{Population, draw_person};
-use crate::records::{Context, Distributions, Sinks, write_records};
+use crate::records::{Context, Distributions, ENCOUNTERS_PER_PERSON, Sinks, write_records};
 use crate::sampling::SynthRng;
 use crate::tables::{
     ConditionRows, EncounterRows, MedicationRows, ObservationRows, PersonRow, PersonRows,
@@ -18,12 +17,6 @@ use crate::tables::{
 
 /// People per chunk. Part of the extract's definition: changing it changes every extract.
 pub const CHUNK_PERSONS: u64 = 10_000;
-
-/// The five private tables' rows for one chunk, in table order.
-pub struct ChunkBatches {
-    /// person, condition, encounter, medication, observation.
-    pub batches: [RecordBatch; 5],
-}
 
 /// The shared, read-only inputs of chunk generation.
 pub struct Generator<'a> {
@@ -47,8 +40,9 @@ impl Generator<'_> {
         (self.persons - chunk * CHUNK_PERSONS).min(CHUNK_PERSONS)
     }
 
-    /// Generates chunk number `chunk`.
-    pub fn chunk(&self, chunk: u64) -> Result<ChunkBatches, ArrowError> {
+    /// Generates chunk number `chunk`: the rows of the five private tables, in table order
+    /// (person, condition, encounter, medication, observation).
+    pub fn chunk(&self, chunk: u64) -> Result<[RecordBatch; 5], ArrowError> {
         let mut rng = SynthRng::seed_from_u64(splitmix64(self.seed ^ splitmix64(chunk)));
         let encounter_key = splitmix64(self.seed ^ 0x656e_636f_756e_7465); // "encounte"
         let mut person_rows = PersonRows::default();
@@ -65,7 +59,7 @@ impl Generator<'_> {
             let practice = &self.geo.practices[person.practice];
             person_rows.push(PersonRow {
                 person_id: id,
-                year_of_birth: INDEX_YEAR - person.age as i32,
+                year_of_birth: person.year_of_birth,
                 sex: person.sex,
                 ethnicity_group: person.ethnicity,
                 lsoa21: person.lsoa,
@@ -87,7 +81,7 @@ impl Generator<'_> {
                 dist: &self.dist,
                 person: &person,
                 encounter_key,
-                encounter_base: index << 12,
+                encounter_base: index * ENCOUNTERS_PER_PERSON,
             };
             write_records(
                 &mut ctx,
@@ -106,14 +100,12 @@ impl Generator<'_> {
             s_medication,
             s_observation,
         ] = &self.schemas;
-        Ok(ChunkBatches {
-            batches: [
-                person_rows.finish(s_person)?,
-                condition.finish(s_condition)?,
-                encounter.finish(s_encounter)?,
-                medication.finish(s_medication)?,
-                observation.finish(s_observation)?,
-            ],
-        })
+        Ok([
+            person_rows.finish(s_person)?,
+            condition.finish(s_condition)?,
+            encounter.finish(s_encounter)?,
+            medication.finish(s_medication)?,
+            observation.finish(s_observation)?,
+        ])
     }
 }

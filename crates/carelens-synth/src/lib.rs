@@ -36,6 +36,7 @@ mod geography;
 mod ids;
 mod output;
 mod person;
+mod placement;
 mod records;
 mod sampling;
 mod tables;
@@ -57,6 +58,10 @@ pub const MAX_PERSONS: u64 = 30_000_000;
 
 /// The catalog's file name inside an extract.
 pub const CATALOG_FILE: &str = "carelens.toml";
+
+/// How every catalog `synth` writes begins; `--force` replaces only folders whose catalog
+/// does.
+const CATALOG_HEADER: &str = "# carelens catalog of a synthetic Wessex extract";
 
 /// What to generate and where.
 #[derive(Debug, Clone)]
@@ -82,6 +87,9 @@ pub struct Summary {
     pub rows: Vec<(String, u64)>,
     /// Total size of the extract in bytes.
     pub bytes: u64,
+    /// An earlier extract replaced with `--force` that could not be deleted afterwards
+    /// (the new extract is in place; this folder can be deleted by hand).
+    pub leftover: Option<PathBuf>,
 }
 
 impl Summary {
@@ -123,13 +131,28 @@ pub enum SynthError {
     OutputNotEmpty(PathBuf),
     /// `--force` was given for a folder that does not hold an extract.
     #[error(
-        "refusing to replace {}: it is not a carelens extract (no {CATALOG_FILE} in it)\nhint: --force only replaces a folder written by `carelens synth`; choose a new folder",
+        "refusing to replace {}: it is not a carelens extract (it holds files `carelens synth` did not write)\nhint: --force only replaces a folder that holds nothing but an earlier extract; choose a new folder",
         .0.display()
     )]
     NotAnExtract(PathBuf),
     /// The output path exists and is a file.
-    #[error("{} exists and is not a folder", .0.display())]
+    #[error(
+        "{} exists and is not a folder\nhint: --out names the folder to create for the extract",
+        .0.display()
+    )]
     OutputIsAFile(PathBuf),
+    /// The output path does not name a folder of its own (`.`, `..`, `/`).
+    #[error(
+        "--out {} does not name a new folder\nhint: give the extract a folder of its own, e.g. --out wessex-extract",
+        .0.display()
+    )]
+    OutputNotNamed(PathBuf),
+    /// The output path is a symbolic link.
+    #[error(
+        "--out {} is a symbolic link\nhint: pass the folder it points to",
+        .0.display()
+    )]
+    OutputIsALink(PathBuf),
     /// A file-system operation failed.
     #[error("could not {action} {}", path.display())]
     Io {
@@ -161,7 +184,7 @@ pub enum SynthError {
     WriterPanicked,
 }
 
-fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> SynthError {
+pub(crate) fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> SynthError {
     let path = path.to_owned();
     move |source| SynthError::Io {
         action,
@@ -184,71 +207,24 @@ pub fn generate(options: &Options, progress: &(dyn Fn(u64) + Sync)) -> Result<Su
             max: MAX_PERSONS,
         });
     }
-    check_output(out, force)?;
-
-    let parent = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
-        _ => PathBuf::from("."),
-    };
-    fs::create_dir_all(&parent).map_err(io("create", &parent))?;
-    let name = out
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "extract".to_owned());
+    let target = placement::check(out, force)?;
+    fs::create_dir_all(&target.parent).map_err(io("create", &target.parent))?;
+    // The staging folder is removed when it drops, on every error path.
     let staging = tempfile::Builder::new()
-        .prefix(&format!(".{name}.partial-"))
-        .tempdir_in(&parent)
-        .map_err(io("create a staging folder in", &parent))?;
+        .prefix(&format!(".{}.partial-", target.name))
+        .tempdir_in(&target.parent)
+        .map_err(io("create a staging folder in", &target.parent))?;
 
     let rows = write_extract(staging.path(), persons, seed, progress)?;
-
-    // Move the finished extract into place. An earlier extract (with --force) is moved
-    // aside first and removed only after the new one is in place.
-    let staged = staging.keep();
-    let mut aside = None;
-    if out.exists() {
-        let old = parent.join(format!(".{name}.replaced-{}", std::process::id()));
-        fs::rename(out, &old).map_err(io("move aside", out))?;
-        aside = Some(old);
-    }
-    if let Err(e) = fs::rename(&staged, out) {
-        if let Some(old) = &aside {
-            let _ = fs::rename(old, out);
-        }
-        let _ = fs::remove_dir_all(&staged);
-        return Err(io("move the finished extract to", out)(e));
-    }
-    if let Some(old) = aside {
-        fs::remove_dir_all(&old).map_err(io("remove the replaced extract at", &old))?;
-    }
+    let leftover = placement::place(staging, out, &target, force)?;
 
     Ok(Summary {
         out: out.clone(),
         persons,
         bytes: output::folder_size(out),
         rows,
+        leftover,
     })
-}
-
-/// Refuses an output path that must not be written to.
-fn check_output(out: &Path, force: bool) -> Result<(), SynthError> {
-    if !out.exists() {
-        return Ok(());
-    }
-    if !out.is_dir() {
-        return Err(SynthError::OutputIsAFile(out.to_owned()));
-    }
-    let mut entries = fs::read_dir(out).map_err(io("read", out))?;
-    if entries.next().is_none() {
-        return Ok(());
-    }
-    if !force {
-        return Err(SynthError::OutputNotEmpty(out.to_owned()));
-    }
-    if !out.join(CATALOG_FILE).is_file() {
-        return Err(SynthError::NotAnExtract(out.to_owned()));
-    }
-    Ok(())
 }
 
 /// Writes every table and the catalog into `dir`; returns rows per table.
@@ -299,17 +275,15 @@ fn write_extract(
         private.map(path),
         private.map(schema),
         generator.chunks(),
-        |chunk| {
-            let batches = generator.chunk(chunk)?;
-            Ok((batches.batches, generator.persons_in(chunk)))
-        },
+        |chunk| Ok((generator.chunk(chunk)?, generator.persons_in(chunk))),
         progress,
     )?;
 
     let header = format!(
-        "carelens catalog of a synthetic Wessex extract, written by\n\
+        "{}, written by\n\
          `carelens synth --persons {persons} --seed {seed}`. No real person is in it.\n\
-         Format: docs/catalog.md. Bounds are clamps applied by the engine, not checks on data."
+         Format: docs/catalog.md. Bounds are clamps applied by the engine, not checks on data.",
+        CATALOG_HEADER.trim_start_matches("# ")
     );
     let toml = catalog.to_toml(&header)?;
     let catalog_path = dir.join(CATALOG_FILE);
@@ -323,4 +297,53 @@ fn write_extract(
     rows.push((catalog::PRACTICE_LOOKUP.to_owned(), practice_rows));
     rows.push((catalog::LSOA_LOOKUP.to_owned(), lsoa_rows));
     Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn generate_with_threads(threads: usize, out: &Path) -> Summary {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        let options = Options {
+            persons: 2 * chunk::CHUNK_PERSONS + 1,
+            seed: 99,
+            out: out.to_owned(),
+            force: false,
+        };
+        pool.install(|| generate(&options, &|_| {})).unwrap()
+    }
+
+    #[test]
+    fn extracts_do_not_depend_on_the_number_of_threads() {
+        let dir = tempfile::tempdir().unwrap();
+        let one = generate_with_threads(1, &dir.path().join("one"));
+        let four = generate_with_threads(4, &dir.path().join("four"));
+        assert_eq!(one.rows, four.rows);
+        for file in placement::EXTRACT_FILES {
+            let a = fs::read(one.out.join(file)).unwrap();
+            let b = fs::read(four.out.join(file)).unwrap();
+            assert!(a == b, "{file} differs between 1 and 4 threads");
+        }
+    }
+
+    #[test]
+    fn progress_reaches_every_person_in_chunk_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let seen = std::sync::Mutex::new(Vec::new());
+        let options = Options {
+            persons: chunk::CHUNK_PERSONS + 5,
+            seed: 1,
+            out: dir.path().join("x"),
+            force: false,
+        };
+        generate(&options, &|done| seen.lock().unwrap().push(done)).unwrap();
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec![chunk::CHUNK_PERSONS, chunk::CHUNK_PERSONS + 5]
+        );
+    }
 }

@@ -33,11 +33,7 @@ pub fn write_parquet(
     schema: SchemaRef,
     batches: impl IntoIterator<Item = RecordBatch>,
 ) -> Result<u64, SynthError> {
-    let file = File::create(path).map_err(|source| SynthError::Io {
-        action: "create",
-        path: path.to_owned(),
-        source,
-    })?;
+    let file = File::create(path).map_err(crate::io("create", path))?;
     let parquet_error = |source| SynthError::Parquet {
         path: path.to_owned(),
         source,

@@ -4,7 +4,7 @@
 use rand::RngExt;
 use rand_distr::{Distribution, Exp, StandardNormal};
 
-use crate::calendar::{INDEX_DATE, INDEX_YEAR, WINDOW_START, days_from_civil, first_of_month};
+use crate::calendar::{INDEX_DATE, WINDOW_START, civil_from_days, first_of_month};
 use crate::clinical::{N_GROUPS, Smoking, draw_conditions, draw_efi, draw_smoking};
 use crate::geography::Geography;
 use crate::sampling::{SynthRng, by_age, cumulative, pick, pick_cumulative};
@@ -93,6 +93,7 @@ impl Population {
 /// A generated person, with what the event generators need to know about them.
 pub struct Person {
     pub id: i64,
+    /// Age in whole years on the index date.
     pub age: u32,
     pub female: bool,
     pub sex: &'static str,
@@ -109,6 +110,9 @@ pub struct Person {
     pub efi: Option<&'static str>,
     pub care_home: bool,
     pub birth_day: i32,
+    /// Calendar year of birth; `2025 - year_of_birth` is `age` or `age + 1`, as in real
+    /// extracts that hold the year only.
+    pub year_of_birth: i32,
     pub registration_start: i32,
     pub registration_end: Option<i32>,
     pub date_of_death: Option<i32>,
@@ -235,9 +239,9 @@ pub fn draw_person(rng: &mut SynthRng, geo: &Geography, pop: &Population, id: i6
     };
 
     // Registration history.
-    let year_of_birth = INDEX_YEAR - age as i32;
-    let birth_day =
-        (days_from_civil(year_of_birth, 1, 1) + rng.random_range(0..365)).min(INDEX_DATE);
+    // Exact age `age` on the index date: born in the year before their last birthday.
+    let birth_day = INDEX_DATE - (f64::from(age) * 365.25) as i32 - rng.random_range(0..365);
+    let year_of_birth = civil_from_days(birth_day).0;
     let years_registered = Exp::new(1.0 / 14.0).map(|d| d.sample(rng)).unwrap_or(14.0);
     let mut registration_start = (INDEX_DATE - (years_registered * 365.25) as i32).max(birth_day);
     if rng.random::<f64>() < 0.05 {
@@ -292,6 +296,7 @@ pub fn draw_person(rng: &mut SynthRng, geo: &Geography, pop: &Population, id: i6
         efi,
         care_home,
         birth_day,
+        year_of_birth,
         registration_start,
         registration_end,
         date_of_death,

@@ -23,8 +23,21 @@ pub fn schema_of(table: &Table) -> SchemaRef {
     ))
 }
 
-fn batch(schema: &SchemaRef, columns: Vec<ArrayRef>) -> Result<RecordBatch, ArrowError> {
-    RecordBatch::try_new(schema.clone(), columns)
+/// A record batch of `schema` from named columns. The names must be the schema's, in its
+/// order: a builder whose columns drifted from the catalog is an error, even where the
+/// types happen to agree.
+fn batch(schema: &SchemaRef, columns: Vec<(&str, ArrayRef)>) -> Result<RecordBatch, ArrowError> {
+    let names: Vec<&str> = columns.iter().map(|(name, _)| *name).collect();
+    let expected: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    if names != expected {
+        return Err(ArrowError::SchemaError(format!(
+            "columns {names:?} do not match the catalog's {expected:?}"
+        )));
+    }
+    RecordBatch::try_new(
+        schema.clone(),
+        columns.into_iter().map(|(_, c)| c).collect(),
+    )
 }
 
 /// One row of the `person` table.
@@ -94,22 +107,28 @@ impl PersonRows {
         batch(
             schema,
             vec![
-                Arc::new(self.person_id.finish()),
-                Arc::new(self.year_of_birth.finish()),
-                Arc::new(self.sex.finish()),
-                Arc::new(self.ethnicity_group.finish()),
-                Arc::new(self.lsoa21.finish()),
-                Arc::new(self.imd_decile.finish()),
-                Arc::new(self.practice_code.finish()),
-                Arc::new(self.pcn_code.finish()),
-                Arc::new(self.locality.finish()),
-                Arc::new(self.place.finish()),
-                Arc::new(self.icb.finish()),
-                Arc::new(self.registration_start.finish()),
-                Arc::new(self.registration_end.finish()),
-                Arc::new(self.date_of_death.finish()),
-                Arc::new(self.care_home_resident.finish()),
-                Arc::new(self.efi_category.finish()),
+                ("person_id", Arc::new(self.person_id.finish())),
+                ("year_of_birth", Arc::new(self.year_of_birth.finish())),
+                ("sex", Arc::new(self.sex.finish())),
+                ("ethnicity_group", Arc::new(self.ethnicity_group.finish())),
+                ("lsoa21", Arc::new(self.lsoa21.finish())),
+                ("imd_decile", Arc::new(self.imd_decile.finish())),
+                ("practice_code", Arc::new(self.practice_code.finish())),
+                ("pcn_code", Arc::new(self.pcn_code.finish())),
+                ("locality", Arc::new(self.locality.finish())),
+                ("place", Arc::new(self.place.finish())),
+                ("icb", Arc::new(self.icb.finish())),
+                (
+                    "registration_start",
+                    Arc::new(self.registration_start.finish()),
+                ),
+                ("registration_end", Arc::new(self.registration_end.finish())),
+                ("date_of_death", Arc::new(self.date_of_death.finish())),
+                (
+                    "care_home_resident",
+                    Arc::new(self.care_home_resident.finish()),
+                ),
+                ("efi_category", Arc::new(self.efi_category.finish())),
             ],
         )
     }
@@ -153,13 +172,13 @@ impl ConditionRows {
         batch(
             schema,
             vec![
-                Arc::new(self.person_id.finish()),
-                Arc::new(self.code_system.finish()),
-                Arc::new(self.code.finish()),
-                Arc::new(self.condition_group.finish()),
-                Arc::new(self.event_date.finish()),
-                Arc::new(self.is_resolution.finish()),
-                Arc::new(self.source_setting.finish()),
+                ("person_id", Arc::new(self.person_id.finish())),
+                ("code_system", Arc::new(self.code_system.finish())),
+                ("code", Arc::new(self.code.finish())),
+                ("condition_group", Arc::new(self.condition_group.finish())),
+                ("event_date", Arc::new(self.event_date.finish())),
+                ("is_resolution", Arc::new(self.is_resolution.finish())),
+                ("source_setting", Arc::new(self.source_setting.finish())),
             ],
         )
     }
@@ -220,18 +239,24 @@ impl EncounterRows {
         batch(
             schema,
             vec![
-                Arc::new(self.encounter_id.finish()),
-                Arc::new(self.person_id.finish()),
-                Arc::new(self.setting.finish()),
-                Arc::new(self.start_date.finish()),
-                Arc::new(self.end_date.finish()),
-                Arc::new(self.admission_method.finish()),
-                Arc::new(self.attendance_status.finish()),
-                Arc::new(self.provider_code.finish()),
-                Arc::new(self.primary_diag_icd10.finish()),
-                Arc::new(self.los_days.finish()),
-                Arc::new(self.service_type.finish()),
-                Arc::new(self.cost_gbp.finish()),
+                ("encounter_id", Arc::new(self.encounter_id.finish())),
+                ("person_id", Arc::new(self.person_id.finish())),
+                ("setting", Arc::new(self.setting.finish())),
+                ("start_date", Arc::new(self.start_date.finish())),
+                ("end_date", Arc::new(self.end_date.finish())),
+                ("admission_method", Arc::new(self.admission_method.finish())),
+                (
+                    "attendance_status",
+                    Arc::new(self.attendance_status.finish()),
+                ),
+                ("provider_code", Arc::new(self.provider_code.finish())),
+                (
+                    "primary_diag_icd10",
+                    Arc::new(self.primary_diag_icd10.finish()),
+                ),
+                ("los_days", Arc::new(self.los_days.finish())),
+                ("service_type", Arc::new(self.service_type.finish())),
+                ("cost_gbp", Arc::new(self.cost_gbp.finish())),
             ],
         )
     }
@@ -262,11 +287,11 @@ impl MedicationRows {
         batch(
             schema,
             vec![
-                Arc::new(self.person_id.finish()),
-                Arc::new(self.issue_date.finish()),
-                Arc::new(self.bnf_code.finish()),
-                Arc::new(self.drug_class.finish()),
-                Arc::new(self.quantity.finish()),
+                ("person_id", Arc::new(self.person_id.finish())),
+                ("issue_date", Arc::new(self.issue_date.finish())),
+                ("bnf_code", Arc::new(self.bnf_code.finish())),
+                ("drug_class", Arc::new(self.drug_class.finish())),
+                ("quantity", Arc::new(self.quantity.finish())),
             ],
         )
     }
@@ -306,12 +331,52 @@ impl ObservationRows {
         batch(
             schema,
             vec![
-                Arc::new(self.person_id.finish()),
-                Arc::new(self.obs_date.finish()),
-                Arc::new(self.obs_type.finish()),
-                Arc::new(self.value_num.finish()),
-                Arc::new(self.value_code.finish()),
+                ("person_id", Arc::new(self.person_id.finish())),
+                ("obs_date", Arc::new(self.obs_date.finish())),
+                ("obs_type", Arc::new(self.obs_type.finish())),
+                ("value_num", Arc::new(self.value_num.finish())),
+                ("value_code", Arc::new(self.value_code.finish())),
             ],
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{ENCOUNTER, PERSON, extract_catalog};
+
+    #[test]
+    fn builders_match_the_catalog_column_for_column() {
+        let catalog = extract_catalog(1, 1);
+        let schema = |name| schema_of(catalog.table(name).unwrap());
+        assert_eq!(
+            PersonRows::default()
+                .finish(&schema(PERSON))
+                .unwrap()
+                .num_rows(),
+            0
+        );
+        ConditionRows::default()
+            .finish(&schema("condition"))
+            .unwrap();
+        EncounterRows::default().finish(&schema(ENCOUNTER)).unwrap();
+        MedicationRows::default()
+            .finish(&schema("medication"))
+            .unwrap();
+        ObservationRows::default()
+            .finish(&schema("observation"))
+            .unwrap();
+    }
+
+    #[test]
+    fn a_builder_against_another_tables_schema_is_refused() {
+        let catalog = extract_catalog(1, 1);
+        let wrong = schema_of(catalog.table("medication").unwrap());
+        let err = ObservationRows::default().finish(&wrong).unwrap_err();
+        assert!(
+            err.to_string().contains("do not match the catalog"),
+            "{err}"
+        );
     }
 }

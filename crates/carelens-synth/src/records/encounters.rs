@@ -13,7 +13,7 @@ use crate::tables::{ConditionRows, EncounterRow, EncounterRows};
 
 /// Encounter identifiers per person: person `i`'s are keyed pseudonyms of
 /// `i * ENCOUNTERS_PER_PERSON + k`, so they are unique across the extract.
-pub(super) const ENCOUNTERS_PER_PERSON: u64 = 1 << 12;
+pub const ENCOUNTERS_PER_PERSON: u64 = 1 << 12;
 
 /// Appends a person's encounters with fresh identifiers, and the diagnoses they code.
 struct Encounters<'r> {
@@ -33,8 +33,10 @@ struct Encounters<'r> {
 
 impl Encounters<'_> {
     fn push(&mut self, mut row: EncounterRow<'_>) {
+        // Never reached by the rates used; if it were, identifiers would stay unique.
+        debug_assert!(self.next < ENCOUNTERS_PER_PERSON, "too many encounters");
         if self.next >= ENCOUNTERS_PER_PERSON {
-            return; // never reached by the rates used; keeps identifiers unique
+            return;
         }
         row.encounter_id = pseudonym(self.key, self.base + self.next);
         row.person_id = self.person_id;
@@ -201,7 +203,7 @@ fn accident_and_emergency(ctx: &mut Context<'_>, dx: &Diagnoses, out: &mut Encou
     for _ in 0..poisson(ctx.rng, ae_rate * years) {
         let day = day_between(ctx.rng, first, last);
         let end = if ctx.rng.random::<f64>() < 0.15 {
-            (day + 1).min(INDEX_DATE)
+            (day + 1).min(last)
         } else {
             day
         };

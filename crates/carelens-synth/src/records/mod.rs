@@ -17,6 +17,8 @@ use crate::sampling::{SynthRng, by_age, day_between, poisson};
 use crate::tables::{ConditionRows, EncounterRows, MedicationRows, ObservationRows};
 
 mod encounters;
+
+pub use encounters::ENCOUNTERS_PER_PERSON;
 mod observations;
 mod prescriptions;
 
@@ -36,7 +38,7 @@ pub struct Diagnosis {
 /// Diagnoses of one person, by group.
 pub type Diagnoses = [Option<Diagnosis>; N_GROUPS];
 
-/// Distributions built once per chunk.
+/// The generator's fixed distributions, built once per extract.
 pub struct Distributions {
     ae_propensity: Gamma<f64>,
     admission_propensity: Gamma<f64>,
