@@ -3,12 +3,21 @@
 
 use std::fs;
 use std::os::unix::process::ExitStatusExt;
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::{carelens, run};
 
 const EXIT_ERROR: i32 = 2;
+
+/// Runs a command that must fail with exit code 2 and say each of `expected` on stderr.
+fn fails_with(cmd: &mut Command, expected: &[&str]) {
+    let (output, _, stderr) = run(cmd);
+    assert_eq!(output.status.code(), Some(EXIT_ERROR), "{stderr}");
+    for text in expected {
+        assert!(stderr.contains(text), "missing {text:?} in:\n{stderr}");
+    }
+}
 
 #[test]
 fn synth_writes_a_complete_extract_that_the_catalog_accepts() {
@@ -41,13 +50,11 @@ fn synth_writes_a_complete_extract_that_the_catalog_accepts() {
 fn synth_refuses_zero_persons() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("none");
-    let (output, _, stderr) = run(carelens()
-        .args(["synth", "--persons", "0", "--out"])
-        .arg(&out));
-    assert_eq!(output.status.code(), Some(EXIT_ERROR));
-    assert!(
-        stderr.contains("--persons must be between 1 and"),
-        "{stderr}"
+    fails_with(
+        carelens()
+            .args(["synth", "--persons", "0", "--out"])
+            .arg(&out),
+        &["--persons must be between 1 and"],
     );
     assert!(!out.exists());
 }
@@ -57,15 +64,12 @@ fn synth_refuses_a_non_empty_folder_without_force_and_leaves_it_alone() {
     let dir = tempfile::tempdir().unwrap();
     let precious = dir.path().join("notes.txt");
     fs::write(&precious, "keep me").unwrap();
-    let (output, _, stderr) = run(carelens()
-        .args(["synth", "--persons", "10", "--out"])
-        .arg(dir.path()));
-    assert_eq!(output.status.code(), Some(EXIT_ERROR));
-    assert!(
-        stderr.contains("already exists and is not empty"),
-        "{stderr}"
+    fails_with(
+        carelens()
+            .args(["synth", "--persons", "10", "--out"])
+            .arg(dir.path()),
+        &["already exists and is not empty", "--force"],
     );
-    assert!(stderr.contains("--force"), "{stderr}");
     assert_eq!(fs::read_to_string(&precious).unwrap(), "keep me");
 }
 
@@ -74,20 +78,22 @@ fn force_replaces_an_extract_but_never_another_folder() {
     let dir = tempfile::tempdir().unwrap();
     let precious = dir.path().join("notes.txt");
     fs::write(&precious, "keep me").unwrap();
-    let (output, _, stderr) = run(carelens()
-        .args(["synth", "--persons", "10", "--force", "--out"])
-        .arg(dir.path()));
-    assert_eq!(output.status.code(), Some(EXIT_ERROR));
-    assert!(stderr.contains("not a carelens extract"), "{stderr}");
+    fails_with(
+        carelens()
+            .args(["synth", "--persons", "10", "--force", "--out"])
+            .arg(dir.path()),
+        &["not a carelens extract"],
+    );
     assert!(precious.exists());
 
     // A project folder with a hand-written catalog is not an extract either.
     fs::write(dir.path().join("carelens.toml"), "[dataset]\n").unwrap();
-    let (output, _, stderr) = run(carelens()
-        .args(["synth", "--persons", "10", "--force", "--out"])
-        .arg(dir.path()));
-    assert_eq!(output.status.code(), Some(EXIT_ERROR));
-    assert!(stderr.contains("not a carelens extract"), "{stderr}");
+    fails_with(
+        carelens()
+            .args(["synth", "--persons", "10", "--force", "--out"])
+            .arg(dir.path()),
+        &["not a carelens extract"],
+    );
     assert!(precious.exists());
 
     let out = dir.path().join("extract");
@@ -117,12 +123,12 @@ fn synth_into_a_path_below_a_file_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("a-file");
     fs::write(&file, "").unwrap();
-    let (output, _, stderr) = run(carelens()
-        .args(["synth", "--persons", "10", "--out"])
-        .arg(file.join("extract")));
-    assert_eq!(output.status.code(), Some(EXIT_ERROR));
-    assert!(stderr.contains("could not create"), "{stderr}");
-    assert!(stderr.contains("a-file"), "{stderr}");
+    fails_with(
+        carelens()
+            .args(["synth", "--persons", "10", "--out"])
+            .arg(file.join("extract")),
+        &["could not create", "a-file"],
+    );
 }
 
 #[test]
@@ -170,9 +176,10 @@ fn an_interrupted_synth_leaves_no_extract() {
 fn catalog_errors_name_the_file_and_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("nowhere.toml");
-    let (output, _, stderr) = run(carelens().arg("catalog").arg("--config").arg(&missing));
-    assert_eq!(output.status.code(), Some(EXIT_ERROR));
-    assert!(stderr.contains("nowhere.toml"), "{stderr}");
+    fails_with(
+        carelens().arg("catalog").arg("--config").arg(&missing),
+        &["nowhere.toml"],
+    );
 
     let bad = dir.path().join("carelens.toml");
     fs::write(
@@ -190,11 +197,10 @@ columns = [ { name = "person_id", type = "Int64" } ]
 "#,
     )
     .unwrap();
-    let (output, _, stderr) = run(carelens().arg("catalog").arg("--config").arg(&bad));
-    assert_eq!(output.status.code(), Some(EXIT_ERROR));
-    assert!(stderr.contains("carelens.toml"), "{stderr}");
-    assert!(stderr.contains("tables.person"), "{stderr}");
-    assert!(stderr.contains("hint:"), "{stderr}");
+    fails_with(
+        carelens().arg("catalog").arg("--config").arg(&bad),
+        &["carelens.toml", "tables.person", "hint:"],
+    );
 }
 
 #[test]
@@ -221,38 +227,35 @@ fn catalog_output_to_a_closed_pipe_is_not_an_error() {
 #[test]
 fn synth_into_an_unwritable_folder_is_a_clear_error() {
     // /proc refuses new entries even to root, unlike a chmod-ed folder.
-    let (output, _, stderr) = run(carelens().args([
-        "synth",
-        "--persons",
-        "10",
-        "--out",
-        "/proc/carelens-extract",
-    ]));
-    assert_eq!(output.status.code(), Some(EXIT_ERROR));
-    assert!(
-        stderr.contains("could not create a staging folder in /proc"),
-        "{stderr}"
+    fails_with(
+        carelens().args([
+            "synth",
+            "--persons",
+            "10",
+            "--out",
+            "/proc/carelens-extract",
+        ]),
+        &["could not create a staging folder in /proc"],
     );
 }
 
 #[test]
 fn synth_rejects_a_persons_value_that_is_not_a_number() {
-    let (output, _, stderr) = run(carelens().args(["synth", "--persons", "many", "--out", "x"]));
-    assert_eq!(output.status.code(), Some(EXIT_ERROR));
-    assert!(
-        stderr.contains("invalid value 'many' for '--persons"),
-        "{stderr}"
+    fails_with(
+        carelens().args(["synth", "--persons", "many", "--out", "x"]),
+        &["invalid value 'many' for '--persons"],
     );
 }
 
 #[test]
 fn synth_refuses_an_out_that_names_no_folder() {
     let dir = tempfile::tempdir().unwrap();
-    let (output, _, stderr) = run(carelens()
-        .args(["synth", "--persons", "10", "--out", "."])
-        .current_dir(dir.path()));
-    assert_eq!(output.status.code(), Some(EXIT_ERROR));
-    assert!(stderr.contains("does not name a new folder"), "{stderr}");
+    fails_with(
+        carelens()
+            .args(["synth", "--persons", "10", "--out", "."])
+            .current_dir(dir.path()),
+        &["does not name a new folder"],
+    );
     assert_eq!(
         fs::read_dir(dir.path()).unwrap().count(),
         0,
