@@ -1,0 +1,301 @@
+//! Statistical tests of the mechanisms: they draw from the real (OpenSSL-seeded) samplers,
+//! so every threshold is set so that a false failure has probability below about 1e-6,
+//! and each check is shown to fail on a deliberately broken mechanism.
+
+use std::collections::BTreeMap;
+
+use opendp::domains::{AtomDomain, VectorDomain};
+use opendp::measurements::make_laplace;
+use opendp::measures::MaxDivergence;
+use opendp::metrics::L1Distance;
+
+use crate::{
+    Alpha, Delta, Epsilon, KeySelection, NoiseDistribution, NoiseKind, NoiseMechanism, Sensitivity,
+};
+
+/// z-score used for every one-sided check: P(N(0,1) > 5) ≈ 2.9e-7.
+const Z: f64 = 5.0;
+
+const DRAWS: usize = 100_000;
+
+fn histogram(draws: &[i64]) -> BTreeMap<i64, u64> {
+    let mut h = BTreeMap::new();
+    for &d in draws {
+        *h.entry(d).or_insert(0) += 1;
+    }
+    h
+}
+
+/// Noise draws from the carelens count mechanism (sensitivity 1) at `scale`, centred.
+fn count_noise(kind: NoiseKind, scale: f64, n: usize) -> Vec<i64> {
+    let sens = Sensitivity {
+        max_groups: 1,
+        per_group: 1,
+    };
+    let m = match kind {
+        NoiseKind::Laplace => NoiseMechanism::laplace(sens, Epsilon::new(1.0 / scale).unwrap()),
+        NoiseKind::Gaussian => {
+            NoiseMechanism::gaussian(sens, Epsilon::new(1.0).unwrap(), Delta::new(1e-6).unwrap())
+        }
+    }
+    .unwrap();
+    const C: i64 = 1_000;
+    m.release(&vec![C; n])
+        .unwrap()
+        .into_iter()
+        .map(|v| v - C)
+        .collect()
+}
+
+/// Draws straight from opendp's discrete Laplace at any scale, bypassing carelens'
+/// calibration: the way to build a broken mechanism for the tests.
+fn raw_laplace(scale: f64, centre: i64, n: usize) -> Vec<i64> {
+    let m = make_laplace::<_, _, MaxDivergence>(
+        VectorDomain::new(AtomDomain::<i64>::default()),
+        L1Distance::<i64>::default(),
+        scale,
+        None,
+    )
+    .unwrap();
+    m.invoke(&vec![centre; n]).unwrap()
+}
+
+fn laplace_pmf(scale: f64) -> impl Fn(i64) -> f64 {
+    let q = (-1.0 / scale).exp();
+    move |z| (1.0 - q) / (1.0 + q) * q.powf(z.unsigned_abs() as f64)
+}
+
+fn gaussian_pmf(sigma: f64) -> impl Fn(i64) -> f64 {
+    let kernel = move |z: i64| (-(z as f64).powi(2) / (2.0 * sigma * sigma)).exp();
+    let reach = (sigma * 40.0).ceil() as i64 + 10;
+    let norm: f64 = (-reach..=reach).map(kernel).sum();
+    move |z| kernel(z) / norm
+}
+
+/// Upper `Z`-sigma quantile of χ² with `df` degrees of freedom (Wilson–Hilferty).
+fn chi2_critical(df: usize) -> f64 {
+    let k = df as f64;
+    let a = 2.0 / (9.0 * k);
+    k * (1.0 - a + Z * a.sqrt()).powi(3)
+}
+
+/// Pearson's χ² of `draws` against `pmf`, with the tails pooled so that every bin expects
+/// at least 20 draws. Returns (statistic, degrees of freedom).
+fn chi_squared(draws: &[i64], pmf: &dyn Fn(i64) -> f64) -> (f64, usize) {
+    let n = draws.len() as f64;
+    let h = histogram(draws);
+    // The central range where each value expects >= 20 draws.
+    let mut k = 0i64;
+    while pmf(k + 1) * n >= 20.0 {
+        k += 1;
+    }
+    let count = |z: i64| *h.get(&z).unwrap_or(&0) as f64;
+    let mut stat = 0.0;
+    let mut bins = 0;
+    let mut central_mass = 0.0;
+    for z in -k..=k {
+        let e = pmf(z) * n;
+        central_mass += pmf(z);
+        stat += (count(z) - e).powi(2) / e;
+        bins += 1;
+    }
+    // Two tails, symmetric: each has (1 - central) / 2.
+    let tail_e = (1.0 - central_mass) / 2.0 * n;
+    let lower: f64 = h.range(..-k).map(|(_, c)| *c as f64).sum();
+    let upper: f64 = h.range(k + 1..).map(|(_, c)| *c as f64).sum();
+    if tail_e > 0.0 {
+        stat += (lower - tail_e).powi(2) / tail_e + (upper - tail_e).powi(2) / tail_e;
+        bins += 2;
+    }
+    (stat, bins - 1)
+}
+
+fn fits(draws: &[i64], pmf: &dyn Fn(i64) -> f64) -> Result<(), String> {
+    let (stat, df) = chi_squared(draws, pmf);
+    let critical = chi2_critical(df);
+    if stat <= critical {
+        Ok(())
+    } else {
+        Err(format!("chi2 = {stat:.1} > {critical:.1} with {df} df"))
+    }
+}
+
+#[test]
+fn count_mechanism_matches_the_discrete_laplace_pmf() {
+    for scale in [0.7, 2.0, 10.0, 45.0] {
+        let draws = count_noise(NoiseKind::Laplace, scale, DRAWS);
+        fits(&draws, &laplace_pmf(scale)).unwrap_or_else(|e| panic!("scale {scale}: {e}"));
+    }
+}
+
+#[test]
+fn gaussian_mechanism_matches_the_discrete_gaussian_pmf() {
+    let sens = Sensitivity {
+        max_groups: 1,
+        per_group: 1,
+    };
+    let m = NoiseMechanism::gaussian(sens, Epsilon::new(1.0).unwrap(), Delta::new(1e-6).unwrap())
+        .unwrap();
+    let draws = count_noise(NoiseKind::Gaussian, 0.0, DRAWS);
+    fits(&draws, &gaussian_pmf(m.scale())).unwrap_or_else(|e| panic!("σ {}: {e}", m.scale()));
+}
+
+#[test]
+fn goodness_of_fit_rejects_the_wrong_scale() {
+    // The same test must fail when the noise is 15% narrower than claimed.
+    let draws = raw_laplace(2.0 * 0.85, 0, DRAWS);
+    assert!(
+        fits(&draws, &laplace_pmf(2.0)).is_err(),
+        "a 15% scale error went unnoticed"
+    );
+}
+
+#[test]
+fn intervals_cover_at_least_their_confidence() {
+    for (kind, scale) in [
+        (NoiseKind::Laplace, 3.0),
+        (NoiseKind::Laplace, 25.0),
+        (NoiseKind::Gaussian, 0.0),
+    ] {
+        let draws = count_noise(kind, scale, DRAWS);
+        let distribution = match kind {
+            NoiseKind::Laplace => NoiseDistribution::DiscreteLaplace { scale },
+            NoiseKind::Gaussian => {
+                let sens = Sensitivity {
+                    max_groups: 1,
+                    per_group: 1,
+                };
+                NoiseMechanism::gaussian(
+                    sens,
+                    Epsilon::new(1.0).unwrap(),
+                    Delta::new(1e-6).unwrap(),
+                )
+                .unwrap()
+                .distribution()
+            }
+        };
+        for alpha in [0.05, 0.01] {
+            let h = distribution.half_width(Alpha::new(alpha).unwrap()).unwrap() as i64;
+            let inside = draws.iter().filter(|z| z.abs() <= h).count() as f64 / DRAWS as f64;
+            let se = (alpha * (1.0 - alpha) / DRAWS as f64).sqrt();
+            assert!(
+                inside >= 1.0 - alpha - Z * se,
+                "{kind:?} α={alpha}: coverage {inside}"
+            );
+        }
+    }
+}
+
+/// The largest excess, in standard errors, of an empirical log-likelihood ratio between
+/// the outputs on two neighbouring inputs over ε, across the output values that both
+/// samples hit often enough (≥ 100 times) for the ratio to be estimated. A correct
+/// ε-DP mechanism has every true ratio within e^±ε, so the excess exceeds `Z` only by
+/// sampling error of probability < 1e-6 per bin.
+fn worst_privacy_excess(a: &[i64], b: &[i64], epsilon: f64) -> f64 {
+    let (ha, hb) = (histogram(a), histogram(b));
+    let (na, nb) = (a.len() as f64, b.len() as f64);
+    let mut worst = f64::NEG_INFINITY;
+    for (value, &ca) in &ha {
+        let Some(&cb) = hb.get(value) else { continue };
+        if ca < 100 || cb < 100 {
+            continue;
+        }
+        let (ca, cb) = (ca as f64, cb as f64);
+        let log_ratio = ((ca / na) / (cb / nb)).ln().abs();
+        let se = (1.0 / ca + 1.0 / cb).sqrt();
+        worst = worst.max((log_ratio - epsilon) / se);
+    }
+    worst
+}
+
+#[test]
+fn empirical_privacy_loss_is_within_epsilon() {
+    // Counts (sensitivity 1) and a fixed-point sum (sensitivity 3).
+    for (per_group, epsilon) in [(1u64, 1.0), (3, 1.0), (1, 0.3)] {
+        let sens = Sensitivity {
+            max_groups: 1,
+            per_group,
+        };
+        let m = NoiseMechanism::laplace(sens, Epsilon::new(epsilon).unwrap()).unwrap();
+        let c = 200i64;
+        let a = m.release(&vec![c; 2 * DRAWS]).unwrap();
+        let b = m.release(&vec![c + per_group as i64; 2 * DRAWS]).unwrap();
+        let excess = worst_privacy_excess(&a, &b, epsilon);
+        assert!(
+            excess <= Z,
+            "Δ={per_group} ε={epsilon}: excess {excess:.1} standard errors"
+        );
+    }
+}
+
+#[test]
+fn empirical_privacy_check_catches_a_mechanism_with_too_little_noise() {
+    let epsilon = 1.0;
+    let c = 200i64;
+    // Half the noise: the true loss is 2ε.
+    let a = raw_laplace(0.5 / epsilon, c, 2 * DRAWS);
+    let b = raw_laplace(0.5 / epsilon, c + 1, 2 * DRAWS);
+    let excess = worst_privacy_excess(&a, &b, epsilon);
+    assert!(excess > Z, "half the noise went unnoticed: {excess:.1}");
+    // Even 20% too little noise (true loss 1.25ε) is caught.
+    let a = raw_laplace(0.8 / epsilon, c, 2 * DRAWS);
+    let b = raw_laplace(0.8 / epsilon, c + 1, 2 * DRAWS);
+    let excess = worst_privacy_excess(&a, &b, epsilon);
+    assert!(
+        excess > Z,
+        "20% too little noise went unnoticed: {excess:.1}"
+    );
+}
+
+#[test]
+fn a_one_person_key_is_released_no_more_often_than_delta_allows() {
+    let epsilon = Epsilon::new(1.0).unwrap();
+    // A δ large enough that its release rate can be measured in 200,000 trials.
+    let delta = 1e-3;
+    for max_groups in [1u32, 3] {
+        let ks = KeySelection::calibrate(epsilon, Delta::new(delta).unwrap(), max_groups).unwrap();
+        let trials = 200_000 / max_groups as usize;
+        // One person in `max_groups` groups, each group holding only them.
+        let counts = vec![1i64; trials * max_groups as usize];
+        let selected = ks.select(&counts).unwrap();
+        let leaked = selected
+            .chunks(max_groups as usize)
+            .filter(|person| person.iter().any(Option::is_some))
+            .count() as f64;
+        let expected_max = delta * trials as f64;
+        assert!(
+            leaked <= expected_max + Z * expected_max.sqrt(),
+            "L0={max_groups}: {leaked} of {trials} one-person keys released (δ allows {expected_max})"
+        );
+    }
+}
+
+#[test]
+fn key_selection_check_catches_the_threshold_opendp_alone_would_choose() {
+    // opendp 0.16's map leaves out the mass at τ (issue #2922) and so accepts τ − 1 for
+    // these parameters; at τ − 1 a one-person key leaks with probability P(Z ≥ 6) ≈ 1.8δ,
+    // which the same check must catch (400,000 trials: missing it is an 8σ event). This is how the bug was found.
+    let epsilon = Epsilon::new(1.0).unwrap();
+    let delta = 1e-3;
+    let ks = KeySelection::calibrate(epsilon, Delta::new(delta).unwrap(), 1).unwrap();
+    assert_eq!(ks.threshold(), 8);
+    let trials = 400_000usize;
+    let too_low = ks.threshold() - 1;
+    let noisy = raw_laplace(ks.scale(), 1, trials);
+    let leaked = noisy.iter().filter(|&&v| v >= too_low).count() as f64;
+    let expected_max = delta * trials as f64;
+    assert!(
+        leaked > expected_max + Z * expected_max.sqrt(),
+        "τ − 1 went unnoticed: {leaked}"
+    );
+}
+
+#[test]
+fn a_large_key_is_always_released() {
+    let ks =
+        KeySelection::calibrate(Epsilon::new(1.0).unwrap(), Delta::new(1e-6).unwrap(), 2).unwrap();
+    // 40 noise scales above τ: missing one has probability about e^-40 per key.
+    let big = ks.threshold() + (40.0 * ks.scale()).ceil() as i64;
+    let selected = ks.select(&vec![big; DRAWS]).unwrap();
+    assert!(selected.iter().all(Option::is_some));
+}
