@@ -4,10 +4,14 @@
 //! The half-widths are exact (for the integer distributions opendp samples), not normal
 //! approximations: `P(|Z| > h) ≤ α` and `h` is the smallest integer for which that holds.
 
-use opendp::accuracy::discrete_gaussian_scale_to_accuracy;
+use opendp::accuracy::{discrete_gaussian_scale_to_accuracy, gaussian_scale_to_accuracy};
 use serde::{Deserialize, Serialize};
 
 use crate::params::Alpha;
+
+/// Up to this σ the discrete Gaussian half-width is summed exactly (O(σ) steps); above it,
+/// a tail bound that is at most about one unit wider is used.
+const EXACT_GAUSSIAN_MAX_SCALE: f64 = 10_000.0;
 
 /// The distribution of the noise added to an integer aggregate.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -35,7 +39,7 @@ pub enum AccuracyError {
         scale: f64,
     },
     /// opendp could not compute the discrete Gaussian tail.
-    #[error("could not compute the accuracy of the discrete Gaussian")]
+    #[error("could not compute the accuracy of the discrete Gaussian: {0}")]
     Opendp(#[source] opendp::error::Error),
 }
 
@@ -51,18 +55,38 @@ impl NoiseDistribution {
             NoiseDistribution::DiscreteLaplace { scale } => {
                 let t = checked_scale(scale)?;
                 let q = (-1.0 / t).exp();
+                // ln P(|Z| > h) = ln 2 − (h + 1)/t − ln(1 + q), for h ≥ 0.
+                let ln_tail = |h: u64| 2f64.ln() - (h as f64 + 1.0) / t - q.ln_1p();
+                let ln_alpha = alpha.value().ln();
+                // Closed form for the start, then step to the exact smallest h, so that
+                // float rounding in the formula can never under-cover.
                 let k = t * (2.0 / (alpha.value() * (1.0 + q))).ln();
-                // `k` is where P(|Z| ≥ k) = α; a few ulps of slack so that an exact
-                // integer `k` is not pushed to the next one by rounding.
-                let k = (k - k.abs() * 1e-12).ceil();
-                Ok(float_to_u64(k - 1.0))
+                let mut h = float_to_u64(k.ceil() - 1.0);
+                while ln_tail(h) > ln_alpha {
+                    h += 1;
+                }
+                while h > 0 && ln_tail(h - 1) <= ln_alpha {
+                    h -= 1;
+                }
+                Ok(h)
             }
             NoiseDistribution::DiscreteGaussian { scale } => {
                 let s = checked_scale(scale)?;
-                let accuracy = discrete_gaussian_scale_to_accuracy(s, alpha.value())
-                    .map_err(AccuracyError::Opendp)?;
-                // opendp returns `a` with P(|Z| ≥ a) ≤ α.
-                Ok(float_to_u64(accuracy.ceil() - 1.0))
+                if s <= EXACT_GAUSSIAN_MAX_SCALE {
+                    let accuracy = discrete_gaussian_scale_to_accuracy(s, alpha.value())
+                        .map_err(AccuracyError::Opendp)?;
+                    // opendp returns `a` with P(|Z| ≥ a) ≤ α.
+                    Ok(float_to_u64(accuracy.ceil() - 1.0))
+                } else {
+                    // opendp's exact sum takes O(σ) steps (and overflows an i32 counter
+                    // near σ = 6·10⁷). For large σ use P(X ≥ m) ≤ P(N(0, σ²) ≥ m − 1)
+                    // (Canonne, Kamath & Steinke 2020, Prop. 25): P(|X| > h) ≤
+                    // 2·P(N ≥ h) ≤ α when h ≥ σ·z(α/2). At most about one unit wider than
+                    // exact, never narrower.
+                    let z = gaussian_scale_to_accuracy(s, alpha.value())
+                        .map_err(AccuracyError::Opendp)?;
+                    Ok(float_to_u64(z.ceil()))
+                }
             }
         }
     }
@@ -205,6 +229,43 @@ mod tests {
             // one unit of it (rounded to an integer).
             assert!((h as f64 - 1.96 * sigma).abs() <= 1.5, "σ={sigma}: {h}");
         }
+    }
+
+    #[test]
+    fn gaussian_half_width_is_fast_and_safe_at_large_scales() {
+        // Fixed-point sums in pence reach σ ≈ 4·10⁸; opendp's exact sum would take minutes
+        // or overflow. The bound is within a unit or two of 1.96σ.
+        for sigma in [10_001.0, 4e8, 1e12] {
+            let h = NoiseDistribution::DiscreteGaussian { scale: sigma }
+                .half_width(Alpha::FIVE_PERCENT)
+                .unwrap() as f64;
+            assert!(
+                h >= 1.959_963_9 * sigma && h <= 1.959_964_1 * sigma + 2.0,
+                "σ={sigma}: {h}"
+            );
+        }
+        // Either side of the switch agree to within a unit.
+        let exact = NoiseDistribution::DiscreteGaussian { scale: 10_000.0 }
+            .half_width(Alpha::FIVE_PERCENT)
+            .unwrap();
+        let bound = NoiseDistribution::DiscreteGaussian {
+            scale: 10_000.000_001,
+        }
+        .half_width(Alpha::FIVE_PERCENT)
+        .unwrap();
+        assert!(bound >= exact && bound <= exact + 2, "{exact} vs {bound}");
+    }
+
+    #[test]
+    fn laplace_half_width_is_exact_at_huge_scales() {
+        let t = 3e11;
+        let h = NoiseDistribution::DiscreteLaplace { scale: t }
+            .half_width(Alpha::FIVE_PERCENT)
+            .unwrap();
+        let q = (-1.0 / t).exp();
+        let ln_tail = |h: u64| 2f64.ln() - (h as f64 + 1.0) / t - q.ln_1p();
+        assert!(ln_tail(h) <= 0.05f64.ln());
+        assert!(ln_tail(h - 1) > 0.05f64.ln());
     }
 
     #[test]

@@ -58,6 +58,14 @@ fn split(total: f64, weights: &[f64]) -> Result<Vec<f64>, ParamError> {
         return Err(bad());
     }
     let mut shares: Vec<f64> = weights.iter().map(|w| total * (w / sum)).collect();
+    // A positive weight must get a positive share: 0 would mean "needs no budget".
+    if weights
+        .iter()
+        .zip(&shares)
+        .any(|(w, s)| *w > 0.0 && *s <= 0.0)
+    {
+        return Err(bad());
+    }
     // Rounding may push the sum of shares a few ulps above the total: shave every share
     // down until it does not. Converges in a handful of steps.
     while shares.iter().sum::<f64>() > total {
@@ -186,6 +194,8 @@ mod tests {
             vec![1.0, -1.0],
             vec![f64::NAN],
             vec![f64::INFINITY],
+            // A positive weight so small that its share underflows to 0.
+            vec![1e300, 1e-300],
         ] {
             let e = split_epsilon(eps(1.0), &weights).unwrap_err();
             assert!(matches!(e, ParamError::BadWeights { .. }), "{weights:?}");

@@ -18,6 +18,8 @@
 //! midpoint-6 option (OpenSAFELY) maps 0 to 0 and any other count to the middle of its
 //! block of six: 1–6 → 3, 7–12 → 9, 13–18 → 15.
 
+use std::num::NonZeroU32;
+
 use serde::{Deserialize, Serialize};
 
 use crate::accuracy::{AccuracyError, Interval, NoiseDistribution, ratio_interval};
@@ -31,8 +33,8 @@ pub enum Rounding {
     None,
     /// To the nearest multiple of `base`, halves away from zero.
     Nearest {
-        /// The base, at least 1.
-        base: u32,
+        /// The base, at least 1 (0 is refused when the policy is read).
+        base: NonZeroU32,
     },
     /// OpenSAFELY's midpoint-6: `⌈x/6⌉·6 − 3` for `x > 0`, and 0 for 0.
     Midpoint6,
@@ -44,7 +46,7 @@ impl Rounding {
         match self {
             Rounding::None => x,
             Rounding::Nearest { base } => {
-                let base = f64::from(base.max(1));
+                let base = f64::from(base.get());
                 (x / base).round() * base
             }
             Rounding::Midpoint6 => {
@@ -61,7 +63,7 @@ impl Rounding {
     pub fn max_error(self) -> f64 {
         match self {
             Rounding::None => 0.0,
-            Rounding::Nearest { base } => f64::from(base.max(1)) / 2.0,
+            Rounding::Nearest { base } => f64::from(base.get()) / 2.0,
             Rounding::Midpoint6 => 3.0,
         }
     }
@@ -103,6 +105,9 @@ impl Marker {
     }
 }
 
+/// Rounding base of the presets.
+const FIVE: NonZeroU32 = NonZeroU32::new(5).expect("5 is not zero");
+
 /// The rules applied to noisy values before they are released.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -129,7 +134,7 @@ impl DisclosurePolicy {
     /// NHS England / OpenSAFELY sub-national: suppress ≤ 7, round to 5.
     pub const NHS: DisclosurePolicy = DisclosurePolicy {
         suppress_at_or_below: Some(7),
-        rounding: Rounding::Nearest { base: 5 },
+        rounding: Rounding::Nearest { base: FIVE },
         zero: ZeroPolicy::Suppress,
         marker: Marker::Asterisk,
     };
@@ -137,7 +142,7 @@ impl DisclosurePolicy {
     /// ONS: suppress < 10, round to 5.
     pub const ONS: DisclosurePolicy = DisclosurePolicy {
         suppress_at_or_below: Some(9),
-        rounding: Rounding::Nearest { base: 5 },
+        rounding: Rounding::Nearest { base: FIVE },
         zero: ZeroPolicy::Suppress,
         marker: Marker::Confidential,
     };
@@ -169,7 +174,7 @@ impl DisclosurePolicy {
     ///
     /// Suppressed if the noisy value is at or below the threshold; otherwise clamped at 0,
     /// rounded, and suppressed if that gives 0 under [`ZeroPolicy::Suppress`].
-    pub fn count(&self, noisy: i64, noise: NoiseDistribution) -> Cell {
+    pub fn count_cell(&self, noisy: i64, noise: NoiseDistribution) -> Cell {
         if self.suppresses(noisy) {
             return Cell::Suppressed;
         }
@@ -188,10 +193,10 @@ impl DisclosurePolicy {
         })
     }
 
-    /// A value cell (a sum), released unless its group is suppressed. `unit` converts the
+    /// A sum cell, released unless its group is suppressed. `unit` converts the
     /// integer noise to the value's scale (the fixed-point precision). Sums are not
     /// rounded to the count base: their noise is already far coarser than the precision.
-    pub fn value(
+    pub fn sum_cell(
         &self,
         group_suppressed: bool,
         value: f64,
@@ -346,7 +351,7 @@ mod tests {
     const NOISE: NoiseDistribution = NoiseDistribution::DiscreteLaplace { scale: 2.0 };
 
     fn shown(policy: &DisclosurePolicy, noisy: i64) -> Option<f64> {
-        policy.count(noisy, NOISE).value()
+        policy.count_cell(noisy, NOISE).value()
     }
 
     #[test]
@@ -411,13 +416,19 @@ mod tests {
 
     #[test]
     fn halves_round_away_from_zero() {
-        let five = Rounding::Nearest { base: 5 };
+        let five = Rounding::Nearest { base: FIVE };
         assert_eq!(five.apply(12.5), 15.0);
         assert_eq!(five.apply(12.4999), 10.0);
         assert_eq!(five.apply(7.5), 10.0);
         assert_eq!(five.apply(2.5), 5.0);
         assert_eq!(five.apply(2.4), 0.0);
-        assert_eq!(Rounding::Nearest { base: 10 }.apply(15.0), 20.0);
+        assert_eq!(
+            Rounding::Nearest {
+                base: NonZeroU32::new(10).unwrap()
+            }
+            .apply(15.0),
+            20.0
+        );
         assert_eq!(five.max_error(), 2.5);
     }
 
@@ -451,7 +462,7 @@ mod tests {
     fn zero_policy_suppresses_rounded_zeros_when_asked() {
         let p = DisclosurePolicy {
             suppress_at_or_below: None,
-            rounding: Rounding::Nearest { base: 5 },
+            rounding: Rounding::Nearest { base: FIVE },
             zero: ZeroPolicy::Suppress,
             marker: Marker::Empty,
         };
@@ -480,7 +491,7 @@ mod tests {
 
     #[test]
     fn released_counts_carry_intervals_widened_by_rounding() {
-        let cell = DisclosurePolicy::NHS.count(103, NOISE);
+        let cell = DisclosurePolicy::NHS.count_cell(103, NOISE);
         assert_eq!(cell.status(), CellStatus::Released);
         let Cell::Released(r) = &cell else {
             panic!("released")
@@ -490,8 +501,8 @@ mod tests {
         assert_eq!(r.value, 105.0);
         assert_eq!((i.lo, i.hi), (105.0 - h - 2.5, 105.0 + h + 2.5));
         // Cut at 0 for counts.
-        let small =
-            DisclosurePolicy::NONE.count(1, NoiseDistribution::DiscreteLaplace { scale: 50.0 });
+        let small = DisclosurePolicy::NONE
+            .count_cell(1, NoiseDistribution::DiscreteLaplace { scale: 50.0 });
         let Cell::Released(r) = small else {
             panic!("released")
         };
@@ -501,9 +512,9 @@ mod tests {
     #[test]
     fn derived_values_are_suppressed_with_their_inputs() {
         let p = DisclosurePolicy::NHS;
-        let people = p.count(2_000, NOISE);
-        let small = p.count(6, NOISE);
-        let admissions = p.count(212, NOISE);
+        let people = p.count_cell(2_000, NOISE);
+        let small = p.count_cell(6, NOISE);
+        let admissions = p.count_cell(212, NOISE);
         assert_eq!(Cell::ratio(&small, &people, 1_000.0), Cell::Suppressed);
         assert_eq!(Cell::ratio(&admissions, &small, 1.0), Cell::Suppressed);
         let rate = Cell::ratio(&admissions, &people, 1_000.0);
@@ -515,9 +526,9 @@ mod tests {
         let i = r.interval(Alpha::FIVE_PERCENT).unwrap().unwrap();
         assert!(i.lo < 105.0 && 105.0 < i.hi);
         // A sum in a suppressed group is suppressed; otherwise released with its unit.
-        let cost = p.value(true, 1234.5, NOISE, 0.01);
+        let cost = p.sum_cell(true, 1234.5, NOISE, 0.01);
         assert_eq!(cost, Cell::Suppressed);
-        let cost = p.value(false, 1234.5, NOISE, 0.01);
+        let cost = p.sum_cell(false, 1234.5, NOISE, 0.01);
         let Cell::Released(r) = &cost else {
             panic!("released")
         };
@@ -530,7 +541,7 @@ mod tests {
     fn ratio_with_a_denominator_that_may_be_zero_has_no_interval() {
         let p = DisclosurePolicy::NONE;
         let wide = NoiseDistribution::DiscreteLaplace { scale: 100.0 };
-        let rate = Cell::ratio(&p.count(50, wide), &p.count(20, wide), 1.0);
+        let rate = Cell::ratio(&p.count_cell(50, wide), &p.count_cell(20, wide), 1.0);
         let Cell::Released(r) = &rate else {
             panic!("released")
         };

@@ -24,7 +24,7 @@ use opendp::domains::{AtomDomain, MapDomain};
 use opendp::measurements::make_laplace_threshold;
 use opendp::measures::{Approximate, MaxDivergence};
 use opendp::metrics::{AbsoluteDistance, L01InfDistance};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::accuracy::NoiseDistribution;
 use crate::budget::{ChargeItem, MechanismKind};
@@ -32,7 +32,9 @@ use crate::noise::MechanismError;
 use crate::params::{Delta, Epsilon};
 
 /// A calibrated key-selection mechanism: the noise scale and the threshold τ.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Deliberately not `Deserialize`: it is only ever made by [`KeySelection::calibrate`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct KeySelection {
     max_groups: u32,
     scale: f64,
@@ -67,7 +69,11 @@ fn measurement(scale: f64, threshold: i64) -> Result<ThresholdMeasurement, Mecha
 /// therefore opendp's map at τ − 1, which is what this returns; τ must be at least 2.
 fn loss(scale: f64, threshold: i64, l0: u32) -> Result<(f64, f64), MechanismError> {
     let l0_i = i64::from(l0);
-    Ok(measurement(scale, threshold - 1)?.map(&(l0, l0_i, 1))?)
+    let shifted = threshold
+        .checked_sub(1)
+        .filter(|t| *t >= 1)
+        .ok_or(MechanismError::ThresholdTooLow { threshold })?;
+    Ok(measurement(scale, shifted)?.map(&(l0, l0_i, 1))?)
 }
 
 /// The largest τ searched for: beyond it the requested δ is unreachable in practice.
@@ -87,7 +93,12 @@ impl KeySelection {
             });
         }
         if max_groups == 0 {
-            return Err(MechanismError::ZeroSensitivity);
+            return Err(MechanismError::ZeroSensitivity {
+                sensitivity: crate::noise::Sensitivity {
+                    max_groups,
+                    per_group: 1,
+                },
+            });
         }
         let mut scale = f64::from(max_groups) / epsilon.value();
         // Nudge the scale until opendp's exact map agrees on ε (as for Laplace).
@@ -169,10 +180,18 @@ impl KeySelection {
     pub fn select(&self, person_counts: &[i64]) -> Result<Vec<Option<i64>>, MechanismError> {
         let (e, d) = loss(self.scale, self.threshold, self.max_groups)?;
         let m = measurement(self.scale, self.threshold)?;
-        if e > self.epsilon.value() || d > self.delta.value() {
+        if e > self.epsilon.value() {
             return Err(MechanismError::Overspend {
+                what: "epsilon",
                 actual: e,
                 charged: self.epsilon.value(),
+            });
+        }
+        if d > self.delta.value() {
+            return Err(MechanismError::Overspend {
+                what: "delta",
+                actual: d,
+                charged: self.delta.value(),
             });
         }
         let input: HashMap<u64, i64> = (0u64..).zip(person_counts.iter().copied()).collect();

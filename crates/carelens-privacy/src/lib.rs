@@ -56,7 +56,7 @@
 //!
 //! let noisy = mechanism.release(&[48_213, 5])?;
 //! let policy = DisclosurePolicy::NHS;
-//! let cells: Vec<Cell> = noisy.iter().map(|&n| policy.count(n, mechanism.distribution())).collect();
+//! let cells: Vec<Cell> = noisy.iter().map(|&n| policy.count_cell(n, mechanism.distribution())).collect();
 //!
 //! // The large count is released, rounded to 5, with a 95% interval; the small one is
 //! // almost surely suppressed (its noisy value would have to exceed 7).

@@ -64,9 +64,10 @@ impl Sensitivity {
             .ok_or(MechanismError::SensitivityOverflow { sensitivity: self })
     }
 
-    /// L2 sensitivity `√L0 · per_group`.
+    /// L2 sensitivity `√L0 · per_group`, rounded up so that float rounding can only
+    /// over-state it.
     pub fn l2(self) -> f64 {
-        f64::from(self.max_groups).sqrt() * self.per_group as f64
+        (f64::from(self.max_groups).sqrt().next_up() * (self.per_group as f64).next_up()).next_up()
     }
 }
 
@@ -84,17 +85,30 @@ pub enum MechanismError {
         /// The sensitivity.
         sensitivity: Sensitivity,
     },
-    /// The per-group sensitivity is 0, so there is nothing to calibrate against.
-    #[error("sensitivity is zero: nothing would be protected (a bug in the caller)")]
-    ZeroSensitivity,
+    /// The per-group sensitivity or the number of groups is 0, so there is nothing to
+    /// calibrate against.
+    #[error(
+        "sensitivity is zero ({} groups x {} units per group): nothing would be protected \
+         (a bug in the caller)",
+        sensitivity.max_groups,
+        sensitivity.per_group
+    )]
+    ZeroSensitivity {
+        /// The sensitivity.
+        sensitivity: Sensitivity,
+    },
     /// The Gaussian mechanism and key selection need δ > 0.
     #[error("{what} needs delta greater than 0; set a delta in the policy or the query")]
     NeedsDelta {
         /// Which mechanism.
         what: &'static str,
     },
-    /// No noise scale up to the search limit meets the requested (ε, δ).
-    #[error("no noise scale meets epsilon = {epsilon} at delta = {delta}")]
+    /// No noise scale (or key-selection threshold) up to the search limit meets the
+    /// requested (ε, δ), e.g. a δ far below 1e-16.
+    #[error(
+        "no noise scale or threshold meets epsilon = {epsilon} at delta = {delta}; \
+         ask for a larger delta or epsilon"
+    )]
     Uncalibrated {
         /// The ε asked for.
         epsilon: f64,
@@ -103,17 +117,25 @@ pub enum MechanismError {
     },
     /// The mechanism's own privacy map claims more loss than it is charged for.
     #[error(
-        "refusing to release: the mechanism's privacy map gives epsilon = {actual}, \
+        "refusing to release: the mechanism's privacy map gives {what} = {actual}, \
          above the {charged} it is charged for"
     )]
     Overspend {
+        /// `epsilon` or `delta`.
+        what: &'static str,
         /// What the privacy map gives.
         actual: f64,
         /// What was charged.
         charged: f64,
     },
+    /// A key-selection threshold below 2 (the smallest that can hold back a one-person key).
+    #[error("key-selection threshold {threshold} is below the minimum of 2")]
+    ThresholdTooLow {
+        /// The threshold.
+        threshold: i64,
+    },
     /// opendp refused to build or run the measurement.
-    #[error("the noise library refused the measurement")]
+    #[error("the noise library refused the measurement: {0}")]
     Opendp(#[source] opendp::error::Error),
 }
 
@@ -127,7 +149,10 @@ impl From<opendp::error::Error> for MechanismError {
 ///
 /// Holds only numbers: the opendp measurement (which is not `Send`) is built inside
 /// [`NoiseMechanism::release`], so this value can cross threads and be stored.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Deliberately not `Deserialize`: a mechanism is only ever made by calibration, never read
+/// back from storage (the ledger stores its [`ChargeItem`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct NoiseMechanism {
     kind: NoiseKind,
     sensitivity: Sensitivity,
@@ -304,7 +329,7 @@ impl NoiseMechanism {
 
 fn nonzero(sensitivity: Sensitivity) -> Result<Sensitivity, MechanismError> {
     if sensitivity.per_group == 0 || sensitivity.max_groups == 0 {
-        return Err(MechanismError::ZeroSensitivity);
+        return Err(MechanismError::ZeroSensitivity { sensitivity });
     }
     Ok(sensitivity)
 }
@@ -312,6 +337,7 @@ fn nonzero(sensitivity: Sensitivity) -> Result<Sensitivity, MechanismError> {
 fn check_loss(actual: f64, charged: Epsilon) -> Result<(), MechanismError> {
     if actual > charged.value() {
         return Err(MechanismError::Overspend {
+            what: "epsilon",
             actual,
             charged: charged.value(),
         });
@@ -418,7 +444,7 @@ mod tests {
         let eps = Epsilon::new(1.0).unwrap();
         assert!(matches!(
             NoiseMechanism::laplace(sens(1, 0), eps).unwrap_err(),
-            MechanismError::ZeroSensitivity
+            MechanismError::ZeroSensitivity { .. }
         ));
         assert!(matches!(
             NoiseMechanism::laplace(sens(u32::MAX, u64::MAX / 2), eps).unwrap_err(),

@@ -90,7 +90,7 @@ pub struct Epsilon(f64);
 
 impl Epsilon {
     /// ε, if `value` is finite and greater than 0.
-    pub fn new(value: f64) -> Result<Self, ParamError> {
+    pub const fn new(value: f64) -> Result<Self, ParamError> {
         if !value.is_finite() {
             return Err(ParamError::EpsilonNotFinite { value });
         }
@@ -100,8 +100,19 @@ impl Epsilon {
         Ok(Self(value))
     }
 
+    /// ε from a constant written in the code, checked at compile time when assigned to a
+    /// `const` (`const E: Epsilon = Epsilon::constant(1.0);`). For values from input or
+    /// configuration use [`Epsilon::new`], which returns an error instead.
+    pub const fn constant(value: f64) -> Self {
+        assert!(
+            value.is_finite() && value > 0.0,
+            "epsilon constant must be finite and > 0"
+        );
+        Self(value)
+    }
+
     /// The value.
-    pub fn value(self) -> f64 {
+    pub const fn value(self) -> f64 {
         self.0
     }
 }
@@ -131,9 +142,10 @@ impl Delta {
     pub const ZERO: Delta = Delta(0.0);
 
     /// δ, if `value` is in [0, 1).
-    pub fn new(value: f64) -> Result<Self, ParamError> {
-        // `contains` is false for NaN.
-        if !(0.0..1.0).contains(&value) {
+    pub const fn new(value: f64) -> Result<Self, ParamError> {
+        // Both comparisons are false for NaN.
+        #[allow(clippy::manual_range_contains)] // `contains` is not const
+        if !(value >= 0.0 && value < 1.0) {
             return Err(ParamError::DeltaOutOfRange { value });
         }
         Ok(Self(value))
@@ -142,6 +154,16 @@ impl Delta {
     /// The value.
     pub fn value(self) -> f64 {
         self.0
+    }
+
+    /// δ from a constant written in the code, checked at compile time when assigned to a
+    /// `const`. For values from input or configuration use [`Delta::new`].
+    pub const fn constant(value: f64) -> Self {
+        assert!(
+            value >= 0.0 && value < 1.0,
+            "delta constant must be in [0, 1)"
+        );
+        Self(value)
     }
 
     /// Whether δ is 0.

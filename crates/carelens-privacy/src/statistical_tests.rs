@@ -186,18 +186,21 @@ fn intervals_cover_at_least_their_confidence() {
     }
 }
 
+/// z-score for the per-bin privacy check: with Bonferroni over at most ~100 bins per
+/// comparison, a false failure has probability below 1e-7.
+const Z_BIN: f64 = 6.0;
+
 /// The largest excess, in standard errors, of an empirical log-likelihood ratio between
 /// the outputs on two neighbouring inputs over ε, across the output values that both
-/// samples hit often enough (≥ 100 times) for the ratio to be estimated. A correct
-/// ε-DP mechanism has every true ratio within e^±ε, so the excess exceeds `Z` only by
-/// sampling error of probability < 1e-6 per bin.
+/// samples hit at least 1,000 times (where the log of a count is close to normal with
+/// variance 1/count). A correct ε-DP mechanism has every true ratio within e^±ε.
 fn worst_privacy_excess(a: &[i64], b: &[i64], epsilon: f64) -> f64 {
     let (ha, hb) = (histogram(a), histogram(b));
     let (na, nb) = (a.len() as f64, b.len() as f64);
     let mut worst = f64::NEG_INFINITY;
     for (value, &ca) in &ha {
         let Some(&cb) = hb.get(value) else { continue };
-        if ca < 100 || cb < 100 {
+        if ca < 1_000 || cb < 1_000 {
             continue;
         }
         let (ca, cb) = (ca as f64, cb as f64);
@@ -236,7 +239,7 @@ fn empirical_privacy_check_catches_a_mechanism_with_too_little_noise() {
     let a = raw_laplace(0.5 / epsilon, c, 2 * DRAWS);
     let b = raw_laplace(0.5 / epsilon, c + 1, 2 * DRAWS);
     let excess = worst_privacy_excess(&a, &b, epsilon);
-    assert!(excess > Z, "half the noise went unnoticed: {excess:.1}");
+    assert!(excess > Z_BIN, "half the noise went unnoticed: {excess:.1}");
     // Even 20% too little noise (true loss 1.25ε) is caught.
     let a = raw_laplace(0.8 / epsilon, c, 2 * DRAWS);
     let b = raw_laplace(0.8 / epsilon, c + 1, 2 * DRAWS);
@@ -247,27 +250,63 @@ fn empirical_privacy_check_catches_a_mechanism_with_too_little_noise() {
     );
 }
 
+/// Release rate of one-person keys: `trials` people, each alone in `max_groups` groups;
+/// returns (people with any key released, the most δ allows plus Z standard errors).
+fn one_person_leaks(ks: &KeySelection, max_groups: u32, delta: f64, trials: usize) -> (f64, f64) {
+    let counts = vec![1i64; trials * max_groups as usize];
+    let selected = ks.select(&counts).unwrap();
+    let leaked = selected
+        .chunks(max_groups as usize)
+        .filter(|person| person.iter().any(Option::is_some))
+        .count() as f64;
+    let expected_max = delta * trials as f64;
+    (leaked, expected_max + Z * expected_max.sqrt())
+}
+
 #[test]
 fn a_one_person_key_is_released_no_more_often_than_delta_allows() {
-    let epsilon = Epsilon::new(1.0).unwrap();
-    // A δ large enough that its release rate can be measured in 200,000 trials.
-    let delta = 1e-3;
-    for max_groups in [1u32, 3] {
-        let ks = KeySelection::calibrate(epsilon, Delta::new(delta).unwrap(), max_groups).unwrap();
-        let trials = 200_000 / max_groups as usize;
-        // One person in `max_groups` groups, each group holding only them.
-        let counts = vec![1i64; trials * max_groups as usize];
-        let selected = ks.select(&counts).unwrap();
-        let leaked = selected
-            .chunks(max_groups as usize)
-            .filter(|person| person.iter().any(Option::is_some))
-            .count() as f64;
-        let expected_max = delta * trials as f64;
+    // δ large enough for the rate to be measured; (ε, δ, L0) chosen so that the threshold
+    // one lower would leak clearly more than δ (checked by the next test).
+    for (epsilon, delta, max_groups, trials) in
+        [(1.0, 1e-3, 1u32, 200_000), (3.0, 1e-2, 3, 100_000)]
+    {
+        let ks = KeySelection::calibrate(
+            Epsilon::new(epsilon).unwrap(),
+            Delta::new(delta).unwrap(),
+            max_groups,
+        )
+        .unwrap();
+        let (leaked, limit) = one_person_leaks(&ks, max_groups, delta, trials);
         assert!(
-            leaked <= expected_max + Z * expected_max.sqrt(),
-            "L0={max_groups}: {leaked} of {trials} one-person keys released (δ allows {expected_max})"
+            leaked <= limit,
+            "L0={max_groups}: {leaked} of {trials} one-person keys released (δ allows {limit:.0})"
         );
     }
+}
+
+#[test]
+fn release_rate_check_catches_a_threshold_one_too_low_with_several_groups() {
+    // For L0 = 3 at ε = 3, δ = 1e-2 the scale is 1 and τ − 1 leaks e ≈ 2.7 times as often;
+    // the same check must fail on it.
+    let (epsilon, delta, max_groups, trials) = (3.0, 1e-2, 3u32, 100_000usize);
+    let ks = KeySelection::calibrate(
+        Epsilon::new(epsilon).unwrap(),
+        Delta::new(delta).unwrap(),
+        max_groups,
+    )
+    .unwrap();
+    let too_low = ks.threshold() - 1;
+    let noisy = raw_laplace(ks.scale(), 1, trials * max_groups as usize);
+    let leaked = noisy
+        .chunks(max_groups as usize)
+        .filter(|person| person.iter().any(|&v| v >= too_low))
+        .count() as f64;
+    let expected_max = delta * trials as f64;
+    let limit = expected_max + Z * expected_max.sqrt();
+    assert!(
+        leaked > limit,
+        "τ − 1 went unnoticed for L0 = 3: {leaked} ≤ {limit:.0}"
+    );
 }
 
 #[test]
