@@ -23,6 +23,11 @@ pub enum Command {
     Synth(SynthArgs),
     /// Check a catalog against its Parquet files and show what can be queried.
     Catalog(CatalogArgs),
+    /// Show privacy budget spent and left: yours and the dataset's (everyone's for
+    /// approvers and admins).
+    Budget(crate::governance::BudgetArgs),
+    /// Check or read the hash-chained audit log.
+    Audit(crate::governance::AuditArgs),
 }
 
 #[derive(Debug, Args)]

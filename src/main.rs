@@ -4,6 +4,7 @@
 //! exit codes live here; everything else lives in the libraries.
 
 mod cli;
+mod governance;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -22,6 +23,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Synth(args) => cli::synth(args),
         Command::Catalog(args) => cli::catalog(args),
+        Command::Budget(args) => governance::budget(args),
+        Command::Audit(args) => governance::audit(args),
     };
     match result {
         Ok(()) => ExitCode::from(EXIT_OK),

@@ -6,5 +6,6 @@
 
 mod cli;
 mod common;
+mod ledger;
 mod realism;
 mod sample_data;

@@ -58,6 +58,7 @@
 
 mod error;
 mod files;
+mod governance;
 mod load;
 mod model;
 mod report;
@@ -66,6 +67,7 @@ mod test_support;
 mod validate;
 
 pub use error::{CatalogError, Problem};
+pub use governance::{DEFAULT_LEDGER_PATH, DisclosureSetting, LedgerSection, Policy, Role, User};
 pub use load::{LoadedCatalog, TableFiles, load};
 pub use model::{Catalog, Column, ColumnType, Dataset, Literal, PublicDomain, Table, TableKind};
 pub use report::{CatalogReport, ColumnReport, TableReport, thousands};

@@ -79,6 +79,68 @@ impl LoadedCatalog {
         self.catalog.tables.iter().zip(&self.files)
     }
 
+    /// The ledger's SQLite file: `[ledger] path`, or [`crate::DEFAULT_LEDGER_PATH`],
+    /// relative to the catalog's folder.
+    pub fn ledger_path(&self) -> PathBuf {
+        let relative = self
+            .catalog
+            .ledger
+            .as_ref()
+            .map_or(crate::DEFAULT_LEDGER_PATH, |l| l.path.as_str());
+        self.folder.join(relative)
+    }
+
+    /// The user with this name, if the catalog lists them.
+    pub fn user(&self, name: &str) -> Option<&crate::User> {
+        self.catalog.users.iter().find(|u| u.name == name)
+    }
+
+    /// A version of the data: a SHA-256 over every table's name and, for each of its
+    /// Parquet files, its path, size, modification time and last 64 KiB (the footer, which
+    /// holds the schema, row counts, offsets and statistics of every column chunk).
+    ///
+    /// Any rewrite of a file changes it; the release cache is keyed by it, so changed data
+    /// never serves an old release. Reads at most 64 KiB per file.
+    pub fn data_version(&self) -> Result<String, CatalogError> {
+        use sha2::{Digest, Sha256};
+        use std::io::{Read, Seek, SeekFrom};
+
+        const TAIL: u64 = 64 * 1024;
+        let mut hasher = Sha256::new();
+        for (table, files) in self.tables() {
+            hasher.update(table.name.as_bytes());
+            hasher.update([0]);
+            for file in files.files() {
+                let io = |source| CatalogError::Io {
+                    path: file.clone(),
+                    source,
+                };
+                let mut f = std::fs::File::open(file).map_err(io)?;
+                let meta = f.metadata().map_err(io)?;
+                let modified = meta
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map_or(0, |d| d.as_nanos());
+                let relative = file.strip_prefix(&self.folder).unwrap_or(file);
+                hasher.update(relative.to_string_lossy().as_bytes());
+                hasher.update([0]);
+                hasher.update(meta.len().to_le_bytes());
+                hasher.update(modified.to_le_bytes());
+                let start = meta.len().saturating_sub(TAIL);
+                f.seek(SeekFrom::Start(start)).map_err(io)?;
+                let mut tail = Vec::with_capacity((meta.len() - start) as usize);
+                f.read_to_end(&mut tail).map_err(io)?;
+                hasher.update(&tail);
+            }
+        }
+        Ok(hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect())
+    }
+
     /// Gives up the file information and keeps the catalog.
     pub fn into_catalog(self) -> Catalog {
         self.catalog
@@ -380,6 +442,43 @@ mod tests {
         assert!(loaded.table_files("nope").is_none());
         let names: Vec<&str> = loaded.tables().map(|(t, _)| t.name.as_str()).collect();
         assert_eq!(names, ["person", "encounter", "practice_lookup"]);
+    }
+
+    #[test]
+    fn ledger_path_defaults_beside_the_catalog() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_fixture(dir.path());
+        let loaded = load(&path).unwrap();
+        assert_eq!(
+            loaded.ledger_path(),
+            loaded.folder().join(".carelens/ledger.sqlite")
+        );
+        assert!(loaded.user("analyst").is_none());
+    }
+
+    #[test]
+    fn data_version_is_stable_and_changes_with_any_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_fixture(dir.path());
+        let loaded = load(&path).unwrap();
+        let v1 = loaded.data_version().unwrap();
+        assert_eq!(v1.len(), 64);
+        assert_eq!(
+            loaded.data_version().unwrap(),
+            v1,
+            "same files, same version"
+        );
+        // Rewrite one part of a folder table with different content.
+        let part = dir.path().join("encounter/part-1.parquet");
+        let mut bytes = fs::read(&part).unwrap();
+        bytes.push(0);
+        fs::write(&part, bytes).unwrap();
+        let v2 = loaded.data_version().unwrap();
+        assert_ne!(v2, v1);
+        // A removed file is an I/O error naming it, not a silent new version.
+        fs::remove_file(&part).unwrap();
+        let e = loaded.data_version().unwrap_err();
+        assert!(e.to_string().contains("part-1.parquet"), "{e}");
     }
 
     #[test]

@@ -5,12 +5,23 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::governance::{LedgerSection, Policy, User};
+
 /// A whole catalog: the dataset, its tables and their privacy metadata.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Catalog {
     /// What the extract is and which column identifies a person.
     pub dataset: Dataset,
+    /// The privacy policy: per-query ε and δ, noise, disclosure rules, dataset budget.
+    #[serde(default)]
+    pub policy: Policy,
+    /// Where the budget ledger and audit log are kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ledger: Option<LedgerSection>,
+    /// The people who may query the extract, their roles and budgets.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub users: Vec<User>,
     /// The tables of the extract, in the order they are listed.
     pub tables: Vec<Table>,
 }

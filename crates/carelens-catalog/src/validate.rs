@@ -62,6 +62,7 @@ pub fn validate(catalog: &Catalog) -> Vec<Problem> {
         ));
     }
 
+    crate::governance::check(&catalog.policy, &catalog.users, &mut problems);
     problems
 }
 

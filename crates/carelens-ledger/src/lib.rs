@@ -1,9 +1,71 @@
 //! The carelens ledger: persistent privacy budgets, the hash-chained audit trail and the
-//! release cache, in SQLite.
+//! release cache, in one SQLite file.
 //!
-//! Every release is charged here, in one `BEGIN IMMEDIATE` transaction, before any result
-//! leaves the process; every query, released or not, is appended to the audit log.
+//! Layer: above `carelens-privacy` and `carelens-catalog` (budgets and users come from the
+//! catalog); used by the binary (see `docs/architecture.md`). The file format is in
+//! `docs/ledger.md`.
 //!
-//! Layer: above `carelens-privacy`; used by the binary (see `docs/architecture.md`).
+//! The life of a query:
 //!
-//! Status: reserved. Its contents arrive with the "Privacy budget ledger" issue.
+//! 1. [`Ledger::charge`] — in one `BEGIN IMMEDIATE` transaction: serve an identical earlier
+//!    release from the cache at no cost, or check the user's and the dataset's budgets and
+//!    debit both, or refuse. The outcome is in the audit log before the call returns.
+//! 2. The engine runs the query and adds noise.
+//! 3. [`Ledger::record_release`] — store the result and log its release (with the result's
+//!    hash) in one transaction; only then may the result be written anywhere.
+//!
+//! A crash after 1 leaves the budget spent (fail closed) and no result out; asking again
+//! takes up that charge instead of debiting twice. Rejected and refused queries are logged
+//! at no cost ([`Ledger::record_rejection`]); a failure after the charge is logged with
+//! [`Ledger::record_error`] and the budget stays spent.
+//!
+//! ```
+//! use carelens_ledger::{Amount, Budgets, ChargeOutcome, Ledger, QueryRecord, Verification};
+//! use carelens_catalog::Role;
+//! use carelens_privacy::{ChargeItem, MechanismKind, PrivacyCharge};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let budgets = Budgets {
+//!     dataset: Amount::budget(10.0, 1e-5),
+//!     users: vec![("ana".into(), Role::Analyst, Amount::budget(1.0, 1e-6))],
+//! };
+//! let mut ledger = Ledger::open(&dir.path().join("ledger.sqlite"), budgets)?;
+//! let charge = PrivacyCharge::new(vec![ChargeItem {
+//!     label: "count(*)".into(),
+//!     mechanism: MechanismKind::DiscreteLaplace,
+//!     epsilon: 0.5,
+//!     delta: 0.0,
+//!     max_groups: 1,
+//!     per_group_sensitivity: 1,
+//!     scale: 2.0,
+//!     threshold: None,
+//! }]);
+//! let query = QueryRecord { sql: "SELECT count(*) FROM person", plan_hash: "p1", cache_key: "k1" };
+//! let ChargeOutcome::Charged(receipt) = ledger.charge("ana", &query, &charge)? else {
+//!     panic!("a fresh budget covers 0.5");
+//! };
+//! ledger.record_release(&receipt, b"count: 20000")?;
+//! // The same question again: the same answer, at no cost.
+//! assert!(matches!(ledger.charge("ana", &query, &charge)?, ChargeOutcome::Cached(_)));
+//! assert_eq!(ledger.budget_report(Some("ana"))?[1].spent.epsilon_value(), 0.5);
+//! assert!(matches!(ledger.verify()?, Verification::Intact { .. }));
+//! # Ok(())
+//! # }
+//! ```
+
+mod amount;
+pub mod audit;
+mod error;
+mod ledger;
+
+pub use amount::{Amount, DELTA_UNITS, EPSILON_UNITS};
+pub use audit::{AuditEntry, Event, Verification};
+pub use error::LedgerError;
+pub use ledger::{
+    BudgetLine, Budgets, ChargeOutcome, DATASET_USER, DEFAULT_WAIT, Ledger, QueryRecord, Receipt,
+    Refusal, SCHEMA_VERSION, StoredRelease, Which,
+};
+
+#[cfg(test)]
+mod tests;

@@ -3,7 +3,10 @@
 //! The catalog is also the single source of the Parquet schemas: the writers build each
 //! table's Arrow schema from it, so the files and their catalog cannot disagree.
 
-use carelens_catalog::{Catalog, Column, ColumnType, Dataset, Literal, Table, TableKind};
+use carelens_catalog::{
+    Catalog, Column, ColumnType, Dataset, Literal, Policy, Role, Table, TableKind, User,
+};
+use carelens_privacy::{Delta, Epsilon};
 
 use crate::clinical::CONDITIONS;
 
@@ -322,6 +325,9 @@ pub fn extract_catalog(persons: u64, seed: u64) -> Catalog {
                     .to_owned(),
             ),
         },
+        policy: Policy::default(),
+        ledger: None,
+        users: sample_users(),
         tables: vec![
             person,
             condition,
@@ -332,4 +338,23 @@ pub fn extract_catalog(persons: u64, seed: u64) -> Catalog {
             lsoa_lookup,
         ],
     }
+}
+
+/// The users of a synthetic extract: one per role, so that every command can be tried.
+fn sample_users() -> Vec<User> {
+    const ANALYST: (Epsilon, Delta) = (Epsilon::constant(10.0), Delta::constant(1e-5));
+    const RESEARCHER: (Epsilon, Delta) = (Epsilon::constant(5.0), Delta::constant(1e-5));
+    const OVERSIGHT: (Epsilon, Delta) = (Epsilon::constant(1.0), Delta::constant(0.0));
+    let user = |name: &str, role: Role, (epsilon, delta): (Epsilon, Delta)| User {
+        name: name.to_owned(),
+        role,
+        epsilon,
+        delta,
+    };
+    vec![
+        user("analyst", Role::Analyst, ANALYST),
+        user("researcher", Role::Researcher, RESEARCHER),
+        user("approver", Role::Approver, OVERSIGHT),
+        user("admin", Role::Admin, OVERSIGHT),
+    ]
 }

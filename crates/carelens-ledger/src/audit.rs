@@ -1,0 +1,593 @@
+//! The audit log: append-only and hash-chained.
+//!
+//! Each entry's hash is SHA-256 over its fields (each length-prefixed, in a fixed order)
+//! and the previous entry's hash; the first entry's previous hash is 64 zeros. Editing,
+//! deleting, inserting or reordering entries breaks the chain at the first entry touched,
+//! which [`verify`] names. SQLite triggers also refuse `UPDATE` and `DELETE` on the table,
+//! so an accident cannot edit it; a deliberate edit (dropping the triggers) is what the
+//! chain is for.
+//!
+//! The chain alone cannot show that entries were cut off the *end* of the log, or that
+//! someone who can write the file rewrote every hash after an edit. Record the head that
+//! `carelens audit verify` prints somewhere else (a transparency register, a ticket) and
+//! pass it back (`--expect-head SEQ:HASH`): [`verify`] then checks the log still holds it.
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+/// The previous hash of the first entry.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// What an entry records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Event {
+    /// A budget was debited for a query (before it ran).
+    Charged,
+    /// A result was released for a charge.
+    Released,
+    /// An identical earlier release was served from the cache, at no cost.
+    Cached,
+    /// An interrupted charge of the same user and query was taken up again, at no cost.
+    Resumed,
+    /// The privacy analysis or the policy rejected the query; nothing was charged.
+    Rejected,
+    /// A budget could not cover the query; nothing was charged.
+    Refused,
+    /// The query failed after it was charged; the budget stays spent.
+    Error,
+    /// The catalog's budget for a user or the dataset was set or changed.
+    Budget,
+}
+
+impl Event {
+    /// The stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Event::Charged => "charged",
+            Event::Released => "released",
+            Event::Cached => "cached",
+            Event::Resumed => "resumed",
+            Event::Rejected => "rejected",
+            Event::Refused => "refused",
+            Event::Error => "error",
+            Event::Budget => "budget",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Event> {
+        Some(match s {
+            "charged" => Event::Charged,
+            "released" => Event::Released,
+            "cached" => Event::Cached,
+            "resumed" => Event::Resumed,
+            "rejected" => Event::Rejected,
+            "refused" => Event::Refused,
+            "error" => Event::Error,
+            "budget" => Event::Budget,
+            _ => return None,
+        })
+    }
+}
+
+/// The fields of an entry that callers supply.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct NewEntry<'a> {
+    pub user: &'a str,
+    pub role: &'a str,
+    pub sql: &'a str,
+    pub plan_hash: &'a str,
+    pub cache_key: &'a str,
+    pub params: &'a str,
+    pub epsilon_units: i64,
+    pub delta_units: i64,
+    pub detail: &'a str,
+    pub result_hash: &'a str,
+    pub refers_to: Option<i64>,
+}
+
+/// One entry of the audit log, as stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AuditEntry {
+    /// Position in the log: 1, 2, 3, … with no gaps.
+    pub seq: i64,
+    /// When, RFC 3339 in UTC.
+    pub at: String,
+    /// The acting user (`*dataset*` for dataset-wide budget entries).
+    pub user: String,
+    /// Their role at the time.
+    pub role: String,
+    /// What happened.
+    pub event: Event,
+    /// The query's SQL text.
+    pub sql: String,
+    /// Hash of the normalised plan.
+    pub plan_hash: String,
+    /// The release-cache key (plan, DP parameters, data version).
+    pub cache_key: String,
+    /// The DP parameters (the privacy charge, or a budget setting), as JSON.
+    pub params: String,
+    /// ε debited by this entry, in 10⁻¹² units (only `charged` entries debit).
+    pub epsilon_units: i64,
+    /// δ debited, in 10⁻¹⁸ units.
+    pub delta_units: i64,
+    /// Why a query was rejected, refused or failed.
+    pub detail: String,
+    /// SHA-256 of the released result.
+    pub result_hash: String,
+    /// The entry this one follows up (a release names its charge).
+    pub refers_to: Option<i64>,
+    /// The previous entry's hash.
+    pub prev_hash: String,
+    /// This entry's hash.
+    pub hash: String,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// SHA-256 of `bytes`, in hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+impl AuditEntry {
+    /// The hash this entry should have, from its fields and `prev_hash`.
+    pub fn compute_hash(&self) -> String {
+        let mut h = Sha256::new();
+        let mut field = |bytes: &[u8]| {
+            h.update((bytes.len() as u64).to_le_bytes());
+            h.update(bytes);
+        };
+        field(b"carelens-audit-v1");
+        field(self.seq.to_string().as_bytes());
+        field(self.at.as_bytes());
+        field(self.user.as_bytes());
+        field(self.role.as_bytes());
+        field(self.event.as_str().as_bytes());
+        field(self.sql.as_bytes());
+        field(self.plan_hash.as_bytes());
+        field(self.cache_key.as_bytes());
+        field(self.params.as_bytes());
+        field(self.epsilon_units.to_string().as_bytes());
+        field(self.delta_units.to_string().as_bytes());
+        field(self.detail.as_bytes());
+        field(self.result_hash.as_bytes());
+        field(
+            self.refers_to
+                .map(|r| r.to_string())
+                .unwrap_or_default()
+                .as_bytes(),
+        );
+        field(self.prev_hash.as_bytes());
+        hex(&h.finalize())
+    }
+}
+
+const COLUMNS: &str = "seq, at, user, role, event, sql, plan_hash, cache_key, params, \
+                       epsilon_units, delta_units, detail, result_hash, refers_to, prev_hash, hash";
+
+fn read_entry(row: &rusqlite::Row<'_>) -> rusqlite::Result<AuditEntry> {
+    let event: String = row.get(4)?;
+    Ok(AuditEntry {
+        seq: row.get(0)?,
+        at: row.get(1)?,
+        user: row.get(2)?,
+        role: row.get(3)?,
+        event: Event::parse(&event).ok_or_else(|| {
+            rusqlite::Error::FromSqlConversionFailure(
+                4,
+                rusqlite::types::Type::Text,
+                format!("unknown audit event {event:?}").into(),
+            )
+        })?,
+        sql: row.get(5)?,
+        plan_hash: row.get(6)?,
+        cache_key: row.get(7)?,
+        params: row.get(8)?,
+        epsilon_units: row.get(9)?,
+        delta_units: row.get(10)?,
+        detail: row.get(11)?,
+        result_hash: row.get(12)?,
+        refers_to: row.get(13)?,
+        prev_hash: row.get(14)?,
+        hash: row.get(15)?,
+    })
+}
+
+/// Appends an entry after the current head, inside the caller's transaction.
+pub(crate) fn append(
+    conn: &Connection,
+    event: Event,
+    new: &NewEntry<'_>,
+) -> rusqlite::Result<AuditEntry> {
+    let head: Option<(i64, String)> = conn
+        .query_row(
+            "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let (seq, prev_hash) = match head {
+        Some((seq, hash)) => (seq + 1, hash),
+        None => (1, GENESIS.to_owned()),
+    };
+    let mut entry = AuditEntry {
+        seq,
+        at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        user: new.user.to_owned(),
+        role: new.role.to_owned(),
+        event,
+        sql: new.sql.to_owned(),
+        plan_hash: new.plan_hash.to_owned(),
+        cache_key: new.cache_key.to_owned(),
+        params: new.params.to_owned(),
+        epsilon_units: new.epsilon_units,
+        delta_units: new.delta_units,
+        detail: new.detail.to_owned(),
+        result_hash: new.result_hash.to_owned(),
+        refers_to: new.refers_to,
+        prev_hash,
+        hash: String::new(),
+    };
+    entry.hash = entry.compute_hash();
+    conn.execute(
+        &format!("INSERT INTO audit ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"),
+        params![
+            entry.seq,
+            entry.at,
+            entry.user,
+            entry.role,
+            entry.event.as_str(),
+            entry.sql,
+            entry.plan_hash,
+            entry.cache_key,
+            entry.params,
+            entry.epsilon_units,
+            entry.delta_units,
+            entry.detail,
+            entry.result_hash,
+            entry.refers_to,
+            entry.prev_hash,
+            entry.hash,
+        ],
+    )?;
+    Ok(entry)
+}
+
+/// The entry with sequence number `seq`, if any.
+pub(crate) fn entry_at(conn: &Connection, seq: i64) -> rusqlite::Result<Option<AuditEntry>> {
+    conn.query_row(
+        &format!("SELECT {COLUMNS} FROM audit WHERE seq = ?1"),
+        params![seq],
+        read_entry,
+    )
+    .optional()
+}
+
+/// Entries in log order, optionally only from `since` (an RFC 3339 prefix such as
+/// `2026-11-26`) and only of `user`.
+pub(crate) fn entries(
+    conn: &Connection,
+    since: Option<&str>,
+    user: Option<&str>,
+) -> rusqlite::Result<Vec<AuditEntry>> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {COLUMNS} FROM audit WHERE (?1 IS NULL OR at >= ?1) AND (?2 IS NULL OR user = ?2) ORDER BY seq"
+    ))?;
+    let rows = stmt.query_map(params![since, user], read_entry)?;
+    rows.collect()
+}
+
+/// What [`verify`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verification {
+    /// Every entry is intact and in order.
+    Intact {
+        /// Number of entries.
+        entries: i64,
+        /// The last entry's sequence number and hash (0 and [`GENESIS`] when empty):
+        /// record them elsewhere to detect a log cut short.
+        head_seq: i64,
+        /// The last entry's hash.
+        head_hash: String,
+    },
+    /// The first entry at which the log is not what was written.
+    Broken {
+        /// Its sequence number (or the one expected there).
+        seq: i64,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+/// The append-only triggers every ledger has.
+const TRIGGERS: [&str; 4] = [
+    "audit_no_update",
+    "audit_no_delete",
+    "releases_no_update",
+    "releases_no_delete",
+];
+
+/// Walks the whole log and checks the chain and the order; that every release names an
+/// earlier charge of the same user and query and no charge is released twice; that only
+/// charges debit; that every stored release matches its `released` entry; and that the
+/// append-only triggers are in place. With `anchor` — a head recorded elsewhere
+/// (sequence number and hash) — also that the log still contains that head, which shows
+/// entries cut off the end or a chain rewritten after an edit.
+pub(crate) fn verify(
+    conn: &Connection,
+    anchor: Option<(i64, &str)>,
+) -> rusqlite::Result<Verification> {
+    let broken = |seq: i64, problem: String| Ok(Verification::Broken { seq, problem });
+    let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM audit ORDER BY rowid"))?;
+    let mut rows = stmt.query([])?;
+    let mut expected_seq = 1i64;
+    let mut prev = GENESIS.to_owned();
+    // charge seq -> (user, cache key, released?)
+    let mut charges: std::collections::HashMap<i64, (String, String, bool)> = Default::default();
+    // release seq -> (charge seq, cache key, result hash)
+    let mut releases: std::collections::HashMap<i64, (i64, String, String)> = Default::default();
+    let mut anchor_seen = false;
+    while let Some(row) = rows.next()? {
+        let entry = match read_entry(row) {
+            Ok(e) => e,
+            Err(e) => return broken(expected_seq, format!("unreadable entry: {e}")),
+        };
+        if entry.seq != expected_seq {
+            return broken(
+                expected_seq,
+                format!(
+                    "entry {expected_seq} is missing or out of order (found entry {} in its place): entries were deleted, inserted or reordered",
+                    entry.seq
+                ),
+            );
+        }
+        if entry.prev_hash != prev {
+            return broken(
+                entry.seq,
+                "does not follow the previous entry (its previous-hash differs): an entry before it was changed, removed or inserted".to_owned(),
+            );
+        }
+        if entry.compute_hash() != entry.hash {
+            return broken(
+                entry.seq,
+                "its contents were changed after it was written (hash mismatch)".to_owned(),
+            );
+        }
+        if let Some((seq, hash)) = anchor
+            && seq == entry.seq
+        {
+            if hash != entry.hash {
+                return broken(
+                    seq,
+                    "differs from the head recorded earlier: the log was rewritten from here on"
+                        .to_owned(),
+                );
+            }
+            anchor_seen = true;
+        }
+        let debits = entry.epsilon_units != 0 || entry.delta_units != 0;
+        if entry.epsilon_units < 0
+            || entry.delta_units < 0
+            || (debits && entry.event != Event::Charged)
+        {
+            return broken(
+                entry.seq,
+                "an entry other than a charge debits a budget, or a debit is negative".to_owned(),
+            );
+        }
+        match entry.event {
+            Event::Charged => {
+                charges.insert(
+                    entry.seq,
+                    (entry.user.clone(), entry.cache_key.clone(), false),
+                );
+            }
+            Event::Released => {
+                let Some(charge) = entry.refers_to.and_then(|r| charges.get_mut(&r)) else {
+                    return broken(
+                        entry.seq,
+                        "a release that names no earlier charge".to_owned(),
+                    );
+                };
+                if charge.0 != entry.user || charge.1 != entry.cache_key {
+                    return broken(
+                        entry.seq,
+                        "a release whose user or query differs from its charge".to_owned(),
+                    );
+                }
+                if charge.2 {
+                    return broken(entry.seq, "a second release for the same charge".to_owned());
+                }
+                charge.2 = true;
+                releases.insert(
+                    entry.seq,
+                    (
+                        entry.refers_to.unwrap_or_default(),
+                        entry.cache_key.clone(),
+                        entry.result_hash.clone(),
+                    ),
+                );
+            }
+            Event::Resumed | Event::Error => {
+                let names_charge = entry
+                    .refers_to
+                    .and_then(|r| charges.get(&r))
+                    .is_some_and(|c| c.0 == entry.user && c.1 == entry.cache_key);
+                if !names_charge {
+                    return broken(
+                        entry.seq,
+                        "names no earlier charge of the same user and query".to_owned(),
+                    );
+                }
+            }
+            _ => {}
+        }
+        prev = entry.hash.clone();
+        expected_seq += 1;
+    }
+    let head_seq = expected_seq - 1;
+    if let Some((seq, _)) = anchor
+        && !anchor_seen
+    {
+        return broken(
+            seq,
+            format!(
+                "the log ends at entry {head_seq}, before the head recorded earlier: entries were cut off its end"
+            ),
+        );
+    }
+    let mut stmt = conn.prepare("SELECT release_seq, charge_seq, cache_key, result_hash, result FROM releases ORDER BY release_seq")?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        let (release_seq, charge_seq, cache_key, result_hash, result): (
+            i64,
+            i64,
+            String,
+            String,
+            Vec<u8>,
+        ) = (
+            row.get(0)?,
+            row.get(1)?,
+            row.get(2)?,
+            row.get(3)?,
+            row.get(4)?,
+        );
+        let matches = releases
+            .get(&release_seq)
+            .is_some_and(|(c, k, h)| *c == charge_seq && *k == cache_key && *h == result_hash);
+        if !matches || sha256_hex(&result) != result_hash {
+            return broken(
+                release_seq,
+                "its stored result was altered or does not match the entry".to_owned(),
+            );
+        }
+    }
+    let mut stmt = conn.prepare("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'")?;
+    let present: Vec<(String, String)> = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+            ))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let all_there = TRIGGERS.iter().all(|name| {
+        present
+            .iter()
+            .any(|(n, sql)| n == name && sql.contains("RAISE(ABORT"))
+    });
+    if !all_there {
+        return broken(
+            head_seq,
+            "the append-only triggers were removed or changed".to_owned(),
+        );
+    }
+    Ok(Verification::Intact {
+        entries: head_seq,
+        head_seq,
+        head_hash: prev,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_depends_on_every_field() {
+        let base = AuditEntry {
+            seq: 1,
+            at: "2026-11-26T00:00:00Z".into(),
+            user: "u".into(),
+            role: "analyst".into(),
+            event: Event::Charged,
+            sql: "SELECT 1".into(),
+            plan_hash: "p".into(),
+            cache_key: "k".into(),
+            params: "{}".into(),
+            epsilon_units: 1,
+            delta_units: 0,
+            detail: String::new(),
+            result_hash: String::new(),
+            refers_to: None,
+            prev_hash: GENESIS.into(),
+            hash: String::new(),
+        };
+        let h = base.compute_hash();
+        let variants: Vec<AuditEntry> = vec![
+            AuditEntry {
+                seq: 2,
+                ..base.clone()
+            },
+            AuditEntry {
+                at: "2026-11-26T00:00:01Z".into(),
+                ..base.clone()
+            },
+            AuditEntry {
+                user: "v".into(),
+                ..base.clone()
+            },
+            AuditEntry {
+                role: "admin".into(),
+                ..base.clone()
+            },
+            AuditEntry {
+                event: Event::Released,
+                ..base.clone()
+            },
+            AuditEntry {
+                sql: "SELECT 2".into(),
+                ..base.clone()
+            },
+            AuditEntry {
+                plan_hash: "q".into(),
+                ..base.clone()
+            },
+            AuditEntry {
+                cache_key: "l".into(),
+                ..base.clone()
+            },
+            AuditEntry {
+                params: "{ }".into(),
+                ..base.clone()
+            },
+            AuditEntry {
+                epsilon_units: 2,
+                ..base.clone()
+            },
+            AuditEntry {
+                delta_units: 1,
+                ..base.clone()
+            },
+            AuditEntry {
+                detail: "x".into(),
+                ..base.clone()
+            },
+            AuditEntry {
+                result_hash: "r".into(),
+                ..base.clone()
+            },
+            AuditEntry {
+                refers_to: Some(1),
+                ..base.clone()
+            },
+            AuditEntry {
+                prev_hash: "1".repeat(64),
+                ..base.clone()
+            },
+            // Moving a boundary between two fields must change the hash too.
+            AuditEntry {
+                user: "us".into(),
+                role: "nalyst".into(),
+                ..base.clone()
+            },
+        ];
+        for v in variants {
+            assert_ne!(v.compute_hash(), h, "{v:?}");
+        }
+    }
+}

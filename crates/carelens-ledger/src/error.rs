@@ -1,0 +1,173 @@
+//! What can go wrong with the ledger, worded for the person who has to fix it.
+
+use std::path::PathBuf;
+
+/// A ledger error. None of them ever resets or reduces a spent budget: a ledger that
+/// cannot be read with confidence is refused, not recreated.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    /// The ledger file exists but is empty: a truncated ledger would otherwise look new.
+    #[error(
+        "the ledger {path} is an empty file; it may have been truncated. Restore it from a \
+         backup — carelens will not start a new ledger over an existing file"
+    )]
+    Empty {
+        /// The ledger file.
+        path: PathBuf,
+    },
+    /// The file is not a SQLite database, or fails SQLite's integrity check.
+    #[error(
+        "the ledger {path} is damaged ({detail}); restore it from a backup — budgets are \
+         never reset"
+    )]
+    Corrupt {
+        /// The ledger file.
+        path: PathBuf,
+        /// What SQLite reported.
+        detail: String,
+    },
+    /// A SQLite database that is not a carelens ledger.
+    #[error("{path} is a SQLite database but not a carelens ledger (no ledger format marker)")]
+    NotALedger {
+        /// The file.
+        path: PathBuf,
+    },
+    /// Written by a newer carelens with a schema this one does not know.
+    #[error(
+        "the ledger {path} has schema version {found}, newer than this carelens understands \
+         ({supported}); upgrade carelens"
+    )]
+    NewerSchema {
+        /// The file.
+        path: PathBuf,
+        /// Its schema version.
+        found: i64,
+        /// The newest this build understands.
+        supported: i64,
+    },
+    /// SQLite would not use write-ahead logging (e.g. on a network file system).
+    #[error(
+        "the ledger {path} cannot use write-ahead logging (journal mode stayed {mode}); keep \
+         it on a local disk"
+    )]
+    NoWal {
+        /// The file.
+        path: PathBuf,
+        /// The journal mode SQLite kept.
+        mode: String,
+    },
+    /// The file (or its folder) cannot be written, and the operation needs to write.
+    #[error(
+        "the ledger {path} is read-only; budgets cannot be charged. Ask the administrator \
+         for write access to it and its folder"
+    )]
+    ReadOnly {
+        /// The file.
+        path: PathBuf,
+    },
+    /// Another process held the ledger longer than the wait allows.
+    #[error(
+        "the ledger {path} is locked by another process and stayed locked for {waited_ms} ms; \
+         try again"
+    )]
+    Locked {
+        /// The file.
+        path: PathBuf,
+        /// How long this process waited.
+        waited_ms: u128,
+    },
+    /// A charge with an amount that is not a finite, non-negative number below 10⁶.
+    #[error(
+        "refusing a charge of epsilon {epsilon}, delta {delta}: not a valid privacy cost \
+         (a bug in the caller)"
+    )]
+    BadCharge {
+        /// ε asked for.
+        epsilon: f64,
+        /// δ asked for.
+        delta: f64,
+    },
+    /// The charge named by a receipt was already released once.
+    #[error("the charge in entry {seq} was already released; ask the query again")]
+    AlreadyReleased {
+        /// The charge entry.
+        seq: i64,
+    },
+    /// A stored release does not match its hash or its audit entry.
+    #[error(
+        "the stored release {release_seq} in {path} does not match its audit entry; it was \
+         altered and will not be served. Run `carelens audit verify`"
+    )]
+    AlteredRelease {
+        /// The file.
+        path: PathBuf,
+        /// The release id.
+        release_seq: i64,
+    },
+    /// The folder for a new ledger could not be created, or the file could not be opened.
+    #[error("cannot open the ledger {path}")]
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The acting user is not in the catalog.
+    #[error(
+        "unknown user `{name}`: not listed in the catalog's [[users]]; give a listed name \
+         with --user or CARELENS_USER, or ask the dataset's administrator to add you"
+    )]
+    UnknownUser {
+        /// The name given.
+        name: String,
+    },
+    /// A receipt does not match a charge in this ledger.
+    #[error("receipt for entry {seq} does not match a charge in this ledger")]
+    BadReceipt {
+        /// The entry it names.
+        seq: i64,
+    },
+    /// Any other SQLite failure.
+    #[error("ledger {path}: {source}")]
+    Sqlite {
+        /// The file.
+        path: PathBuf,
+        /// What SQLite said.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// A stored value could not be encoded or decoded.
+    #[error("ledger {path}: a stored value could not be encoded or decoded")]
+    Json {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+impl LedgerError {
+    /// Classifies a SQLite error on the ledger at `path`.
+    pub(crate) fn sqlite(
+        path: &std::path::Path,
+        source: rusqlite::Error,
+        waited: std::time::Duration,
+    ) -> Self {
+        use rusqlite::ErrorCode;
+        let path = path.to_path_buf();
+        match source.sqlite_error_code() {
+            Some(ErrorCode::DatabaseBusy) => LedgerError::Locked {
+                path,
+                waited_ms: waited.as_millis(),
+            },
+            Some(ErrorCode::ReadOnly) => LedgerError::ReadOnly { path },
+            Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => LedgerError::Corrupt {
+                path,
+                detail: source.to_string(),
+            },
+            _ => LedgerError::Sqlite { path, source },
+        }
+    }
+}

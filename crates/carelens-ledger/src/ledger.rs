@@ -1,0 +1,1002 @@
+//! The ledger: opening the SQLite file safely, charging budgets, recording releases and
+//! serving the release cache.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use carelens_catalog::{Catalog, Role};
+use carelens_privacy::PrivacyCharge;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
+use serde::Serialize;
+
+use crate::amount::Amount;
+use crate::audit::{self, AuditEntry, Event, NewEntry, Verification};
+use crate::error::LedgerError;
+
+/// The schema version this build writes (`PRAGMA user_version`).
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// The marker in the `meta` table that says a SQLite file is a carelens ledger.
+const FORMAT: &str = "carelens-ledger";
+
+/// The user name of dataset-wide budget entries in the audit log.
+pub const DATASET_USER: &str = "*dataset*";
+
+/// Migrations, in order: entry `i` takes the schema from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) STRICT;
+
+CREATE TABLE audit (
+    seq           INTEGER PRIMARY KEY,
+    at            TEXT NOT NULL,
+    user          TEXT NOT NULL,
+    role          TEXT NOT NULL,
+    event         TEXT NOT NULL,
+    sql           TEXT NOT NULL,
+    plan_hash     TEXT NOT NULL,
+    cache_key     TEXT NOT NULL,
+    params        TEXT NOT NULL,
+    epsilon_units INTEGER NOT NULL,
+    delta_units   INTEGER NOT NULL,
+    detail        TEXT NOT NULL,
+    result_hash   TEXT NOT NULL,
+    refers_to     INTEGER,
+    prev_hash     TEXT NOT NULL,
+    hash          TEXT NOT NULL
+) STRICT;
+CREATE INDEX audit_by_user_event ON audit (user, event);
+CREATE INDEX audit_by_refers_to ON audit (refers_to);
+CREATE INDEX audit_by_event ON audit (event);
+
+CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+
+CREATE TABLE releases (
+    cache_key   TEXT PRIMARY KEY,
+    charge_seq  INTEGER NOT NULL UNIQUE,
+    release_seq INTEGER NOT NULL,
+    result      BLOB NOT NULL,
+    result_hash TEXT NOT NULL
+) STRICT;
+
+CREATE TRIGGER releases_no_update BEFORE UPDATE ON releases
+BEGIN SELECT RAISE(ABORT, 'stored releases are immutable'); END;
+CREATE TRIGGER releases_no_delete BEFORE DELETE ON releases
+BEGIN SELECT RAISE(ABORT, 'stored releases are immutable'); END;
+"#];
+
+/// The budgets the catalog grants: each user's, and the dataset's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Budgets {
+    /// The dataset's total.
+    pub dataset: Amount,
+    /// Each user: name, role and budget.
+    pub users: Vec<(String, Role, Amount)>,
+}
+
+impl Budgets {
+    /// The budgets in a catalog's `[policy]` and `[[users]]`.
+    pub fn from_catalog(catalog: &Catalog) -> Self {
+        Budgets {
+            dataset: Amount::budget(
+                catalog.policy.dataset_epsilon.value(),
+                catalog.policy.dataset_delta.value(),
+            ),
+            users: catalog
+                .users
+                .iter()
+                .map(|u| {
+                    (
+                        u.name.clone(),
+                        u.role,
+                        Amount::budget(u.epsilon.value(), u.delta.value()),
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    fn user(&self, name: &str) -> Option<(Role, Amount)> {
+        self.users
+            .iter()
+            .find(|(n, _, _)| n == name)
+            .map(|(_, role, budget)| (*role, *budget))
+    }
+}
+
+/// The largest ε or δ one charge may carry; anything larger is a bug, not a query.
+const MAX_CHARGE: f64 = 1e6;
+
+/// How long to wait for another process that holds the ledger.
+pub const DEFAULT_WAIT: Duration = Duration::from_secs(30);
+
+/// An open ledger. One per thread (it holds a SQLite connection); any number of threads
+/// and processes may open the same file.
+pub struct Ledger {
+    conn: Connection,
+    path: PathBuf,
+    budgets: Budgets,
+    wait: Duration,
+}
+
+/// What the engine tells the ledger about a query.
+#[derive(Debug, Clone, Copy)]
+pub struct QueryRecord<'a> {
+    /// The SQL text as written.
+    pub sql: &'a str,
+    /// Hash of the normalised plan.
+    pub plan_hash: &'a str,
+    /// The release-cache key: a hash of the normalised plan, the DP parameters and the
+    /// data version.
+    pub cache_key: &'a str,
+}
+
+/// Proof that a query's budget was debited: present it to record the release.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    /// The `charged` entry.
+    pub seq: i64,
+    /// Who was charged.
+    pub user: String,
+    /// The cache key of the query charged.
+    pub cache_key: String,
+    /// What was debited.
+    pub amount: Amount,
+    /// Whether this takes up an earlier charge of the same user and query whose process
+    /// stopped before releasing (nothing was debited this time).
+    pub resumed: bool,
+}
+
+/// Which budget could not cover a charge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Which {
+    /// The user's own budget.
+    User,
+    /// The dataset's total budget.
+    Dataset,
+}
+
+/// A charge the budgets could not cover; nothing was debited.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// What the query would cost.
+    pub requested: Amount,
+    /// What was left.
+    pub remaining: Amount,
+    /// Which budget.
+    pub which: Which,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let which = match self.which {
+            Which::User => "your budget",
+            Which::Dataset => "the dataset's total budget",
+        };
+        write!(
+            f,
+            "the query needs epsilon {} and delta {}, but {which} has epsilon {} and delta {} left",
+            trim(self.requested.epsilon_value()),
+            trim(self.requested.delta_value()),
+            trim(self.remaining.epsilon_value()),
+            trim(self.remaining.delta_value()),
+        )
+    }
+}
+
+/// A number without float noise in its last digits.
+fn trim(x: f64) -> String {
+    let s = format!("{x:.12}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s.is_empty() {
+        "0".to_owned()
+    } else {
+        s.to_owned()
+    }
+}
+
+/// A stored release.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRelease {
+    /// The result as the engine serialised it.
+    pub result: Vec<u8>,
+    /// SHA-256 of `result`.
+    pub result_hash: String,
+    /// The `released` entry that first stored it: the release id.
+    pub release_seq: i64,
+    /// The charge it was paid for.
+    pub charge_seq: i64,
+}
+
+/// The outcome of [`Ledger::charge`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChargeOutcome {
+    /// Debited (or an interrupted charge taken up): run the query, then
+    /// [`Ledger::record_release`].
+    Charged(Receipt),
+    /// An identical release exists: here it is, at no cost.
+    Cached(StoredRelease),
+    /// A budget could not cover it; nothing was debited.
+    Refused(Refusal),
+}
+
+/// Spent and remaining budget of one user or of the dataset.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BudgetLine {
+    /// The user name, or [`DATASET_USER`].
+    pub name: String,
+    /// Their role (empty for the dataset).
+    pub role: String,
+    /// The budget granted.
+    pub budget: Amount,
+    /// Spent so far.
+    pub spent: Amount,
+    /// Left (never negative, even if the catalog's budget was lowered below the spend).
+    pub remaining: Amount,
+}
+
+impl Ledger {
+    /// Opens the ledger at `path`, creating it (and its folder) if there is no file, and
+    /// records any change of the catalog's budgets in the audit log.
+    ///
+    /// An existing file is never replaced: an empty, damaged or foreign file, a newer
+    /// schema, or a read-only file is an error.
+    pub fn open(path: &Path, budgets: Budgets) -> Result<Self, LedgerError> {
+        Self::open_with_wait(path, budgets, DEFAULT_WAIT)
+    }
+
+    /// [`Ledger::open`], waiting at most `wait` for other processes holding the file.
+    pub fn open_with_wait(
+        path: &Path,
+        budgets: Budgets,
+        wait: Duration,
+    ) -> Result<Self, LedgerError> {
+        let open_err = |source| LedgerError::Open {
+            path: path.to_path_buf(),
+            source,
+        };
+        match std::fs::metadata(path) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => create_new(path)?,
+            Err(source) => return Err(open_err(source)),
+        }
+        let meta = std::fs::metadata(path).map_err(open_err)?;
+        if meta.len() == 0 {
+            return Err(LedgerError::Empty {
+                path: path.to_path_buf(),
+            });
+        }
+        if meta.permissions().readonly() {
+            return Err(LedgerError::ReadOnly {
+                path: path.to_path_buf(),
+            });
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let mut ledger = Self::connect(path, flags, budgets, wait)?;
+        // SQLite falls back to read-only when it cannot write the file (another owner).
+        if ledger
+            .conn
+            .is_readonly(rusqlite::MAIN_DB)
+            .map_err(|e| ledger.err(e))?
+        {
+            return Err(LedgerError::ReadOnly {
+                path: path.to_path_buf(),
+            });
+        }
+        ledger.prepare()?;
+        ledger.sync_budgets()?;
+        Ok(ledger)
+    }
+
+    /// Opens an existing ledger for reading only (budgets, audit log, verification): works
+    /// on a read-only file, and never writes.
+    pub fn open_read_only(path: &Path, budgets: Budgets) -> Result<Self, LedgerError> {
+        match std::fs::metadata(path) {
+            Ok(meta) if meta.len() == 0 => {
+                return Err(LedgerError::Empty {
+                    path: path.to_path_buf(),
+                });
+            }
+            Ok(_) => {}
+            Err(source) => {
+                return Err(LedgerError::Open {
+                    path: path.to_path_buf(),
+                    source,
+                });
+            }
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let ledger = Self::connect(path, flags, budgets, DEFAULT_WAIT)?;
+        ledger.integrity_check()?;
+        ledger.check_schema()?;
+        Ok(ledger)
+    }
+
+    fn connect(
+        path: &Path,
+        flags: OpenFlags,
+        budgets: Budgets,
+        wait: Duration,
+    ) -> Result<Self, LedgerError> {
+        let conn = Connection::open_with_flags(path, flags)
+            .map_err(|e| LedgerError::sqlite(path, e, wait))?;
+        let ledger = Ledger {
+            conn,
+            path: path.to_path_buf(),
+            budgets,
+            wait,
+        };
+        ledger.conn.busy_timeout(wait).map_err(|e| ledger.err(e))?;
+        Ok(ledger)
+    }
+
+    fn err(&self, e: rusqlite::Error) -> LedgerError {
+        LedgerError::sqlite(&self.path, e, self.wait)
+    }
+
+    /// The ledger file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Integrity check, journal mode, schema version and marker; migrates an older schema.
+    fn prepare(&mut self) -> Result<(), LedgerError> {
+        self.integrity_check()?;
+        // WAL lets readers work while one process charges; FULL makes every committed
+        // charge durable before the result is released.
+        let mode: String = self
+            .conn
+            .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
+            .map_err(|e| self.err(e))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(LedgerError::NoWal {
+                path: self.path.clone(),
+                mode,
+            });
+        }
+        self.conn
+            .pragma_update(None, "synchronous", "FULL")
+            .map_err(|e| self.err(e))?;
+        let (path, wait) = (self.path.clone(), self.wait);
+        let e = |err| LedgerError::sqlite(&path, err, wait);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(e)?;
+        let version: i64 = tx
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(e)?;
+        check_version(&path, version)?;
+        migrate(&tx, version).map_err(e)?;
+        tx.commit().map_err(e)?;
+        self.check_schema()
+    }
+
+    fn integrity_check(&self) -> Result<(), LedgerError> {
+        let result: String = self
+            .conn
+            .query_row("PRAGMA quick_check", [], |r| r.get(0))
+            .map_err(|e| self.err(e))?;
+        if result != "ok" {
+            return Err(LedgerError::Corrupt {
+                path: self.path.clone(),
+                detail: result,
+            });
+        }
+        Ok(())
+    }
+
+    fn check_schema(&self) -> Result<(), LedgerError> {
+        let version: i64 = self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| self.err(e))?;
+        check_version(&self.path, version)?;
+        let format: Option<String> = match self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = 'format'", [], |r| {
+                r.get(0)
+            })
+            .optional()
+        {
+            Ok(f) => f,
+            Err(e) if e.to_string().contains("no such table") => None,
+            Err(e) => return Err(self.err(e)),
+        };
+        if format.as_deref() != Some(FORMAT) {
+            return Err(LedgerError::NotALedger {
+                path: self.path.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Appends a `budget` entry for every user (and the dataset) whose budget in the
+    /// catalog differs from the last one recorded, so budget changes are in the audit log.
+    fn sync_budgets(&mut self) -> Result<(), LedgerError> {
+        let mut wanted: Vec<(String, String, Amount)> =
+            vec![(DATASET_USER.to_owned(), String::new(), self.budgets.dataset)];
+        for (name, role, amount) in &self.budgets.users {
+            wanted.push((name.clone(), role.as_str().to_owned(), *amount));
+        }
+        let path = self.path.clone();
+        let secs = self.wait;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| LedgerError::sqlite(&path, e, secs))?;
+        for (name, role, amount) in wanted {
+            let params_json = serde_json::to_string(&BudgetSetting {
+                role: &role,
+                budget: amount,
+            })
+            .map_err(|source| LedgerError::Json {
+                path: path.clone(),
+                source,
+            })?;
+            let last: Option<String> = tx
+                .query_row(
+                    "SELECT params FROM audit WHERE event = 'budget' AND user = ?1 ORDER BY seq DESC LIMIT 1",
+                    params![name],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(|e| LedgerError::sqlite(&path, e, secs))?;
+            if last.as_deref() != Some(params_json.as_str()) {
+                audit::append(
+                    &tx,
+                    Event::Budget,
+                    &NewEntry {
+                        user: &name,
+                        role: &role,
+                        params: &params_json,
+                        detail: if last.is_some() {
+                            "budget changed in the catalog"
+                        } else {
+                            "budget granted in the catalog"
+                        },
+                        ..NewEntry::default()
+                    },
+                )
+                .map_err(|e| LedgerError::sqlite(&path, e, secs))?;
+            }
+        }
+        tx.commit().map_err(|e| LedgerError::sqlite(&path, e, secs))
+    }
+
+    /// The role of a user the catalog lists.
+    pub fn role(&self, user: &str) -> Result<Role, LedgerError> {
+        self.budgets
+            .user(user)
+            .map(|(role, _)| role)
+            .ok_or_else(|| LedgerError::UnknownUser {
+                name: user.to_owned(),
+            })
+    }
+
+    /// Charges `user` for `charge` — or serves the cached release of an identical query,
+    /// or refuses — in one `BEGIN IMMEDIATE` transaction, so concurrent charges can never
+    /// overspend either budget. Every outcome is in the audit log when this returns.
+    ///
+    /// If this user has an earlier charge for the same query that was never released (its
+    /// process stopped between charge and release; no result left it), that charge is
+    /// taken up instead of debiting again.
+    pub fn charge(
+        &mut self,
+        user: &str,
+        query: &QueryRecord<'_>,
+        charge: &PrivacyCharge,
+    ) -> Result<ChargeOutcome, LedgerError> {
+        let (role, budget) = self
+            .budgets
+            .user(user)
+            .ok_or_else(|| LedgerError::UnknownUser {
+                name: user.to_owned(),
+            })?;
+        let valid = |x: f64| x.is_finite() && (0.0..=MAX_CHARGE).contains(&x);
+        if !valid(charge.epsilon()) || !valid(charge.delta()) {
+            return Err(LedgerError::BadCharge {
+                epsilon: charge.epsilon(),
+                delta: charge.delta(),
+            });
+        }
+        let requested = Amount::charge(charge.epsilon(), charge.delta());
+        let params_json = serde_json::to_string(charge).map_err(|source| LedgerError::Json {
+            path: self.path.clone(),
+            source,
+        })?;
+        let path = self.path.clone();
+        let secs = self.wait;
+        let e = |err| LedgerError::sqlite(&path, err, secs);
+
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(e)?;
+        let entry = |epsilon_units, delta_units, detail, refers_to| NewEntry {
+            user,
+            role: role.as_str(),
+            sql: query.sql,
+            plan_hash: query.plan_hash,
+            cache_key: query.cache_key,
+            params: &params_json,
+            epsilon_units,
+            delta_units,
+            detail,
+            result_hash: "",
+            refers_to,
+        };
+
+        if let Some(stored) = self_check(stored_release(&tx, query.cache_key).map_err(e)?, &path)? {
+            let new = entry(
+                0,
+                0,
+                "identical to an earlier release",
+                Some(stored.release_seq),
+            );
+            audit::append(&tx, Event::Cached, &new).map_err(e)?;
+            tx.commit().map_err(e)?;
+            return Ok(ChargeOutcome::Cached(stored));
+        }
+
+        let orphan: Option<(i64, i64, i64)> = tx
+            .query_row(
+                "SELECT c.seq, c.epsilon_units, c.delta_units FROM audit c
+                 WHERE c.event = 'charged' AND c.user = ?1 AND c.cache_key = ?2
+                   AND c.params = ?3
+                   AND NOT EXISTS (SELECT 1 FROM audit r WHERE r.refers_to = c.seq AND r.event = 'released')
+                 ORDER BY c.seq DESC LIMIT 1",
+                params![user, query.cache_key, params_json],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()
+            .map_err(e)?;
+        if let Some((seq, epsilon, delta)) = orphan {
+            let new = entry(
+                0,
+                0,
+                "takes up an unreleased charge of the same query",
+                Some(seq),
+            );
+            audit::append(&tx, Event::Resumed, &new).map_err(e)?;
+            tx.commit().map_err(e)?;
+            return Ok(ChargeOutcome::Charged(Receipt {
+                seq,
+                user: user.to_owned(),
+                cache_key: query.cache_key.to_owned(),
+                amount: Amount { epsilon, delta },
+                resumed: true,
+            }));
+        }
+
+        // A process started with an older catalog must not spend beyond a budget another
+        // process has since logged as lowered: use the smaller of the two.
+        let budget = lower(budget, logged_budget(&tx, user).map_err(e)?);
+        let dataset_budget = lower(
+            self.budgets.dataset,
+            logged_budget(&tx, DATASET_USER).map_err(e)?,
+        );
+        let user_spent = spent(&tx, Some(user)).map_err(e)?;
+        let dataset_spent = spent(&tx, None).map_err(e)?;
+        let refusal = if !user_spent.plus(requested).fits(budget) {
+            Some(Refusal {
+                requested,
+                remaining: budget.minus(user_spent),
+                which: Which::User,
+            })
+        } else if !dataset_spent.plus(requested).fits(dataset_budget) {
+            Some(Refusal {
+                requested,
+                remaining: dataset_budget.minus(dataset_spent),
+                which: Which::Dataset,
+            })
+        } else {
+            None
+        };
+        if let Some(refusal) = refusal {
+            let detail = refusal.to_string();
+            let new = entry(0, 0, &detail, None);
+            audit::append(&tx, Event::Refused, &new).map_err(e)?;
+            tx.commit().map_err(e)?;
+            return Ok(ChargeOutcome::Refused(refusal));
+        }
+        let new = entry(requested.epsilon, requested.delta, "", None);
+        let charged = audit::append(&tx, Event::Charged, &new).map_err(e)?;
+        tx.commit().map_err(e)?;
+        Ok(ChargeOutcome::Charged(Receipt {
+            seq: charged.seq,
+            user: user.to_owned(),
+            cache_key: query.cache_key.to_owned(),
+            amount: requested,
+            resumed: false,
+        }))
+    }
+
+    /// Stores the result of a charged query and logs its release. Returns the release to
+    /// hand out: this one, or — if an identical query was released meanwhile — that one,
+    /// so that the same question always gets the same answer.
+    pub fn record_release(
+        &mut self,
+        receipt: &Receipt,
+        result: &[u8],
+    ) -> Result<StoredRelease, LedgerError> {
+        let path = self.path.clone();
+        let secs = self.wait;
+        let e = |err| LedgerError::sqlite(&path, err, secs);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(e)?;
+        let charge: Option<AuditEntry> = audit::entry_at(&tx, receipt.seq).map_err(e)?;
+        let Some(charge) = charge.filter(|c| {
+            c.event == Event::Charged && c.user == receipt.user && c.cache_key == receipt.cache_key
+        }) else {
+            return Err(LedgerError::BadReceipt { seq: receipt.seq });
+        };
+        let base = NewEntry {
+            user: &charge.user,
+            role: &charge.role,
+            sql: &charge.sql,
+            plan_hash: &charge.plan_hash,
+            cache_key: &charge.cache_key,
+            params: &charge.params,
+            ..NewEntry::default()
+        };
+        if let Some(stored) = self_check(stored_release(&tx, &charge.cache_key).map_err(e)?, &path)?
+        {
+            audit::append(
+                &tx,
+                Event::Cached,
+                &NewEntry {
+                    detail: "identical to an earlier release",
+                    refers_to: Some(stored.release_seq),
+                    ..base
+                },
+            )
+            .map_err(e)?;
+            tx.commit().map_err(e)?;
+            return Ok(stored);
+        }
+        let already: i64 = tx
+            .query_row(
+                "SELECT count(*) FROM audit WHERE event = 'released' AND refers_to = ?1",
+                params![charge.seq],
+                |r| r.get(0),
+            )
+            .map_err(e)?;
+        if already > 0 {
+            return Err(LedgerError::AlreadyReleased { seq: charge.seq });
+        }
+        let result_hash = audit::sha256_hex(result);
+        let released = audit::append(
+            &tx,
+            Event::Released,
+            &NewEntry {
+                result_hash: &result_hash,
+                refers_to: Some(charge.seq),
+                ..base
+            },
+        )
+        .map_err(e)?;
+        tx.execute(
+            "INSERT INTO releases (cache_key, charge_seq, release_seq, result, result_hash) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![charge.cache_key, charge.seq, released.seq, result, result_hash],
+        )
+        .map_err(e)?;
+        tx.commit().map_err(e)?;
+        Ok(StoredRelease {
+            result: result.to_vec(),
+            result_hash,
+            release_seq: released.seq,
+            charge_seq: charge.seq,
+        })
+    }
+
+    /// Logs that a charged query failed before release. The budget stays spent.
+    pub fn record_error(&mut self, receipt: &Receipt, message: &str) -> Result<(), LedgerError> {
+        let role = self.role(&receipt.user)?;
+        let path = self.path.clone();
+        let secs = self.wait;
+        let e = |err| LedgerError::sqlite(&path, err, secs);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(e)?;
+        let charge = audit::entry_at(&tx, receipt.seq).map_err(e)?;
+        if !charge.is_some_and(|c| {
+            c.event == Event::Charged && c.user == receipt.user && c.cache_key == receipt.cache_key
+        }) {
+            return Err(LedgerError::BadReceipt { seq: receipt.seq });
+        }
+        audit::append(
+            &tx,
+            Event::Error,
+            &NewEntry {
+                user: &receipt.user,
+                role: role.as_str(),
+                cache_key: &receipt.cache_key,
+                detail: message,
+                refers_to: Some(receipt.seq),
+                ..NewEntry::default()
+            },
+        )
+        .map_err(e)?;
+        tx.commit().map_err(e)
+    }
+
+    /// Logs a query the privacy analysis or the policy rejected. Costs nothing.
+    pub fn record_rejection(
+        &mut self,
+        user: &str,
+        sql: &str,
+        plan_hash: &str,
+        reason: &str,
+    ) -> Result<(), LedgerError> {
+        let role = self.role(user)?;
+        let path = self.path.clone();
+        let secs = self.wait;
+        let e = |err| LedgerError::sqlite(&path, err, secs);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(e)?;
+        audit::append(
+            &tx,
+            Event::Rejected,
+            &NewEntry {
+                user,
+                role: role.as_str(),
+                sql,
+                plan_hash,
+                detail: reason,
+                ..NewEntry::default()
+            },
+        )
+        .map_err(e)?;
+        tx.commit().map_err(e)
+    }
+
+    /// Spent and remaining budget of `user`, or of every user when `None`; the dataset's
+    /// line comes first.
+    pub fn budget_report(&self, user: Option<&str>) -> Result<Vec<BudgetLine>, LedgerError> {
+        let e = |err| self.err(err);
+        let dataset_spent = spent(&self.conn, None).map_err(e)?;
+        let mut lines = vec![BudgetLine {
+            name: DATASET_USER.to_owned(),
+            role: String::new(),
+            budget: self.budgets.dataset,
+            spent: dataset_spent,
+            remaining: self.budgets.dataset.minus(dataset_spent),
+        }];
+        for (name, role, budget) in &self.budgets.users {
+            if user.is_some_and(|u| u != name) {
+                continue;
+            }
+            let s = spent(&self.conn, Some(name)).map_err(e)?;
+            lines.push(BudgetLine {
+                name: name.clone(),
+                role: role.as_str().to_owned(),
+                budget: *budget,
+                spent: s,
+                remaining: budget.minus(s),
+            });
+        }
+        if let Some(u) = user
+            && lines.len() == 1
+        {
+            return Err(LedgerError::UnknownUser { name: u.to_owned() });
+        }
+        Ok(lines)
+    }
+
+    /// The audit log, optionally from a date (`2026-11-26` or a full RFC 3339 time) and for
+    /// one user.
+    pub fn audit_log(
+        &self,
+        since: Option<&str>,
+        user: Option<&str>,
+    ) -> Result<Vec<AuditEntry>, LedgerError> {
+        audit::entries(&self.conn, since, user).map_err(|e| self.err(e))
+    }
+
+    /// Checks the whole audit log (see [`crate::audit`]).
+    pub fn verify(&self) -> Result<Verification, LedgerError> {
+        audit::verify(&self.conn, None).map_err(|e| self.err(e))
+    }
+
+    /// [`Ledger::verify`], and also that the log still holds `head` (sequence number and
+    /// hash), recorded earlier outside the ledger.
+    pub fn verify_against(&self, head: (i64, &str)) -> Result<Verification, LedgerError> {
+        audit::verify(&self.conn, Some(head)).map_err(|e| self.err(e))
+    }
+}
+
+#[derive(Serialize)]
+struct BudgetSetting<'a> {
+    role: &'a str,
+    budget: Amount,
+}
+
+/// Total debited to `user` (or to everyone when `None`).
+fn spent(conn: &Connection, user: Option<&str>) -> rusqlite::Result<Amount> {
+    let read = |r: &rusqlite::Row<'_>| {
+        Ok(Amount {
+            epsilon: r.get(0)?,
+            delta: r.get(1)?,
+        })
+    };
+    const SUMS: &str =
+        "SELECT coalesce(sum(epsilon_units), 0), coalesce(sum(delta_units), 0) FROM audit";
+    match user {
+        Some(user) => conn.query_row(
+            &format!("{SUMS} WHERE user = ?1 AND event = 'charged'"),
+            params![user],
+            read,
+        ),
+        None => conn.query_row(&format!("{SUMS} WHERE event = 'charged'"), [], read),
+    }
+}
+
+/// The budget last logged for `name` (a user or [`DATASET_USER`]), if any.
+fn logged_budget(conn: &Connection, name: &str) -> rusqlite::Result<Option<Amount>> {
+    let params_json: Option<String> = conn
+        .query_row(
+            "SELECT params FROM audit WHERE user = ?1 AND event = 'budget' ORDER BY seq DESC LIMIT 1",
+            params![name],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(params_json
+        .and_then(|p| serde_json::from_str::<StoredBudget>(&p).ok())
+        .map(|b| b.budget))
+}
+
+#[derive(serde::Deserialize)]
+struct StoredBudget {
+    budget: Amount,
+}
+
+fn lower(a: Amount, b: Option<Amount>) -> Amount {
+    match b {
+        Some(b) => Amount {
+            epsilon: a.epsilon.min(b.epsilon),
+            delta: a.delta.min(b.delta),
+        },
+        None => a,
+    }
+}
+
+/// A stored release, and whether it is intact: its result hashes to the hash of its
+/// `released` audit entry, which names its charge and cache key.
+fn self_check(
+    found: Option<(StoredRelease, bool)>,
+    path: &Path,
+) -> Result<Option<StoredRelease>, LedgerError> {
+    match found {
+        None => Ok(None),
+        Some((stored, true)) => Ok(Some(stored)),
+        Some((stored, false)) => Err(LedgerError::AlteredRelease {
+            path: path.to_path_buf(),
+            release_seq: stored.release_seq,
+        }),
+    }
+}
+
+fn stored_release(
+    conn: &Connection,
+    cache_key: &str,
+) -> rusqlite::Result<Option<(StoredRelease, bool)>> {
+    let found = conn
+        .query_row(
+            "SELECT r.result, r.result_hash, r.release_seq, r.charge_seq,
+                    a.event = 'released' AND a.refers_to = r.charge_seq
+                    AND a.cache_key = r.cache_key AND a.result_hash = r.result_hash
+             FROM releases r LEFT JOIN audit a ON a.seq = r.release_seq
+             WHERE r.cache_key = ?1",
+            params![cache_key],
+            |r| {
+                Ok((
+                    StoredRelease {
+                        result: r.get(0)?,
+                        result_hash: r.get(1)?,
+                        release_seq: r.get(2)?,
+                        charge_seq: r.get(3)?,
+                    },
+                    r.get::<_, Option<bool>>(4)?.unwrap_or(false),
+                ))
+            },
+        )
+        .optional()?;
+    Ok(found.map(|(stored, linked)| {
+        let intact = linked && audit::sha256_hex(&stored.result) == stored.result_hash;
+        (stored, intact)
+    }))
+}
+
+/// Refuses schema versions this build cannot read: newer ones, negative ones, and 0 (every
+/// ledger this code creates starts at version 1, so a version-0 file is not a ledger).
+fn check_version(path: &Path, version: i64) -> Result<(), LedgerError> {
+    if version > SCHEMA_VERSION {
+        return Err(LedgerError::NewerSchema {
+            path: path.to_path_buf(),
+            found: version,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    if version < 0 {
+        return Err(LedgerError::Corrupt {
+            path: path.to_path_buf(),
+            detail: format!("schema version {version}"),
+        });
+    }
+    if version == 0 {
+        return Err(LedgerError::NotALedger {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(())
+}
+
+/// Runs the migrations from schema `version` to [`SCHEMA_VERSION`].
+fn migrate(conn: &Connection, version: i64) -> rusqlite::Result<()> {
+    let from = usize::try_from(version).unwrap_or(0);
+    for (step, migration) in MIGRATIONS.iter().enumerate().skip(from) {
+        conn.execute_batch(migration)?;
+        if step == 0 {
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('format', ?1), ('created', ?2)",
+                params![FORMAT, chrono::Utc::now().to_rfc3339()],
+            )?;
+        }
+        conn.pragma_update(None, "user_version", step as i64 + 1)?;
+    }
+    Ok(())
+}
+
+/// Creates a new ledger at `path` atomically: the schema is written to a temporary file in
+/// the same folder, which is then hard-linked into place. Another process never sees a
+/// half-made ledger (an empty file would look like a truncated one), and if two processes
+/// create it at once, one wins and the other uses it.
+fn create_new(path: &Path) -> Result<(), LedgerError> {
+    let open_err = |source| LedgerError::Open {
+        path: path.to_path_buf(),
+        source,
+    };
+    let folder = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(folder).map_err(open_err)?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let temp = folder.join(format!(".{name}.new-{}-{nanos}", std::process::id()));
+    let built = (|| -> rusqlite::Result<()> {
+        let mut conn = Connection::open_with_flags(
+            &temp,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
+        )?;
+        let tx = conn.transaction()?;
+        migrate(&tx, 0)?;
+        tx.commit()
+    })();
+    let linked = built
+        .map_err(|e| LedgerError::sqlite(path, e, Duration::ZERO))
+        .and_then(|()| match std::fs::hard_link(&temp, path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            Err(e) => Err(open_err(e)),
+        });
+    let _ = std::fs::remove_file(&temp);
+    linked
+}

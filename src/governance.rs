@@ -1,0 +1,397 @@
+//! `carelens budget` and `carelens audit`: the ledger seen from the command line.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use carelens_catalog::{LoadedCatalog, Role};
+use carelens_ledger::{
+    Amount, AuditEntry, BudgetLine, Budgets, DATASET_USER, Ledger, LedgerError, Verification,
+};
+use clap::{Args, Subcommand, ValueEnum};
+
+/// Where the catalog and ledger are, shared by the ledger commands.
+#[derive(Debug, Args)]
+pub struct LedgerLocation {
+    /// The catalog file.
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "CARELENS_CONFIG",
+        default_value = "carelens.toml"
+    )]
+    pub config: PathBuf,
+    /// The ledger file (default: the catalog's `[ledger] path`, else
+    /// `.carelens/ledger.sqlite` beside the catalog).
+    #[arg(long, value_name = "PATH", env = "CARELENS_LEDGER")]
+    pub ledger: Option<PathBuf>,
+}
+
+/// The acting user.
+#[derive(Debug, Args)]
+pub struct Acting {
+    /// Who is asking (a name in the catalog's [[users]]).
+    #[arg(long, value_name = "NAME", env = "CARELENS_USER")]
+    pub user: Option<String>,
+}
+
+/// How to print.
+#[derive(Debug, Clone, Copy, Default, ValueEnum)]
+pub enum Format {
+    /// Aligned columns for people.
+    #[default]
+    Table,
+    /// JSON for programs.
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct BudgetArgs {
+    #[command(flatten)]
+    pub location: LedgerLocation,
+    #[command(flatten)]
+    pub acting: Acting,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    #[command(subcommand)]
+    pub command: AuditCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the audit log's hash chain, order and charge/release pairs.
+    Verify {
+        #[command(flatten)]
+        location: LedgerLocation,
+        /// A head printed by an earlier `audit verify` and kept outside the ledger
+        /// (`SEQ:HASH`): also check that the log still holds it, which shows entries cut
+        /// off its end or a chain rewritten after an edit.
+        #[arg(long, value_name = "SEQ:HASH")]
+        expect_head: Option<String>,
+    },
+    /// Show audit entries: your own, or everyone's for approvers and admins.
+    Log {
+        #[command(flatten)]
+        location: LedgerLocation,
+        #[command(flatten)]
+        acting: Acting,
+        /// Only entries from this date (YYYY-MM-DD) or time (RFC 3339, UTC) on.
+        #[arg(long, value_name = "DATE")]
+        since: Option<String>,
+        /// Only this user's entries (approvers and admins).
+        #[arg(long, value_name = "NAME")]
+        of: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+}
+
+/// The loaded catalog, the ledger's path, and the budgets it grants.
+struct LedgerContext {
+    catalog: LoadedCatalog,
+    ledger_path: PathBuf,
+}
+
+fn context(location: &LedgerLocation) -> anyhow::Result<LedgerContext> {
+    let catalog = carelens_catalog::load(&location.config)?;
+    let ledger_path = location
+        .ledger
+        .clone()
+        .unwrap_or_else(|| catalog.ledger_path());
+    Ok(LedgerContext {
+        catalog,
+        ledger_path,
+    })
+}
+
+/// Opens the ledger for reading: created on first use, read-only if the file is.
+fn open_for_reading(ctx: &LedgerContext) -> anyhow::Result<Ledger> {
+    let budgets = Budgets::from_catalog(ctx.catalog.catalog());
+    let ledger = match Ledger::open(&ctx.ledger_path, budgets.clone()) {
+        Err(LedgerError::ReadOnly { .. }) => Ledger::open_read_only(&ctx.ledger_path, budgets),
+        other => other,
+    };
+    Ok(ledger?)
+}
+
+/// The acting user, who must be in the catalog.
+fn acting_user<'a>(ctx: &'a LedgerContext, acting: &Acting) -> anyhow::Result<(&'a str, Role)> {
+    let Some(name) = acting.user.as_deref() else {
+        bail!("who is asking? give your user name with --user NAME or CARELENS_USER");
+    };
+    let user = ctx
+        .catalog
+        .user(name)
+        .ok_or_else(|| LedgerError::UnknownUser {
+            name: name.to_owned(),
+        })?;
+    Ok((user.name.as_str(), user.role))
+}
+
+/// `carelens budget`.
+pub fn budget(args: BudgetArgs) -> anyhow::Result<()> {
+    let ctx = context(&args.location)?;
+    let (user, role) = acting_user(&ctx, &args.acting)?;
+    let ledger = open_for_reading(&ctx)?;
+    let lines = ledger.budget_report(if role.oversees() { None } else { Some(user) })?;
+    let mut out = std::io::stdout().lock();
+    match args.format {
+        Format::Json => {
+            let json: Vec<_> = lines.iter().map(budget_json).collect();
+            writeln!(out, "{}", serde_json::to_string_pretty(&json)?)?;
+        }
+        Format::Table => write_budget_table(&mut out, &lines, &ledger_display(&ctx.ledger_path))?,
+    }
+    Ok(())
+}
+
+fn budget_json(line: &BudgetLine) -> serde_json::Value {
+    let amount =
+        |a: Amount| serde_json::json!({ "epsilon": a.epsilon_value(), "delta": a.delta_value() });
+    serde_json::json!({
+        "name": if line.name == DATASET_USER { "dataset" } else { line.name.as_str() },
+        "role": line.role,
+        "budget": amount(line.budget),
+        "spent": amount(line.spent),
+        "remaining": amount(line.remaining),
+    })
+}
+
+fn ledger_display(path: &Path) -> String {
+    path.display().to_string()
+}
+
+/// A privacy amount for people: `0`, `0.25`, `1e-5`.
+fn number(x: f64) -> String {
+    if x == 0.0 {
+        "0".to_owned()
+    } else if x.abs() < 1e-3 {
+        let s = format!("{x:e}");
+        // 1.0000000000000002e-5 -> 1e-5 when float noise is all there is.
+        match s.split_once('e') {
+            Some((m, e)) => {
+                let m: f64 = m.parse().unwrap_or(0.0);
+                let m = format!("{m:.6}");
+                let m = m.trim_end_matches('0').trim_end_matches('.');
+                format!("{m}e{e}")
+            }
+            None => s,
+        }
+    } else {
+        let s = format!("{x:.6}");
+        s.trim_end_matches('0').trim_end_matches('.').to_owned()
+    }
+}
+
+fn write_budget_table(
+    out: &mut impl Write,
+    lines: &[BudgetLine],
+    ledger: &str,
+) -> anyhow::Result<()> {
+    let rows: Vec<[String; 8]> = lines
+        .iter()
+        .map(|l| {
+            [
+                if l.name == DATASET_USER {
+                    "(dataset)".to_owned()
+                } else {
+                    l.name.clone()
+                },
+                l.role.clone(),
+                number(l.spent.epsilon_value()),
+                number(l.remaining.epsilon_value()),
+                number(l.budget.epsilon_value()),
+                number(l.spent.delta_value()),
+                number(l.remaining.delta_value()),
+                number(l.budget.delta_value()),
+            ]
+        })
+        .collect();
+    let header = [
+        "who",
+        "role",
+        "ε spent",
+        "ε left",
+        "ε budget",
+        "δ spent",
+        "δ left",
+        "δ budget",
+    ];
+    let width = |i: usize| {
+        rows.iter()
+            .map(|r| r[i].chars().count())
+            .chain(std::iter::once(header[i].chars().count()))
+            .max()
+            .unwrap_or(0)
+    };
+    let widths: Vec<usize> = (0..8).map(width).collect();
+    let line = |cells: &[&str]| -> String {
+        cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let pad = widths[i].saturating_sub(c.chars().count());
+                if i < 2 {
+                    format!("{c}{}", " ".repeat(pad))
+                } else {
+                    format!("{}{c}", " ".repeat(pad))
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_owned()
+    };
+    writeln!(out, "{}", line(&header))?;
+    for r in &rows {
+        let cells: Vec<&str> = r.iter().map(String::as_str).collect();
+        writeln!(out, "{}", line(&cells))?;
+    }
+    writeln!(out, "\nledger: {ledger}")?;
+    Ok(())
+}
+
+/// `carelens audit verify` and `carelens audit log`.
+pub fn audit(args: AuditArgs) -> anyhow::Result<()> {
+    match args.command {
+        AuditCommand::Verify {
+            location,
+            expect_head,
+        } => {
+            let ctx = context(&location)?;
+            let head = expect_head.as_deref().map(parse_head).transpose()?;
+            let ledger = open_for_reading(&ctx)?;
+            let verification = match &head {
+                Some((seq, hash)) => ledger.verify_against((*seq, hash))?,
+                None => ledger.verify()?,
+            };
+            match verification {
+                Verification::Intact {
+                    entries,
+                    head_seq,
+                    head_hash,
+                } => {
+                    let mut out = std::io::stdout().lock();
+                    writeln!(
+                        out,
+                        "audit log intact: {entries} entries, every hash and link checked"
+                    )?;
+                    writeln!(out, "head: {head_seq}:{head_hash}")?;
+                    if head.is_some() {
+                        writeln!(out, "the recorded head is still in the log")?;
+                    } else {
+                        writeln!(
+                            out,
+                            "(keep the head outside the ledger and check it later with --expect-head)"
+                        )?;
+                    }
+                    Ok(())
+                }
+                Verification::Broken { seq, problem } => bail!(
+                    "the audit log of {} is broken at entry {seq}: {problem}",
+                    ctx.ledger_path.display()
+                ),
+            }
+        }
+        AuditCommand::Log {
+            location,
+            acting,
+            since,
+            of,
+            format,
+        } => {
+            let ctx = context(&location)?;
+            let (user, role) = acting_user(&ctx, &acting)?;
+            if let Some(since) = &since {
+                check_date(since)?;
+            }
+            let filter = match (&of, role.oversees()) {
+                (Some(other), true) => Some(other.as_str()),
+                (Some(other), false) if other != user => {
+                    bail!("only approvers and admins may see other users' audit entries")
+                }
+                (_, true) => None,
+                (_, false) => Some(user),
+            };
+            let ledger = open_for_reading(&ctx)?;
+            let entries = ledger.audit_log(since.as_deref(), filter)?;
+            let mut out = std::io::stdout().lock();
+            match format {
+                Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&entries)?)?,
+                Format::Table => write_log(&mut out, &entries)?,
+            }
+            Ok(())
+        }
+    }
+}
+
+fn parse_head(text: &str) -> anyhow::Result<(i64, String)> {
+    let parsed = text.split_once(':').and_then(|(seq, hash)| {
+        let seq: i64 = seq.trim().parse().ok()?;
+        let hash = hash.trim();
+        (hash.len() == 64 && hash.chars().all(|c| c.is_ascii_hexdigit()))
+            .then(|| (seq, hash.to_ascii_lowercase()))
+    });
+    parsed.with_context(|| {
+        format!("--expect-head {text:?} is not SEQ:HASH (an entry number and a 64-digit hash, as `audit verify` prints)")
+    })
+}
+
+fn check_date(since: &str) -> anyhow::Result<()> {
+    let date = since.get(..10).unwrap_or(since);
+    chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").with_context(|| {
+        format!("--since {since:?} is not a date; write YYYY-MM-DD, e.g. 2026-11-26")
+    })?;
+    Ok(())
+}
+
+fn write_log(out: &mut impl Write, entries: &[AuditEntry]) -> anyhow::Result<()> {
+    if entries.is_empty() {
+        writeln!(out, "no audit entries")?;
+        return Ok(());
+    }
+    for e in entries {
+        let cost = if e.epsilon_units > 0 || e.delta_units > 0 {
+            let a = Amount {
+                epsilon: e.epsilon_units,
+                delta: e.delta_units,
+            };
+            format!(
+                "  ε {} δ {}",
+                number(a.epsilon_value()),
+                number(a.delta_value())
+            )
+        } else {
+            String::new()
+        };
+        let who = if e.user == DATASET_USER {
+            "(dataset)"
+        } else {
+            e.user.as_str()
+        };
+        let at = e.at.get(..19).unwrap_or(&e.at);
+        writeln!(
+            out,
+            "{:>5}  {at}  {who} ({})  {}{cost}",
+            e.seq,
+            e.role,
+            e.event.as_str()
+        )?;
+        let sql: String = e.sql.split_whitespace().collect::<Vec<_>>().join(" ");
+        if !sql.is_empty() {
+            let short: String = sql.chars().take(100).collect();
+            let more = if sql.chars().count() > 100 { "…" } else { "" };
+            writeln!(out, "       {short}{more}")?;
+        }
+        if !e.detail.is_empty() {
+            writeln!(out, "       {}", e.detail)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,174 @@
+//! `carelens budget` and `carelens audit` on the committed sample data, with the ledger in
+//! a temporary folder (never inside `sample-data/`).
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::common::{carelens, run, sample_data};
+
+/// `carelens <args>` against the sample catalog and a ledger at `ledger`.
+fn ledger_cmd(ledger: &Path, args: &[&str]) -> Command {
+    let mut cmd = carelens();
+    cmd.args(args)
+        .arg("--config")
+        .arg(sample_data().join("carelens.toml"))
+        .env("CARELENS_LEDGER", ledger)
+        .env_remove("CARELENS_USER");
+    cmd
+}
+
+#[test]
+fn budget_shows_a_fresh_ledger_for_the_acting_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger.sqlite");
+    let (out, stdout, stderr) =
+        run(ledger_cmd(&ledger, &["budget"]).env("CARELENS_USER", "analyst"));
+    assert!(out.status.success(), "{stderr}");
+    assert!(ledger.exists(), "created on first use");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(lines[0].starts_with("who"), "{stdout}");
+    assert!(
+        lines[1].starts_with("(dataset)") && lines[1].contains("20"),
+        "{stdout}"
+    );
+    assert!(
+        lines[2].starts_with("analyst") && lines[2].contains("10"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("researcher"),
+        "an analyst sees only their own line: {stdout}"
+    );
+
+    // An admin sees everyone, as JSON too.
+    let (out, stdout, _) = run(&mut ledger_cmd(
+        &ledger,
+        &["budget", "--user", "admin", "--format", "json"],
+    ));
+    assert!(out.status.success());
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let names: Vec<&str> = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["dataset", "analyst", "researcher", "approver", "admin"]
+    );
+    assert_eq!(json[1]["remaining"]["epsilon"], 10.0);
+    assert_eq!(json[1]["spent"]["epsilon"], 0.0);
+}
+
+#[test]
+fn unknown_or_missing_users_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger.sqlite");
+    let (out, _, stderr) = run(&mut ledger_cmd(&ledger, &["budget", "--user", "mallory"]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr.contains("unknown user `mallory`"), "{stderr}");
+    let (out, _, stderr) = run(&mut ledger_cmd(&ledger, &["budget"]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr.contains("--user NAME or CARELENS_USER"), "{stderr}");
+    assert!(!ledger.exists(), "nothing is created for a refused user");
+}
+
+#[test]
+fn audit_verify_and_log_on_the_sample() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger.sqlite");
+    let (out, stdout, stderr) = run(&mut ledger_cmd(&ledger, &["audit", "verify"]));
+    assert!(out.status.success(), "{stderr}");
+    // Five budget grants: the dataset and four users.
+    assert!(
+        stdout.starts_with("audit log intact: 5 entries"),
+        "{stdout}"
+    );
+    let head = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("head: "))
+        .unwrap()
+        .to_owned();
+    assert!(head.starts_with("5:"), "{stdout}");
+    let (out, stdout, _) = run(&mut ledger_cmd(
+        &ledger,
+        &["audit", "verify", "--expect-head", &head],
+    ));
+    assert!(out.status.success());
+    assert!(
+        stdout.contains("the recorded head is still in the log"),
+        "{stdout}"
+    );
+    let wrong = format!("5:{}", "0".repeat(64));
+    let (out, _, stderr) = run(&mut ledger_cmd(
+        &ledger,
+        &["audit", "verify", "--expect-head", &wrong],
+    ));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr.contains("rewritten"), "{stderr}");
+    let (out, _, stderr) = run(&mut ledger_cmd(
+        &ledger,
+        &["audit", "verify", "--expect-head", "five"],
+    ));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr.contains("SEQ:HASH"), "{stderr}");
+
+    let (out, stdout, _) = run(&mut ledger_cmd(
+        &ledger,
+        &["audit", "log", "--user", "analyst"],
+    ));
+    assert!(out.status.success());
+    // An analyst sees only their own entries: their budget grant.
+    let entries: Vec<&str> = stdout
+        .lines()
+        .filter(|l| !l.starts_with("       "))
+        .collect();
+    assert_eq!(entries.len(), 1, "{stdout}");
+    assert!(entries[0].contains("analyst (analyst)  budget"), "{stdout}");
+
+    let (out, _, stderr) = run(&mut ledger_cmd(
+        &ledger,
+        &["audit", "log", "--user", "analyst", "--of", "admin"],
+    ));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr.contains("only approvers and admins"), "{stderr}");
+
+    let (out, stdout, _) = run(&mut ledger_cmd(
+        &ledger,
+        &["audit", "log", "--user", "admin", "--format", "json"],
+    ));
+    assert!(out.status.success());
+    let entries: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(entries.as_array().unwrap().len(), 5);
+    assert_eq!(entries[0]["event"], "budget");
+
+    let (out, _, stderr) = run(&mut ledger_cmd(
+        &ledger,
+        &["audit", "log", "--user", "admin", "--since", "26/11/2026"],
+    ));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr.contains("YYYY-MM-DD"), "{stderr}");
+}
+
+#[test]
+fn a_tampered_ledger_fails_verify_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger.sqlite");
+    assert!(
+        run(&mut ledger_cmd(&ledger, &["audit", "verify"]))
+            .0
+            .status
+            .success()
+    );
+    // Edit an entry behind carelens' back: a budget raised in the log itself.
+    let conn = rusqlite::Connection::open(&ledger).unwrap();
+    conn.execute_batch(
+        "DROP TRIGGER audit_no_update; UPDATE audit SET params = replace(params, '10000000000000', '99000000000000') WHERE seq = 2;",
+    )
+    .unwrap();
+    drop(conn);
+    let (out, _, stderr) = run(&mut ledger_cmd(&ledger, &["audit", "verify"]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr.contains("broken at entry 2"), "{stderr}");
+}
