@@ -13,14 +13,8 @@ use clap::{Args, Subcommand, ValueEnum};
 /// Where the catalog and ledger are, shared by the ledger commands.
 #[derive(Debug, Args)]
 pub struct LedgerLocation {
-    /// The catalog file.
-    #[arg(
-        long,
-        value_name = "PATH",
-        env = "CARELENS_CONFIG",
-        default_value = "carelens.toml"
-    )]
-    pub config: PathBuf,
+    #[command(flatten)]
+    pub catalog: crate::cli::CatalogArgs,
     /// The ledger file (default: the catalog's `[ledger] path`, else
     /// `.carelens/ledger.sqlite` beside the catalog).
     #[arg(long, value_name = "PATH", env = "CARELENS_LEDGER")]
@@ -99,7 +93,7 @@ struct LedgerContext {
 }
 
 fn context(location: &LedgerLocation) -> anyhow::Result<LedgerContext> {
-    let catalog = carelens_catalog::load(&location.config)?;
+    let catalog = carelens_catalog::load(&location.catalog.config)?;
     let ledger_path = location
         .ledger
         .clone()

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use carelens_catalog::{Catalog, Role};
 use carelens_privacy::PrivacyCharge;
-use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{
+    Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params,
+};
 use serde::Serialize;
 
 use crate::amount::Amount;
@@ -108,6 +110,9 @@ impl Budgets {
             .map(|(_, role, budget)| (*role, *budget))
     }
 }
+
+/// Maps a SQLite error on this ledger to a [`LedgerError`].
+type SqliteErr<'a> = dyn Fn(rusqlite::Error) -> LedgerError + 'a;
 
 /// The largest ε or δ one charge may carry; anything larger is a bug, not a query.
 const MAX_CHARGE: f64 = 1e6;
@@ -345,6 +350,24 @@ impl Ledger {
         &self.path
     }
 
+    /// Runs `body` in one `BEGIN IMMEDIATE` transaction — the write lock is taken at the
+    /// start, so what `body` reads cannot change before it writes — and commits if `body`
+    /// succeeds. `body` gets the transaction and the ledger's SQLite error mapping.
+    fn write<T>(
+        &mut self,
+        body: impl FnOnce(&Transaction<'_>, &SqliteErr<'_>) -> Result<T, LedgerError>,
+    ) -> Result<T, LedgerError> {
+        let (path, wait) = (self.path.clone(), self.wait);
+        let e = move |err| LedgerError::sqlite(&path, err, wait);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(&e)?;
+        let out = body(&tx, &e)?;
+        tx.commit().map_err(&e)?;
+        Ok(out)
+    }
+
     /// Integrity check, journal mode, schema version and marker; migrates an older schema.
     fn prepare(&mut self) -> Result<(), LedgerError> {
         self.integrity_check()?;
@@ -426,11 +449,7 @@ impl Ledger {
             wanted.push((name.clone(), role.as_str().to_owned(), *amount));
         }
         let path = self.path.clone();
-        let secs = self.wait;
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|e| LedgerError::sqlite(&path, e, secs))?;
+        self.write(|tx, e| {
         for (name, role, amount) in wanted {
             let params_json = serde_json::to_string(&BudgetSetting {
                 role: &role,
@@ -447,10 +466,10 @@ impl Ledger {
                     |r| r.get(0),
                 )
                 .optional()
-                .map_err(|e| LedgerError::sqlite(&path, e, secs))?;
+                .map_err(e)?;
             if last.as_deref() != Some(params_json.as_str()) {
                 audit::append(
-                    &tx,
+                    tx,
                     Event::Budget,
                     &NewEntry {
                         user: &name,
@@ -464,10 +483,11 @@ impl Ledger {
                         ..NewEntry::default()
                     },
                 )
-                .map_err(|e| LedgerError::sqlite(&path, e, secs))?;
+                .map_err(e)?;
             }
         }
-        tx.commit().map_err(|e| LedgerError::sqlite(&path, e, secs))
+        Ok(())
+        })
     }
 
     /// The role of a user the catalog lists.
@@ -512,13 +532,8 @@ impl Ledger {
             source,
         })?;
         let path = self.path.clone();
-        let secs = self.wait;
-        let e = |err| LedgerError::sqlite(&path, err, secs);
-
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(e)?;
+        let dataset_budget = self.budgets.dataset;
+        self.write(|tx, e| {
         let entry = |epsilon_units, delta_units, detail, refers_to| NewEntry {
             user,
             role: role.as_str(),
@@ -533,15 +548,14 @@ impl Ledger {
             refers_to,
         };
 
-        if let Some(stored) = self_check(stored_release(&tx, query.cache_key).map_err(e)?, &path)? {
+        if let Some(stored) = self_check(stored_release(tx, query.cache_key).map_err(e)?, &path)? {
             let new = entry(
                 0,
                 0,
                 "identical to an earlier release",
                 Some(stored.release_seq),
             );
-            audit::append(&tx, Event::Cached, &new).map_err(e)?;
-            tx.commit().map_err(e)?;
+            audit::append(tx, Event::Cached, &new).map_err(e)?;
             return Ok(ChargeOutcome::Cached(stored));
         }
 
@@ -564,8 +578,7 @@ impl Ledger {
                 "takes up an unreleased charge of the same query",
                 Some(seq),
             );
-            audit::append(&tx, Event::Resumed, &new).map_err(e)?;
-            tx.commit().map_err(e)?;
+            audit::append(tx, Event::Resumed, &new).map_err(e)?;
             return Ok(ChargeOutcome::Charged(Receipt {
                 seq,
                 user: user.to_owned(),
@@ -577,13 +590,13 @@ impl Ledger {
 
         // A process started with an older catalog must not spend beyond a budget another
         // process has since logged as lowered: use the smaller of the two.
-        let budget = lower(budget, logged_budget(&tx, user).map_err(e)?);
+        let budget = lower(budget, logged_budget(tx, user).map_err(e)?);
         let dataset_budget = lower(
-            self.budgets.dataset,
-            logged_budget(&tx, DATASET_USER).map_err(e)?,
+            dataset_budget,
+            logged_budget(tx, DATASET_USER).map_err(e)?,
         );
-        let user_spent = spent(&tx, Some(user)).map_err(e)?;
-        let dataset_spent = spent(&tx, None).map_err(e)?;
+        let user_spent = spent(tx, Some(user)).map_err(e)?;
+        let dataset_spent = spent(tx, None).map_err(e)?;
         let refusal = if !user_spent.plus(requested).fits(budget) {
             Some(Refusal {
                 requested,
@@ -602,13 +615,11 @@ impl Ledger {
         if let Some(refusal) = refusal {
             let detail = refusal.to_string();
             let new = entry(0, 0, &detail, None);
-            audit::append(&tx, Event::Refused, &new).map_err(e)?;
-            tx.commit().map_err(e)?;
+            audit::append(tx, Event::Refused, &new).map_err(e)?;
             return Ok(ChargeOutcome::Refused(refusal));
         }
         let new = entry(requested.epsilon, requested.delta, "", None);
-        let charged = audit::append(&tx, Event::Charged, &new).map_err(e)?;
-        tx.commit().map_err(e)?;
+        let charged = audit::append(tx, Event::Charged, &new).map_err(e)?;
         Ok(ChargeOutcome::Charged(Receipt {
             seq: charged.seq,
             user: user.to_owned(),
@@ -616,6 +627,7 @@ impl Ledger {
             amount: requested,
             resumed: false,
         }))
+        })
     }
 
     /// Stores the result of a charged query and logs its release. Returns the release to
@@ -627,107 +639,80 @@ impl Ledger {
         result: &[u8],
     ) -> Result<StoredRelease, LedgerError> {
         let path = self.path.clone();
-        let secs = self.wait;
-        let e = |err| LedgerError::sqlite(&path, err, secs);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(e)?;
-        let charge: Option<AuditEntry> = audit::entry_at(&tx, receipt.seq).map_err(e)?;
-        let Some(charge) = charge.filter(|c| {
-            c.event == Event::Charged && c.user == receipt.user && c.cache_key == receipt.cache_key
-        }) else {
-            return Err(LedgerError::BadReceipt { seq: receipt.seq });
-        };
-        let base = NewEntry {
-            user: &charge.user,
-            role: &charge.role,
-            sql: &charge.sql,
-            plan_hash: &charge.plan_hash,
-            cache_key: &charge.cache_key,
-            params: &charge.params,
-            ..NewEntry::default()
-        };
-        if let Some(stored) = self_check(stored_release(&tx, &charge.cache_key).map_err(e)?, &path)?
-        {
-            audit::append(
-                &tx,
-                Event::Cached,
-                &NewEntry {
+        self.write(|tx, e| {
+            let charge = charge_for(tx, receipt, e)?;
+            let base = NewEntry {
+                user: &charge.user,
+                role: &charge.role,
+                sql: &charge.sql,
+                plan_hash: &charge.plan_hash,
+                cache_key: &charge.cache_key,
+                params: &charge.params,
+                ..NewEntry::default()
+            };
+            let stored = stored_release(tx, &charge.cache_key).map_err(e)?;
+            if let Some(stored) = self_check(stored, &path)? {
+                let served = NewEntry {
                     detail: "identical to an earlier release",
                     refers_to: Some(stored.release_seq),
                     ..base
-                },
-            )
-            .map_err(e)?;
-            tx.commit().map_err(e)?;
-            return Ok(stored);
-        }
-        let already: i64 = tx
-            .query_row(
-                "SELECT count(*) FROM audit WHERE event = 'released' AND refers_to = ?1",
-                params![charge.seq],
-                |r| r.get(0),
-            )
-            .map_err(e)?;
-        if already > 0 {
-            return Err(LedgerError::AlreadyReleased { seq: charge.seq });
-        }
-        let result_hash = audit::sha256_hex(result);
-        let released = audit::append(
-            &tx,
-            Event::Released,
-            &NewEntry {
+                };
+                audit::append(tx, Event::Cached, &served).map_err(e)?;
+                return Ok(stored);
+            }
+            let already: i64 = tx
+                .query_row(
+                    "SELECT count(*) FROM audit WHERE event = 'released' AND refers_to = ?1",
+                    params![charge.seq],
+                    |r| r.get(0),
+                )
+                .map_err(e)?;
+            if already > 0 {
+                return Err(LedgerError::AlreadyReleased { seq: charge.seq });
+            }
+            let result_hash = audit::sha256_hex(result);
+            let release = NewEntry {
                 result_hash: &result_hash,
                 refers_to: Some(charge.seq),
                 ..base
-            },
-        )
-        .map_err(e)?;
-        tx.execute(
-            "INSERT INTO releases (cache_key, charge_seq, release_seq, result, result_hash) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![charge.cache_key, charge.seq, released.seq, result, result_hash],
-        )
-        .map_err(e)?;
-        tx.commit().map_err(e)?;
-        Ok(StoredRelease {
-            result: result.to_vec(),
-            result_hash,
-            release_seq: released.seq,
-            charge_seq: charge.seq,
+            };
+            let released = audit::append(tx, Event::Released, &release).map_err(e)?;
+            tx.execute(
+                "INSERT INTO releases (cache_key, charge_seq, release_seq, result, result_hash) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    charge.cache_key,
+                    charge.seq,
+                    released.seq,
+                    result,
+                    result_hash
+                ],
+            )
+            .map_err(e)?;
+            Ok(StoredRelease {
+                result: result.to_vec(),
+                result_hash,
+                release_seq: released.seq,
+                charge_seq: charge.seq,
+            })
         })
     }
 
     /// Logs that a charged query failed before release. The budget stays spent.
     pub fn record_error(&mut self, receipt: &Receipt, message: &str) -> Result<(), LedgerError> {
-        let role = self.role(&receipt.user)?;
-        let path = self.path.clone();
-        let secs = self.wait;
-        let e = |err| LedgerError::sqlite(&path, err, secs);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(e)?;
-        let charge = audit::entry_at(&tx, receipt.seq).map_err(e)?;
-        if !charge.is_some_and(|c| {
-            c.event == Event::Charged && c.user == receipt.user && c.cache_key == receipt.cache_key
-        }) {
-            return Err(LedgerError::BadReceipt { seq: receipt.seq });
-        }
-        audit::append(
-            &tx,
-            Event::Error,
-            &NewEntry {
-                user: &receipt.user,
-                role: role.as_str(),
-                cache_key: &receipt.cache_key,
+        self.write(|tx, e| {
+            let charge = charge_for(tx, receipt, e)?;
+            let failure = NewEntry {
+                user: &charge.user,
+                role: &charge.role,
+                cache_key: &charge.cache_key,
                 detail: message,
-                refers_to: Some(receipt.seq),
+                refers_to: Some(charge.seq),
                 ..NewEntry::default()
-            },
-        )
-        .map_err(e)?;
-        tx.commit().map_err(e)
+            };
+            audit::append(tx, Event::Error, &failure).map_err(e)?;
+            Ok(())
+        })
     }
 
     /// Logs a query the privacy analysis or the policy rejected. Costs nothing.
@@ -739,27 +724,18 @@ impl Ledger {
         reason: &str,
     ) -> Result<(), LedgerError> {
         let role = self.role(user)?;
-        let path = self.path.clone();
-        let secs = self.wait;
-        let e = |err| LedgerError::sqlite(&path, err, secs);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(e)?;
-        audit::append(
-            &tx,
-            Event::Rejected,
-            &NewEntry {
+        self.write(|tx, e| {
+            let rejection = NewEntry {
                 user,
                 role: role.as_str(),
                 sql,
                 plan_hash,
                 detail: reason,
                 ..NewEntry::default()
-            },
-        )
-        .map_err(e)?;
-        tx.commit().map_err(e)
+            };
+            audit::append(tx, Event::Rejected, &rejection).map_err(e)?;
+            Ok(())
+        })
     }
 
     /// Spent and remaining budget of `user`, or of every user when `None`; the dataset's
@@ -821,6 +797,20 @@ impl Ledger {
 struct BudgetSetting<'a> {
     role: &'a str,
     budget: Amount,
+}
+
+/// The `charged` entry a receipt names, if it matches the receipt's user and query.
+fn charge_for(
+    tx: &Transaction<'_>,
+    receipt: &Receipt,
+    e: &SqliteErr<'_>,
+) -> Result<AuditEntry, LedgerError> {
+    audit::entry_at(tx, receipt.seq)
+        .map_err(e)?
+        .filter(|c| {
+            c.event == Event::Charged && c.user == receipt.user && c.cache_key == receipt.cache_key
+        })
+        .ok_or(LedgerError::BadReceipt { seq: receipt.seq })
 }
 
 /// Total debited to `user` (or to everyone when `None`).
