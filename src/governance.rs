@@ -86,7 +86,7 @@ pub enum AuditCommand {
     },
 }
 
-/// The loaded catalog, the ledger's path, and the budgets it grants.
+/// The loaded catalog and the ledger's path.
 struct LedgerContext {
     catalog: LoadedCatalog,
     ledger_path: PathBuf,
@@ -140,7 +140,7 @@ pub fn budget(args: BudgetArgs) -> anyhow::Result<()> {
             let json: Vec<_> = lines.iter().map(budget_json).collect();
             writeln!(out, "{}", serde_json::to_string_pretty(&json)?)?;
         }
-        Format::Table => write_budget_table(&mut out, &lines, &ledger_display(&ctx.ledger_path))?,
+        Format::Table => write_budget_table(&mut out, &lines, &ctx.ledger_path)?,
     }
     Ok(())
 }
@@ -155,10 +155,6 @@ fn budget_json(line: &BudgetLine) -> serde_json::Value {
         "spent": amount(line.spent),
         "remaining": amount(line.remaining),
     })
-}
-
-fn ledger_display(path: &Path) -> String {
-    path.display().to_string()
 }
 
 /// A privacy amount for people: `0`, `0.25`, `1e-5`.
@@ -186,7 +182,7 @@ fn number(x: f64) -> String {
 fn write_budget_table(
     out: &mut impl Write,
     lines: &[BudgetLine],
-    ledger: &str,
+    ledger: &Path,
 ) -> anyhow::Result<()> {
     let rows: Vec<[String; 8]> = lines
         .iter()
@@ -247,7 +243,7 @@ fn write_budget_table(
         let cells: Vec<&str> = r.iter().map(String::as_str).collect();
         writeln!(out, "{}", line(&cells))?;
     }
-    writeln!(out, "\nledger: {ledger}")?;
+    writeln!(out, "\nledger: {}", ledger.display())?;
     Ok(())
 }
 
