@@ -4,7 +4,8 @@
 //! Everything here is post-processing of differentially private outputs, so it costs no
 //! privacy — *provided* it only ever sees noisy values. Suppressing on a true count would
 //! make whether a cell is shown depend on one person, which breaks the guarantee; the
-//! types here take only noisy values, and the engine never passes anything else.
+//! counts and sums here are [`Noisy`] values, which only the mechanisms of this crate can
+//! make, so no caller can pass a true one.
 //!
 //! Presets:
 //!
@@ -23,7 +24,8 @@ use std::num::NonZeroU32;
 use serde::{Deserialize, Serialize};
 
 use crate::accuracy::{AccuracyError, Interval, NoiseDistribution, ratio_interval};
-use crate::params::Alpha;
+use crate::noise::Noisy;
+use crate::params::{Alpha, Precision};
 
 /// How released counts are rounded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -166,19 +168,20 @@ impl DisclosurePolicy {
     }
 
     /// Whether a noisy count is small enough to be suppressed.
-    pub fn suppresses(&self, noisy_count: i64) -> bool {
-        self.suppress_at_or_below.is_some_and(|t| noisy_count <= t)
+    pub fn suppresses(&self, noisy_count: Noisy) -> bool {
+        self.suppress_at_or_below
+            .is_some_and(|t| noisy_count.value() <= t)
     }
 
     /// A count cell from its noisy value and the distribution of its noise.
     ///
     /// Suppressed if the noisy value is at or below the threshold; otherwise clamped at 0,
     /// rounded, and suppressed if that gives 0 under [`ZeroPolicy::Suppress`].
-    pub fn count_cell(&self, noisy: i64, noise: NoiseDistribution) -> Cell {
+    pub fn count_cell(&self, noisy: Noisy, noise: NoiseDistribution) -> Cell {
         if self.suppresses(noisy) {
             return Cell::Suppressed;
         }
-        let value = self.rounding.apply(noisy.max(0) as f64);
+        let value = self.rounding.apply(noisy.value().max(0) as f64);
         if value == 0.0 && self.zero == ZeroPolicy::Suppress {
             return Cell::Suppressed;
         }
@@ -193,24 +196,24 @@ impl DisclosurePolicy {
         })
     }
 
-    /// A sum cell, released unless its group is suppressed. `unit` converts the
-    /// integer noise to the value's scale (the fixed-point precision). Sums are not
-    /// rounded to the count base: their noise is already far coarser than the precision.
+    /// A sum cell from a noisy fixed-point sum in units of `precision`, released unless
+    /// its group is suppressed. Sums are not rounded to the count base: their noise is
+    /// already far coarser than the precision.
     pub fn sum_cell(
         &self,
         group_suppressed: bool,
-        value: f64,
+        noisy: Noisy,
+        precision: Precision,
         noise: NoiseDistribution,
-        unit: f64,
     ) -> Cell {
         if group_suppressed {
             return Cell::Suppressed;
         }
         Cell::Released(Released {
-            value,
+            value: precision.from_fixed(noisy.value()),
             error: ErrorModel::Additive {
                 noise,
-                unit,
+                unit: precision.unit(),
                 rounding: 0.0,
                 non_negative: false,
             },
@@ -351,7 +354,7 @@ mod tests {
     const NOISE: NoiseDistribution = NoiseDistribution::DiscreteLaplace { scale: 2.0 };
 
     fn shown(policy: &DisclosurePolicy, noisy: i64) -> Option<f64> {
-        policy.count_cell(noisy, NOISE).value()
+        policy.count_cell(Noisy::new(noisy), NOISE).value()
     }
 
     #[test]
@@ -491,7 +494,7 @@ mod tests {
 
     #[test]
     fn released_counts_carry_intervals_widened_by_rounding() {
-        let cell = DisclosurePolicy::NHS.count_cell(103, NOISE);
+        let cell = DisclosurePolicy::NHS.count_cell(Noisy::new(103), NOISE);
         assert_eq!(cell.status(), CellStatus::Released);
         let Cell::Released(r) = &cell else {
             panic!("released")
@@ -501,8 +504,10 @@ mod tests {
         assert_eq!(r.value, 105.0);
         assert_eq!((i.lo, i.hi), (105.0 - h - 2.5, 105.0 + h + 2.5));
         // Cut at 0 for counts.
-        let small = DisclosurePolicy::NONE
-            .count_cell(1, NoiseDistribution::DiscreteLaplace { scale: 50.0 });
+        let small = DisclosurePolicy::NONE.count_cell(
+            Noisy::new(1),
+            NoiseDistribution::DiscreteLaplace { scale: 50.0 },
+        );
         let Cell::Released(r) = small else {
             panic!("released")
         };
@@ -512,9 +517,9 @@ mod tests {
     #[test]
     fn derived_values_are_suppressed_with_their_inputs() {
         let p = DisclosurePolicy::NHS;
-        let people = p.count_cell(2_000, NOISE);
-        let small = p.count_cell(6, NOISE);
-        let admissions = p.count_cell(212, NOISE);
+        let people = p.count_cell(Noisy::new(2_000), NOISE);
+        let small = p.count_cell(Noisy::new(6), NOISE);
+        let admissions = p.count_cell(Noisy::new(212), NOISE);
         assert_eq!(Cell::ratio(&small, &people, 1_000.0), Cell::Suppressed);
         assert_eq!(Cell::ratio(&admissions, &small, 1.0), Cell::Suppressed);
         let rate = Cell::ratio(&admissions, &people, 1_000.0);
@@ -526,9 +531,10 @@ mod tests {
         let i = r.interval(Alpha::FIVE_PERCENT).unwrap().unwrap();
         assert!(i.lo < 105.0 && 105.0 < i.hi);
         // A sum in a suppressed group is suppressed; otherwise released with its unit.
-        let cost = p.sum_cell(true, 1234.5, NOISE, 0.01);
+        let pence = Precision::new(0.01).unwrap();
+        let cost = p.sum_cell(true, Noisy::new(123_450), pence, NOISE);
         assert_eq!(cost, Cell::Suppressed);
-        let cost = p.sum_cell(false, 1234.5, NOISE, 0.01);
+        let cost = p.sum_cell(false, Noisy::new(123_450), pence, NOISE);
         let Cell::Released(r) = &cost else {
             panic!("released")
         };
@@ -541,7 +547,11 @@ mod tests {
     fn ratio_with_a_denominator_that_may_be_zero_has_no_interval() {
         let p = DisclosurePolicy::NONE;
         let wide = NoiseDistribution::DiscreteLaplace { scale: 100.0 };
-        let rate = Cell::ratio(&p.count_cell(50, wide), &p.count_cell(20, wide), 1.0);
+        let rate = Cell::ratio(
+            &p.count_cell(Noisy::new(50), wide),
+            &p.count_cell(Noisy::new(20), wide),
+            1.0,
+        );
         let Cell::Released(r) = &rate else {
             panic!("released")
         };

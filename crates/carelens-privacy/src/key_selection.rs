@@ -28,7 +28,7 @@ use serde::Serialize;
 
 use crate::accuracy::NoiseDistribution;
 use crate::budget::{ChargeItem, MechanismKind};
-use crate::noise::MechanismError;
+use crate::noise::{MechanismError, Noisy};
 use crate::params::{Delta, Epsilon};
 
 /// A calibrated key-selection mechanism: the noise scale and the threshold τ.
@@ -177,7 +177,7 @@ impl KeySelection {
 
     /// Noisy distinct-person counts for the groups whose exact counts are `person_counts`
     /// (indexed by group); `None` for a group whose key is not released.
-    pub fn select(&self, person_counts: &[i64]) -> Result<Vec<Option<i64>>, MechanismError> {
+    pub fn select(&self, person_counts: &[i64]) -> Result<Vec<Option<Noisy>>, MechanismError> {
         let (e, d) = loss(self.scale, self.threshold, self.max_groups)?;
         let m = measurement(self.scale, self.threshold)?;
         if e > self.epsilon.value() {
@@ -197,7 +197,7 @@ impl KeySelection {
         let input: HashMap<u64, i64> = (0u64..).zip(person_counts.iter().copied()).collect();
         let kept = m.invoke(&input)?;
         Ok((0u64..person_counts.len() as u64)
-            .map(|i| kept.get(&i).copied())
+            .map(|i| kept.get(&i).copied().map(Noisy::new))
             .collect())
     }
 }
@@ -272,8 +272,8 @@ mod tests {
         let counts = [1_000_000, 1, 500_000, 0];
         let out = ks.select(&counts).unwrap();
         assert_eq!(out.len(), 4);
-        assert!(out[0].is_some_and(|c| (c - 1_000_000).abs() < 100));
-        assert!(out[2].is_some_and(|c| (c - 500_000).abs() < 100));
+        assert!(out[0].is_some_and(|c| (c.value() - 1_000_000).abs() < 100));
+        assert!(out[2].is_some_and(|c| (c.value() - 500_000).abs() < 100));
         // A one-person key crosses τ ≈ 14 with probability about 1e-6.
         assert_eq!(out[1], None);
     }

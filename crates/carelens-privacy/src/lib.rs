@@ -90,7 +90,7 @@ pub use disclosure::{
     ZeroPolicy,
 };
 pub use key_selection::KeySelection;
-pub use noise::{MechanismError, NoiseKind, NoiseMechanism, Sensitivity};
+pub use noise::{MechanismError, NoiseKind, NoiseMechanism, Noisy, Sensitivity};
 pub use params::{
     Alpha, Bounds, ContributionBounds, Delta, Epsilon, FixedBounds, ParamError, Precision,
 };

@@ -33,6 +33,25 @@ use crate::accuracy::NoiseDistribution;
 use crate::budget::{ChargeItem, MechanismKind};
 use crate::params::{Delta, Epsilon};
 
+/// A number that came out of a noise mechanism (in its integer units).
+///
+/// Only the mechanisms of this crate can make one, and the disclosure policy accepts
+/// nothing else: suppression and rounding can never be decided on a true value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct Noisy(i64);
+
+impl Noisy {
+    /// Wraps a mechanism's output. Crate-private: outside code cannot forge one.
+    pub(crate) fn new(value: i64) -> Self {
+        Noisy(value)
+    }
+
+    /// The noisy value.
+    pub fn value(self) -> i64 {
+        self.0
+    }
+}
+
 /// Which noise the policy uses for counts and sums.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -304,7 +323,7 @@ impl NoiseMechanism {
     ///
     /// The opendp measurement is built here, its privacy map re-checked against the
     /// charge, and then invoked; outputs saturate at the `i64` range.
-    pub fn release(&self, exact: &[i64]) -> Result<Vec<i64>, MechanismError> {
+    pub fn release(&self, exact: &[i64]) -> Result<Vec<Noisy>, MechanismError> {
         let input = exact.to_vec();
         match self.kind {
             NoiseKind::Laplace => {
@@ -316,12 +335,12 @@ impl NoiseMechanism {
                     None,
                 )?;
                 check_loss(m.map(&l1)?, self.epsilon)?;
-                Ok(m.invoke(&input)?)
+                Ok(m.invoke(&input)?.into_iter().map(Noisy::new).collect())
             }
             NoiseKind::Gaussian => {
                 let m = gaussian_measurement(self.scale, self.delta.value())?;
                 check_loss(m.map(&self.sensitivity.l2())?.0, self.epsilon)?;
-                Ok(m.invoke(&input)?)
+                Ok(m.invoke(&input)?.into_iter().map(Noisy::new).collect())
             }
         }
     }
@@ -433,7 +452,11 @@ mod tests {
         let exact = vec![1_000i64; 10_000];
         let noisy = m.release(&exact).unwrap();
         assert_eq!(noisy.len(), exact.len());
-        let mean_abs = noisy.iter().map(|v| (v - 1_000).abs() as f64).sum::<f64>() / 1e4;
+        let mean_abs = noisy
+            .iter()
+            .map(|v| (v.value() - 1_000).abs() as f64)
+            .sum::<f64>()
+            / 1e4;
         // E|X| for discrete Laplace with t = 1 is 2e^{-1}/(1-e^{-2}) ≈ 0.851; the standard
         // error of the mean of 10,000 draws is about 0.01.
         assert!((mean_abs - 0.851).abs() < 0.08, "{mean_abs}");

@@ -43,7 +43,7 @@ fn count_noise(kind: NoiseKind, scale: f64, n: usize) -> Vec<i64> {
     m.release(&vec![C; n])
         .unwrap()
         .into_iter()
-        .map(|v| v - C)
+        .map(|v| v.value() - C)
         .collect()
 }
 
@@ -221,8 +221,10 @@ fn empirical_privacy_loss_is_within_epsilon() {
         };
         let m = NoiseMechanism::laplace(sens, Epsilon::new(epsilon).unwrap()).unwrap();
         let c = 200i64;
-        let a = m.release(&vec![c; 2 * DRAWS]).unwrap();
-        let b = m.release(&vec![c + per_group as i64; 2 * DRAWS]).unwrap();
+        let values =
+            |noisy: Vec<crate::Noisy>| noisy.into_iter().map(|v| v.value()).collect::<Vec<_>>();
+        let a = values(m.release(&vec![c; 2 * DRAWS]).unwrap());
+        let b = values(m.release(&vec![c + per_group as i64; 2 * DRAWS]).unwrap());
         let excess = worst_privacy_excess(&a, &b, epsilon);
         assert!(
             excess <= Z,
