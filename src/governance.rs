@@ -104,12 +104,14 @@ fn context(location: &LedgerLocation) -> anyhow::Result<LedgerContext> {
     })
 }
 
-/// Opens the ledger for reading: created on first use, read-only if the file is.
+/// Opens the ledger for reading without writing to it (a ledger under investigation is
+/// left exactly as it is); a missing ledger is created, as on any first use.
 fn open_for_reading(ctx: &LedgerContext) -> anyhow::Result<Ledger> {
     let budgets = Budgets::from_catalog(ctx.catalog.catalog());
-    let ledger = match Ledger::open(&ctx.ledger_path, budgets.clone()) {
-        Err(LedgerError::ReadOnly { .. }) => Ledger::open_read_only(&ctx.ledger_path, budgets),
-        other => other,
+    let ledger = if ctx.ledger_path.exists() {
+        Ledger::open_read_only(&ctx.ledger_path, budgets)
+    } else {
+        Ledger::open(&ctx.ledger_path, budgets)
     };
     Ok(ledger?)
 }
