@@ -23,6 +23,12 @@ pub enum Command {
     Synth(SynthArgs),
     /// Check a catalog against its Parquet files and show what can be queried.
     Catalog(CatalogArgs),
+    /// Run one SQL file and release its result with differential privacy (charges your
+    /// budget; an identical earlier query is answered from the release cache for free).
+    Query(crate::query::QueryArgs),
+    /// Show what a SQL file would cost and how accurate it would be, without running it
+    /// or spending anything: limits, noise scales, expected 95% errors, rewritten plan.
+    Explain(crate::query::ExplainArgs),
     /// Show privacy budget spent and left: yours and the dataset's (everyone's for
     /// approvers and admins).
     Budget(crate::governance::BudgetArgs),

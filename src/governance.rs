@@ -87,12 +87,12 @@ pub enum AuditCommand {
 }
 
 /// The loaded catalog and the ledger's path.
-struct LedgerContext {
-    catalog: LoadedCatalog,
-    ledger_path: PathBuf,
+pub(crate) struct LedgerContext {
+    pub(crate) catalog: LoadedCatalog,
+    pub(crate) ledger_path: PathBuf,
 }
 
-fn context(location: &LedgerLocation) -> anyhow::Result<LedgerContext> {
+pub(crate) fn context(location: &LedgerLocation) -> anyhow::Result<LedgerContext> {
     let catalog = carelens_catalog::load(&location.catalog.config)?;
     let ledger_path = location
         .ledger
@@ -117,7 +117,10 @@ fn open_for_reading(ctx: &LedgerContext) -> anyhow::Result<Ledger> {
 }
 
 /// The acting user, who must be in the catalog.
-fn acting_user<'a>(ctx: &'a LedgerContext, acting: &Acting) -> anyhow::Result<(&'a str, Role)> {
+pub(crate) fn acting_user<'a>(
+    ctx: &'a LedgerContext,
+    acting: &Acting,
+) -> anyhow::Result<(&'a str, Role)> {
     let Some(name) = acting.user.as_deref() else {
         bail!("who is asking? give your user name with --user NAME or CARELENS_USER");
     };

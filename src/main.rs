@@ -5,6 +5,7 @@
 
 mod cli;
 mod governance;
+mod query;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -15,6 +16,8 @@ use crate::cli::{Cli, Command};
 
 /// Exit code: the command did what was asked (for queries: a result was released).
 const EXIT_OK: u8 = 0;
+/// Exit code: the query was refused — by the privacy analysis, the policy or the budget.
+const EXIT_REFUSED: u8 = 1;
 /// Exit code: an error — bad input, configuration, I/O, or a bug.
 const EXIT_ERROR: u8 = 2;
 
@@ -23,12 +26,18 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Synth(args) => cli::synth(args),
         Command::Catalog(args) => cli::catalog(args),
+        Command::Query(args) => query::query(args),
+        Command::Explain(args) => query::explain(args),
         Command::Budget(args) => governance::budget(args),
         Command::Audit(args) => governance::audit(args),
     };
     match result {
         Ok(()) => ExitCode::from(EXIT_OK),
         Err(err) if is_broken_pipe(&err) => ExitCode::from(EXIT_OK),
+        Err(err) if err.downcast_ref::<query::Refused>().is_some() => {
+            let _ = writeln!(std::io::stderr().lock(), "{err}");
+            ExitCode::from(EXIT_REFUSED)
+        }
         Err(err) => {
             let mut stderr = std::io::stderr().lock();
             let _ = writeln!(stderr, "error: {err}");

@@ -9,3 +9,4 @@ mod common;
 mod ledger;
 mod realism;
 mod sample_data;
+mod slt;

@@ -1,11 +1,569 @@
 //! The carelens query engine: analysts' SQL to a differentially private release.
 //!
-//! It will build a closed DataFusion session from the catalog (`carelens-catalog`), walk the
-//! `LogicalPlan` of each query to decide whether it is safe, rewrite the final aggregation
-//! with person-level contribution bounding, execute it and hand the exact, bounded
-//! aggregates to `carelens-privacy` for noise, key selection and disclosure control.
+//! [`Engine::open`] builds a closed DataFusion session from the catalog (only catalog
+//! tables exist; no files, settings or DDL). [`Engine::prepare`] reads the query's DP
+//! parameters, plans the SQL, runs the privacy analysis over the `LogicalPlan`, rewrites the
+//! released aggregation with person-level contribution bounding and calibrates the noise
+//! — all without touching data, so the [`PrivacyCharge`] is known before anything runs.
+//! [`PreparedQuery::execute`] then runs the bounded plan, adds noise, applies the
+//! disclosure policy and the query's post-processing. The caller charges the ledger in
+//! between: the budget is debited before a result exists.
 //!
 //! Layer: above `carelens-privacy` and `carelens-catalog`; below the ledger and the binary
-//! (see `docs/architecture.md`).
+//! (see `docs/architecture.md`). How queries are analysed: `docs/engine.md`.
 //!
-//! Status: reserved. Its contents arrive with the "DP SQL engine" issue.
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let catalog = carelens_catalog::load(std::path::Path::new("sample-data/carelens.toml"))?;
+//! let engine = carelens_engine::Engine::open(&catalog).await?;
+//! let query = engine
+//!     .prepare("SELECT sex, COUNT(DISTINCT person_id) AS n FROM person GROUP BY sex")
+//!     .await?;
+//! println!("{}", query.explain());
+//! // ... charge query.charge() to the ledger, then:
+//! let release = query.execute(&engine).await?;
+//! print!("{}", release.to_table());
+//! # Ok(())
+//! # }
+//! ```
+
+mod analysis;
+mod directives;
+mod facts;
+mod rejection;
+mod release;
+mod result;
+mod rewrite;
+mod session;
+
+use std::fmt::Write as _;
+
+use carelens_catalog::{LoadedCatalog, Policy};
+use carelens_privacy::{
+    AccuracyError, Alpha, Delta, DisclosurePolicy, Epsilon, MechanismError, ParamError,
+    PrivacyCharge,
+};
+use datafusion::common::ScalarValue;
+use datafusion::error::DataFusionError;
+use datafusion::execution::context::SessionContext;
+use datafusion::logical_expr::LogicalPlan;
+use sha2::{Digest, Sha256};
+
+pub use directives::QueryOptions;
+pub use rejection::{Location, Rejection, RejectionKind};
+pub use result::{CellMeta, ColumnMeta, ColumnRole, FORMAT, PrivacySummary, Release, number};
+pub use session::SessionError;
+
+use analysis::{AggKind, Analysis, Analyzer, DpAggregation};
+use release::{MAX_PUBLIC_GROUPS, Mechanisms, ReleaseInput};
+use rewrite::{BoundedPlan, Limits};
+
+/// Why a query produced no release.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// The privacy analysis or the policy refused it.
+    #[error(transparent)]
+    Rejected(#[from] Rejection),
+    /// DataFusion could not plan it (a syntax or name error).
+    #[error("the query could not be planned")]
+    Plan(#[source] DataFusionError),
+    /// Running it failed.
+    #[error("the query failed while running")]
+    Execute(#[source] DataFusionError),
+    /// A mechanism could not be calibrated or run.
+    #[error("a privacy mechanism failed")]
+    Mechanism(#[from] MechanismError),
+    /// A parameter was out of range.
+    #[error("a privacy parameter is out of range")]
+    Param(#[from] ParamError),
+    /// An interval could not be computed.
+    #[error("an error interval could not be computed")]
+    Accuracy(#[from] AccuracyError),
+    /// ε split over this many mechanisms is too small to represent.
+    #[error("epsilon is too small to split over this query's aggregates")]
+    EpsilonTooSmall,
+    /// A bug in carelens.
+    #[error("internal error: {0}")]
+    Internal(&'static str),
+}
+
+impl QueryError {
+    /// Whether the query was refused (exit code 1) rather than failed (exit code 2).
+    pub fn is_rejection(&self) -> bool {
+        matches!(self, QueryError::Rejected(_))
+    }
+}
+
+/// The closed session and what the analysis needs from the catalog.
+pub struct Engine {
+    ctx: SessionContext,
+    catalog: session::CatalogInfo,
+    policy: Policy,
+    disclosure: DisclosurePolicy,
+    disclosure_name: String,
+}
+
+/// The DP parameters a query runs with, after defaults and caps.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct QueryParams {
+    /// ε of the release.
+    pub epsilon: f64,
+    /// δ available to the release (charged only if used).
+    pub delta: f64,
+    /// L0.
+    pub max_groups: u32,
+    /// L∞.
+    pub max_rows: u32,
+}
+
+/// A query analysed, rewritten and calibrated; nothing has run yet.
+pub struct PreparedQuery {
+    sql: String,
+    analysed: LogicalPlan,
+    plan_hash: String,
+    kind: Prepared,
+}
+
+enum Prepared {
+    Public,
+    Private(Box<PrivatePlan>),
+}
+
+/// The rewritten plan of a private query and its charge.
+struct PrivatePlan {
+    dp: DpAggregation,
+    bounded: BoundedPlan,
+    mechanisms: Mechanisms,
+    limits: Limits,
+    params: QueryParams,
+    domains: Option<Vec<Vec<ScalarValue>>>,
+    charge: PrivacyCharge,
+    limits_reason: String,
+}
+
+impl Engine {
+    /// Opens the catalog's tables in a closed session and reads the public domains.
+    pub async fn open(loaded: &LoadedCatalog) -> Result<Self, SessionError> {
+        let (ctx, catalog) = session::open(loaded).await?;
+        let policy = loaded.catalog().policy.clone();
+        let disclosure_name = match &policy.disclosure {
+            carelens_catalog::DisclosureSetting::Preset(name) => name.clone(),
+            carelens_catalog::DisclosureSetting::Custom(_) => "custom".to_owned(),
+        };
+        // The catalog was validated on load, so the preset resolves.
+        let disclosure = policy.disclosure.resolve().unwrap_or(DisclosurePolicy::NHS);
+        Ok(Self {
+            ctx,
+            catalog,
+            policy,
+            disclosure,
+            disclosure_name,
+        })
+    }
+
+    /// Reads the DP parameters, plans and analyses `sql`, rewrites it and calibrates the
+    /// noise. Spends nothing and reads no data.
+    pub async fn prepare(&self, sql: &str) -> Result<PreparedQuery, QueryError> {
+        let directives = directives::parse(sql)?;
+        let statement = session::parse_checked(&directives.sql, &self.catalog)?;
+        let state = self.ctx.state();
+        let plan = state
+            .statement_to_plan(statement)
+            .await
+            .map_err(plan_error)?;
+        session::verify_plan(&plan)?;
+        let analysed = state
+            .analyzer()
+            .execute_and_check(plan, state.config_options(), |_, _| {})
+            .map_err(plan_error)?;
+        let plan_hash =
+            hex(Sha256::digest(format!("{}", analysed.display_indent()).as_bytes()).as_slice());
+        let analysis = Analyzer {
+            catalog: &self.catalog,
+        }
+        .analyze(&analysed)?;
+        let kind = match analysis {
+            Analysis::Public => Prepared::Public,
+            Analysis::Private(dp) => {
+                Prepared::Private(Box::new(self.plan_private(*dp, directives.options)?))
+            }
+        };
+        Ok(PreparedQuery {
+            sql: sql.to_owned(),
+            analysed,
+            plan_hash,
+            kind,
+        })
+    }
+
+    fn plan_private(
+        &self,
+        dp: DpAggregation,
+        options: QueryOptions,
+    ) -> Result<PrivatePlan, QueryError> {
+        let params = self.params(options, &dp)?;
+        let sample_groups = !dp.keys.iter().all(|k| k.constant);
+        let limits = Limits {
+            max_groups: if sample_groups { params.max_groups } else { 1 },
+            max_rows: params.max_rows,
+            sample_groups,
+        };
+        let limits_reason = if sample_groups {
+            format!(
+                "L0 = {}: some group key is not constant per person, so each person's groups are sampled to at most {} by a keyed hash",
+                params.max_groups, params.max_groups
+            )
+        } else {
+            "L0 = 1: every group key is constant per person, so each person is in one group"
+                .to_owned()
+        };
+        let secret = carelens_privacy::selection_secret()?;
+        let bounded = rewrite::bound(&dp, limits, &secret).map_err(plan_error)?;
+        let domains: Option<Vec<Vec<ScalarValue>>> = dp
+            .keys
+            .iter()
+            .map(|k| k.domain.as_ref().map(|d| d.as_ref().clone()))
+            .collect();
+        let domains = domains.filter(|d| {
+            d.iter()
+                .try_fold(1usize, |acc, x| acc.checked_mul(x.len()))
+                .is_some_and(|n| n <= MAX_PUBLIC_GROUPS)
+        });
+        let mechanisms = Mechanisms::calibrate(
+            &bounded,
+            limits,
+            domains.is_some(),
+            self.policy.noise,
+            Epsilon::new(params.epsilon)?,
+            Delta::new(params.delta)?,
+        )?;
+        let charge = mechanisms.charge(&bounded);
+        Ok(PrivatePlan {
+            dp,
+            bounded,
+            mechanisms,
+            limits,
+            params,
+            domains,
+            charge,
+            limits_reason,
+        })
+    }
+
+    /// Defaults from the policy and the tables read; values above a cap are rejected.
+    fn params(&self, options: QueryOptions, dp: &DpAggregation) -> Result<QueryParams, Rejection> {
+        let cap = |what: &str, value: f64, max: f64| {
+            if value > max {
+                Err(Rejection::new(
+                    RejectionKind::Parameter,
+                    format!(
+                        "{what} = {} is above the policy's cap of {}",
+                        number(value),
+                        number(max)
+                    ),
+                    format!(
+                        "ask for {what} of at most {}; the information governance team sets the cap",
+                        number(max)
+                    ),
+                ))
+            } else if value <= 0.0 && what == "epsilon" {
+                Err(Rejection::new(
+                    RejectionKind::Parameter,
+                    "epsilon must be greater than 0",
+                    "e.g. `-- carelens: epsilon=0.5`",
+                ))
+            } else if value < 0.0 {
+                Err(Rejection::new(
+                    RejectionKind::Parameter,
+                    format!("{what} cannot be negative"),
+                    "e.g. `delta=1e-6`",
+                ))
+            } else {
+                Ok(value)
+            }
+        };
+        let epsilon = cap(
+            "epsilon",
+            options
+                .epsilon
+                .unwrap_or(self.policy.epsilon_default.value()),
+            self.policy.epsilon_max.value(),
+        )?;
+        let delta = cap(
+            "delta",
+            options.delta.unwrap_or(self.policy.delta.value()),
+            self.policy.delta_max.value(),
+        )?;
+        let tables = || {
+            dp.input
+                .tables
+                .iter()
+                .filter_map(|t| self.catalog.tables.get(t))
+        };
+        let max_groups = options
+            .max_groups
+            .or_else(|| tables().filter_map(|t| t.max_groups).max())
+            .unwrap_or(1);
+        let max_rows = options
+            .max_rows
+            .or_else(|| tables().filter_map(|t| t.max_rows).max())
+            .unwrap_or(1);
+        const MAX_LIMIT: u32 = 1_000;
+        if max_groups > MAX_LIMIT || max_rows > MAX_LIMIT {
+            return Err(Rejection::new(
+                RejectionKind::Parameter,
+                format!("max_groups and max_rows may be at most {MAX_LIMIT}"),
+                "smaller limits mean less noise; most people have few rows per group",
+            ));
+        }
+        Ok(QueryParams {
+            epsilon,
+            delta,
+            max_groups,
+            max_rows,
+        })
+    }
+}
+
+fn plan_error(e: DataFusionError) -> QueryError {
+    QueryError::Plan(e)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl PreparedQuery {
+    /// What releasing this query costs; empty for a query over public tables only.
+    pub fn charge(&self) -> PrivacyCharge {
+        match &self.kind {
+            Prepared::Public => PrivacyCharge::new(Vec::new()),
+            Prepared::Private(p) => p.charge.clone(),
+        }
+    }
+
+    /// SHA-256 of the analysed plan: equal for queries that mean the same.
+    pub fn plan_hash(&self) -> &str {
+        &self.plan_hash
+    }
+
+    /// The SQL as written.
+    pub fn sql(&self) -> &str {
+        &self.sql
+    }
+
+    /// The release-cache key: the analysed plan, the DP parameters and the data version.
+    pub fn cache_key(&self, data_version: &str) -> String {
+        let params = match &self.kind {
+            Prepared::Public => "public".to_owned(),
+            Prepared::Private(p) => serde_json::to_string(&p.params).unwrap_or_default(),
+        };
+        let mut hasher = Sha256::new();
+        for part in [self.plan_hash.as_str(), &params, data_version] {
+            hasher.update((part.len() as u64).to_le_bytes());
+            hasher.update(part.as_bytes());
+        }
+        hex(hasher.finalize().as_slice())
+    }
+
+    /// The DP parameters, for a private query.
+    pub fn params(&self) -> Option<QueryParams> {
+        match &self.kind {
+            Prepared::Public => None,
+            Prepared::Private(p) => Some(p.params),
+        }
+    }
+
+    /// The bounded (rewritten) plan, for a private query.
+    pub fn rewritten_plan(&self) -> Option<&LogicalPlan> {
+        match &self.kind {
+            Prepared::Public => None,
+            Prepared::Private(p) => Some(&p.bounded.plan),
+        }
+    }
+
+    /// Runs the query and releases its protected result. Charge the ledger first.
+    pub async fn execute(&self, engine: &Engine) -> Result<Release, QueryError> {
+        match &self.kind {
+            Prepared::Public => self.execute_public(engine).await,
+            Prepared::Private(p) => {
+                release::release(
+                    &engine.ctx,
+                    ReleaseInput {
+                        dp: &p.dp,
+                        bounded: &p.bounded,
+                        mechanisms: &p.mechanisms,
+                        limits: p.limits,
+                        domains: p.domains.clone(),
+                        policy: engine.disclosure,
+                        policy_name: engine.disclosure_name.clone(),
+                        analysed: &self.analysed,
+                    },
+                )
+                .await
+            }
+        }
+    }
+
+    async fn execute_public(&self, engine: &Engine) -> Result<Release, QueryError> {
+        let batches = engine
+            .ctx
+            .execute_logical_plan(self.analysed.clone())
+            .await
+            .map_err(QueryError::Execute)?
+            .collect()
+            .await
+            .map_err(QueryError::Execute)?;
+        let schema = self.analysed.schema();
+        let columns: Vec<ColumnMeta> = schema
+            .fields()
+            .iter()
+            .map(|f| ColumnMeta {
+                name: f.name().clone(),
+                role: ColumnRole::Public,
+                data_type: f.data_type().to_string(),
+            })
+            .collect();
+        let mut rows = Vec::new();
+        for batch in &batches {
+            for r in 0..batch.num_rows() {
+                let mut row = std::collections::BTreeMap::new();
+                for (i, c) in columns.iter().enumerate() {
+                    let v = ScalarValue::try_from_array(batch.column(i), r)
+                        .map_err(QueryError::Execute)?;
+                    row.insert(c.name.clone(), release::to_json(&v));
+                }
+                rows.push(row);
+            }
+        }
+        let cells = vec![Default::default(); rows.len()];
+        Ok(Release {
+            format: FORMAT.into(),
+            release_id: None,
+            columns,
+            rows,
+            cells,
+            privacy: PrivacySummary {
+                epsilon: 0.0,
+                delta: 0.0,
+                max_groups: 0,
+                max_rows: 0,
+                key_selection: false,
+                disclosure: engine.disclosure_name.clone(),
+                marker: engine.disclosure.marker.as_str().to_owned(),
+            },
+            notes: vec![
+                "the query reads only public reference tables: no noise, no privacy cost"
+                    .to_owned(),
+            ],
+        })
+    }
+
+    /// What `carelens explain` prints: the limits, every mechanism with its sensitivity,
+    /// noise scale and expected 95% error, and the rewritten plan.
+    pub fn explain(&self) -> String {
+        let mut out = String::new();
+        let Prepared::Private(p) = &self.kind else {
+            out.push_str("reads only public reference tables: released exactly, no privacy cost\n");
+            return out;
+        };
+        let _ = writeln!(
+            out,
+            "privacy: epsilon {} and delta {} (basic composition over {} mechanisms)",
+            number(p.charge.epsilon()),
+            number(p.charge.delta()),
+            p.charge.items().len()
+        );
+        let keys: Vec<String> =
+            p.dp.aggregate
+                .group_expr
+                .iter()
+                .map(|g| g.schema_name().to_string())
+                .collect();
+        match &p.domains {
+            Some(d) if !keys.is_empty() => {
+                let sizes: Vec<String> = d.iter().map(|x| x.len().to_string()).collect();
+                let _ = writeln!(
+                    out,
+                    "groups: GROUP BY {} — public domains, {} = {} groups, all released (empty ones too)",
+                    keys.join(", "),
+                    sizes.join(" x "),
+                    d.iter().map(Vec::len).product::<usize>()
+                );
+            }
+            Some(_) => {
+                let _ = writeln!(out, "groups: one (no GROUP BY)");
+            }
+            None => {
+                let threshold = p
+                    .mechanisms
+                    .key_selection
+                    .as_ref()
+                    .map_or(0, |k| k.threshold());
+                let _ = writeln!(
+                    out,
+                    "groups: GROUP BY {} — not all keys public: DP key selection, a group is released if its noisy person count reaches {threshold}",
+                    keys.join(", ")
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "limits: {}; L∞ = {} rows per person per group",
+            p.limits_reason, p.limits.max_rows
+        );
+        let _ = writeln!(
+            out,
+            "\n{:<48} {:>10} {:>12} {:>12} {:>12}",
+            "mechanism", "epsilon", "sensitivity", "noise scale", "95% error"
+        );
+        let item_lines = p.charge.items().iter().zip(self.units(p));
+        for (item, unit) in item_lines {
+            let dist = match item.mechanism {
+                carelens_privacy::MechanismKind::DiscreteGaussian => {
+                    carelens_privacy::NoiseDistribution::DiscreteGaussian { scale: item.scale }
+                }
+                _ => carelens_privacy::NoiseDistribution::DiscreteLaplace { scale: item.scale },
+            };
+            let error = dist
+                .half_width(Alpha::FIVE_PERCENT)
+                .map(|h| format!("±{}", number(h as f64 * unit)))
+                .unwrap_or_else(|_| "?".into());
+            let label: String = item.label.chars().take(48).collect();
+            let _ = writeln!(
+                out,
+                "{:<48} {:>10} {:>12} {:>12} {:>12}",
+                label,
+                number(item.epsilon),
+                number(item.max_groups as f64 * item.per_group_sensitivity as f64 * unit),
+                number(item.scale * unit),
+                error
+            );
+        }
+        for (kind, label) in p.dp.aggregates.iter().zip(&p.dp.aggregate.aggr_expr) {
+            if let AggKind::Sum(b) | AggKind::Avg(b) = kind {
+                let _ = writeln!(
+                    out,
+                    "bounds: {} clamps each value to [{}, {}] in units of {}",
+                    label.schema_name(),
+                    number(b.lo),
+                    number(b.hi),
+                    number(b.precision.unit())
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "\nrewritten plan (the group-sampling secret is drawn per query):\n{}",
+            p.bounded.plan.display_indent()
+        );
+        out
+    }
+
+    /// The value of one integer unit of each charge item, in the item order.
+    fn units(&self, p: &PrivatePlan) -> Vec<f64> {
+        let mut units = vec![1.0];
+        units.extend(p.bounded.parts.iter().map(|part| part.precision.unit()));
+        units
+    }
+}

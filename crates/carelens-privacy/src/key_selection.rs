@@ -202,9 +202,30 @@ impl KeySelection {
     }
 }
 
+/// A fresh 128-bit secret from opendp's CSPRNG (OpenSSL), as 32 hex digits.
+///
+/// The engine keys the hash that orders a person's groups when it keeps at most `L0` of
+/// them. Which groups are kept depends only on that person's own rows and this secret, so
+/// bounding stays a per-person transformation; the secret keeps the choice from favouring
+/// any key an analyst could aim at. It is drawn per query and never shown.
+pub fn selection_secret() -> Result<String, MechanismError> {
+    let mut bytes = [0u8; 16];
+    opendp::traits::samplers::fill_bytes(&mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn selection_secrets_are_fresh_128_bit_hex() {
+        let a = selection_secret().unwrap();
+        let b = selection_secret().unwrap();
+        assert_eq!(a.len(), 32);
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, b);
+    }
 
     #[test]
     fn threshold_grows_with_l0_and_shrinking_delta() {

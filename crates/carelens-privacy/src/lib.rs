@@ -89,7 +89,7 @@ pub use disclosure::{
     Cell, CellStatus, DisclosurePolicy, ErrorModel, Marker, Released, Rounding, UnknownPreset,
     ZeroPolicy,
 };
-pub use key_selection::KeySelection;
+pub use key_selection::{KeySelection, selection_secret};
 pub use noise::{MechanismError, NoiseKind, NoiseMechanism, Noisy, Sensitivity};
 pub use params::{
     Alpha, Bounds, ContributionBounds, Delta, Epsilon, FixedBounds, ParamError, Precision,

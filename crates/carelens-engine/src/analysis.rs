@@ -1,0 +1,1154 @@
+//! The privacy analysis: walks a DataFusion `LogicalPlan` (never the SQL text) and decides
+//! whether it can be released, following DESIGN.md §3.3.
+//!
+//! Bottom-up, every relation gets [`Relation`] facts: private or public, which column is
+//! the person, and per column whether it is the person, constant per person, its bounds
+//! and its public domain. Top-down from the root, the nodes above the first aggregation
+//! are post-processing of released values (projections, `HAVING`, `ORDER BY`, `LIMIT`);
+//! that first aggregation is the one carelens releases with differential privacy.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use carelens_catalog::TableKind;
+use carelens_privacy::Precision;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::common::{DFSchema, JoinType, ScalarValue};
+use datafusion::logical_expr::{
+    Aggregate, BinaryExpr, Distinct, Expr, ExprSchemable, LogicalPlan, Operator, Volatility,
+    expr::{AggregateFunction, WindowFunction},
+    utils::split_conjunction,
+};
+
+use crate::facts::{Facts, check_person_use, expr_facts, location};
+use crate::rejection::{Rejection, RejectionKind};
+use crate::session::CatalogInfo;
+
+/// Scalar functions a query may call: deterministic, and none reads outside its row.
+const SCALAR_FUNCTIONS: &[&str] = &[
+    "abs",
+    "ceil",
+    "floor",
+    "round",
+    "trunc",
+    "power",
+    "pow",
+    "sqrt",
+    "ln",
+    "log",
+    "log10",
+    "log2",
+    "exp",
+    "signum",
+    "coalesce",
+    "nullif",
+    "nvl",
+    "ifnull",
+    "least",
+    "greatest",
+    "date_part",
+    "date_trunc",
+    "date_bin",
+    "datepart",
+    "datetrunc",
+    "make_date",
+    "to_date",
+    "lower",
+    "upper",
+    "substr",
+    "substring",
+    "left",
+    "right",
+    "concat",
+    "concat_ws",
+    "trim",
+    "btrim",
+    "ltrim",
+    "rtrim",
+    "length",
+    "char_length",
+    "character_length",
+    "starts_with",
+    "ends_with",
+    "strpos",
+    "replace",
+    "split_part",
+    "lpad",
+    "rpad",
+    "regexp_like",
+    "regexp_match",
+    "isnan",
+    "iszero",
+    "to_char",
+    "date_format",
+];
+
+/// Aggregates allowed per person (in a `GROUP BY person_id` sub-aggregation).
+const PERSON_AGGREGATES: &[&str] = &[
+    "count",
+    "sum",
+    "avg",
+    "mean",
+    "min",
+    "max",
+    "median",
+    "bool_and",
+    "bool_or",
+    "first_value",
+    "last_value",
+];
+
+/// Window functions allowed when partitioned by the person.
+const WINDOW_FUNCTIONS: &[&str] = &[
+    "row_number",
+    "rank",
+    "dense_rank",
+    "percent_rank",
+    "cume_dist",
+    "ntile",
+    "lead",
+    "lag",
+    "first_value",
+    "last_value",
+    "nth_value",
+    "count",
+    "sum",
+    "avg",
+    "min",
+    "max",
+];
+
+/// Facts about a relation (the output of one plan node).
+#[derive(Debug, Clone)]
+pub(crate) struct Relation {
+    /// Holds rows of people (reads a `person` or `events` table).
+    pub private: bool,
+    /// Per output column.
+    pub columns: Vec<Facts>,
+    /// Whether each column is the person and never NULL.
+    pub keys: Vec<bool>,
+    /// Private tables read.
+    pub tables: BTreeSet<String>,
+}
+
+impl Relation {
+    fn public(columns: Vec<Facts>) -> Self {
+        let n = columns.len();
+        Self {
+            private: false,
+            columns,
+            keys: vec![false; n],
+            tables: BTreeSet::new(),
+        }
+    }
+
+    /// The index of a column that is the person and never NULL.
+    pub fn person(&self) -> Option<usize> {
+        self.keys.iter().position(|k| *k)
+    }
+}
+
+/// One aggregate of the released aggregation.
+#[derive(Debug, Clone)]
+pub(crate) enum AggKind {
+    /// `COUNT(*)`.
+    Rows,
+    /// `COUNT(expr)`.
+    NonNull(Expr),
+    /// `COUNT(DISTINCT person)` (`None`), or of an expression that is the person or NULL.
+    Persons(Option<Expr>),
+    /// `SUM(expr)`, clamped to bounds and summed in fixed point.
+    Sum(Bounded),
+    /// `AVG(expr)`: a bounded sum over a count.
+    Avg(Bounded),
+}
+
+/// A bounded numeric argument.
+#[derive(Debug, Clone)]
+pub(crate) struct Bounded {
+    pub expr: Expr,
+    pub lo: f64,
+    pub hi: f64,
+    pub precision: Precision,
+}
+
+/// The released aggregation, analysed.
+#[derive(Debug, Clone)]
+pub(crate) struct DpAggregation {
+    /// The aggregation node as planned.
+    pub aggregate: Aggregate,
+    /// Facts about its input.
+    pub input: Relation,
+    /// Facts about each group key.
+    pub keys: Vec<Facts>,
+    /// Each aggregate, in output order.
+    pub aggregates: Vec<AggKind>,
+}
+
+/// What a query is.
+#[derive(Debug, Clone)]
+pub(crate) enum Analysis {
+    /// It reads only public tables: run it as it is.
+    Public,
+    /// It releases one aggregation of private data.
+    Private(Box<DpAggregation>),
+}
+
+/// The analysis, over the catalog's facts.
+pub(crate) struct Analyzer<'a> {
+    pub catalog: &'a CatalogInfo,
+}
+
+impl Analyzer<'_> {
+    /// Analyses a whole (type-coerced) plan.
+    pub fn analyze(&self, plan: &LogicalPlan) -> Result<Analysis, Rejection> {
+        match plan {
+            LogicalPlan::Projection(_)
+            | LogicalPlan::Filter(_)
+            | LogicalPlan::Sort(_)
+            | LogicalPlan::Limit(_)
+            | LogicalPlan::SubqueryAlias(_)
+            | LogicalPlan::Distinct(Distinct::All(_))
+            | LogicalPlan::Window(_)
+                if released_below(plan) =>
+            {
+                for expr in plan.expressions() {
+                    self.check_functions(&expr)?;
+                    self.check_post_subqueries(&expr)?;
+                }
+                let inputs = plan.inputs();
+                match inputs.as_slice() {
+                    [input] => self.analyze(input),
+                    _ => Err(unsupported("a post-processing step with several inputs")),
+                }
+            }
+            LogicalPlan::Aggregate(aggregate) => self.dp_aggregation(aggregate),
+            other => {
+                let relation = self.relation(other)?;
+                if relation.private && relation.columns.iter().any(|c| c.person) {
+                    Err(Rejection::new(
+                        RejectionKind::PersonColumn,
+                        "the person column cannot appear in the output",
+                        "count people instead, e.g. `COUNT(DISTINCT person_id)`",
+                    ))
+                } else if relation.private {
+                    Err(Rejection::new(
+                        RejectionKind::RowLevel,
+                        "the query returns rows of private data, not aggregates",
+                        "aggregate over people, e.g. `SELECT locality, COUNT(DISTINCT \
+                         person_id) FROM person GROUP BY locality`",
+                    ))
+                } else {
+                    Ok(Analysis::Public)
+                }
+            }
+        }
+    }
+
+    fn check_post_subqueries(&self, expr: &Expr) -> Result<(), Rejection> {
+        let mut result = Ok(());
+        let _ = expr.apply(|e| {
+            let plan = match e {
+                Expr::ScalarSubquery(s) => Some(&s.subquery),
+                Expr::Exists(s) => Some(&s.subquery.subquery),
+                Expr::InSubquery(s) => Some(&s.subquery.subquery),
+                _ => None,
+            };
+            if let Some(plan) = plan
+                && self.reads_private(plan)
+            {
+                result = Err(Rejection::new(
+                    RejectionKind::Subquery,
+                    "a subquery over private data after the released aggregation",
+                    "compute everything from private data in the one aggregation \
+                             (use CASE inside COUNT/SUM for conditional counts)",
+                )
+                .at(location(e)));
+            }
+            Ok(if result.is_err() {
+                TreeNodeRecursion::Stop
+            } else {
+                TreeNodeRecursion::Continue
+            })
+        });
+        result
+    }
+
+    fn dp_aggregation(&self, aggregate: &Aggregate) -> Result<Analysis, Rejection> {
+        let input = self.relation(&aggregate.input)?;
+        for expr in aggregate.group_expr.iter().chain(&aggregate.aggr_expr) {
+            self.check_functions(expr)?;
+        }
+        if !input.private {
+            return Ok(Analysis::Public);
+        }
+        if input.person().is_none() {
+            return Err(Rejection::new(
+                RejectionKind::RowLevel,
+                "the rows being aggregated lost their person column",
+                "keep `person_id` in every CTE and subquery over private tables, so carelens \
+                 can bound each person's contribution",
+            ));
+        }
+        let schema = aggregate.input.schema();
+        let mut keys = Vec::with_capacity(aggregate.group_expr.len());
+        for expr in &aggregate.group_expr {
+            if matches!(expr, Expr::GroupingSet(_)) {
+                return Err(unsupported("GROUPING SETS, ROLLUP and CUBE"));
+            }
+            let refers_to_person = expr.column_refs().iter().any(|c| {
+                schema
+                    .index_of_column(c)
+                    .is_ok_and(|i| input.columns[i].person)
+            });
+            if refers_to_person {
+                return Err(Rejection::new(
+                    RejectionKind::PersonColumn,
+                    "the person column cannot be a group key of the released aggregation: \
+                     that would release one row per person",
+                    "group by person-level features in a CTE first (`GROUP BY person_id`), \
+                     then count people per feature value",
+                )
+                .at(location(expr)));
+            }
+            keys.push(expr_facts(expr, schema, &input.columns));
+        }
+        let mut aggregates = Vec::with_capacity(aggregate.aggr_expr.len());
+        for expr in &aggregate.aggr_expr {
+            aggregates.push(self.dp_aggregate(expr, schema, &input)?);
+        }
+        Ok(Analysis::Private(Box::new(DpAggregation {
+            aggregate: aggregate.clone(),
+            input,
+            keys,
+            aggregates,
+        })))
+    }
+
+    fn dp_aggregate(
+        &self,
+        expr: &Expr,
+        schema: &DFSchema,
+        input: &Relation,
+    ) -> Result<AggKind, Rejection> {
+        let Expr::AggregateFunction(AggregateFunction { func, params }) = unalias(expr) else {
+            return Err(unsupported("an aggregate expression of this form"));
+        };
+        let name = func.name().to_ascii_lowercase();
+        let at = params.args.first().and_then(location);
+        if params.filter.is_some() {
+            return Err(Rejection::new(
+                RejectionKind::Aggregate,
+                format!("`{name}(...) FILTER (WHERE ...)` is not supported yet"),
+                "put the condition in a CASE inside the aggregate, e.g. \
+                 `COUNT(DISTINCT CASE WHEN cond THEN person_id END)`",
+            )
+            .at(at));
+        }
+        let arg = params.args.first();
+        let arg_facts = arg.map(|a| expr_facts(a, schema, &input.columns));
+        let is_key = |a: &Expr| match unalias(a) {
+            Expr::Column(c) => schema.index_of_column(c).is_ok_and(|i| input.keys[i]),
+            _ => false,
+        };
+        match (name.as_str(), params.distinct, arg) {
+            ("count", false, Some(Expr::Literal(v, _))) if !v.is_null() => Ok(AggKind::Rows),
+            ("count", false, None) => Ok(AggKind::Rows),
+            ("count", true, Some(a)) if arg_facts.as_ref().is_some_and(|f| f.person) => {
+                Ok(AggKind::Persons((!is_key(a)).then(|| a.clone())))
+            }
+            ("count", true, _) => Err(Rejection::new(
+                RejectionKind::Aggregate,
+                "`COUNT(DISTINCT ...)` of anything but the person cannot be bounded per person",
+                "count people with `COUNT(DISTINCT person_id)` or `COUNT(DISTINCT CASE WHEN \
+                 cond THEN person_id END)`; to count distinct values, group by the value \
+                 instead",
+            )
+            .at(at)),
+            ("count", false, Some(a)) => {
+                check_person_use(a, false, "inside COUNT", schema, &input.columns)
+                    .map_err(|r| r.at(at))?;
+                Ok(AggKind::NonNull(a.clone()))
+            }
+            ("sum" | "avg" | "mean", false, Some(a)) => {
+                check_person_use(a, false, "inside SUM or AVG", schema, &input.columns)?;
+                let facts = arg_facts.unwrap_or_else(Facts::unknown);
+                if !facts.bounded() {
+                    return Err(Rejection::new(
+                        RejectionKind::Aggregate,
+                        format!(
+                            "`{}` has no bounds, so one person could move it without limit",
+                            expr.schema_name()
+                        ),
+                        "declare `bounds` for the column in the catalog, or clamp it in the \
+                         query: `LEAST(GREATEST(x, lo), hi)`",
+                    )
+                    .at(at));
+                }
+                let (lo, hi) = facts.bounds();
+                let data_type = a.get_type(schema).unwrap_or(DataType::Float64);
+                let precision = facts
+                    .precision
+                    .unwrap_or_else(|| default_precision(&data_type, lo, hi));
+                let bounded = Bounded {
+                    expr: a.clone(),
+                    lo,
+                    hi,
+                    precision,
+                };
+                Ok(if name == "sum" {
+                    AggKind::Sum(bounded)
+                } else {
+                    AggKind::Avg(bounded)
+                })
+            }
+            ("sum" | "avg" | "mean", true, _) => Err(Rejection::new(
+                RejectionKind::Aggregate,
+                format!("`{name}(DISTINCT ...)` cannot be released"),
+                "drop DISTINCT, or sum per-person values computed in a `GROUP BY person_id` CTE",
+            )
+            .at(at)),
+            (
+                "min"
+                | "max"
+                | "median"
+                | "percentile_cont"
+                | "approx_percentile_cont"
+                | "approx_median"
+                | "quantile_cont",
+                _,
+                _,
+            ) => Err(Rejection::new(
+                RejectionKind::Aggregate,
+                format!("`{name}` is an order statistic: it can be one person's value"),
+                "release a mean instead (`AVG(LEAST(GREATEST(x, lo), hi))`), or counts per \
+                 band (`COUNT(DISTINCT CASE WHEN x >= 21 THEN person_id END)`); MIN/MAX are \
+                 allowed per person inside a `GROUP BY person_id` CTE",
+            )
+            .at(at)),
+            _ => Err(Rejection::new(
+                RejectionKind::Aggregate,
+                format!("`{name}` cannot be released with differential privacy"),
+                "release COUNT, COUNT(DISTINCT person_id), SUM or AVG of a bounded value",
+            )
+            .at(at)),
+        }
+    }
+
+    /// Facts about `plan`'s output, rejecting any shape the privacy model does not allow.
+    pub fn relation(&self, plan: &LogicalPlan) -> Result<Relation, Rejection> {
+        match plan {
+            LogicalPlan::TableScan(scan) => self.table_scan(scan),
+            LogicalPlan::SubqueryAlias(alias) => self.relation(&alias.input),
+            LogicalPlan::Projection(p) => {
+                let input = self.relation(&p.input)?;
+                let schema = p.input.schema();
+                let mut columns = Vec::with_capacity(p.expr.len());
+                let mut keys = Vec::with_capacity(p.expr.len());
+                for expr in &p.expr {
+                    self.check_expr(expr, true, "in a calculation", schema, &input)?;
+                    columns.push(expr_facts(expr, schema, &input.columns));
+                    keys.push(match unalias(expr) {
+                        Expr::Column(c) => schema.index_of_column(c).is_ok_and(|i| input.keys[i]),
+                        _ => false,
+                    });
+                }
+                Ok(Relation {
+                    private: input.private,
+                    columns,
+                    keys,
+                    tables: input.tables,
+                })
+            }
+            LogicalPlan::Filter(f) => {
+                let input = self.relation(&f.input)?;
+                self.check_expr(&f.predicate, false, "in a filter", f.input.schema(), &input)?;
+                Ok(input)
+            }
+            LogicalPlan::Join(join) => self.join(join),
+            LogicalPlan::Aggregate(a) => self.person_aggregate(a),
+            LogicalPlan::Window(w) => self.window(w),
+            LogicalPlan::Sort(s) => self.not_before_release(&s.input, "ORDER BY"),
+            LogicalPlan::Limit(l) => self.not_before_release(&l.input, "LIMIT"),
+            LogicalPlan::Distinct(Distinct::All(input)) => {
+                let relation = self.relation(input)?;
+                if relation.private && relation.person().is_none() {
+                    return Err(Rejection::new(
+                        RejectionKind::Ordering,
+                        "`DISTINCT` over private rows without the person column",
+                        "keep `person_id` in the DISTINCT (`SELECT DISTINCT person_id, ...`), \
+                         or count people with `COUNT(DISTINCT person_id)`",
+                    ));
+                }
+                Ok(relation)
+            }
+            LogicalPlan::Distinct(Distinct::On(on)) => {
+                self.not_before_release(&on.input, "DISTINCT ON")
+            }
+            LogicalPlan::Union(u) => self.union(u),
+            LogicalPlan::Values(v) => Ok(Relation::public(vec![
+                Facts::unknown();
+                v.schema.fields().len()
+            ])),
+            LogicalPlan::EmptyRelation(e) => Ok(Relation::public(vec![
+                Facts::unknown();
+                e.schema.fields().len()
+            ])),
+            LogicalPlan::Repartition(r) => self.relation(&r.input),
+            LogicalPlan::Explain(_) | LogicalPlan::Analyze(_) => Err(Rejection::new(
+                RejectionKind::Statement,
+                "`EXPLAIN` is not run inside queries",
+                "use `carelens explain FILE.sql`",
+            )),
+            LogicalPlan::Dml(_)
+            | LogicalPlan::Ddl(_)
+            | LogicalPlan::Copy(_)
+            | LogicalPlan::Statement(_)
+            | LogicalPlan::DescribeTable(_) => Err(Rejection::new(
+                RejectionKind::Statement,
+                "only read-only SELECT queries run",
+                "write one SELECT that aggregates over people",
+            )),
+            other => {
+                let name = other.display().to_string();
+                Err(unsupported(&format!(
+                    "`{}`",
+                    name.split(':').next().unwrap_or("this plan node")
+                )))
+            }
+        }
+    }
+
+    fn not_before_release(&self, input: &LogicalPlan, what: &str) -> Result<Relation, Rejection> {
+        let relation = self.relation(input)?;
+        if relation.private {
+            return Err(Rejection::new(
+                RejectionKind::Ordering,
+                format!("`{what}` on private rows before the released aggregation"),
+                "ORDER BY and LIMIT may only sort the released result; to pick each person's \
+                 latest record use `ROW_NUMBER() OVER (PARTITION BY person_id ORDER BY ...)`",
+            ));
+        }
+        Ok(relation)
+    }
+
+    fn table_scan(
+        &self,
+        scan: &datafusion::logical_expr::TableScan,
+    ) -> Result<Relation, Rejection> {
+        let name = scan.table_name.table();
+        let Some(table) = self.catalog.tables.get(name) else {
+            return Err(Rejection::new(
+                RejectionKind::Table,
+                format!("table `{}` is not in the catalog", scan.table_name),
+                "read catalog tables only (`carelens catalog` lists them)",
+            ));
+        };
+        let private = table.kind.is_private();
+        let mut columns = Vec::new();
+        let mut keys = Vec::new();
+        for field in scan.projected_schema.fields() {
+            let info = table.columns.get(field.name());
+            let is_person = private && field.name() == &self.catalog.person_column;
+            let (lo, hi) = info
+                .and_then(|c| c.bounds)
+                .unwrap_or((f64::NEG_INFINITY, f64::INFINITY));
+            columns.push(Facts {
+                person: is_person,
+                constant: table.kind == TableKind::Person || is_person,
+                lo,
+                hi,
+                precision: info.and_then(|c| c.precision),
+                domain: info.and_then(|c| c.domain.clone()),
+            });
+            keys.push(is_person);
+        }
+        Ok(Relation {
+            private,
+            columns,
+            keys,
+            tables: if private {
+                BTreeSet::from([name.to_owned()])
+            } else {
+                BTreeSet::new()
+            },
+        })
+    }
+
+    fn join(&self, join: &datafusion::logical_expr::Join) -> Result<Relation, Rejection> {
+        let left = self.relation(&join.left)?;
+        let right = self.relation(&join.right)?;
+        let n_left = left.columns.len();
+        let mut columns: Vec<Facts> = left.columns.iter().chain(&right.columns).cloned().collect();
+        let mut keys: Vec<bool> = left.keys.iter().chain(&right.keys).copied().collect();
+        let schema = join.schema.as_ref();
+        // Conditions are checked over both sides' columns together.
+        let both = Relation {
+            private: left.private || right.private,
+            columns: columns.clone(),
+            keys: keys.clone(),
+            tables: left.tables.union(&right.tables).cloned().collect(),
+        };
+        let combined_schema = join.left.schema().join(join.right.schema()).ok();
+        let cond_schema = combined_schema.as_ref().unwrap_or(schema);
+        for (l, r) in &join.on {
+            self.check_expr(l, true, "in a join condition", join.left.schema(), &left)?;
+            self.check_expr(r, true, "in a join condition", join.right.schema(), &right)?;
+        }
+        if let Some(filter) = &join.filter {
+            self.check_expr(filter, false, "in a join condition", cond_schema, &both)?;
+        }
+        let on_person = join.on.iter().any(|(l, r)| {
+            expr_facts(l, join.left.schema(), &left.columns).person
+                && expr_facts(r, join.right.schema(), &right.columns).person
+        }) || join.filter.as_ref().is_some_and(|f| {
+            split_conjunction(f).iter().any(|c| match c {
+                Expr::BinaryExpr(BinaryExpr {
+                    left: a,
+                    op: Operator::Eq,
+                    right: b,
+                }) => {
+                    let side = |e: &Expr| match unalias(e) {
+                        Expr::Column(c) => cond_schema
+                            .index_of_column(c)
+                            .ok()
+                            .filter(|i| both.columns[*i].person)
+                            .map(|i| i < n_left),
+                        _ => None,
+                    };
+                    matches!((side(a), side(b)), (Some(x), Some(y)) if x != y)
+                }
+                _ => false,
+            })
+        });
+        let jt = join.join_type;
+        if left.private && right.private {
+            if !on_person {
+                return Err(Rejection::new(
+                    RejectionKind::Join,
+                    "a join of two private tables that is not on the person",
+                    "join private tables on the person: `ON a.person_id = b.person_id` (extra \
+                     conditions may follow with AND)",
+                ));
+            }
+            if jt == JoinType::Full {
+                return Err(Rejection::new(
+                    RejectionKind::Join,
+                    "a FULL OUTER JOIN of private tables",
+                    "use LEFT JOIN from the table that holds every person of interest",
+                ));
+            }
+        } else if left.private || right.private {
+            let keeps_public_rows = match jt {
+                JoinType::Inner | JoinType::LeftSemi | JoinType::LeftAnti => !left.private,
+                JoinType::RightSemi | JoinType::RightAnti => !right.private,
+                JoinType::Left => !left.private,
+                JoinType::Right => !right.private,
+                _ => true,
+            };
+            let inner_like = matches!(jt, JoinType::Inner);
+            if keeps_public_rows && !inner_like {
+                return Err(Rejection::new(
+                    RejectionKind::Join,
+                    "this join keeps rows of a public table that belong to no person",
+                    "join reference tables with an inner join, or LEFT JOIN from the private \
+                     table to the reference table",
+                ));
+            }
+        }
+        // Outer joins: the non-preserved side may be NULL.
+        let nullable = |cols: &mut [Facts], keys: &mut [bool]| {
+            for (c, k) in cols.iter_mut().zip(keys.iter_mut()) {
+                *k = false;
+                if let Some(domain) = &c.domain
+                    && !domain.iter().any(ScalarValue::is_null)
+                    && let Some(first) = domain.first()
+                    && let Ok(null) = ScalarValue::try_from(first.data_type())
+                {
+                    let mut d = domain.as_ref().clone();
+                    d.push(null);
+                    c.domain = Some(Arc::new(d));
+                }
+            }
+        };
+        match jt {
+            JoinType::Left => nullable(&mut columns[n_left..], &mut keys[n_left..]),
+            JoinType::Right => nullable(&mut columns[..n_left], &mut keys[..n_left]),
+            _ => {}
+        }
+        // Public columns joined to a person are not known to be constant per person
+        // (the reference table's key may not be unique).
+        if left.private != right.private {
+            let range = if left.private {
+                n_left..columns.len()
+            } else {
+                0..n_left
+            };
+            for c in &mut columns[range] {
+                c.constant = false;
+            }
+        }
+        let tables = both.tables;
+        let (columns, keys) = match jt {
+            JoinType::LeftSemi | JoinType::LeftAnti | JoinType::LeftMark => {
+                (columns[..n_left].to_vec(), keys[..n_left].to_vec())
+            }
+            JoinType::RightSemi | JoinType::RightAnti | JoinType::RightMark => {
+                (columns[n_left..].to_vec(), keys[n_left..].to_vec())
+            }
+            _ => (columns, keys),
+        };
+        if columns.len() != join.schema.fields().len() {
+            return Err(unsupported("this kind of join"));
+        }
+        Ok(Relation {
+            private: left.private || right.private,
+            columns,
+            keys,
+            tables,
+        })
+    }
+
+    fn person_aggregate(&self, aggregate: &Aggregate) -> Result<Relation, Rejection> {
+        let input = self.relation(&aggregate.input)?;
+        let schema = aggregate.input.schema();
+        for expr in aggregate.group_expr.iter().chain(&aggregate.aggr_expr) {
+            self.check_functions(expr)?;
+        }
+        let group_keys: Vec<bool> = aggregate
+            .group_expr
+            .iter()
+            .map(|e| match unalias(e) {
+                Expr::Column(c) => schema.index_of_column(c).is_ok_and(|i| input.keys[i]),
+                _ => false,
+            })
+            .collect();
+        if input.private && !group_keys.iter().any(|k| *k) {
+            return Err(Rejection::new(
+                RejectionKind::Unsupported,
+                "an aggregation across people before the released one",
+                "aggregate once: per-person features may be computed first with `GROUP BY \
+                 person_id`, and the released counts come from the outermost aggregation",
+            )
+            .at(aggregate.group_expr.first().and_then(location)));
+        }
+        let mut columns = Vec::new();
+        for expr in &aggregate.group_expr {
+            if matches!(expr, Expr::GroupingSet(_)) {
+                return Err(unsupported("GROUPING SETS, ROLLUP and CUBE"));
+            }
+            self.check_expr(expr, true, "in GROUP BY", schema, &input)?;
+            columns.push(expr_facts(expr, schema, &input.columns));
+        }
+        // Per person (plus person-constant keys) each output is one value per person.
+        let per_person = aggregate
+            .group_expr
+            .iter()
+            .zip(&columns)
+            .all(|(_, f)| f.constant);
+        for expr in &aggregate.aggr_expr {
+            let Expr::AggregateFunction(AggregateFunction { func, params }) = unalias(expr) else {
+                return Err(unsupported("an aggregate expression of this form"));
+            };
+            let name = func.name().to_ascii_lowercase();
+            if !PERSON_AGGREGATES.contains(&name.as_str()) {
+                return Err(function_rejection(&name, "per-person aggregate").at(location(expr)));
+            }
+            let counting_people = name == "count" && params.distinct;
+            for arg in &params.args {
+                self.check_expr(arg, counting_people, "inside an aggregate", schema, &input)?;
+            }
+            let arg = params
+                .args
+                .first()
+                .map(|a| expr_facts(a, schema, &input.columns));
+            let mut facts = Facts::unknown();
+            facts.constant = per_person && input.private;
+            match (name.as_str(), arg) {
+                ("count", _) => facts.lo = 0.0,
+                ("min" | "max" | "first_value" | "last_value", Some(a)) => {
+                    facts.lo = a.lo;
+                    facts.hi = a.hi;
+                    facts.precision = a.precision;
+                    facts.domain = a.domain.clone();
+                }
+                ("avg" | "mean" | "median", Some(a)) => {
+                    facts.lo = a.lo;
+                    facts.hi = a.hi;
+                    facts.precision = a.precision;
+                }
+                ("sum", Some(a)) => {
+                    facts.lo = if a.lo >= 0.0 { 0.0 } else { f64::NEG_INFINITY };
+                    facts.hi = if a.hi <= 0.0 { 0.0 } else { f64::INFINITY };
+                    facts.precision = a.precision;
+                }
+                ("bool_and" | "bool_or", _) => {
+                    facts.domain = Some(Arc::new(vec![
+                        ScalarValue::Boolean(Some(false)),
+                        ScalarValue::Boolean(Some(true)),
+                        ScalarValue::Boolean(None),
+                    ]));
+                }
+                _ => {}
+            }
+            columns.push(facts);
+        }
+        let mut keys = group_keys;
+        keys.resize(columns.len(), false);
+        Ok(Relation {
+            private: input.private,
+            columns,
+            keys,
+            tables: input.tables,
+        })
+    }
+
+    fn window(&self, window: &datafusion::logical_expr::Window) -> Result<Relation, Rejection> {
+        let input = self.relation(&window.input)?;
+        let schema = window.input.schema();
+        let mut columns = input.columns.clone();
+        let mut keys = input.keys.clone();
+        for expr in &window.window_expr {
+            let Expr::WindowFunction(w) = unalias(expr) else {
+                return Err(unsupported("a window expression of this form"));
+            };
+            let WindowFunction { fun, params } = w.as_ref();
+            let name = fun.name().to_ascii_lowercase();
+            if !WINDOW_FUNCTIONS.contains(&name.as_str()) {
+                return Err(function_rejection(&name, "window function").at(location(expr)));
+            }
+            let by_person = params.partition_by.iter().any(|e| match unalias(e) {
+                Expr::Column(c) => schema.index_of_column(c).is_ok_and(|i| input.keys[i]),
+                _ => false,
+            });
+            if input.private && !by_person {
+                return Err(Rejection::new(
+                    RejectionKind::Window,
+                    format!("window function `{name}` is not partitioned by the person"),
+                    "partition windows over private rows by the person: `OVER (PARTITION BY \
+                     person_id ORDER BY ...)`",
+                )
+                .at(params.args.first().and_then(location)));
+            }
+            for e in params.args.iter().chain(&params.partition_by) {
+                self.check_expr(e, true, "in a window function", schema, &input)?;
+            }
+            for s in &params.order_by {
+                self.check_expr(&s.expr, false, "in a window ORDER BY", schema, &input)?;
+            }
+            let arg = params
+                .args
+                .first()
+                .map(|a| expr_facts(a, schema, &input.columns));
+            let mut facts = Facts::unknown();
+            match (name.as_str(), arg) {
+                ("row_number" | "rank" | "dense_rank" | "ntile" | "count", _) => facts.lo = 0.0,
+                ("percent_rank" | "cume_dist", _) => {
+                    facts.lo = 0.0;
+                    facts.hi = 1.0;
+                }
+                (
+                    "lead" | "lag" | "first_value" | "last_value" | "nth_value" | "min" | "max",
+                    Some(a),
+                ) => {
+                    facts.lo = a.lo;
+                    facts.hi = a.hi;
+                    facts.precision = a.precision;
+                    if matches!(name.as_str(), "first_value" | "last_value" | "min" | "max") {
+                        facts.domain = a.domain.clone();
+                    }
+                }
+                ("avg", Some(a)) => {
+                    facts.lo = a.lo;
+                    facts.hi = a.hi;
+                    facts.precision = a.precision;
+                }
+                _ => {}
+            }
+            columns.push(facts);
+            keys.push(false);
+        }
+        if columns.len() != window.schema.fields().len() {
+            return Err(unsupported("this window"));
+        }
+        Ok(Relation {
+            private: input.private,
+            columns,
+            keys,
+            tables: input.tables,
+        })
+    }
+
+    fn union(&self, union: &datafusion::logical_expr::Union) -> Result<Relation, Rejection> {
+        let inputs = union
+            .inputs
+            .iter()
+            .map(|i| self.relation(i))
+            .collect::<Result<Vec<_>, _>>()?;
+        let Some(first) = inputs.first().cloned() else {
+            return Err(unsupported("an empty UNION"));
+        };
+        if inputs.iter().all(|r| !r.private) {
+            return Ok(Relation::public(vec![
+                Facts::unknown();
+                first.columns.len()
+            ]));
+        }
+        let person = first.person();
+        if person.is_none() || inputs.iter().any(|r| !r.private || r.person() != person) {
+            return Err(Rejection::new(
+                RejectionKind::Unsupported,
+                "a UNION whose parts do not all keep the person column in the same place",
+                "select `person_id` first in every part of the UNION, from private tables only",
+            ));
+        }
+        let mut merged = first;
+        for other in &inputs[1..] {
+            for (m, o) in merged.columns.iter_mut().zip(&other.columns) {
+                m.person &= o.person;
+                m.constant = false;
+                m.lo = m.lo.min(o.lo);
+                m.hi = m.hi.max(o.hi);
+                m.precision = match (m.precision, o.precision) {
+                    (Some(a), Some(b)) => Some(if a.unit() <= b.unit() { a } else { b }),
+                    _ => None,
+                };
+                m.domain = match (&m.domain, &o.domain) {
+                    (Some(a), Some(b)) => {
+                        let mut d = a.as_ref().clone();
+                        for v in b.iter() {
+                            if !d.contains(v) {
+                                d.push(v.clone());
+                            }
+                        }
+                        Some(Arc::new(d))
+                    }
+                    _ => None,
+                };
+            }
+            for (k, o) in merged.keys.iter_mut().zip(&other.keys) {
+                *k &= *o;
+            }
+            merged.tables.extend(other.tables.iter().cloned());
+        }
+        Ok(merged)
+    }
+
+    /// Checks one expression below the released aggregation: allowed functions, the
+    /// person column's uses, and subqueries.
+    fn check_expr(
+        &self,
+        expr: &Expr,
+        top: bool,
+        context: &str,
+        schema: &DFSchema,
+        relation: &Relation,
+    ) -> Result<(), Rejection> {
+        self.check_functions(expr)?;
+        check_person_use(expr, top, context, schema, &relation.columns)?;
+        self.check_subqueries(expr, schema, relation)
+    }
+
+    fn check_subqueries(
+        &self,
+        expr: &Expr,
+        schema: &DFSchema,
+        outer: &Relation,
+    ) -> Result<(), Rejection> {
+        let mut result = Ok(());
+        let _ = expr.apply(|e| {
+            let r = match e {
+                Expr::InSubquery(s) => self.relation(&s.subquery.subquery).and_then(|inner| {
+                    let keyed = inner.columns.first().is_some_and(|c| c.person)
+                        && expr_facts(&s.expr, schema, &outer.columns).person;
+                    if inner.private && !keyed {
+                        Err(subquery_rejection("IN (SELECT ...)").at(location(&s.expr)))
+                    } else {
+                        Ok(())
+                    }
+                }),
+                Expr::Exists(s) => self.relation(&s.subquery.subquery).and_then(|inner| {
+                    if inner.private
+                        && !self.correlated_on_person(&s.subquery.subquery, schema, outer)
+                    {
+                        Err(subquery_rejection("EXISTS (SELECT ...)"))
+                    } else {
+                        Ok(())
+                    }
+                }),
+                Expr::ScalarSubquery(s) if self.reads_private(&s.subquery) => {
+                    Err(subquery_rejection("a scalar subquery").at(location(e)))
+                }
+                Expr::ScalarSubquery(s) => self.relation(&s.subquery).map(|_| ()),
+                _ => Ok(()),
+            };
+            let stop = r.is_err();
+            if stop {
+                result = r;
+            }
+            Ok(if stop {
+                TreeNodeRecursion::Stop
+            } else {
+                TreeNodeRecursion::Continue
+            })
+        });
+        result
+    }
+
+    /// Whether `plan` (or a subquery in it) scans a private table.
+    fn reads_private(&self, plan: &LogicalPlan) -> bool {
+        let mut private = false;
+        let _ = plan.apply_with_subqueries(|node| {
+            if let LogicalPlan::TableScan(scan) = node {
+                private |= self
+                    .catalog
+                    .tables
+                    .get(scan.table_name.table())
+                    .is_none_or(|t| t.kind.is_private());
+            }
+            Ok(if private {
+                TreeNodeRecursion::Stop
+            } else {
+                TreeNodeRecursion::Continue
+            })
+        });
+        private
+    }
+
+    /// Whether a subquery has a filter `outer.person = inner.person`.
+    fn correlated_on_person(
+        &self,
+        plan: &LogicalPlan,
+        outer_schema: &DFSchema,
+        outer: &Relation,
+    ) -> bool {
+        let mut found = false;
+        let _ = plan.apply(|node| {
+            if let LogicalPlan::Filter(f) = node
+                && let Ok(inner) = self.relation(&f.input)
+            {
+                for c in split_conjunction(&f.predicate) {
+                    if let Expr::BinaryExpr(BinaryExpr {
+                        left,
+                        op: Operator::Eq,
+                        right,
+                    }) = c
+                    {
+                        let outer_person = |e: &Expr| match e {
+                            Expr::OuterReferenceColumn(_, c) => outer_schema
+                                .index_of_column(c)
+                                .is_ok_and(|i| outer.columns[i].person),
+                            _ => false,
+                        };
+                        let inner_person = |e: &Expr| match unalias(e) {
+                            Expr::Column(c) => f
+                                .input
+                                .schema()
+                                .index_of_column(c)
+                                .is_ok_and(|i| inner.keys[i]),
+                            _ => false,
+                        };
+                        if (outer_person(left) && inner_person(right))
+                            || (outer_person(right) && inner_person(left))
+                        {
+                            found = true;
+                        }
+                    }
+                }
+            }
+            Ok(if found {
+                TreeNodeRecursion::Stop
+            } else {
+                TreeNodeRecursion::Continue
+            })
+        });
+        found
+    }
+
+    /// Rejects scalar functions outside the allowlist, and anything volatile.
+    fn check_functions(&self, expr: &Expr) -> Result<(), Rejection> {
+        let mut result = Ok(());
+        let _ = expr.apply(|e| {
+            if let Expr::ScalarFunction(f) = e {
+                let name = f.name().to_ascii_lowercase();
+                let volatile = f.func.signature().volatility == Volatility::Volatile;
+                if volatile || !SCALAR_FUNCTIONS.contains(&name.as_str()) {
+                    result = Err(function_rejection(&name, "function").at(location(e)));
+                    return Ok(TreeNodeRecursion::Stop);
+                }
+            }
+            Ok(TreeNodeRecursion::Continue)
+        });
+        result
+    }
+}
+
+fn function_rejection(name: &str, what: &str) -> Rejection {
+    Rejection::new(
+        RejectionKind::Function,
+        format!("{what} `{name}` is not allowed"),
+        "carelens allows deterministic functions that read only their own row (e.g. \
+         COALESCE, LEAST, GREATEST, DATE_TRUNC, DATE_PART, SUBSTR, ROUND); random or \
+         time-dependent functions would make results unrepeatable",
+    )
+}
+
+fn subquery_rejection(what: &str) -> Rejection {
+    Rejection::new(
+        RejectionKind::Subquery,
+        format!("{what} over private data that is not keyed on the person"),
+        "use `person_id IN (SELECT person_id FROM ...)`, an EXISTS correlated on \
+         `person_id`, or a join on `person_id`",
+    )
+}
+
+fn unsupported(what: &str) -> Rejection {
+    Rejection::new(
+        RejectionKind::Unsupported,
+        format!("{what} is not supported by carelens yet"),
+        "rewrite the query with CTEs, joins on person_id and one final GROUP BY; if you \
+         think this shape is safe, tell the carelens team",
+    )
+}
+
+/// Whether a chain of post-processing nodes from `plan` down ends in an aggregation.
+fn released_below(plan: &LogicalPlan) -> bool {
+    match plan {
+        LogicalPlan::Aggregate(_) => true,
+        LogicalPlan::Projection(_)
+        | LogicalPlan::Filter(_)
+        | LogicalPlan::Sort(_)
+        | LogicalPlan::Limit(_)
+        | LogicalPlan::SubqueryAlias(_)
+        | LogicalPlan::Distinct(Distinct::All(_))
+        | LogicalPlan::Window(_) => match plan.inputs().as_slice() {
+            [input] => released_below(input),
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+/// The expression under any aliases.
+pub(crate) fn unalias(expr: &Expr) -> &Expr {
+    match expr {
+        Expr::Alias(a) => unalias(&a.expr),
+        other => other,
+    }
+}
+
+/// The fixed-point unit for a sum whose column declares none: 1 for integers; for
+/// floats, four decimal digits below the largest bound (rounding moves a value by at most
+/// 1/20,000 of the bound).
+fn default_precision(data_type: &DataType, lo: f64, hi: f64) -> Precision {
+    if data_type.is_integer() {
+        return Precision::ONE;
+    }
+    let magnitude = lo.abs().max(hi.abs());
+    if magnitude <= 0.0 {
+        return Precision::ONE;
+    }
+    let exponent = magnitude.log10().floor() as i32 - 4;
+    Precision::new(10f64.powi(exponent.clamp(-9, 9))).unwrap_or(Precision::ONE)
+}

@@ -1,0 +1,636 @@
+//! Release: exact bounded aggregates in, protected result out.
+//!
+//! 1. The group keys: every combination of the keys' public domains (empty groups
+//!    included, δ = 0), or DP key selection on the noisy person counts.
+//! 2. Noise on every part (carelens-privacy, opendp samplers).
+//! 3. The disclosure policy, on noisy values only: a group whose noisy person count is at
+//!    or below the threshold is suppressed whole; counts are rounded.
+//! 4. Post-processing: the query's own projections, `HAVING`, `ORDER BY` and `LIMIT` run
+//!    in DataFusion over a table of the protected values (suppressed cells are NULL).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use carelens_privacy::{
+    Alpha, Cell, CellStatus, Delta, DisclosurePolicy, Epsilon, KeySelection, NoiseDistribution,
+    NoiseKind, NoiseMechanism, Noisy, PrivacyCharge, Sensitivity, split_epsilon,
+};
+use datafusion::arrow::array::{
+    Array, ArrayRef, Float64Array, Int64Array, RecordBatch, UInt64Array,
+};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::common::{Column, ScalarValue};
+use datafusion::datasource::{MemTable, provider_as_source};
+use datafusion::execution::context::SessionContext;
+use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, Projection};
+use serde_json::Value;
+
+use crate::QueryError;
+use crate::analysis::{AggKind, DpAggregation, unalias};
+use crate::result::{CellMeta, ColumnMeta, ColumnRole, FORMAT, PrivacySummary, Release};
+use crate::rewrite::{BoundedPlan, Limits, Source};
+
+/// Most groups a public-domain release may have before key selection is used instead.
+pub const MAX_PUBLIC_GROUPS: usize = 10_000;
+
+/// The column carrying each released row's group through post-processing.
+const GROUP: &str = "__carelens_group";
+
+/// The mechanisms of one release, calibrated before anything runs.
+#[derive(Debug, Clone)]
+pub(crate) struct Mechanisms {
+    /// Key selection on person counts, or `None` when the keys are public.
+    pub key_selection: Option<KeySelection>,
+    /// Noise on person counts when the keys are public.
+    pub persons: Option<NoiseMechanism>,
+    /// Noise per part.
+    pub parts: Vec<NoiseMechanism>,
+}
+
+impl Mechanisms {
+    /// Splits `epsilon` equally over the person count and every part; δ goes to key
+    /// selection (and is split with the parts under Gaussian noise).
+    pub fn calibrate(
+        bounded: &BoundedPlan,
+        limits: Limits,
+        public_keys: bool,
+        noise: NoiseKind,
+        epsilon: Epsilon,
+        delta: Delta,
+    ) -> Result<Self, QueryError> {
+        let n = bounded.parts.len() + 1;
+        let shares = split_epsilon(epsilon, &vec![1.0; n])?;
+        let share = |i: usize| {
+            shares
+                .get(i)
+                .copied()
+                .flatten()
+                .ok_or(QueryError::EpsilonTooSmall)
+        };
+        let needs_delta = usize::from(!public_keys)
+            + if noise == NoiseKind::Gaussian {
+                n - usize::from(!public_keys)
+            } else {
+                0
+            };
+        let delta_share = if needs_delta == 0 {
+            Delta::ZERO
+        } else {
+            Delta::new(delta.value() / needs_delta as f64)?
+        };
+        let persons_sensitivity = Sensitivity {
+            max_groups: limits.max_groups,
+            per_group: 1,
+        };
+        let (key_selection, persons) = if public_keys {
+            let m = NoiseMechanism::calibrate(noise, persons_sensitivity, share(0)?, delta_share)?;
+            (None, Some(m))
+        } else {
+            (
+                Some(KeySelection::calibrate(
+                    share(0)?,
+                    delta_share,
+                    limits.max_groups,
+                )?),
+                None,
+            )
+        };
+        let mut parts = Vec::with_capacity(bounded.parts.len());
+        for (i, part) in bounded.parts.iter().enumerate() {
+            let sensitivity = Sensitivity {
+                max_groups: limits.max_groups,
+                per_group: part.per_group.max(1),
+            };
+            parts.push(NoiseMechanism::calibrate(
+                noise,
+                sensitivity,
+                share(i + 1)?,
+                delta_share,
+            )?);
+        }
+        Ok(Self {
+            key_selection,
+            persons,
+            parts,
+        })
+    }
+
+    /// The privacy charge: one item per mechanism.
+    pub fn charge(&self, bounded: &BoundedPlan) -> PrivacyCharge {
+        let mut items = Vec::new();
+        if let Some(k) = &self.key_selection {
+            items.push(k.charge_item());
+        }
+        if let Some(p) = &self.persons {
+            items.push(p.charge_item("distinct persons per group"));
+        }
+        for (m, part) in self.parts.iter().zip(&bounded.parts) {
+            items.push(m.charge_item(part.label.clone()));
+        }
+        PrivacyCharge::new(items)
+    }
+
+    fn persons_distribution(&self) -> NoiseDistribution {
+        match (&self.key_selection, &self.persons) {
+            (Some(k), _) => k.distribution(),
+            (None, Some(p)) => p.distribution(),
+            (None, None) => NoiseDistribution::DiscreteLaplace { scale: 0.0 },
+        }
+    }
+}
+
+/// Everything the release step needs from planning.
+pub(crate) struct ReleaseInput<'a> {
+    pub dp: &'a DpAggregation,
+    pub bounded: &'a BoundedPlan,
+    pub mechanisms: &'a Mechanisms,
+    pub limits: Limits,
+    pub domains: Option<Vec<Vec<ScalarValue>>>,
+    pub policy: DisclosurePolicy,
+    pub policy_name: String,
+    pub analysed: &'a LogicalPlan,
+}
+
+/// Runs the bounded plan, adds noise, applies the disclosure policy and the query's
+/// post-processing.
+pub(crate) async fn release(
+    ctx: &SessionContext,
+    input: ReleaseInput<'_>,
+) -> Result<Release, QueryError> {
+    let dp = input.dp;
+    let n_keys = dp.aggregate.group_expr.len();
+    let n_parts = input.bounded.parts.len();
+    let batches = ctx
+        .execute_logical_plan(input.bounded.plan.clone())
+        .await
+        .map_err(QueryError::Execute)?
+        .collect()
+        .await
+        .map_err(QueryError::Execute)?;
+
+    // Exact values by key.
+    let mut exact: HashMap<Vec<ScalarValue>, (i64, Vec<i64>)> = HashMap::new();
+    let mut observed: Vec<Vec<ScalarValue>> = Vec::new();
+    for batch in &batches {
+        for row in 0..batch.num_rows() {
+            let key = (0..n_keys)
+                .map(|k| ScalarValue::try_from_array(batch.column(k), row))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(QueryError::Execute)?;
+            let parts = (0..n_parts)
+                .map(|p| int_at(batch.column(n_keys + p), row))
+                .collect::<Vec<_>>();
+            let persons = int_at(batch.column(n_keys + n_parts), row);
+            observed.push(key.clone());
+            exact.insert(key, (persons, parts));
+        }
+    }
+
+    // Which groups, and their noisy person counts.
+    let mut notes = Vec::new();
+    let (groups, persons): (Vec<Vec<ScalarValue>>, Vec<Noisy>) = match (
+        &input.domains,
+        &input.mechanisms.key_selection,
+    ) {
+        (Some(domains), _) => {
+            // Domain values in the keys' own types (a `Utf8` literal vs a `Utf8View` key).
+            let typed = domains
+                .iter()
+                .enumerate()
+                .map(|(k, values)| {
+                    let data_type = dp.aggregate.schema.field(k).data_type();
+                    values
+                        .iter()
+                        .map(|v| v.cast_to(data_type))
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(QueryError::Execute)?;
+            let groups = cartesian(&typed);
+            let counts: Vec<i64> = groups
+                .iter()
+                .map(|g| exact.get(g).map_or(0, |e| e.0))
+                .collect();
+            let mechanism = input
+                .mechanisms
+                .persons
+                .as_ref()
+                .ok_or(QueryError::Internal("no person-count mechanism"))?;
+            let noisy = mechanism.release(&counts)?;
+            if n_keys > 0 {
+                notes.push(format!(
+                    "every combination of the keys' public values is shown ({} groups), including empty ones; keys outside the public domains are not released",
+                    groups.len()
+                ));
+            }
+            (groups, noisy)
+        }
+        (None, Some(selection)) => {
+            let counts: Vec<i64> = observed
+                .iter()
+                .map(|g| exact.get(g).map_or(0, |e| e.0))
+                .collect();
+            let kept = selection.select(&counts)?;
+            let mut groups = Vec::new();
+            let mut noisy = Vec::new();
+            for (g, k) in observed.into_iter().zip(kept) {
+                if let Some(n) = k {
+                    groups.push(g);
+                    noisy.push(n);
+                }
+            }
+            notes.push(format!(
+                "the group keys are not all public, so a group is shown only if its noisy person count reaches {} (DP key selection); groups with fewer people are left out",
+                selection.threshold()
+            ));
+            (groups, noisy)
+        }
+        (None, None) => return Err(QueryError::Internal("no key mechanism")),
+    };
+
+    // Noise per part.
+    let mut noisy_parts: Vec<Vec<Noisy>> = Vec::with_capacity(n_parts);
+    for (p, mechanism) in input.mechanisms.parts.iter().enumerate() {
+        let values: Vec<i64> = groups
+            .iter()
+            .map(|g| exact.get(g).map_or(0, |e| e.1[p]))
+            .collect();
+        noisy_parts.push(mechanism.release(&values)?);
+    }
+    drop(exact);
+
+    // Disclosure control, on noisy values only.
+    let policy = input.policy;
+    let persons_dist = input.mechanisms.persons_distribution();
+    let mut cells: Vec<Vec<Cell>> = Vec::with_capacity(groups.len());
+    for (g, persons_noisy) in persons.iter().enumerate() {
+        let suppressed = policy.suppresses(*persons_noisy);
+        let count_cell = |noisy: Noisy, dist: NoiseDistribution| {
+            if suppressed {
+                Cell::Suppressed
+            } else {
+                policy.count_cell(noisy, dist)
+            }
+        };
+        let part_cell = |p: usize| {
+            let part = &input.bounded.parts[p];
+            let noisy = noisy_parts[p][g];
+            let dist = input.mechanisms.parts[p].distribution();
+            if part.is_count {
+                count_cell(noisy, dist)
+            } else {
+                policy.sum_cell(suppressed, noisy, part.precision, dist)
+            }
+        };
+        let row = input
+            .bounded
+            .sources
+            .iter()
+            .map(|s| match s {
+                Source::Persons => count_cell(*persons_noisy, persons_dist),
+                Source::Part(p) => part_cell(*p),
+                Source::Ratio(num, den) => Cell::ratio(&part_cell(*num), &part_cell(*den), 1.0),
+            })
+            .collect();
+        cells.push(row);
+    }
+    if policy.suppress_at_or_below.is_some() {
+        notes.push(format!(
+            "cells are suppressed ({}) when the group's noisy person count, or the noisy count itself, is {} or fewer",
+            policy.marker.as_str(),
+            policy.suppress_at_or_below.unwrap_or_default()
+        ));
+    }
+
+    // The protected table, shaped like the aggregation's output.
+    let released = released_batch(dp, &groups, &cells)?;
+    let post = post_process(ctx, input.analysed, released).await?;
+    let roles: Vec<ColumnRole> = dp
+        .aggregates
+        .iter()
+        .map(|a| match a {
+            AggKind::Rows | AggKind::NonNull(_) | AggKind::Persons(_) => ColumnRole::Count,
+            AggKind::Sum(_) => ColumnRole::Sum,
+            AggKind::Avg(_) => ColumnRole::Mean,
+        })
+        .collect();
+    build_release(post, n_keys, &roles, &cells, input, notes)
+}
+
+fn int_at(array: &ArrayRef, row: usize) -> i64 {
+    if array.is_null(row) {
+        return 0;
+    }
+    if let Some(a) = array.as_any().downcast_ref::<Int64Array>() {
+        a.value(row)
+    } else if let Some(a) = array.as_any().downcast_ref::<UInt64Array>() {
+        i64::try_from(a.value(row)).unwrap_or(i64::MAX)
+    } else {
+        ScalarValue::try_from_array(array, row)
+            .ok()
+            .and_then(|v| v.cast_to(&DataType::Int64).ok())
+            .and_then(|v| match v {
+                ScalarValue::Int64(x) => x,
+                _ => None,
+            })
+            .unwrap_or(0)
+    }
+}
+
+/// Every combination of the domains, in order (the last key varies fastest).
+fn cartesian(domains: &[Vec<ScalarValue>]) -> Vec<Vec<ScalarValue>> {
+    let mut out: Vec<Vec<ScalarValue>> = vec![Vec::new()];
+    for domain in domains {
+        let mut next = Vec::with_capacity(out.len() * domain.len());
+        for prefix in &out {
+            for v in domain {
+                let mut g = prefix.clone();
+                g.push(v.clone());
+                next.push(g);
+            }
+        }
+        out = next;
+    }
+    out
+}
+
+/// The released values as one batch: the aggregation's columns (keys, then aggregates,
+/// suppressed cells NULL), then the group index.
+fn released_batch(
+    dp: &DpAggregation,
+    groups: &[Vec<ScalarValue>],
+    cells: &[Vec<Cell>],
+) -> Result<RecordBatch, QueryError> {
+    let schema = dp.aggregate.schema.as_ref();
+    let n_keys = dp.aggregate.group_expr.len();
+    let mut arrays: Vec<ArrayRef> = Vec::new();
+    let mut fields = Vec::new();
+    for (i, field) in schema.fields().iter().enumerate() {
+        let array: ArrayRef = if i < n_keys {
+            let values: Vec<ScalarValue> = groups.iter().map(|g| g[i].clone()).collect();
+            if values.is_empty() {
+                datafusion::arrow::array::new_empty_array(field.data_type())
+            } else {
+                ScalarValue::iter_to_array(values).map_err(QueryError::Execute)?
+            }
+        } else {
+            let a = i - n_keys;
+            let values: Float64Array = cells.iter().map(|row| row[a].value()).collect();
+            cast(&values, field.data_type()).map_err(|e| QueryError::Execute(e.into()))?
+        };
+        let array = if array.data_type() == field.data_type() {
+            array
+        } else {
+            cast(&array, field.data_type()).map_err(|e| QueryError::Execute(e.into()))?
+        };
+        fields.push(Field::new(format!("c{i}"), field.data_type().clone(), true));
+        arrays.push(array);
+    }
+    fields.push(Field::new(GROUP, DataType::UInt64, false));
+    arrays.push(Arc::new(UInt64Array::from_iter_values(
+        0..groups.len() as u64,
+    )));
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)
+        .map_err(|e| QueryError::Execute(e.into()))
+}
+
+/// The query's post-processing, run over the protected values.
+struct PostProcessed {
+    batches: Vec<RecordBatch>,
+    plan: LogicalPlan,
+    tracked: bool,
+}
+
+async fn post_process(
+    ctx: &SessionContext,
+    analysed: &LogicalPlan,
+    released: RecordBatch,
+) -> Result<PostProcessed, QueryError> {
+    let schema = released.schema();
+    let table =
+        MemTable::try_new(schema.clone(), vec![vec![released]]).map_err(QueryError::Execute)?;
+    let scan = LogicalPlanBuilder::scan("__released", provider_as_source(Arc::new(table)), None)
+        .map_err(QueryError::Execute)?
+        .build()
+        .map_err(QueryError::Execute)?;
+    let tracked = !contains_distinct(analysed);
+    let plan = replace_aggregation(analysed, &scan, tracked)?;
+    let batches = ctx
+        .execute_logical_plan(plan.clone())
+        .await
+        .map_err(QueryError::Execute)?
+        .collect()
+        .await
+        .map_err(QueryError::Execute)?;
+    Ok(PostProcessed {
+        batches,
+        plan,
+        tracked,
+    })
+}
+
+fn contains_distinct(plan: &LogicalPlan) -> bool {
+    match plan {
+        LogicalPlan::Aggregate(_) => false,
+        LogicalPlan::Distinct(_) => true,
+        other => other.inputs().iter().any(|i| contains_distinct(i)),
+    }
+}
+
+/// The analysed plan with its released aggregation replaced by the protected table,
+/// qualified and named as the aggregation's output was; with `tracked`, every projection
+/// above also carries the group index.
+fn replace_aggregation(
+    plan: &LogicalPlan,
+    scan: &LogicalPlan,
+    tracked: bool,
+) -> Result<LogicalPlan, QueryError> {
+    let df = |e| QueryError::Execute(e);
+    match plan {
+        LogicalPlan::Aggregate(aggregate) => {
+            let mut exprs: Vec<Expr> = aggregate
+                .schema
+                .iter()
+                .enumerate()
+                .map(|(i, (qualifier, field))| {
+                    Expr::Column(Column::new(Some("__released"), format!("c{i}")))
+                        .alias_qualified(qualifier.cloned(), field.name())
+                })
+                .collect();
+            if tracked {
+                exprs.push(Expr::Column(Column::new(Some("__released"), GROUP)).alias(GROUP));
+            }
+            LogicalPlanBuilder::from(scan.clone())
+                .project(exprs)
+                .and_then(|b| b.build())
+                .map_err(df)
+        }
+        LogicalPlan::Projection(p) => {
+            let input = replace_aggregation(&p.input, scan, tracked)?;
+            let mut exprs = p.expr.clone();
+            if tracked {
+                exprs.push(Expr::Column(Column::new_unqualified(GROUP)));
+            }
+            Projection::try_new(exprs, Arc::new(input))
+                .map(LogicalPlan::Projection)
+                .map_err(df)
+        }
+        other => {
+            let inputs = other
+                .inputs()
+                .into_iter()
+                .map(|i| replace_aggregation(i, scan, tracked))
+                .collect::<Result<Vec<_>, _>>()?;
+            other
+                .with_new_exprs(other.expressions(), inputs)
+                .map_err(df)
+        }
+    }
+}
+
+/// Which column of the aggregation's output a result column is a copy of.
+fn lineage(plan: &LogicalPlan, index: usize) -> Option<usize> {
+    match plan {
+        LogicalPlan::TableScan(scan) if scan.table_name.table() == "__released" => Some(index),
+        LogicalPlan::Projection(p) => match unalias(p.expr.get(index)?) {
+            Expr::Column(c) => lineage(&p.input, p.input.schema().index_of_column(c).ok()?),
+            _ => None,
+        },
+        LogicalPlan::Filter(f) => lineage(&f.input, index),
+        LogicalPlan::Sort(s) => lineage(&s.input, index),
+        LogicalPlan::Limit(l) => lineage(&l.input, index),
+        LogicalPlan::SubqueryAlias(a) => lineage(&a.input, index),
+        LogicalPlan::Window(w) if index < w.input.schema().fields().len() => {
+            lineage(&w.input, index)
+        }
+        _ => None,
+    }
+}
+
+fn build_release(
+    post: PostProcessed,
+    n_keys: usize,
+    roles: &[ColumnRole],
+    cells: &[Vec<Cell>],
+    input: ReleaseInput<'_>,
+    notes: Vec<String>,
+) -> Result<Release, QueryError> {
+    let schema = post.plan.schema();
+    let n_out = schema.fields().len() - usize::from(post.tracked);
+    let origin: Vec<Option<usize>> = (0..n_out).map(|i| lineage(&post.plan, i)).collect();
+    let columns: Vec<ColumnMeta> = (0..n_out)
+        .map(|i| {
+            let field = schema.field(i);
+            let role = match origin[i] {
+                Some(j) if j < n_keys => ColumnRole::Key,
+                Some(j) => roles
+                    .get(j - n_keys)
+                    .copied()
+                    .unwrap_or(ColumnRole::Derived),
+                None => ColumnRole::Derived,
+            };
+            ColumnMeta {
+                name: field.name().clone(),
+                role,
+                data_type: field.data_type().to_string(),
+            }
+        })
+        .collect();
+    let mut rows = Vec::new();
+    let mut metas = Vec::new();
+    for batch in &post.batches {
+        let groups = if post.tracked {
+            batch
+                .column(n_out)
+                .as_any()
+                .downcast_ref::<UInt64Array>()
+                .cloned()
+        } else {
+            None
+        };
+        for r in 0..batch.num_rows() {
+            let group = groups.as_ref().map(|g| g.value(r) as usize);
+            let mut row = BTreeMap::new();
+            let mut meta = BTreeMap::new();
+            for (i, column) in columns.iter().enumerate() {
+                let value =
+                    ScalarValue::try_from_array(batch.column(i), r).map_err(QueryError::Execute)?;
+                let json = to_json(&value);
+                if column.role != ColumnRole::Key {
+                    let cell = match (origin[i], group) {
+                        (Some(j), Some(g)) if j >= n_keys => {
+                            cells.get(g).and_then(|c| c.get(j - n_keys))
+                        }
+                        _ => None,
+                    };
+                    let status = if json.is_null() {
+                        CellStatus::Suppressed
+                    } else {
+                        CellStatus::Released
+                    };
+                    let interval = match cell {
+                        Some(Cell::Released(released)) => released
+                            .interval(Alpha::FIVE_PERCENT)?
+                            .map(|iv| [round_to(iv.lo), round_to(iv.hi)]),
+                        _ => None,
+                    };
+                    meta.insert(column.name.clone(), CellMeta { status, interval });
+                }
+                row.insert(column.name.clone(), json);
+            }
+            rows.push(row);
+            metas.push(meta);
+        }
+    }
+    let charge = input.mechanisms.charge(input.bounded);
+    Ok(Release {
+        format: FORMAT.into(),
+        release_id: None,
+        columns,
+        rows,
+        cells: metas,
+        privacy: PrivacySummary {
+            epsilon: charge.epsilon(),
+            delta: charge.delta(),
+            max_groups: input.limits.max_groups,
+            max_rows: input.limits.max_rows,
+            key_selection: input.mechanisms.key_selection.is_some(),
+            disclosure: input.policy_name.clone(),
+            marker: input.policy.marker.as_str().to_owned(),
+        },
+        notes,
+    })
+}
+
+fn round_to(x: f64) -> f64 {
+    (x * 1e6).round() / 1e6
+}
+
+/// A value as JSON: numbers as numbers, dates and text as strings.
+pub(crate) fn to_json(value: &ScalarValue) -> Value {
+    if value.is_null() {
+        return Value::Null;
+    }
+    match value {
+        ScalarValue::Boolean(Some(b)) => Value::from(*b),
+        ScalarValue::Int8(Some(v)) => Value::from(*v),
+        ScalarValue::Int16(Some(v)) => Value::from(*v),
+        ScalarValue::Int32(Some(v)) => Value::from(*v),
+        ScalarValue::Int64(Some(v)) => Value::from(*v),
+        ScalarValue::UInt8(Some(v)) => Value::from(*v),
+        ScalarValue::UInt16(Some(v)) => Value::from(*v),
+        ScalarValue::UInt32(Some(v)) => Value::from(*v),
+        ScalarValue::UInt64(Some(v)) => Value::from(*v),
+        ScalarValue::Float32(Some(v)) => {
+            serde_json::Number::from_f64(f64::from(*v)).map_or(Value::Null, Value::Number)
+        }
+        ScalarValue::Float64(Some(v)) => {
+            serde_json::Number::from_f64(*v).map_or(Value::Null, Value::Number)
+        }
+        ScalarValue::Utf8(Some(s))
+        | ScalarValue::LargeUtf8(Some(s))
+        | ScalarValue::Utf8View(Some(s)) => Value::from(s.clone()),
+        other => Value::from(other.to_string()),
+    }
+}

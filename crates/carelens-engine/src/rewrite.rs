@@ -1,0 +1,268 @@
+//! Contribution bounding (DESIGN.md §3.1): the released aggregation `GROUP BY G` over a
+//! private relation becomes a plain DataFusion plan whose output changes by at most a
+//! known amount when one person is added or removed.
+//!
+//! 1. Per person and group: `GROUP BY person, G`, each aggregate's contribution capped —
+//!    `COUNT(*)` at L∞ rows, a person's `SUM` total clamped to `[min(0, L∞·lo),
+//!    max(0, L∞·hi)]` in fixed-point units, `AVG` as a capped numerator over a capped
+//!    count, a conditional person count as 0 or 1.
+//! 2. Groups per person: when some key is not constant per person, keep each person's
+//!    first L0 groups in the order of a keyed hash (`ROW_NUMBER() OVER (PARTITION BY
+//!    person ORDER BY sha256(secret ‖ keys)) <= L0`).
+//! 3. Across persons: `GROUP BY G`, summing contributions, with the number of persons per
+//!    group (for key selection and suppression).
+//!
+//! No custom operators: the result can run anywhere DataFusion plans run.
+
+use carelens_privacy::{Bounds, Precision};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::{Column, DataFusionError};
+use datafusion::functions::expr_fn::{coalesce, concat_ws, greatest, least, sha256};
+use datafusion::functions_aggregate::expr_fn::{count, max, sum};
+use datafusion::functions_window::expr_fn::row_number;
+use datafusion::logical_expr::{
+    Expr, ExprFunctionExt, LogicalPlan, LogicalPlanBuilder, cast, col, lit, when,
+};
+
+use crate::analysis::{AggKind, Bounded, DpAggregation};
+
+/// Name of the column holding the number of persons per group.
+pub(crate) const PERSONS: &str = "__persons";
+
+/// One noisy column of the bounded aggregation.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Part {
+    /// What it measures, for the charge and `explain`.
+    pub label: String,
+    /// The most one person changes it in one group, in integer units.
+    pub per_group: u64,
+    /// The integer unit (1 for counts).
+    pub precision: Precision,
+    /// Whether it is a count (rounded and suppressed by the disclosure policy).
+    pub is_count: bool,
+}
+
+/// Where an aggregate's exact value is found.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Source {
+    /// The number of persons in the group.
+    Persons,
+    /// A part.
+    Part(usize),
+    /// A mean: a sum part over a count part.
+    Ratio(usize, usize),
+}
+
+/// The bounded plan and how to read it.
+#[derive(Debug, Clone)]
+pub(crate) struct BoundedPlan {
+    /// Outputs the keys, then one column per part, then [`PERSONS`].
+    pub plan: LogicalPlan,
+    /// The noisy columns.
+    pub parts: Vec<Part>,
+    /// Per aggregate of the query, where its value comes from.
+    pub sources: Vec<Source>,
+}
+
+/// Contribution limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Limits {
+    /// L0: groups per person.
+    pub max_groups: u32,
+    /// L∞: rows per person per group.
+    pub max_rows: u32,
+    /// Whether L0 must be enforced (some key is not constant per person).
+    pub sample_groups: bool,
+}
+
+/// Builds the bounded plan of `dp` under `limits`; `secret` keys the group-sampling hash.
+pub(crate) fn bound(
+    dp: &DpAggregation,
+    limits: Limits,
+    secret: &str,
+) -> Result<BoundedPlan, DataFusionError> {
+    let input = dp.aggregate.input.as_ref();
+    let schema = input.schema();
+    let person = dp
+        .input
+        .person()
+        .ok_or_else(|| DataFusionError::Internal("no person column".into()))?;
+    let person_col = Expr::Column(Column::from(schema.qualified_field(person)));
+    let n_keys = dp.aggregate.group_expr.len();
+    let keys: Vec<String> = (0..n_keys).map(|i| format!("__k{i}")).collect();
+    let l_inf = i64::from(limits.max_rows);
+
+    // Step 1: the values each row contributes.
+    let mut rows = vec![person_col.alias("__person")];
+    for (i, g) in dp.aggregate.group_expr.iter().enumerate() {
+        rows.push(g.clone().alias(&keys[i]));
+    }
+    let mut per_person = Vec::new();
+    let mut contributions = Vec::new();
+    let mut parts = Vec::new();
+    let mut sources = Vec::new();
+    for (j, kind) in dp.aggregates.iter().enumerate() {
+        let label = dp.aggregate.aggr_expr[j].schema_name().to_string();
+        let v = format!("__v{j}");
+        let n = format!("__n{j}");
+        let s = format!("__s{j}");
+        let count_part = |label: String, per_group: u64| Part {
+            label,
+            per_group,
+            precision: Precision::ONE,
+            is_count: true,
+        };
+        match kind {
+            AggKind::Rows => {
+                per_person.push(count(lit(1i64)).alias(&n));
+                contributions.push(least(vec![col(&n), lit(l_inf)]).alias(part_name(parts.len())));
+                sources.push(Source::Part(parts.len()));
+                parts.push(count_part(label, limits.max_rows.into()));
+            }
+            AggKind::NonNull(e) => {
+                rows.push(e.clone().alias(&v));
+                per_person.push(count(col(&v)).alias(&n));
+                contributions.push(least(vec![col(&n), lit(l_inf)]).alias(part_name(parts.len())));
+                sources.push(Source::Part(parts.len()));
+                parts.push(count_part(label, limits.max_rows.into()));
+            }
+            AggKind::Persons(None) => sources.push(Source::Persons),
+            AggKind::Persons(Some(e)) => {
+                rows.push(
+                    when(e.clone().is_not_null(), lit(1i64))
+                        .otherwise(lit(0i64))?
+                        .alias(&v),
+                );
+                per_person.push(max(col(&v)).alias(&n));
+                contributions
+                    .push(coalesce(vec![col(&n), lit(0i64)]).alias(part_name(parts.len())));
+                sources.push(Source::Part(parts.len()));
+                parts.push(count_part(label, 1));
+            }
+            AggKind::Sum(b) => {
+                let (fixed, magnitude, total) = fixed_point(b, limits.max_rows)?;
+                rows.push(fixed.alias(&v));
+                per_person.push(sum(col(&v)).alias(&s));
+                contributions.push(
+                    least(vec![
+                        greatest(vec![coalesce(vec![col(&s), lit(0i64)]), lit(total.0)]),
+                        lit(total.1),
+                    ])
+                    .alias(part_name(parts.len())),
+                );
+                sources.push(Source::Part(parts.len()));
+                parts.push(Part {
+                    label,
+                    per_group: magnitude.saturating_mul(limits.max_rows.into()),
+                    precision: b.precision,
+                    is_count: false,
+                });
+            }
+            AggKind::Avg(b) => {
+                let (fixed, magnitude, _) = fixed_point(b, limits.max_rows)?;
+                rows.push(fixed.alias(&v));
+                per_person.push(sum(col(&v)).alias(&s));
+                per_person.push(count(col(&v)).alias(&n));
+                let capped = least(vec![col(&n), lit(l_inf)]);
+                // mean_p · min(n, L∞), in integers: |Σx · min(n, L∞) / n| ≤ L∞ · max|x|.
+                let numerator = when(
+                    col(&n).gt(lit(0i64)),
+                    coalesce(vec![col(&s), lit(0i64)]) * capped.clone() / col(&n),
+                )
+                .otherwise(lit(0i64))?;
+                let num = parts.len();
+                contributions.push(numerator.alias(part_name(num)));
+                parts.push(Part {
+                    label: format!("{label} (sum)"),
+                    per_group: magnitude.saturating_mul(limits.max_rows.into()),
+                    precision: b.precision,
+                    is_count: false,
+                });
+                contributions.push(capped.alias(part_name(num + 1)));
+                parts.push(count_part(
+                    format!("{label} (count)"),
+                    limits.max_rows.into(),
+                ));
+                sources.push(Source::Ratio(num, num + 1));
+            }
+        }
+    }
+    let mut builder = LogicalPlanBuilder::from(input.clone()).project(rows)?;
+
+    // Step 2: one row per person and group, contributions capped.
+    let mut group = vec![col("__person")];
+    group.extend(keys.iter().map(col));
+    builder = builder.aggregate(group.clone(), per_person)?;
+    let mut capped = group.clone();
+    capped.extend(contributions);
+    builder = builder.project(capped)?;
+
+    // Step 3: at most L0 groups per person.
+    if limits.sample_groups {
+        let mut hashed = vec![lit(secret.to_owned())];
+        hashed.extend(keys.iter().map(|k| cast(col(k), DataType::Utf8)));
+        let rank = row_number()
+            .partition_by(vec![col("__person")])
+            .order_by(vec![sha256(concat_ws(lit("|"), hashed)).sort(true, true)])
+            .build()?
+            .alias("__rank");
+        let kept: Vec<Expr> = builder
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| col(f.name()))
+            .collect();
+        builder = builder
+            .window(vec![rank])?
+            .filter(col("__rank").lt_eq(lit(i64::from(limits.max_groups))))?
+            .project(kept)?;
+    }
+
+    // Step 4: across persons.
+    let mut totals: Vec<Expr> = (0..parts.len())
+        .map(|p| sum(col(part_name(p))).alias(part_name(p)))
+        .collect();
+    totals.push(count(lit(1i64)).alias(PERSONS));
+    builder = builder.aggregate(keys.iter().map(col).collect::<Vec<_>>(), totals)?;
+    Ok(BoundedPlan {
+        plan: builder.build()?,
+        parts,
+        sources,
+    })
+}
+
+/// Name of part `p`'s column.
+pub(crate) fn part_name(p: usize) -> String {
+    format!("__c{p}")
+}
+
+/// A row's value clamped to its bounds in fixed-point integer units; the bound's
+/// magnitude in units; the clamp of one person's total, `[min(0, L∞·lo), max(0, L∞·hi)]`.
+fn fixed_point(b: &Bounded, max_rows: u32) -> Result<(Expr, u64, (i64, i64)), DataFusionError> {
+    let bounds = Bounds::new(b.lo, b.hi)
+        .and_then(|bounds| bounds.to_fixed(b.precision))
+        .map_err(|e| DataFusionError::Plan(format!("bounds of a sum: {e}")))?;
+    let unit = b.precision.unit();
+    let x = cast(b.expr.clone(), DataType::Float64);
+    let scaled = if unit <= 1.0 {
+        x * lit((1.0 / unit).round())
+    } else {
+        x / lit(unit)
+    };
+    let fixed = least(vec![
+        greatest(vec![
+            cast(
+                datafusion::functions::expr_fn::round(vec![scaled]),
+                DataType::Int64,
+            ),
+            lit(bounds.lo()),
+        ]),
+        lit(bounds.hi()),
+    ]);
+    let l = i64::from(max_rows);
+    let total = (
+        bounds.lo().saturating_mul(l).min(0),
+        bounds.hi().saturating_mul(l).max(0),
+    );
+    Ok((fixed, bounds.magnitude(), total))
+}

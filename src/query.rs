@@ -1,0 +1,196 @@
+//! `carelens query` and `carelens explain`: one SQL file, analysed, charged, released.
+//!
+//! Order of events for `query` (the budget is debited before a result exists):
+//! prepare (parse, analyse, rewrite, calibrate — no data read) → ledger charge (or the
+//! cached answer of an identical earlier query, at no cost; or a refusal) → run and release
+//! → store the release in the ledger → write it out. A rejection is logged at no cost; a
+//! failure after the charge is logged against it.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use carelens_engine::{Engine, QueryError, Release};
+use carelens_ledger::{Budgets, ChargeOutcome, Ledger, QueryRecord};
+use clap::{Args, ValueEnum};
+
+use crate::governance::{Acting, LedgerLocation, acting_user, context};
+
+/// The query was refused (privacy analysis, policy or budget): exit code 1. The message
+/// is complete as it stands (it is the rendered rejection).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Refused(pub String);
+
+/// How to write a result.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Aligned columns with notes, for people.
+    #[default]
+    Table,
+    /// Comma-separated values; suppressed cells show the policy's marker.
+    Csv,
+    /// The documented wire format (docs/wire-format.md).
+    Json,
+    /// Apache Parquet (needs --output); suppressed cells are null.
+    Parquet,
+}
+
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    /// The SQL file.
+    #[arg(value_name = "FILE.sql")]
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub location: LedgerLocation,
+    #[command(flatten)]
+    pub acting: Acting,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub format: OutputFormat,
+    /// Write the result here instead of standard output.
+    #[arg(long, value_name = "PATH")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// The SQL file.
+    #[arg(value_name = "FILE.sql")]
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub catalog: crate::cli::CatalogArgs,
+}
+
+fn read_sql(path: &Path) -> anyhow::Result<String> {
+    fs::read_to_string(path).with_context(|| format!("could not read {}", path.display()))
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("could not start the query runtime")
+}
+
+/// A rejection becomes [`Refused`] with its rendered message; other errors stay errors.
+fn refuse(err: QueryError, file: &Path) -> anyhow::Error {
+    match err {
+        QueryError::Rejected(r) => Refused(r.render(&file.display().to_string())).into(),
+        other => anyhow::Error::new(other),
+    }
+}
+
+/// `carelens explain`.
+pub fn explain(args: ExplainArgs) -> anyhow::Result<()> {
+    let sql = read_sql(&args.file)?;
+    let catalog = carelens_catalog::load(&args.catalog.config)?;
+    let text = runtime()?.block_on(async {
+        let engine = Engine::open(&catalog).await?;
+        let prepared = engine
+            .prepare(&sql)
+            .await
+            .map_err(|e| refuse(e, &args.file))?;
+        anyhow::Ok(prepared.explain())
+    })?;
+    write!(std::io::stdout().lock(), "{text}")?;
+    Ok(())
+}
+
+/// `carelens query`.
+pub fn query(args: QueryArgs) -> anyhow::Result<()> {
+    if args.format == OutputFormat::Parquet && args.output.is_none() {
+        anyhow::bail!("--format parquet needs --output PATH");
+    }
+    let sql = read_sql(&args.file)?;
+    let ctx = context(&args.location)?;
+    let (user, _) = acting_user(&ctx, &args.acting)?;
+    let release = runtime()?.block_on(async {
+        let engine = Engine::open(&ctx.catalog).await?;
+        let mut ledger = Ledger::open(
+            &ctx.ledger_path,
+            Budgets::from_catalog(ctx.catalog.catalog()),
+        )?;
+        let prepared = match engine.prepare(&sql).await {
+            Ok(p) => p,
+            Err(QueryError::Rejected(r)) => {
+                ledger.record_rejection(user, &sql, "", &r.to_string())?;
+                return Err(refuse(QueryError::Rejected(r), &args.file));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let cache_key = prepared.cache_key(&ctx.catalog.data_version()?);
+        let record = QueryRecord {
+            sql: &sql,
+            plan_hash: prepared.plan_hash(),
+            cache_key: &cache_key,
+        };
+        match ledger.charge(user, &record, &prepared.charge())? {
+            ChargeOutcome::Refused(refusal) => Err(Refused(format!(
+                "error: query refused: {refusal}\nhint: ask for a smaller epsilon \
+                 (`-- carelens: epsilon=...`), or ask your information governance team for \
+                 more budget; `carelens budget` shows what is left"
+            ))
+            .into()),
+            ChargeOutcome::Cached(stored) => {
+                let mut release: Release = serde_json::from_slice(&stored.result)
+                    .context("the ledger's stored release is not a carelens result")?;
+                release.release_id = Some(stored.release_seq);
+                release.notes.push(
+                    "an identical query was released before: this is that answer, at no cost"
+                        .to_owned(),
+                );
+                Ok(release)
+            }
+            ChargeOutcome::Charged(receipt) => match prepared.execute(&engine).await {
+                Ok(release) => {
+                    let bytes = serde_json::to_vec(&release)?;
+                    let stored = ledger.record_release(&receipt, &bytes)?;
+                    let mut release: Release = serde_json::from_slice(&stored.result)?;
+                    release.release_id = Some(stored.release_seq);
+                    Ok(release)
+                }
+                Err(e) => {
+                    let message = format!("{:#}", anyhow::Error::new(e));
+                    ledger.record_error(&receipt, &message)?;
+                    Err(anyhow::anyhow!("{message}"))
+                }
+            },
+        }
+    })?;
+    write_release(&release, args.format, args.output.as_deref())
+}
+
+fn write_release(
+    release: &Release,
+    format: OutputFormat,
+    output: Option<&Path>,
+) -> anyhow::Result<()> {
+    let bytes = match format {
+        OutputFormat::Table => release.to_table().into_bytes(),
+        OutputFormat::Csv => release.to_csv().into_bytes(),
+        OutputFormat::Json => {
+            let mut s = release.to_json();
+            s.push('\n');
+            s.into_bytes()
+        }
+        OutputFormat::Parquet => release.to_parquet()?,
+    };
+    match output {
+        Some(path) => {
+            fs::write(path, &bytes)
+                .with_context(|| format!("could not write {}", path.display()))?;
+            if format != OutputFormat::Table {
+                eprintln!(
+                    "released: {} rows, epsilon {} spent; written to {}",
+                    release.rows.len(),
+                    carelens_engine::number(release.privacy.epsilon),
+                    path.display()
+                );
+            }
+        }
+        None => std::io::stdout().lock().write_all(&bytes)?,
+    }
+    Ok(())
+}
