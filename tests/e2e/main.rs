@@ -6,7 +6,9 @@
 
 mod cli;
 mod common;
+mod engine;
 mod ledger;
+mod query;
 mod realism;
 mod sample_data;
 mod slt;

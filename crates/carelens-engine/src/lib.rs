@@ -164,6 +164,23 @@ impl Engine {
     /// Reads the DP parameters, plans and analyses `sql`, rewrites it and calibrates the
     /// noise. Spends nothing and reads no data.
     pub async fn prepare(&self, sql: &str) -> Result<PreparedQuery, QueryError> {
+        let secret = carelens_privacy::selection_secret()?;
+        self.prepare_keyed(sql, secret).await
+    }
+
+    /// [`Engine::prepare`] with a chosen group-sampling secret, so that two preparations
+    /// bound the same persons' groups the same way (tests of the bounding compare plans
+    /// over neighbouring datasets). Not in normal builds: the secret is always fresh there.
+    #[cfg(any(test, feature = "testing"))]
+    pub async fn prepare_with_secret(
+        &self,
+        sql: &str,
+        secret: &str,
+    ) -> Result<PreparedQuery, QueryError> {
+        self.prepare_keyed(sql, secret.to_owned()).await
+    }
+
+    async fn prepare_keyed(&self, sql: &str, secret: String) -> Result<PreparedQuery, QueryError> {
         let directives = directives::parse(sql)?;
         let statement = session::parse_checked(&directives.sql, &self.catalog)?;
         let state = self.ctx.state();
@@ -184,9 +201,11 @@ impl Engine {
         .analyze(&analysed)?;
         let kind = match analysis {
             Analysis::Public => Prepared::Public,
-            Analysis::Private(dp) => {
-                Prepared::Private(Box::new(self.plan_private(*dp, directives.options)?))
-            }
+            Analysis::Private(dp) => Prepared::Private(Box::new(self.plan_private(
+                *dp,
+                directives.options,
+                &secret,
+            )?)),
         };
         Ok(PreparedQuery {
             sql: sql.to_owned(),
@@ -200,6 +219,7 @@ impl Engine {
         &self,
         dp: DpAggregation,
         options: QueryOptions,
+        secret: &str,
     ) -> Result<PrivatePlan, QueryError> {
         let params = self.params(options, &dp)?;
         let sample_groups = !dp.keys.iter().all(|k| k.constant);
@@ -217,8 +237,7 @@ impl Engine {
             "L0 = 1: every group key is constant per person, so each person is in one group"
                 .to_owned()
         };
-        let secret = carelens_privacy::selection_secret()?;
-        let bounded = rewrite::bound(&dp, limits, &secret).map_err(plan_error)?;
+        let bounded = rewrite::bound(&dp, limits, secret).map_err(plan_error)?;
         let domains: Option<Vec<Vec<ScalarValue>>> = dp
             .keys
             .iter()

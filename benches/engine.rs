@@ -1,0 +1,513 @@
+//! Benchmark: carelens against plain DataFusion on the population-health queries.
+//!
+//! For every `accept` record of `tests/slt/queries.slt` (QUERIES.md Q1..Q10 and C1..C3, in
+//! the versions carelens releases) it times
+//!
+//! - **plain**: the same SQL text in a plain DataFusion `SessionContext` with the extract's
+//!   Parquet files registered, all batches collected, and
+//! - **carelens**: `Engine::prepare` + `PreparedQuery::execute` (analysis, rewrite,
+//!   bounded plan, noise, disclosure control, post-processing; no ledger),
+//!
+//! interleaved, one warm-up and [`REPS`] timed runs each, and reports the medians. Peak
+//! memory comes from child processes (this binary re-executed with `--child QUERY MODE`),
+//! each running one query once and reporting `VmHWM` from `/proc/self/status`.
+//!
+//! ```sh
+//! CARGO_TARGET_DIR=/work/bench-target cargo bench --bench engine            # every query
+//! CARGO_TARGET_DIR=/work/bench-target cargo bench --bench engine -- Q1 C2   # some
+//! ```
+//!
+//! Environment: `CARELENS_BENCH_DATA` (the extract's folder, generated once if missing;
+//! default `target/bench-data/1m` under the repository), `CARELENS_BENCH_PERSONS`
+//! (default 1,000,000), `CARELENS_BENCH_REPS` (timed runs, default 5). See
+//! `docs/benchmark.md`.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use carelens_catalog::LoadedCatalog;
+use carelens_engine::Engine;
+use datafusion::prelude::{ParquetReadOptions, SessionContext};
+
+/// Timed runs per query and mode (after one warm-up), unless `CARELENS_BENCH_REPS` says.
+const REPS: usize = 5;
+/// Persons in the generated extract, unless `CARELENS_BENCH_PERSONS` says.
+const PERSONS: u64 = 1_000_000;
+/// Seed of the generated extract.
+const SEED: u64 = 1;
+
+/// The two ways a query is run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Plain,
+    Carelens,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Plain => "plain",
+            Mode::Carelens => "carelens",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "plain" => Some(Mode::Plain),
+            "carelens" => Some(Mode::Carelens),
+            _ => None,
+        }
+    }
+}
+
+/// One accepted query of `queries.slt`.
+#[derive(Debug, Clone)]
+struct Query {
+    /// `Q1`, `Q5`, `C2`, ...: the first word of the record's name.
+    id: String,
+    /// The record's full name.
+    name: String,
+    sql: String,
+}
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The `accept` records of `tests/slt/queries.slt`, `{{name}}` expanded from `define`
+/// records (format: `tests/slt/README.md`).
+fn queries() -> Vec<Query> {
+    let path = repo().join("tests/slt/queries.slt");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let mut defines: HashMap<String, String> = HashMap::new();
+    let mut out = Vec::new();
+    for block in text.split("\n\n") {
+        let lines: Vec<&str> = block
+            .lines()
+            .skip_while(|l| l.trim().is_empty() || l.starts_with('#'))
+            .collect();
+        let Some(head) = lines.first() else { continue };
+        let body = &lines[1..];
+        if let Some(name) = head.strip_prefix("define ") {
+            defines.insert(name.trim().to_owned(), body.join("\n"));
+            continue;
+        }
+        let Some(name) = head.strip_prefix("accept ") else {
+            continue;
+        };
+        let end = body
+            .iter()
+            .position(|l| *l == "----")
+            .unwrap_or_else(|| panic!("{}: record `{head}` has no ----", path.display()));
+        let sql = defines.iter().fold(body[..end].join("\n"), |s, (k, v)| {
+            s.replace(&format!("{{{{{k}}}}}"), v)
+        });
+        let id = name.split_whitespace().next().unwrap_or(name).to_owned();
+        out.push(Query {
+            id,
+            name: name.to_owned(),
+            sql,
+        });
+    }
+    out
+}
+
+fn env_number<T: std::str::FromStr>(name: &str, default: T) -> T {
+    match std::env::var(name) {
+        Ok(v) => v
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={v} is not a number")),
+        Err(_) => default,
+    }
+}
+
+/// The extract's folder: `CARELENS_BENCH_DATA`, or `target/bench-data/1m` in the repository.
+fn data_dir(persons: u64) -> PathBuf {
+    match std::env::var_os("CARELENS_BENCH_DATA") {
+        Some(dir) => PathBuf::from(dir),
+        None if persons == PERSONS => repo().join("target/bench-data/1m"),
+        None => repo().join(format!("target/bench-data/{persons}")),
+    }
+}
+
+/// Generates the extract unless its catalog is already there; checks it has `persons`.
+fn ensure_extract(dir: &Path, persons: u64) -> LoadedCatalog {
+    let catalog_path = dir.join(carelens_synth::CATALOG_FILE);
+    if catalog_path.exists() {
+        eprintln!("using the extract in {}", dir.display());
+    } else {
+        eprintln!(
+            "generating {persons} persons (seed {SEED}) into {} ...",
+            dir.display()
+        );
+        let start = Instant::now();
+        let options = carelens_synth::Options {
+            persons,
+            seed: SEED,
+            out: dir.to_owned(),
+            force: false,
+        };
+        let summary = carelens_synth::generate(&options, &|_| {}).unwrap();
+        eprintln!(
+            "  {} event rows, {:.1} MB, in {:.1} s",
+            summary.event_rows(),
+            summary.bytes as f64 / 1e6,
+            start.elapsed().as_secs_f64()
+        );
+    }
+    let loaded = carelens_catalog::load(&catalog_path).unwrap();
+    let name = &loaded.catalog().dataset.name;
+    assert!(
+        name.contains(&format!("({persons} persons,")),
+        "{} holds `{name}`, not {persons} persons: remove it or set CARELENS_BENCH_DATA",
+        dir.display()
+    );
+    loaded
+}
+
+/// A plain DataFusion session with every catalog table registered from its Parquet files,
+/// as `Engine::open` registers them, but none of carelens's restrictions.
+async fn plain_context(loaded: &LoadedCatalog) -> SessionContext {
+    let ctx = SessionContext::new();
+    for (table, files) in loaded.tables() {
+        ctx.register_parquet(
+            &table.name,
+            files.path().to_str().unwrap(),
+            ParquetReadOptions::default(),
+        )
+        .await
+        .unwrap();
+    }
+    ctx
+}
+
+/// What one run produced.
+struct Run {
+    total: Duration,
+    /// carelens only: the time `prepare` took.
+    prepare: Duration,
+    rows: usize,
+}
+
+/// The error and its causes, `a: b: c`.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        s.push_str(": ");
+        s.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    s
+}
+
+async fn run_plain(ctx: &SessionContext, sql: &str) -> Result<Run, String> {
+    let start = Instant::now();
+    let df = ctx.sql(sql).await.map_err(|e| chain(&e))?;
+    let batches = df.collect().await.map_err(|e| chain(&e))?;
+    Ok(Run {
+        total: start.elapsed(),
+        prepare: Duration::ZERO,
+        rows: batches.iter().map(|b| b.num_rows()).sum(),
+    })
+}
+
+async fn run_carelens(engine: &Engine, sql: &str) -> Result<Run, String> {
+    let start = Instant::now();
+    let prepared = engine.prepare(sql).await.map_err(|e| chain(&e))?;
+    let prepare = start.elapsed();
+    let release = prepared.execute(engine).await.map_err(|e| chain(&e))?;
+    Ok(Run {
+        total: start.elapsed(),
+        prepare,
+        rows: release.rows.len(),
+    })
+}
+
+/// Whether every group key is constant per person (L0 = 1, no group sampling), read from
+/// `explain`; `None` if the query does not prepare.
+async fn person_constant(engine: &Engine, sql: &str) -> Option<bool> {
+    let explain = engine.prepare(sql).await.ok()?.explain();
+    if explain.contains("every group key is constant per person") {
+        Some(true)
+    } else if explain.contains("some group key is not constant per person") {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+fn vm_hwm_kb() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// The child: open the session, run one query once (or nothing, for `open`), print the
+/// peak resident set size.
+fn child(runtime: &tokio::runtime::Runtime, dir: &Path, query: &str, mode: &str) {
+    let loaded = carelens_catalog::load(&dir.join(carelens_synth::CATALOG_FILE)).unwrap();
+    let query = queries().into_iter().find(|q| q.id == query);
+    runtime.block_on(async {
+        let result = match Mode::parse(mode).unwrap() {
+            Mode::Plain => {
+                let ctx = plain_context(&loaded).await;
+                match &query {
+                    Some(q) => run_plain(&ctx, &q.sql).await.map(|_| ()),
+                    None => Ok(()),
+                }
+            }
+            Mode::Carelens => {
+                let engine = Engine::open(&loaded).await.unwrap();
+                match &query {
+                    Some(q) => run_carelens(&engine, &q.sql).await.map(|_| ()),
+                    None => Ok(()),
+                }
+            }
+        };
+        if let Err(e) = result {
+            eprintln!("error: {e}");
+        }
+    });
+    println!("VmHWM_kB {}", vm_hwm_kb());
+}
+
+/// Runs the child for `query` (`open` for no query) and `mode`; its peak memory in MB.
+fn peak_mb(dir: &Path, query: &str, mode: Mode) -> Option<f64> {
+    let output = Command::new(std::env::current_exe().unwrap())
+        .args(["--child", query, mode.name()])
+        .arg(dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let kb: Option<u64> = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM_kB "))
+        .and_then(|v| v.trim().parse().ok());
+    if kb.is_none() || !output.status.success() {
+        eprintln!(
+            "child {query} {} failed ({}): {}",
+            mode.name(),
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    kb.map(|kb| kb as f64 / 1024.0)
+}
+
+fn median(xs: &[Duration]) -> Option<f64> {
+    let mut ms: Vec<f64> = xs.iter().map(|d| d.as_secs_f64() * 1e3).collect();
+    if ms.is_empty() {
+        return None;
+    }
+    ms.sort_by(f64::total_cmp);
+    let n = ms.len();
+    Some(if n % 2 == 1 {
+        ms[n / 2]
+    } else {
+        (ms[n / 2 - 1] + ms[n / 2]) / 2.0
+    })
+}
+
+/// The results for one query.
+struct Measured {
+    query: Query,
+    constant: Option<bool>,
+    plain: Vec<Duration>,
+    carelens: Vec<Duration>,
+    prepare: Vec<Duration>,
+    rows: (usize, usize),
+    errors: Vec<String>,
+    peak: (Option<f64>, Option<f64>),
+}
+
+fn fmt_ms(x: Option<f64>) -> String {
+    match x {
+        Some(x) if x >= 100.0 => format!("{x:.0}"),
+        Some(x) => format!("{x:.1}"),
+        None => "error".to_owned(),
+    }
+}
+
+fn fmt_mb(x: Option<f64>) -> String {
+    x.map_or("error".to_owned(), |x| format!("{x:.0}"))
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+
+    if args.first().map(String::as_str) == Some("--child") {
+        let [_, query, mode, dir] = &args[..] else {
+            panic!("usage: --child QUERY MODE DIR");
+        };
+        child(&runtime, Path::new(dir), query, mode);
+        return;
+    }
+    // `cargo test --benches` runs bench binaries without `--bench`: do not run for minutes.
+    if !args.iter().any(|a| a == "--bench") {
+        println!("carelens engine benchmark: run it with `cargo bench --bench engine`");
+        return;
+    }
+    let wanted: Vec<&String> = args.iter().filter(|a| !a.starts_with("--")).collect();
+
+    let persons = env_number("CARELENS_BENCH_PERSONS", PERSONS);
+    let reps = env_number("CARELENS_BENCH_REPS", REPS).max(1);
+    let dir = data_dir(persons);
+    let loaded = ensure_extract(&dir, persons);
+    let dir = loaded.folder().to_owned();
+    let queries: Vec<Query> = queries()
+        .into_iter()
+        .filter(|q| wanted.is_empty() || wanted.iter().any(|w| **w == q.id))
+        .collect();
+    assert!(!queries.is_empty(), "no query matches {wanted:?}");
+
+    let (engine, ctx) = runtime.block_on(async {
+        (
+            Engine::open(&loaded).await.unwrap(),
+            plain_context(&loaded).await,
+        )
+    });
+    eprintln!(
+        "{} queries, 1 warm-up + {reps} timed runs each, plain and carelens interleaved",
+        queries.len()
+    );
+
+    let mut results = Vec::new();
+    for query in queries {
+        let mut m = Measured {
+            constant: runtime.block_on(person_constant(&engine, &query.sql)),
+            query,
+            plain: Vec::new(),
+            carelens: Vec::new(),
+            prepare: Vec::new(),
+            rows: (0, 0),
+            errors: Vec::new(),
+            peak: (None, None),
+        };
+        for rep in 0..=reps {
+            // Alternate which mode goes first, so neither always runs on a warmer cache.
+            let order = if rep % 2 == 0 {
+                [Mode::Plain, Mode::Carelens]
+            } else {
+                [Mode::Carelens, Mode::Plain]
+            };
+            for mode in order {
+                let result = runtime.block_on(async {
+                    match mode {
+                        Mode::Plain => run_plain(&ctx, &m.query.sql).await,
+                        Mode::Carelens => run_carelens(&engine, &m.query.sql).await,
+                    }
+                });
+                match result {
+                    Ok(run) if rep > 0 => match mode {
+                        Mode::Plain => {
+                            m.plain.push(run.total);
+                            m.rows.0 = run.rows;
+                        }
+                        Mode::Carelens => {
+                            m.carelens.push(run.total);
+                            m.prepare.push(run.prepare);
+                            m.rows.1 = run.rows;
+                        }
+                    },
+                    Ok(_) => {}
+                    Err(e) => {
+                        let e = format!("{} {}: {e}", m.query.id, mode.name());
+                        if !m.errors.contains(&e) {
+                            m.errors.push(e);
+                        }
+                    }
+                }
+            }
+        }
+        m.peak = (
+            peak_mb(&dir, &m.query.id, Mode::Plain),
+            peak_mb(&dir, &m.query.id, Mode::Carelens),
+        );
+        let (p, c) = (median(&m.plain), median(&m.carelens));
+        eprintln!(
+            "{:<4} plain {:>8} ms  carelens {:>8} ms  ({})",
+            m.query.id,
+            fmt_ms(p),
+            fmt_ms(c),
+            m.query.name
+        );
+        for e in &m.errors {
+            eprintln!("     {e}");
+        }
+        results.push(m);
+    }
+    let baseline = (
+        peak_mb(&dir, "open", Mode::Plain),
+        peak_mb(&dir, "open", Mode::Carelens),
+    );
+
+    println!();
+    println!(
+        "{persons} persons, {reps} timed runs after 1 warm-up; medians; peak = VmHWM of a child process running the query once"
+    );
+    println!();
+    println!(
+        "| query | person-constant keys | plain DataFusion median ms | carelens median ms | ratio | peak MB plain | peak MB carelens |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---:|");
+    for m in &results {
+        let (p, c) = (median(&m.plain), median(&m.carelens));
+        let ratio = match (p, c) {
+            (Some(p), Some(c)) if p > 0.0 => format!("{:.2}x", c / p),
+            _ => "-".to_owned(),
+        };
+        let constant = match m.constant {
+            Some(true) => "yes",
+            Some(false) => "no",
+            None => "?",
+        };
+        println!(
+            "| {} | {constant} | {} | {} | {ratio} | {} | {} |",
+            m.query.id,
+            fmt_ms(p),
+            fmt_ms(c),
+            fmt_mb(m.peak.0),
+            fmt_mb(m.peak.1)
+        );
+    }
+    println!();
+    println!(
+        "peak MB after opening the session, no query: plain {}, carelens {}",
+        fmt_mb(baseline.0),
+        fmt_mb(baseline.1)
+    );
+    println!();
+    println!("| query | carelens prepare median ms | rows plain | rows carelens | name |");
+    println!("|---|---:|---:|---:|---|");
+    for m in &results {
+        println!(
+            "| {} | {} | {} | {} | {} |",
+            m.query.id,
+            fmt_ms(median(&m.prepare)),
+            m.rows.0,
+            m.rows.1,
+            m.query.name
+        );
+    }
+    let errors: Vec<&String> = results.iter().flat_map(|m| &m.errors).collect();
+    if !errors.is_empty() {
+        println!();
+        println!("errors:");
+        for e in errors {
+            println!("- {e}");
+        }
+    }
+}

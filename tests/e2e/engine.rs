@@ -1,0 +1,348 @@
+//! The engine against plain DataFusion on the sample extract: released values are close to
+//! the exact bounded answers, and one person with 10,000 rows moves the bounded
+//! aggregates by no more than their stated sensitivity.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use carelens_engine::{Engine, PreparedQuery, Release};
+use datafusion::arrow::array::{Array, RecordBatch};
+use datafusion::common::ScalarValue;
+use datafusion::dataframe::DataFrameWriteOptions;
+use datafusion::prelude::{ParquetReadOptions, SessionContext};
+use serde_json::Value;
+
+use crate::common::sample_data;
+
+async fn sample_engine() -> Engine {
+    let catalog = carelens_catalog::load(&sample_data().join("carelens.toml")).unwrap();
+    Engine::open(&catalog).await.unwrap()
+}
+
+/// A plain DataFusion session over the extract in `dir`, tables registered by file name.
+async fn plain(dir: &Path) -> SessionContext {
+    let ctx = SessionContext::new();
+    for table in [
+        "person",
+        "encounter",
+        "medication",
+        "condition",
+        "observation",
+    ] {
+        let path = dir.join(format!("{table}.parquet"));
+        ctx.register_parquet(table, path.to_str().unwrap(), ParquetReadOptions::default())
+            .await
+            .unwrap();
+    }
+    ctx
+}
+
+/// Rows of a plain query as `key -> values`, the key being the first column as text.
+async fn exact(ctx: &SessionContext, sql: &str) -> HashMap<String, Vec<f64>> {
+    let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
+    let mut out = HashMap::new();
+    for batch in &batches {
+        for r in 0..batch.num_rows() {
+            let key = ScalarValue::try_from_array(batch.column(0), r)
+                .unwrap()
+                .to_string();
+            let values = (1..batch.num_columns())
+                .map(|c| {
+                    let v = ScalarValue::try_from_array(batch.column(c), r).unwrap();
+                    match v
+                        .cast_to(&datafusion::arrow::datatypes::DataType::Float64)
+                        .unwrap()
+                    {
+                        ScalarValue::Float64(Some(x)) => x,
+                        _ => 0.0,
+                    }
+                })
+                .collect();
+            out.insert(key, values);
+        }
+    }
+    out
+}
+
+fn cell(release: &Release, row: usize, column: &str) -> Option<f64> {
+    release.rows[row].get(column).and_then(Value::as_f64)
+}
+
+/// The largest noise scale of a prepared query's mechanisms, in output units for counts.
+fn largest_scale(prepared: &PreparedQuery) -> f64 {
+    prepared
+        .charge()
+        .items()
+        .iter()
+        .map(|i| i.scale)
+        .fold(0.0, f64::max)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn released_person_counts_are_within_six_noise_scales_of_plain_datafusion() {
+    let engine = sample_engine().await;
+    let ctx = plain(&sample_data()).await;
+    let sql = "SELECT locality, COUNT(DISTINCT person_id) AS people, \
+               COUNT(DISTINCT CASE WHEN care_home_resident THEN person_id END) AS care_home, \
+               COUNT(*) AS rows_ \
+               FROM person GROUP BY locality";
+    let prepared = engine.prepare(sql).await.unwrap();
+    let release = prepared.execute(&engine).await.unwrap();
+    let truth = exact(&ctx, sql).await;
+    // Noise plus rounding to the nearest 5.
+    let tolerance = 6.0 * largest_scale(&prepared) + 2.5;
+    let mut compared = 0;
+    for (r, row) in release.rows.iter().enumerate() {
+        let locality = row["locality"].as_str().unwrap();
+        let Some(t) = truth.get(locality) else {
+            continue;
+        };
+        for (c, column) in ["people", "care_home", "rows_"].iter().enumerate() {
+            if t[c] < 50.0 {
+                continue;
+            }
+            let released = cell(&release, r, column)
+                .unwrap_or_else(|| panic!("{locality} {column} ({}) suppressed", t[c]));
+            assert!(
+                (released - t[c]).abs() <= tolerance,
+                "{locality} {column}: released {released}, exact {}, tolerance {tolerance}",
+                t[c]
+            );
+            compared += 1;
+        }
+    }
+    assert!(compared >= 20, "only {compared} cells compared");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn released_bounded_sums_match_an_independent_bounded_query() {
+    let engine = sample_engine().await;
+    let ctx = plain(&sample_data()).await;
+    let sql = "SELECT p.place, SUM(LEAST(GREATEST(m.quantity, 0), 200)) AS items \
+               FROM medication m JOIN person p ON p.person_id = m.person_id GROUP BY p.place";
+    let prepared = engine.prepare(sql).await.unwrap();
+    let params = prepared.params().unwrap();
+    // The same bounding written by hand: values clamped, each person's total capped at
+    // L∞ · 200 (quantity is an integer: fixed-point unit 1).
+    let bounded = format!(
+        "WITH per AS (SELECT p.place, m.person_id, SUM(LEAST(GREATEST(m.quantity, 0), 200)) AS s \
+         FROM medication m JOIN person p ON p.person_id = m.person_id GROUP BY p.place, m.person_id) \
+         SELECT place, SUM(LEAST(s, {})) FROM per GROUP BY place",
+        200 * params.max_rows
+    );
+    let truth = exact(&ctx, &bounded).await;
+    let release = prepared.execute(&engine).await.unwrap();
+    let tolerance = 6.0 * largest_scale(&prepared);
+    let mut compared = 0;
+    for (r, row) in release.rows.iter().enumerate() {
+        let place = row["place"].as_str().unwrap();
+        let t = truth[place][0];
+        let released = cell(&release, r, "items").unwrap();
+        assert!(
+            (released - t).abs() <= tolerance,
+            "{place}: released {released}, exact bounded {t}, tolerance {tolerance}"
+        );
+        compared += 1;
+    }
+    assert!(compared >= 5, "only {compared} places");
+}
+
+/// Copies the sample extract to `dir`, adding one person with `rows` encounters spread over
+/// settings and providers.
+async fn extract_with_heavy_user(dir: &Path, rows: u64) -> i64 {
+    let source = sample_data();
+    for entry in std::fs::read_dir(&source).unwrap() {
+        let path = entry.unwrap().path();
+        if !path.is_file() {
+            continue;
+        }
+        std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
+    }
+    let ctx = plain(&source).await;
+    let new_id: i64 = {
+        let b = ctx
+            .sql("SELECT MAX(person_id) + 1 FROM person")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        match ScalarValue::try_from_array(b[0].column(0), 0).unwrap() {
+            ScalarValue::Int64(Some(x)) => x,
+            other => panic!("{other:?}"),
+        }
+    };
+    let person_cols = ctx.table("person").await.unwrap().schema().clone();
+    let select: Vec<String> = person_cols
+        .fields()
+        .iter()
+        .map(|f| {
+            if f.name() == "person_id" {
+                format!("CAST({new_id} AS BIGINT) AS person_id")
+            } else {
+                format!("\"{}\"", f.name())
+            }
+        })
+        .collect();
+    let person_sql = format!(
+        "SELECT * FROM person UNION ALL (SELECT {} FROM person WHERE imd_decile = 1 LIMIT 1)",
+        select.join(", ")
+    );
+    let encounter_cols = ctx.table("encounter").await.unwrap().schema().clone();
+    let select: Vec<String> = encounter_cols
+        .fields()
+        .iter()
+        .map(|f| match f.name().as_str() {
+            "person_id" => format!("CAST({new_id} AS BIGINT) AS person_id"),
+            "encounter_id" => "CAST(9000000000 + i AS BIGINT) AS encounter_id".into(),
+            "setting" => "CASE i % 4 WHEN 0 THEN 'AE' WHEN 1 THEN 'APC' WHEN 2 THEN 'OP' ELSE 'GP' END AS setting".into(),
+            "start_date" => "CAST(DATE '2024-06-01' + CAST(i % 300 AS INT) AS DATE) AS start_date".into(),
+            "end_date" => "CAST(DATE '2024-06-05' + CAST(i % 300 AS INT) AS DATE) AS end_date".into(),
+            "admission_method" => "CAST('EMERGENCY' AS VARCHAR) AS admission_method".into(),
+            "attendance_status" => "CAST('DNA' AS VARCHAR) AS attendance_status".into(),
+            "provider_code" => "(SELECT MIN(provider_code) FROM encounter) AS provider_code".into(),
+            "los_days" => "CAST(500 AS INT) AS los_days".into(),
+            "cost_gbp" => "CAST(99999.0 AS DOUBLE) AS cost_gbp".into(),
+            other => format!("CAST(NULL AS {}) AS \"{other}\"", sql_type(f.data_type())),
+        })
+        .collect();
+    let encounter_sql = format!(
+        "SELECT * FROM encounter UNION ALL (SELECT {} FROM (SELECT value AS i FROM generate_series(1, {rows})))",
+        select.join(", ")
+    );
+    for (table, sql) in [("person", person_sql), ("encounter", encounter_sql)] {
+        let frame = ctx.sql(&sql).await.unwrap();
+        let target = dir.join(format!("{table}.parquet"));
+        std::fs::remove_file(&target).unwrap();
+        frame
+            .write_parquet(
+                target.to_str().unwrap(),
+                DataFrameWriteOptions::new().with_single_file_output(true),
+                None,
+            )
+            .await
+            .unwrap();
+    }
+    new_id
+}
+
+fn sql_type(t: &datafusion::arrow::datatypes::DataType) -> &'static str {
+    use datafusion::arrow::datatypes::DataType::*;
+    match t {
+        Int32 => "INT",
+        Int64 => "BIGINT",
+        Float64 => "DOUBLE",
+        Boolean => "BOOLEAN",
+        Date32 => "DATE",
+        _ => "VARCHAR",
+    }
+}
+
+/// The exact output of a prepared query's bounded plan, keyed by its group keys.
+async fn bounded_output(prepared: &PreparedQuery) -> (HashMap<String, Vec<i64>>, usize) {
+    let plan = prepared.rewritten_plan().unwrap().clone();
+    let n_keys = plan
+        .schema()
+        .fields()
+        .iter()
+        .filter(|f| f.name().starts_with("__k"))
+        .count();
+    let batches: Vec<RecordBatch> = SessionContext::new()
+        .execute_logical_plan(plan)
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let mut out = HashMap::new();
+    for batch in &batches {
+        for r in 0..batch.num_rows() {
+            let key: Vec<String> = (0..n_keys)
+                .map(|k| {
+                    ScalarValue::try_from_array(batch.column(k), r)
+                        .unwrap()
+                        .to_string()
+                })
+                .collect();
+            let values = (n_keys..batch.num_columns())
+                .map(|c| {
+                    let a = batch.column(c);
+                    if a.is_null(r) {
+                        0
+                    } else {
+                        match ScalarValue::try_from_array(a, r).unwrap() {
+                            ScalarValue::Int64(Some(x)) => x,
+                            other => panic!("{other:?}"),
+                        }
+                    }
+                })
+                .collect();
+            out.insert(key.join("|"), values);
+        }
+    }
+    (out, n_keys)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_person_with_10000_rows_moves_bounded_aggregates_by_at_most_their_sensitivity() {
+    let dir = tempfile::tempdir().unwrap();
+    extract_with_heavy_user(dir.path(), 10_000).await;
+    let without = sample_engine().await;
+    let with = {
+        let catalog = carelens_catalog::load(&dir.path().join("carelens.toml")).unwrap();
+        Engine::open(&catalog).await.unwrap()
+    };
+    let secret = "00112233445566778899aabbccddeeff";
+    let queries = [
+        // Key not constant per person: L0 sampling.
+        "SELECT setting, COUNT(*) AS n, COUNT(DISTINCT person_id) AS people, \
+         SUM(los_days) AS bed_days, AVG(cost_gbp) AS mean_cost FROM encounter GROUP BY setting",
+        // Person-constant keys: L0 = 1.
+        "SELECT p.sex, p.imd_decile, COUNT(e.encounter_id) AS contacts, \
+         COUNT(DISTINCT CASE WHEN e.attendance_status = 'DNA' THEN p.person_id END) AS dna_people \
+         FROM person p LEFT JOIN encounter e ON e.person_id = p.person_id GROUP BY p.sex, p.imd_decile",
+        // Key selection key.
+        "SELECT provider_code, COUNT(*) AS n, SUM(cost_gbp) AS cost FROM encounter GROUP BY provider_code",
+    ];
+    for sql in queries {
+        let a = without.prepare_with_secret(sql, secret).await.unwrap();
+        let b = with.prepare_with_secret(sql, secret).await.unwrap();
+        let (before, _) = bounded_output(&a).await;
+        let (after, _) = bounded_output(&b).await;
+        let items = b.charge().items().to_vec();
+        // Columns: one per part, then the person count; items: person-count mechanism first.
+        let n_values = after.values().next().unwrap().len();
+        let mut per_group = Vec::new();
+        for part in 0..n_values - 1 {
+            per_group.push(items[part + 1].per_group_sensitivity as i64);
+        }
+        per_group.push(1);
+        let max_groups = i64::from(items[0].max_groups);
+        let mut totals = vec![0i64; n_values];
+        let mut moved = false;
+        let keys: std::collections::BTreeSet<&String> = before.keys().chain(after.keys()).collect();
+        for key in keys {
+            let x = before.get(key).cloned().unwrap_or(vec![0; n_values]);
+            let y = after.get(key).cloned().unwrap_or(vec![0; n_values]);
+            for c in 0..n_values {
+                let d = (y[c] - x[c]).abs();
+                assert!(
+                    d <= per_group[c],
+                    "{sql}\n group {key} column {c}: moved {d} > {}",
+                    per_group[c]
+                );
+                totals[c] += d;
+                moved |= d > 0;
+            }
+        }
+        for c in 0..n_values {
+            assert!(
+                totals[c] <= max_groups * per_group[c],
+                "{sql}\n column {c}: total {} > L0 {max_groups} x {}",
+                totals[c],
+                per_group[c]
+            );
+        }
+        assert!(moved, "{sql}: the added person changed nothing");
+    }
+}

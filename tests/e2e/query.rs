@@ -1,0 +1,224 @@
+//! `carelens query` and `carelens explain` on the sample data, with the ledger in a
+//! temporary folder: exit codes, output formats, the charge-then-release order, the release
+//! cache, rejections and the security closures of the session.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::common::{carelens, run, sample_data};
+
+const SEX_QUERY: &str = "-- carelens: epsilon=0.5\n\
+    SELECT sex, COUNT(DISTINCT person_id) AS people FROM person GROUP BY sex\n";
+
+/// `carelens <args>` against the sample catalog and a ledger at `ledger`, as `user`.
+fn cmd(ledger: &Path, user: &str, args: &[&str]) -> Command {
+    let mut cmd = carelens();
+    cmd.args(args)
+        .arg("--config")
+        .arg(sample_data().join("carelens.toml"))
+        .env("CARELENS_LEDGER", ledger)
+        .env("CARELENS_USER", user);
+    cmd
+}
+
+fn write_sql(dir: &Path, name: &str, sql: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, sql).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+fn spent(ledger: &Path, user: &str) -> f64 {
+    let (out, stdout, stderr) = run(&mut cmd(ledger, user, &["budget", "--format", "json"]));
+    assert!(out.status.success(), "{stderr}");
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    json.as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == user)
+        .unwrap()["spent"]["epsilon"]
+        .as_f64()
+        .unwrap()
+}
+
+#[test]
+fn query_charges_once_releases_and_serves_repeats_from_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger.sqlite");
+    let sql = write_sql(dir.path(), "sex.sql", SEX_QUERY);
+
+    let (out, stdout, stderr) = run(&mut cmd(
+        &ledger,
+        "analyst",
+        &["query", &sql, "--format", "json"],
+    ));
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let first: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(first["format"], "carelens.release/1");
+    assert_eq!(first["privacy"]["epsilon"], 0.5);
+    assert_eq!(
+        first["rows"].as_array().unwrap().len(),
+        4,
+        "every sex, empty ones too"
+    );
+    let id = first["release_id"].as_i64().unwrap();
+    let female = &first["rows"][0];
+    assert_eq!(female["sex"], "F");
+    let n = female["people"].as_f64().unwrap();
+    assert!(n > 9000.0 && n % 5.0 == 0.0, "{n}");
+    let interval = first["cells"][0]["people"]["interval"].as_array().unwrap();
+    assert!(interval[0].as_f64().unwrap() < n && n < interval[1].as_f64().unwrap());
+    assert!((spent(&ledger, "analyst") - 0.5).abs() < 1e-9);
+
+    // The same question again: the same answer, the same release, no new spend.
+    let (out, stdout, stderr) = run(&mut cmd(
+        &ledger,
+        "analyst",
+        &["query", &sql, "--format", "json"],
+    ));
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let second: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(second["release_id"].as_i64(), Some(id));
+    assert_eq!(second["rows"], first["rows"]);
+    assert!(second["notes"].to_string().contains("at no cost"));
+    assert!((spent(&ledger, "analyst") - 0.5).abs() < 1e-9);
+
+    // Other formats render the same release.
+    let (out, stdout, _) = run(&mut cmd(
+        &ledger,
+        "analyst",
+        &["query", &sql, "--format", "csv"],
+    ));
+    assert!(out.status.success());
+    assert!(stdout.starts_with("sex,people\nF,"), "{stdout}");
+    let parquet = dir.path().join("out.parquet");
+    let (out, _, stderr) = run(&mut cmd(
+        &ledger,
+        "analyst",
+        &[
+            "query",
+            &sql,
+            "--format",
+            "parquet",
+            "--output",
+            parquet.to_str().unwrap(),
+        ],
+    ));
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(&std::fs::read(&parquet).unwrap()[..4], b"PAR1");
+    let (out, stdout, _) = run(&mut cmd(&ledger, "analyst", &["query", &sql]));
+    assert!(out.status.success());
+    assert!(stdout.contains("epsilon 0.5 and delta 0 spent"), "{stdout}");
+}
+
+#[test]
+fn rejected_queries_exit_1_with_what_where_and_hint_and_are_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger.sqlite");
+    let sql = write_sql(
+        dir.path(),
+        "bad.sql",
+        "SELECT sex,\n       COUNT(*) AS n\nFROM person\nWHERE person_id = 42\nGROUP BY sex\n",
+    );
+    let (out, stdout, stderr) = run(&mut cmd(&ledger, "analyst", &["query", &sql]));
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stdout.is_empty());
+    assert!(
+        stderr.starts_with(
+            "error: query rejected: the person column `person_id` cannot be used in a filter\n"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("bad.sql:4:7"),
+        "the place of `person_id`: {stderr}"
+    );
+    assert!(stderr.contains("hint: "), "{stderr}");
+    assert_eq!(spent(&ledger, "analyst"), 0.0);
+    let (_, log, _) = run(&mut cmd(&ledger, "analyst", &["audit", "log"]));
+    assert!(log.contains("rejected"), "{log}");
+}
+
+#[test]
+fn the_session_reads_no_files_and_changes_no_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger.sqlite");
+    let person = sample_data().join("person.parquet");
+    let attempts = [
+        format!("SELECT COUNT(*) FROM '{}'", person.display()),
+        format!(
+            "CREATE EXTERNAL TABLE t STORED AS PARQUET LOCATION '{}'",
+            person.display()
+        ),
+        format!(
+            "COPY (SELECT * FROM person) TO '{}/leak.csv'",
+            dir.path().display()
+        ),
+        "SET datafusion.catalog.information_schema = true".to_owned(),
+        "SELECT COUNT(*) FROM information_schema.tables".to_owned(),
+        "SELECT COUNT(*) FROM datafusion.public.person".to_owned(),
+        "SELECT COUNT(*) FROM read_parquet('x.parquet')".to_owned(),
+        "EXPLAIN ANALYZE SELECT COUNT(*) FROM person".to_owned(),
+    ];
+    for (i, attempt) in attempts.iter().enumerate() {
+        let sql = write_sql(dir.path(), &format!("a{i}.sql"), attempt);
+        let (out, stdout, stderr) = run(&mut cmd(&ledger, "analyst", &["query", &sql]));
+        assert_eq!(out.status.code(), Some(1), "{attempt}: {stderr}");
+        assert!(stdout.is_empty(), "{attempt}: {stdout}");
+        assert!(stderr.contains("query rejected"), "{attempt}: {stderr}");
+    }
+    assert!(!dir.path().join("leak.csv").exists());
+    assert_eq!(spent(&ledger, "analyst"), 0.0);
+}
+
+#[test]
+fn a_query_beyond_the_budget_is_refused_before_it_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger.sqlite");
+    // The approver's budget is epsilon 1.
+    let a = write_sql(
+        dir.path(),
+        "a.sql",
+        "-- carelens: epsilon=0.75\nSELECT COUNT(*) AS n FROM person\n",
+    );
+    let b = write_sql(
+        dir.path(),
+        "b.sql",
+        "-- carelens: epsilon=0.75\nSELECT COUNT(*) AS n FROM encounter\n",
+    );
+    let (out, _, stderr) = run(&mut cmd(&ledger, "approver", &["query", &a]));
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let (out, stdout, stderr) = run(&mut cmd(&ledger, "approver", &["query", &b]));
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stdout.is_empty());
+    assert!(
+        stderr.contains("error: query refused: the query needs epsilon 0.75"),
+        "{stderr}"
+    );
+    assert!((spent(&ledger, "approver") - 0.75).abs() < 1e-9);
+}
+
+#[test]
+fn explain_shows_cost_and_error_and_spends_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger.sqlite");
+    let sql = write_sql(dir.path(), "sex.sql", SEX_QUERY);
+    let (out, stdout, stderr) = run(&mut cmd(&ledger, "analyst", &["explain", &sql]));
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stdout.contains("privacy: epsilon 0.5 and delta 0"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("95% error"), "{stdout}");
+    assert!(stdout.contains("L0 = 1"), "{stdout}");
+    assert!(stdout.contains("rewritten plan"), "{stdout}");
+    assert!(!ledger.exists(), "explain does not touch the ledger");
+
+    let bad = write_sql(
+        dir.path(),
+        "bad.sql",
+        "SELECT MAX(year_of_birth) FROM person",
+    );
+    let (out, _, stderr) = run(&mut cmd(&ledger, "analyst", &["explain", &bad]));
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("order statistic"), "{stderr}");
+}
