@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use carelens_catalog::{LoadedCatalog, Role};
+use carelens_engine::number;
 use carelens_ledger::{
     Amount, AuditEntry, BudgetLine, Budgets, DATASET_USER, Ledger, LedgerError, Verification,
 };
@@ -160,28 +161,6 @@ fn budget_json(line: &BudgetLine) -> serde_json::Value {
         "spent": amount(line.spent),
         "remaining": amount(line.remaining),
     })
-}
-
-/// A privacy amount for people: `0`, `0.25`, `1e-5`.
-fn number(x: f64) -> String {
-    if x == 0.0 {
-        "0".to_owned()
-    } else if x.abs() < 1e-3 {
-        let s = format!("{x:e}");
-        // 1.0000000000000002e-5 -> 1e-5 when float noise is all there is.
-        match s.split_once('e') {
-            Some((m, e)) => {
-                let m: f64 = m.parse().unwrap_or(0.0);
-                let m = format!("{m:.6}");
-                let m = m.trim_end_matches('0').trim_end_matches('.');
-                format!("{m}e{e}")
-            }
-            None => s,
-        }
-    } else {
-        let s = format!("{x:.6}");
-        s.trim_end_matches('0').trim_end_matches('.').to_owned()
-    }
 }
 
 fn write_budget_table(

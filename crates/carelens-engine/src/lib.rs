@@ -30,6 +30,8 @@
 mod analysis;
 mod directives;
 mod facts;
+#[cfg(test)]
+mod plan_snapshots;
 mod rejection;
 mod release;
 mod result;
@@ -576,6 +578,33 @@ impl PreparedQuery {
             "\nrewritten plan (the group-sampling secret is drawn per query):\n{}",
             p.bounded.plan.display_indent()
         );
+        out
+    }
+
+    /// The limits and the charge items, one line each (for snapshot tests).
+    #[cfg(test)]
+    fn explain_limits(&self) -> String {
+        let Prepared::Private(p) = &self.kind else {
+            return "public".to_owned();
+        };
+        let mut out = format!(
+            "L0 {} (sampled: {}), L-inf {}, public keys: {}\n",
+            p.limits.max_groups,
+            p.limits.sample_groups,
+            p.limits.max_rows,
+            p.domains.is_some()
+        );
+        for item in p.charge.items() {
+            let _ = writeln!(
+                out,
+                "{}: {:?} epsilon {} per-group {} scale {}",
+                item.label,
+                item.mechanism,
+                number(item.epsilon),
+                item.per_group_sensitivity,
+                number(item.scale)
+            );
+        }
         out
     }
 

@@ -266,16 +266,29 @@ fn is_numeric_type(t: &str) -> bool {
         || t.starts_with("Decimal")
 }
 
-/// Floats in tables: two decimals, enough for noisy rates and means.
+/// Floats in tables: at most two decimals, enough for noisy rates and means.
 fn format_float(x: f64) -> String {
     let s = format!("{x:.2}");
-    if s == "-0.00" { "0.00".into() } else { s }
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s == "-0" { "0".into() } else { s.to_owned() }
 }
 
-/// A number without trailing zeros (`1`, `0.5`, `1e-6`).
+/// A number for people, without float noise or trailing zeros: `0`, `0.25`, `1e-5`.
 pub fn number(x: f64) -> String {
-    if x != 0.0 && x.abs() < 1e-3 {
-        format!("{x:e}")
+    if x == 0.0 {
+        "0".to_owned()
+    } else if x.abs() < 1e-3 {
+        let s = format!("{x:e}");
+        // 1.0000000000000002e-5 -> 1e-5 when float noise is all there is.
+        match s.split_once('e') {
+            Some((m, e)) => {
+                let m: f64 = m.parse().unwrap_or(0.0);
+                let m = format!("{m:.6}");
+                let m = m.trim_end_matches('0').trim_end_matches('.');
+                format!("{m}e{e}")
+            }
+            None => s,
+        }
     } else {
         let s = format!("{x:.6}");
         s.trim_end_matches('0').trim_end_matches('.').to_owned()
@@ -362,5 +375,7 @@ mod tests {
         assert_eq!(number(1.0), "1");
         assert_eq!(number(0.25), "0.25");
         assert_eq!(number(1e-6), "1e-6");
+        assert_eq!(number(1.0000000000000002e-5), "1e-5");
+        assert_eq!(number(0.0), "0");
     }
 }
