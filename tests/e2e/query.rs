@@ -222,3 +222,27 @@ fn explain_shows_cost_and_error_and_spends_nothing() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("order statistic"), "{stderr}");
 }
+
+#[test]
+fn errors_while_running_do_not_echo_record_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger.sqlite");
+    // Casting an LSOA code (E01…) to an integer fails on the first row; DataFusion's message
+    // would quote that row's value.
+    let sql = write_sql(
+        dir.path(),
+        "cast.sql",
+        "SELECT COUNT(*) AS n FROM person WHERE CAST(lsoa21 AS INT) > 0",
+    );
+    let (out, stdout, stderr) = run(&mut cmd(&ledger, "analyst", &["query", &sql]));
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stdout.is_empty());
+    assert!(stderr.contains("a value could not be cast"), "{stderr}");
+    assert!(!stderr.contains("E01"), "a record value leaked: {stderr}");
+    let (_, log, _) = run(&mut cmd(&ledger, "analyst", &["audit", "log"]));
+    assert!(log.contains("error") || log.contains("failed"), "{log}");
+    assert!(
+        !log.contains("E01"),
+        "a record value leaked into the log: {log}"
+    );
+}

@@ -69,9 +69,11 @@ pub enum QueryError {
     /// DataFusion could not plan it (a syntax or name error).
     #[error("the query could not be planned")]
     Plan(#[source] DataFusionError),
-    /// Running it failed.
-    #[error("the query failed while running")]
-    Execute(#[source] DataFusionError),
+    /// Running it failed. DataFusion's message is not shown or chained: it can quote a
+    /// value from a row (a failed cast names the text it could not cast), so only the kind
+    /// of failure is reported.
+    #[error("the query failed while running ({}); details are withheld because they could show values from records", failure_kind(.0))]
+    Execute(DataFusionError),
     /// A mechanism could not be calibrated or run.
     #[error("a privacy mechanism failed")]
     Mechanism(#[from] MechanismError),
@@ -343,6 +345,26 @@ impl Engine {
             max_groups,
             max_rows,
         })
+    }
+}
+
+/// What kind of failure `e` is, without its message.
+fn failure_kind(e: &DataFusionError) -> &'static str {
+    use datafusion::arrow::error::ArrowError;
+    match e.find_root() {
+        DataFusionError::ArrowError(a, _) => match a.as_ref() {
+            ArrowError::CastError(_) => "a value could not be cast",
+            ArrowError::DivideByZero => "division by zero",
+            ArrowError::ArithmeticOverflow(_) => "arithmetic overflow",
+            ArrowError::ComputeError(_) => "a computation failed",
+            _ => "a data error",
+        },
+        DataFusionError::ResourcesExhausted(_) => "out of memory",
+        DataFusionError::IoError(_)
+        | DataFusionError::ParquetError(_)
+        | DataFusionError::ObjectStore(_) => "the extract could not be read",
+        DataFusionError::Execution(_) => "an execution error",
+        _ => "an internal error",
     }
 }
 
