@@ -489,6 +489,125 @@ fn replace_aggregation(
     }
 }
 
+/// A derived column of the form `per · a / b` (optionally rounded) over two released
+/// aggregates: a rate per 1,000, a percentage, a ratio. Its interval comes from the two
+/// cells' noise (see `Cell::ratio`), widened by the rounding.
+#[derive(Debug, Clone, PartialEq)]
+struct Ratio {
+    num: usize,
+    den: usize,
+    per: f64,
+    rounding: f64,
+}
+
+impl Ratio {
+    fn cell(&self, row: &[Cell], n_keys: usize) -> Cell {
+        match (row.get(self.num - n_keys), row.get(self.den - n_keys)) {
+            (Some(a), Some(b)) => Cell::ratio(a, b, self.per),
+            _ => Cell::Suppressed,
+        }
+    }
+}
+
+/// The ratio a result column computes, if it is one: found at the projection that
+/// computes it, with both operands traced to aggregates.
+fn ratio_of(plan: &LogicalPlan, index: usize, n_keys: usize) -> Option<Ratio> {
+    match plan {
+        LogicalPlan::Projection(p) => match unalias(p.expr.get(index)?) {
+            Expr::Column(c) => {
+                ratio_of(&p.input, p.input.schema().index_of_column(c).ok()?, n_keys)
+            }
+            expr => {
+                let (num, den, per, rounding) = ratio_shape(expr)?;
+                let trace = |c: &Column| {
+                    let j = lineage(&p.input, p.input.schema().index_of_column(c).ok()?)?;
+                    (j >= n_keys).then_some(j)
+                };
+                Some(Ratio {
+                    num: trace(&num)?,
+                    den: trace(&den)?,
+                    per,
+                    rounding,
+                })
+            }
+        },
+        LogicalPlan::Filter(f) => ratio_of(&f.input, index, n_keys),
+        LogicalPlan::Sort(s) => ratio_of(&s.input, index, n_keys),
+        LogicalPlan::Limit(l) => ratio_of(&l.input, index, n_keys),
+        LogicalPlan::SubqueryAlias(a) => ratio_of(&a.input, index, n_keys),
+        _ => None,
+    }
+}
+
+/// `k · a / b`, `a / b · k`, `a / (k · b)`, `ROUND(…, n)` of those: the columns, the
+/// multiplier and the most rounding moves the value.
+fn ratio_shape(expr: &Expr) -> Option<(Column, Column, f64, f64)> {
+    use datafusion::logical_expr::{BinaryExpr, Operator};
+    fn strip(e: &Expr) -> &Expr {
+        match e {
+            Expr::Alias(a) => strip(&a.expr),
+            Expr::Cast(c) => strip(&c.expr),
+            Expr::TryCast(c) => strip(&c.expr),
+            other => other,
+        }
+    }
+    fn constant(e: &Expr) -> Option<f64> {
+        match strip(e) {
+            Expr::Literal(v, _) => match v.cast_to(&DataType::Float64).ok()? {
+                ScalarValue::Float64(Some(x)) => Some(x),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+    /// `k · column`.
+    fn scaled(e: &Expr) -> Option<(f64, Column)> {
+        match strip(e) {
+            Expr::Column(c) => Some((1.0, c.clone())),
+            Expr::BinaryExpr(BinaryExpr {
+                left,
+                op: Operator::Multiply,
+                right,
+            }) => match (constant(left), constant(right)) {
+                (Some(k), None) => scaled(right).map(|(m, c)| (k * m, c)),
+                (None, Some(k)) => scaled(left).map(|(m, c)| (k * m, c)),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+    match strip(expr) {
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::Divide,
+            right,
+        }) => {
+            let (ka, a) = scaled(left)?;
+            let (kb, b) = scaled(right)?;
+            (kb != 0.0).then(|| (a, b, ka / kb, 0.0))
+        }
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::Multiply,
+            right,
+        }) => {
+            let (k, inner) = match (constant(left), constant(right)) {
+                (Some(k), None) => (k, right),
+                (None, Some(k)) => (k, left),
+                _ => return None,
+            };
+            let (a, b, per, rounding) = ratio_shape(inner)?;
+            Some((a, b, per * k, rounding * k.abs()))
+        }
+        Expr::ScalarFunction(f) if f.name() == "round" => {
+            let digits = f.args.get(1).and_then(constant).unwrap_or(0.0);
+            let (a, b, per, rounding) = ratio_shape(f.args.first()?)?;
+            Some((a, b, per, rounding + 0.5 * 10f64.powf(-digits)))
+        }
+        _ => None,
+    }
+}
+
 /// Which column of the aggregation's output a result column is a copy of.
 fn lineage(plan: &LogicalPlan, index: usize) -> Option<usize> {
     match plan {
@@ -519,6 +638,15 @@ fn build_release(
     let schema = post.plan.schema();
     let n_out = schema.fields().len() - usize::from(post.tracked);
     let origin: Vec<Option<usize>> = (0..n_out).map(|i| lineage(&post.plan, i)).collect();
+    let ratios: Vec<Option<Ratio>> = (0..n_out)
+        .map(|i| {
+            if origin[i].is_none() {
+                ratio_of(&post.plan, i, n_keys)
+            } else {
+                None
+            }
+        })
+        .collect();
     let columns: Vec<ColumnMeta> = (0..n_out)
         .map(|i| {
             let field = schema.field(i);
@@ -569,10 +697,18 @@ fn build_release(
                     } else {
                         CellStatus::Released
                     };
+                    let derived;
+                    let (cell, widen) = match (cell, &ratios[i], group) {
+                        (None, Some(ratio), Some(g)) if !json.is_null() => {
+                            derived = ratio.cell(&cells[g], n_keys);
+                            (Some(&derived), ratio.rounding)
+                        }
+                        (cell, _, _) => (cell, 0.0),
+                    };
                     let interval = match cell {
                         Some(Cell::Released(released)) => released
                             .interval(Alpha::FIVE_PERCENT)?
-                            .map(|iv| [round_to(iv.lo), round_to(iv.hi)]),
+                            .map(|iv| [round_to(iv.lo - widen), round_to(iv.hi + widen)]),
                         _ => None,
                     };
                     meta.insert(column.name.clone(), CellMeta { status, interval });
@@ -632,5 +768,33 @@ pub(crate) fn to_json(value: &ScalarValue) -> Value {
         | ScalarValue::LargeUtf8(Some(s))
         | ScalarValue::Utf8View(Some(s)) => Value::from(s.clone()),
         other => Value::from(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::functions::expr_fn::round;
+    use datafusion::logical_expr::{col, lit};
+
+    use super::*;
+
+    #[test]
+    fn rates_and_percentages_are_recognised_as_ratios() {
+        let (a, b, per, r) = ratio_shape(&(lit(1000.0) * col("a") / col("b"))).unwrap();
+        assert_eq!(
+            (a.name.as_str(), b.name.as_str(), per, r),
+            ("a", "b", 1000.0, 0.0)
+        );
+        let (_, _, per, _) = ratio_shape(&(col("a") / col("b") * lit(100))).unwrap();
+        assert_eq!(per, 100.0);
+        let (_, _, per, _) = ratio_shape(&(col("a") / (lit(2.0) * col("b")))).unwrap();
+        assert_eq!(per, 0.5);
+        let rounded = round(vec![lit(100.0) * col("a") / col("b"), lit(1)]);
+        let (_, _, per, r) = ratio_shape(&rounded).unwrap();
+        assert_eq!(per, 100.0);
+        assert!((r - 0.05).abs() < 1e-12);
+        assert!(ratio_shape(&(col("a") + col("b"))).is_none());
+        assert!(ratio_shape(&(col("a") / lit(2))).is_none());
+        assert!(ratio_shape(&(col("a") * col("c") / col("b"))).is_none());
     }
 }
