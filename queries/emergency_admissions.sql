@@ -3,9 +3,11 @@
 -- Who: commissioners (urgent and emergency care planning).
 -- DP: epsilon 1 (policy default) over the person count and the admission count. Keys
 -- are constant per person (L0 = 1) with public domains: every age band x sex is shown.
--- Admissions count up to L-inf = 10 per person (the catalog's encounter limit); the
--- rate is computed from the protected counts.
--- carelens: epsilon=1
+-- Admissions count up to max_rows = 3 per person and group: hardly anyone has more
+-- than 3 emergency admissions in a year, and the catalog's encounter limit of 10 would
+-- triple the noise on the admission count. The rate is computed from the protected
+-- counts.
+-- carelens: epsilon=1, max_rows=3
 WITH reg AS (
   SELECT p.*,
          CASE WHEN 2025 - p.year_of_birth < 18 THEN '0-17' WHEN 2025 - p.year_of_birth < 40 THEN '18-39'
