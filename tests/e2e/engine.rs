@@ -346,3 +346,22 @@ async fn one_person_with_10000_rows_moves_bounded_aggregates_by_at_most_their_se
         assert!(moved, "{sql}: the added person changed nothing");
     }
 }
+
+/// Regression (privacy review): columns from the NULL-extended side of a LEFT JOIN with a
+/// condition beyond the person are not constant per person, so keys built from them are
+/// sampled to L0 groups per person.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_from_the_nullable_side_of_a_conditional_left_join_are_sampled() {
+    let engine = sample_engine().await;
+    let sql = "SELECT CASE WHEN g.sex IS NOT NULL THEN 'GP' ELSE 'other' END AS k, \
+               COUNT(DISTINCT e.person_id) AS persons FROM encounter e \
+               LEFT JOIN person g ON e.person_id = g.person_id AND e.setting = 'GP' GROUP BY 1";
+    let explain = engine.prepare(sql).await.unwrap().explain();
+    assert!(explain.contains("sampled to at most 4"), "{explain}");
+    // With the person alone in the join condition the person's columns stay constant.
+    let sql = "SELECT CASE WHEN g.sex IS NOT NULL THEN 'known' ELSE 'other' END AS k, \
+               COUNT(DISTINCT e.person_id) AS persons FROM encounter e \
+               LEFT JOIN person g ON e.person_id = g.person_id GROUP BY 1";
+    let explain = engine.prepare(sql).await.unwrap().explain();
+    assert!(explain.contains("L0 = 1"), "{explain}");
+}

@@ -224,25 +224,22 @@ fn explain_shows_cost_and_error_and_spends_nothing() {
 }
 
 #[test]
-fn errors_while_running_do_not_echo_record_values() {
+fn a_cast_that_fails_on_some_rows_does_not_fail_the_query() {
     let dir = tempfile::tempdir().unwrap();
     let ledger = dir.path().join("ledger.sqlite");
-    // Casting an LSOA code (E01…) to an integer fails on the first row; DataFusion's message
-    // would quote that row's value.
+    // Casting an LSOA code (E01…) to an integer fails on every row; whether a query fails
+    // must not depend on the data (it would be an answer without noise), so casts are
+    // TRY_CASTs and the failing rows are NULL.
     let sql = write_sql(
         dir.path(),
         "cast.sql",
-        "SELECT COUNT(*) AS n FROM person WHERE CAST(lsoa21 AS INT) > 0",
+        "SELECT COUNT(*) AS n FROM person WHERE CAST(lsoa21 AS INT) > 0 OR 1 / (imd_decile - imd_decile) > 0",
     );
-    let (out, stdout, stderr) = run(&mut cmd(&ledger, "analyst", &["query", &sql]));
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stdout.is_empty());
-    assert!(stderr.contains("a value could not be cast"), "{stderr}");
-    assert!(!stderr.contains("E01"), "a record value leaked: {stderr}");
-    let (_, log, _) = run(&mut cmd(&ledger, "analyst", &["audit", "log"]));
-    assert!(log.contains("error") || log.contains("failed"), "{log}");
-    assert!(
-        !log.contains("E01"),
-        "a record value leaked into the log: {log}"
-    );
+    let (out, stdout, stderr) = run(&mut cmd(
+        &ledger,
+        "analyst",
+        &["query", &sql, "--format", "csv"],
+    ));
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stdout.starts_with("n\n"), "{stdout}");
 }

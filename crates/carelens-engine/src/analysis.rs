@@ -52,8 +52,6 @@ const SCALAR_FUNCTIONS: &[&str] = &[
     "date_bin",
     "datepart",
     "datetrunc",
-    "make_date",
-    "to_date",
     "lower",
     "upper",
     "substr",
@@ -76,13 +74,30 @@ const SCALAR_FUNCTIONS: &[&str] = &[
     "split_part",
     "lpad",
     "rpad",
-    "regexp_like",
-    "regexp_match",
     "isnan",
     "iszero",
-    "to_char",
-    "date_format",
 ];
+
+/// Functions that fail on some argument values (a negative length, an unknown date unit):
+/// those arguments must be literals, so no row can make the query fail.
+fn literal_arguments(name: &str) -> &'static [usize] {
+    match name {
+        "date_part" | "datepart" | "date_trunc" | "datetrunc" | "date_bin" => &[0],
+        "substr" | "substring" | "left" | "right" | "lpad" | "rpad" | "split_part" | "round"
+        | "trunc" | "log" | "power" | "pow" => &[1, 2],
+        _ => &[],
+    }
+}
+
+fn is_literal(e: &Expr) -> bool {
+    match e {
+        Expr::Literal(..) => true,
+        Expr::Cast(c) => is_literal(&c.expr),
+        Expr::TryCast(c) => is_literal(&c.expr),
+        Expr::Alias(a) => is_literal(&a.expr),
+        _ => false,
+    }
+}
 
 /// Aggregates allowed per person (in a `GROUP BY person_id` sub-aggregation).
 const PERSON_AGGREGATES: &[&str] = &[
@@ -203,6 +218,20 @@ pub(crate) struct Analyzer<'a> {
 impl Analyzer<'_> {
     /// Analyses a whole (type-coerced) plan.
     pub fn analyze(&self, plan: &LogicalPlan) -> Result<Analysis, Rejection> {
+        let analysis = self.analyze_node(plan)?;
+        // Default deny: a query classed as public must not read private data anywhere,
+        // whatever expression or plan position a subquery hides in.
+        if matches!(analysis, Analysis::Public) && self.reads_private(plan) {
+            return Err(Rejection::new(
+                RejectionKind::Subquery,
+                "the query reads private data outside the aggregation carelens protects",
+                "aggregate private tables in the outermost GROUP BY; a subquery over private                  data may only be `person_id IN (SELECT person_id ...)` or an EXISTS                  correlated on `person_id`, in a WHERE clause",
+            ));
+        }
+        Ok(analysis)
+    }
+
+    fn analyze_node(&self, plan: &LogicalPlan) -> Result<Analysis, Rejection> {
         match plan {
             LogicalPlan::Projection(_)
             | LogicalPlan::Filter(_)
@@ -219,7 +248,7 @@ impl Analyzer<'_> {
                 }
                 let inputs = plan.inputs();
                 match inputs.as_slice() {
-                    [input] => self.analyze(input),
+                    [input] => self.analyze_node(input),
                     _ => Err(unsupported("a post-processing step with several inputs")),
                 }
             }
@@ -249,13 +278,7 @@ impl Analyzer<'_> {
     fn check_post_subqueries(&self, expr: &Expr) -> Result<(), Rejection> {
         let mut result = Ok(());
         let _ = expr.apply(|e| {
-            let plan = match e {
-                Expr::ScalarSubquery(s) => Some(&s.subquery),
-                Expr::Exists(s) => Some(&s.subquery.subquery),
-                Expr::InSubquery(s) => Some(&s.subquery.subquery),
-                _ => None,
-            };
-            if let Some(plan) = plan
+            if let Some(plan) = subquery_plan(e)
                 && self.reads_private(plan)
             {
                 result = Err(Rejection::new(
@@ -279,6 +302,7 @@ impl Analyzer<'_> {
         let input = self.relation(&aggregate.input)?;
         for expr in aggregate.group_expr.iter().chain(&aggregate.aggr_expr) {
             self.check_functions(expr)?;
+            self.deny_private_subqueries(expr, "in the released aggregation")?;
         }
         if !input.private {
             return Ok(Analysis::Public);
@@ -438,6 +462,13 @@ impl Analyzer<'_> {
 
     /// Facts about `plan`'s output, rejecting any shape the privacy model does not allow.
     pub fn relation(&self, plan: &LogicalPlan) -> Result<Relation, Rejection> {
+        // Subqueries over private data are understood only in filters (keyed on the
+        // person); anywhere else they are refused.
+        if !matches!(plan, LogicalPlan::Filter(_)) {
+            for expr in plan.expressions() {
+                self.deny_private_subqueries(&expr, "here")?;
+            }
+        }
         match plan {
             LogicalPlan::TableScan(scan) => self.table_scan(scan),
             LogicalPlan::SubqueryAlias(alias) => self.relation(&alias.input),
@@ -657,10 +688,29 @@ impl Analyzer<'_> {
                 ));
             }
         }
-        // Outer joins: the non-preserved side may be NULL.
+        // Outer joins: the non-preserved side may be NULL. Its columns stay constant per
+        // person only when the join matches on the person alone: with any other condition
+        // a person's row can be matched on some of their rows and NULL on others.
+        let only_person_equalities = join.on.iter().all(|(l, r)| {
+            expr_facts(l, join.left.schema(), &left.columns).person
+                && expr_facts(r, join.right.schema(), &right.columns).person
+        }) && join.filter.as_ref().is_none_or(|f| {
+            split_conjunction(f).iter().all(|c| match c {
+                Expr::BinaryExpr(BinaryExpr {
+                    left: a,
+                    op: Operator::Eq,
+                    right: b,
+                }) => {
+                    expr_facts(a, cond_schema, &both.columns).person
+                        && expr_facts(b, cond_schema, &both.columns).person
+                }
+                _ => false,
+            })
+        });
         let nullable = |cols: &mut [Facts], keys: &mut [bool]| {
             for (c, k) in cols.iter_mut().zip(keys.iter_mut()) {
                 *k = false;
+                c.constant &= only_person_equalities;
                 if let Some(domain) = &c.domain
                     && !domain.iter().any(ScalarValue::is_null)
                     && let Some(first) = domain.first()
@@ -759,6 +809,16 @@ impl Analyzer<'_> {
             for arg in &params.args {
                 self.check_expr(arg, counting_people, "inside an aggregate", schema, &input)?;
             }
+            let filter = params.filter.iter().map(|f| f.as_ref());
+            for e in filter.chain(params.order_by.iter().map(|s| &s.expr)) {
+                self.check_expr(
+                    e,
+                    false,
+                    "in an aggregate's FILTER or ORDER BY",
+                    schema,
+                    &input,
+                )?;
+            }
             let arg = params
                 .args
                 .first()
@@ -836,6 +896,9 @@ impl Analyzer<'_> {
             }
             for s in &params.order_by {
                 self.check_expr(&s.expr, false, "in a window ORDER BY", schema, &input)?;
+            }
+            if let Some(filter) = &params.filter {
+                self.check_expr(filter, false, "in a window FILTER", schema, &input)?;
             }
             let arg = params
                 .args
@@ -960,14 +1023,30 @@ impl Analyzer<'_> {
         let _ = expr.apply(|e| {
             let r = match e {
                 Expr::InSubquery(s) => self.relation(&s.subquery.subquery).and_then(|inner| {
-                    let keyed = inner.columns.first().is_some_and(|c| c.person)
-                        && expr_facts(&s.expr, schema, &outer.columns).person;
-                    if inner.private && !keyed {
+                    let outer_person = expr_facts(&s.expr, schema, &outer.columns).person;
+                    // NOT IN is false for everyone once the subquery holds a NULL: its
+                    // column must be a person that is never NULL.
+                    let keyed = if s.negated {
+                        inner.keys.first().copied().unwrap_or(false)
+                    } else {
+                        inner.columns.first().is_some_and(|c| c.person)
+                    };
+                    if inner.private && !(keyed && outer_person) {
                         Err(subquery_rejection("IN (SELECT ...)").at(location(&s.expr)))
+                    } else if !inner.private && outer_person {
+                        Err(Rejection::new(
+                            RejectionKind::PersonColumn,
+                            "the person column compared with values from a public table",
+                            "use the person column only to join private tables and to count                              people",
+                        )
+                        .at(location(&s.expr)))
                     } else {
                         Ok(())
                     }
                 }),
+                Expr::SetComparison(s) if self.reads_private(&s.subquery.subquery) => {
+                    Err(subquery_rejection("ANY/ALL (SELECT ...)").at(location(e)))
+                }
                 Expr::Exists(s) => self.relation(&s.subquery.subquery).and_then(|inner| {
                     if inner.private
                         && !self.correlated_on_person(&s.subquery.subquery, schema, outer)
@@ -996,6 +1075,26 @@ impl Analyzer<'_> {
         result
     }
 
+    /// Rejects any subquery in `expr` that reads private data.
+    fn deny_private_subqueries(&self, expr: &Expr, place: &str) -> Result<(), Rejection> {
+        let mut result = Ok(());
+        let _ = expr.apply(|e| {
+            if let Some(plan) = subquery_plan(e)
+                && self.reads_private(plan)
+            {
+                result = Err(Rejection::new(
+                    RejectionKind::Subquery,
+                    format!("a subquery over private data {place}"),
+                    "a subquery over private data may only be `person_id IN (SELECT person_id                      ...)` or an EXISTS correlated on `person_id`, in a WHERE clause; join on                      person_id otherwise",
+                )
+                .at(location(e)));
+                return Ok(TreeNodeRecursion::Stop);
+            }
+            Ok(TreeNodeRecursion::Continue)
+        });
+        result
+    }
+
     /// Whether `plan` (or a subquery in it) scans a private table.
     fn reads_private(&self, plan: &LogicalPlan) -> bool {
         let mut private = false;
@@ -1016,54 +1115,53 @@ impl Analyzer<'_> {
         private
     }
 
-    /// Whether a subquery has a filter `outer.person = inner.person`.
+    /// Whether a subquery is a filter `outer.person = inner.person` over a keyed relation:
+    /// the correlation must sit in a filter on the subquery's spine (reached through
+    /// projections, aliases, other filters and LIMIT only), not inside one branch of a
+    /// UNION or the inner side of a join.
     fn correlated_on_person(
         &self,
         plan: &LogicalPlan,
         outer_schema: &DFSchema,
         outer: &Relation,
     ) -> bool {
-        let mut found = false;
-        let _ = plan.apply(|node| {
-            if let LogicalPlan::Filter(f) = node
-                && let Ok(inner) = self.relation(&f.input)
-            {
-                for c in split_conjunction(&f.predicate) {
-                    if let Expr::BinaryExpr(BinaryExpr {
-                        left,
-                        op: Operator::Eq,
-                        right,
-                    }) = c
-                    {
-                        let outer_person = |e: &Expr| match e {
-                            Expr::OuterReferenceColumn(_, c) => outer_schema
-                                .index_of_column(c)
-                                .is_ok_and(|i| outer.columns[i].person),
-                            _ => false,
-                        };
-                        let inner_person = |e: &Expr| match unalias(e) {
-                            Expr::Column(c) => f
-                                .input
-                                .schema()
-                                .index_of_column(c)
-                                .is_ok_and(|i| inner.keys[i]),
-                            _ => false,
-                        };
-                        if (outer_person(left) && inner_person(right))
-                            || (outer_person(right) && inner_person(left))
-                        {
-                            found = true;
-                        }
+        let outer_person = |e: &Expr| match e {
+            Expr::OuterReferenceColumn(_, c) => outer_schema
+                .index_of_column(c)
+                .is_ok_and(|i| outer.columns[i].person),
+            _ => false,
+        };
+        let mut node = plan;
+        loop {
+            match node {
+                LogicalPlan::Projection(p) => node = &p.input,
+                LogicalPlan::SubqueryAlias(a) => node = &a.input,
+                LogicalPlan::Limit(l) => node = &l.input,
+                LogicalPlan::Filter(f) => {
+                    let Ok(inner) = self.relation(&f.input) else {
+                        return false;
+                    };
+                    let inner_person = |e: &Expr| match unalias(e) {
+                        Expr::Column(c) => f
+                            .input
+                            .schema()
+                            .index_of_column(c)
+                            .is_ok_and(|i| inner.keys[i]),
+                        _ => false,
+                    };
+                    let correlated = split_conjunction(&f.predicate).iter().any(|c| {
+                        matches!(c, Expr::BinaryExpr(BinaryExpr { left, op: Operator::Eq, right })
+                            if (outer_person(left) && inner_person(right))
+                                || (outer_person(right) && inner_person(left)))
+                    });
+                    if correlated {
+                        return true;
                     }
+                    node = &f.input;
                 }
+                _ => return false,
             }
-            Ok(if found {
-                TreeNodeRecursion::Stop
-            } else {
-                TreeNodeRecursion::Continue
-            })
-        });
-        found
+        }
     }
 
     /// Rejects scalar functions outside the allowlist, and anything volatile.
@@ -1077,10 +1175,35 @@ impl Analyzer<'_> {
                     result = Err(function_rejection(&name, "function").at(location(e)));
                     return Ok(TreeNodeRecursion::Stop);
                 }
+                let computed = literal_arguments(&name)
+                    .iter()
+                    .filter_map(|&i| f.args.get(i))
+                    .find(|a| !is_literal(a));
+                if let Some(arg) = computed {
+                    result = Err(Rejection::new(
+                        RejectionKind::Function,
+                        format!("`{name}` needs a literal where the query computes `{arg}`"),
+                        "write the unit, length or digits as a constant: a value that fails on \
+                         some rows would make the query fail, or not, depending on one person",
+                    )
+                    .at(location(e)));
+                    return Ok(TreeNodeRecursion::Stop);
+                }
             }
             Ok(TreeNodeRecursion::Continue)
         });
         result
+    }
+}
+
+/// The plan of a subquery expression, for every kind DataFusion has.
+pub(crate) fn subquery_plan(expr: &Expr) -> Option<&LogicalPlan> {
+    match expr {
+        Expr::ScalarSubquery(s) => Some(&s.subquery),
+        Expr::Exists(s) => Some(&s.subquery.subquery),
+        Expr::InSubquery(s) => Some(&s.subquery.subquery),
+        Expr::SetComparison(s) => Some(&s.subquery.subquery),
+        _ => None,
     }
 }
 

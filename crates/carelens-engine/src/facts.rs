@@ -157,7 +157,9 @@ fn is_person_or_null(expr: &Expr, schema: &DFSchema, columns: &[Facts]) -> bool 
             .and_then(|i| columns.get(i))
             .is_some_and(|f| f.person),
         Expr::Alias(a) => is_person_or_null(&a.expr, schema, columns),
-        Expr::Cast(c) => is_person_or_null(&c.expr, schema, columns),
+        Expr::Cast(c) => {
+            lossless(c.field.data_type()) && is_person_or_null(&c.expr, schema, columns)
+        }
         Expr::Case(Case {
             when_then_expr,
             else_expr,
@@ -174,6 +176,15 @@ fn is_person_or_null(expr: &Expr, schema: &DFSchema, columns: &[Facts]) -> bool 
     }
 }
 
+/// Casts that keep every person distinct (the person column is an `Int64` pseudonym).
+fn lossless(to: &datafusion::arrow::datatypes::DataType) -> bool {
+    use datafusion::arrow::datatypes::DataType;
+    matches!(
+        to,
+        DataType::Int64 | DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+    ) || matches!(to, DataType::Decimal128(p, 0) if *p >= 19)
+}
+
 fn is_null_literal(expr: &Expr) -> bool {
     match expr {
         Expr::Literal(v, _) => v.is_null(),
@@ -187,7 +198,10 @@ pub(crate) fn has_subquery(expr: &Expr) -> bool {
     expr.exists(|e| {
         Ok(matches!(
             e,
-            Expr::ScalarSubquery(_) | Expr::Exists(_) | Expr::InSubquery(_)
+            Expr::ScalarSubquery(_)
+                | Expr::Exists(_)
+                | Expr::InSubquery(_)
+                | Expr::SetComparison(_)
         ))
     })
     .unwrap_or(true)
@@ -420,7 +434,7 @@ pub(crate) fn check_person_use(
             Ok(())
         }
         Expr::Alias(a) => walk(&a.expr, top),
-        Expr::Cast(c) => walk(&c.expr, top),
+        Expr::Cast(c) => walk(&c.expr, top && lossless(c.field.data_type())),
         Expr::IsNull(e) | Expr::IsNotNull(e) => walk(e, true),
         // Two person columns, or a person column and an outer reference (an `EXISTS`
         // correlated on the person: the subquery check then requires a person on both).

@@ -37,6 +37,7 @@ mod release;
 mod result;
 mod rewrite;
 mod session;
+mod total;
 
 use std::fmt::Write as _;
 
@@ -193,10 +194,12 @@ impl Engine {
             .await
             .map_err(plan_error)?;
         session::verify_plan(&plan)?;
+        let plan = total::guard_divisors(plan).map_err(plan_error)?;
         let analysed = state
             .analyzer()
             .execute_and_check(plan, state.config_options(), |_, _| {})
             .map_err(plan_error)?;
+        let analysed = total::try_casts(analysed).map_err(plan_error)?;
         let plan_hash =
             hex(Sha256::digest(format!("{}", analysed.display_indent()).as_bytes()).as_slice());
         let analysis = Analyzer {
@@ -211,6 +214,14 @@ impl Engine {
                 &secret,
             )?)),
         };
+        // Plan it physically now, so a query DataFusion cannot run fails before it is
+        // charged, not after.
+        if let Prepared::Private(p) = &kind {
+            state
+                .create_physical_plan(&p.bounded.plan)
+                .await
+                .map_err(plan_error)?;
+        }
         Ok(PreparedQuery {
             sql: sql.to_owned(),
             analysed,
@@ -242,6 +253,21 @@ impl Engine {
                 .to_owned()
         };
         let bounded = rewrite::bound(&dp, limits, secret).map_err(plan_error)?;
+        // Totals across persons are exact 64-bit integer sums: keep them far from overflow
+        // for any population up to 10^8 people.
+        const MAX_PER_GROUP: u64 = (1u64 << 62) / 100_000_000;
+        if let Some(part) = bounded.parts.iter().find(|p| p.per_group > MAX_PER_GROUP) {
+            return Err(Rejection::new(
+                RejectionKind::Parameter,
+                format!(
+                    "`{}`: its bounds times max_rows are too wide for exact integer sums",
+                    part.label
+                ),
+                "narrow the bounds with `LEAST(GREATEST(x, lo), hi)`, lower max_rows, or \
+                 declare a coarser `precision` for the column",
+            )
+            .into());
+        }
         let domains: Option<Vec<Vec<ScalarValue>>> = dp
             .keys
             .iter()
@@ -348,23 +374,15 @@ impl Engine {
     }
 }
 
-/// What kind of failure `e` is, without its message.
+/// What kind of failure `e` is, without its message: only whether the extract could be
+/// read. Anything else is one fixed text, so the kind of failure cannot depend on a row.
 fn failure_kind(e: &DataFusionError) -> &'static str {
-    use datafusion::arrow::error::ArrowError;
     match e.find_root() {
-        DataFusionError::ArrowError(a, _) => match a.as_ref() {
-            ArrowError::CastError(_) => "a value could not be cast",
-            ArrowError::DivideByZero => "division by zero",
-            ArrowError::ArithmeticOverflow(_) => "arithmetic overflow",
-            ArrowError::ComputeError(_) => "a computation failed",
-            _ => "a data error",
-        },
-        DataFusionError::ResourcesExhausted(_) => "out of memory",
         DataFusionError::IoError(_)
         | DataFusionError::ParquetError(_)
         | DataFusionError::ObjectStore(_) => "the extract could not be read",
-        DataFusionError::Execution(_) => "an execution error",
-        _ => "an internal error",
+        DataFusionError::ResourcesExhausted(_) => "out of memory",
+        _ => "an execution error",
     }
 }
 
@@ -635,5 +653,31 @@ impl PreparedQuery {
         let mut units = vec![1.0];
         units.extend(p.bounded.parts.iter().map(|part| part.precision.unit()));
         units
+    }
+}
+
+#[cfg(test)]
+mod error_tests {
+    use datafusion::arrow::error::ArrowError;
+
+    use super::*;
+
+    #[test]
+    fn execution_errors_never_show_datafusion_messages() {
+        let cast = DataFusionError::ArrowError(
+            Box::new(ArrowError::CastError(
+                "Cannot cast string 'E01012345' to Int32".into(),
+            )),
+            None,
+        );
+        let shown = QueryError::Execute(cast).to_string();
+        assert!(!shown.contains("E01012345"), "{shown}");
+        assert!(shown.contains("an execution error"), "{shown}");
+        assert!(
+            std::error::Error::source(&QueryError::Execute(DataFusionError::Execution(
+                "row value".into()
+            )))
+            .is_none()
+        );
     }
 }

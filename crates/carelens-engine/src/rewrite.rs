@@ -21,7 +21,7 @@ use datafusion::functions::expr_fn::{coalesce, concat_ws, greatest, least, sha25
 use datafusion::functions_aggregate::expr_fn::{count, max, sum};
 use datafusion::functions_window::expr_fn::row_number;
 use datafusion::logical_expr::{
-    Expr, ExprFunctionExt, LogicalPlan, LogicalPlanBuilder, cast, col, lit, when,
+    Expr, ExprFunctionExt, LogicalPlan, LogicalPlanBuilder, cast, col, lit, try_cast, when,
 };
 
 use crate::analysis::{AggKind, Bounded, DpAggregation};
@@ -159,15 +159,21 @@ pub(crate) fn bound(
                 });
             }
             AggKind::Avg(b) => {
-                let (fixed, magnitude, _) = fixed_point(b, limits.max_rows)?;
+                let (fixed, magnitude, total) = fixed_point(b, limits.max_rows)?;
                 rows.push(fixed.alias(&v));
                 per_person.push(sum(col(&v)).alias(&s));
                 per_person.push(count(col(&v)).alias(&n));
                 let capped = least(vec![col(&n), lit(l_inf)]);
-                // mean_p · min(n, L∞), in integers: |Σx · min(n, L∞) / n| ≤ L∞ · max|x|.
+                // mean_p · min(n, L∞), computed in floats (no integer overflow) and clamped
+                // to the same range as a person's capped total, so the bound holds whatever
+                // the arithmetic does: |mean_p · min(n, L∞)| ≤ L∞ · max|x|.
+                let float = |e: Expr| cast(e, DataType::Float64);
+                let mean_times_capped = float(coalesce(vec![col(&s), lit(0i64)]))
+                    * float(capped.clone())
+                    / float(col(&n));
                 let numerator = when(
                     col(&n).gt(lit(0i64)),
-                    coalesce(vec![col(&s), lit(0i64)]) * capped.clone() / col(&n),
+                    clamp_to_int(mean_times_capped, total),
                 )
                 .otherwise(lit(0i64))?;
                 let num = parts.len();
@@ -231,6 +237,17 @@ pub(crate) fn bound(
     })
 }
 
+/// A float clamped to `[lo, hi]`, rounded, as an integer. The clamp comes before the
+/// conversion, so no value can make the cast fail (a NaN becomes NULL, which aggregates
+/// skip): a query must not be able to fail, or not, depending on one person's data.
+fn clamp_to_int(x: Expr, (lo, hi): (i64, i64)) -> Expr {
+    let clamped = least(vec![greatest(vec![x, lit(lo as f64)]), lit(hi as f64)]);
+    try_cast(
+        datafusion::functions::expr_fn::round(vec![clamped]),
+        DataType::Int64,
+    )
+}
+
 /// Name of part `p`'s column.
 pub(crate) fn part_name(p: usize) -> String {
     format!("__c{p}")
@@ -249,16 +266,7 @@ fn fixed_point(b: &Bounded, max_rows: u32) -> Result<(Expr, u64, (i64, i64)), Da
     } else {
         x / lit(unit)
     };
-    let fixed = least(vec![
-        greatest(vec![
-            cast(
-                datafusion::functions::expr_fn::round(vec![scaled]),
-                DataType::Int64,
-            ),
-            lit(bounds.lo()),
-        ]),
-        lit(bounds.hi()),
-    ]);
+    let fixed = clamp_to_int(scaled, (bounds.lo(), bounds.hi()));
     let l = i64::from(max_rows);
     let total = (
         bounds.lo().saturating_mul(l).min(0),

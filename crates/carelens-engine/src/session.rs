@@ -73,6 +73,15 @@ pub enum SessionError {
         #[source]
         source: DataFusionError,
     },
+    /// A `person` table has a person twice, or a row without a person.
+    #[error(
+        "table `{table}` is declared `kind = \"person\"` but does not hold exactly one row per \
+         person; declare it `events` or fix the extract"
+    )]
+    NotOneRowPerPerson {
+        /// The table.
+        table: String,
+    },
     /// A catalog domain value does not fit its column's type.
     #[error("a domain value of `{table}.{column}` does not fit its type {data_type}")]
     Domain {
@@ -106,6 +115,13 @@ pub(crate) async fn open(
             })?;
     }
     let catalog = loaded.catalog();
+    for table in catalog
+        .tables
+        .iter()
+        .filter(|t| t.kind == TableKind::Person)
+    {
+        check_one_row_per_person(&ctx, &table.name, &catalog.dataset.person_column).await?;
+    }
     let mut tables = BTreeMap::new();
     for table in &catalog.tables {
         let mut columns = HashMap::new();
@@ -174,6 +190,41 @@ pub(crate) async fn open(
             tables,
         },
     ))
+}
+
+/// A `person` table must hold one row per person: the analysis treats all its columns as
+/// constant per person (L0 = 1 for keys built from them).
+async fn check_one_row_per_person(
+    ctx: &SessionContext,
+    table: &str,
+    person: &str,
+) -> Result<(), SessionError> {
+    let err = |source| SessionError::DataFusion {
+        table: table.into(),
+        source,
+    };
+    let sql = format!(
+        "SELECT COUNT(*) = COUNT(DISTINCT \"{person}\") AND COUNT(\"{person}\") = COUNT(*) FROM \"{table}\""
+    );
+    let batches = ctx
+        .sql(&sql)
+        .await
+        .map_err(err)?
+        .collect()
+        .await
+        .map_err(err)?;
+    let unique = batches
+        .first()
+        .filter(|b| b.num_rows() == 1)
+        .and_then(|b| ScalarValue::try_from_array(b.column(0), 0).ok())
+        == Some(ScalarValue::Boolean(Some(true)));
+    if unique {
+        Ok(())
+    } else {
+        Err(SessionError::NotOneRowPerPerson {
+            table: table.into(),
+        })
+    }
 }
 
 fn literal_domain(
@@ -285,11 +336,18 @@ pub(crate) fn parse_checked(sql: &str, catalog: &CatalogInfo) -> Result<DFStatem
     for (name, location) in guard.relations {
         let bare = name.0.len() == 1;
         let text = name.to_string();
+        // DataFusion lower-cases unquoted identifiers.
         let unquoted = name
             .0
             .last()
             .and_then(|p| p.as_ident())
-            .map(|i| i.value.clone())
+            .map(|i| {
+                if i.quote_style.is_none() {
+                    i.value.to_lowercase()
+                } else {
+                    i.value.clone()
+                }
+            })
             .unwrap_or_else(|| text.clone());
         if bare && guard.ctes.contains(&unquoted.to_lowercase()) {
             continue;
@@ -392,6 +450,23 @@ impl Visitor for RelationGuard {
 
     fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<()> {
         match factor {
+            TableFactor::Table {
+                name,
+                args: None,
+                sample: Some(_),
+                ..
+            } => {
+                self.rejection = Some(
+                    Rejection::new(
+                        RejectionKind::Unsupported,
+                        format!("TABLESAMPLE on `{name}` is not supported"),
+                        "query the whole table; carelens bounds each person's contribution \
+                         itself",
+                    )
+                    .at(location_of(name)),
+                );
+                ControlFlow::Break(())
+            }
             TableFactor::Table {
                 name, args: None, ..
             } => {
