@@ -530,10 +530,11 @@ impl PreparedQuery {
         };
         let _ = writeln!(
             out,
-            "privacy: epsilon {} and delta {} (basic composition over {} mechanisms)",
+            "privacy: epsilon {} and delta {} (basic composition over {} mechanism{})",
             number(p.charge.epsilon()),
             number(p.charge.delta()),
-            p.charge.items().len()
+            p.charge.items().len(),
+            if p.charge.items().len() == 1 { "" } else { "s" }
         );
         let keys: Vec<String> =
             p.dp.aggregate
