@@ -365,3 +365,31 @@ async fn keys_from_the_nullable_side_of_a_conditional_left_join_are_sampled() {
     let explain = engine.prepare(sql).await.unwrap().explain();
     assert!(explain.contains("L0 = 1"), "{explain}");
 }
+
+/// Regression (second privacy review): a value computed from a suppressed cell is
+/// suppressed too, even when the expression turns NULL into a number.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_derived_from_suppressed_cells_are_suppressed() {
+    let engine = sample_engine().await;
+    let sql = "SELECT sex, COALESCE(COUNT(DISTINCT person_id), 0) AS n0, \
+               COUNT(DISTINCT person_id) AS n FROM person GROUP BY sex";
+    let release = engine
+        .prepare(sql)
+        .await
+        .unwrap()
+        .execute(&engine)
+        .await
+        .unwrap();
+    let mut suppressed = 0;
+    for (row, cells) in release.rows.iter().zip(&release.cells) {
+        if row["n"].is_null() {
+            suppressed += 1;
+            assert!(row["n0"].is_null(), "{row:?}");
+            assert_eq!(cells["n0"].status, carelens_privacy::CellStatus::Suppressed);
+        }
+    }
+    assert!(
+        suppressed >= 1,
+        "sex I or U should be suppressed in the sample"
+    );
+}

@@ -82,10 +82,152 @@ const SCALAR_FUNCTIONS: &[&str] = &[
 /// those arguments must be literals, so no row can make the query fail.
 fn literal_arguments(name: &str) -> &'static [usize] {
     match name {
-        "date_part" | "datepart" | "date_trunc" | "datetrunc" | "date_bin" => &[0],
+        "date_part" | "datepart" | "date_trunc" | "datetrunc" => &[0],
         "substr" | "substring" | "left" | "right" | "lpad" | "rpad" | "split_part" | "round"
         | "trunc" | "log" | "power" | "pow" => &[1, 2],
         _ => &[],
+    }
+}
+
+/// Whether a literal argument is one the function accepts: a value that fails would fail
+/// only on the rows where the call is evaluated (behind a CASE, after a filter).
+fn valid_literal_argument(name: &str, index: usize, value: &ScalarValue) -> bool {
+    const TRUNC_UNITS: &[&str] = &[
+        "microsecond",
+        "millisecond",
+        "second",
+        "minute",
+        "hour",
+        "day",
+        "week",
+        "month",
+        "quarter",
+        "year",
+    ];
+    const PART_UNITS: &[&str] = &[
+        "year",
+        "quarter",
+        "month",
+        "week",
+        "day",
+        "hour",
+        "minute",
+        "second",
+        "millisecond",
+        "microsecond",
+        "nanosecond",
+        "dow",
+        "doy",
+        "epoch",
+        "isodow",
+    ];
+    let text = || match value {
+        ScalarValue::Utf8(Some(s))
+        | ScalarValue::Utf8View(Some(s))
+        | ScalarValue::LargeUtf8(Some(s)) => Some(s.to_ascii_lowercase()),
+        _ => None,
+    };
+    let int = || match value.cast_to(&DataType::Int64).ok()? {
+        ScalarValue::Int64(x) => x,
+        _ => None,
+    };
+    match (name, index) {
+        ("date_trunc" | "datetrunc", 0) => {
+            text().is_some_and(|u| TRUNC_UNITS.contains(&u.as_str()))
+        }
+        ("date_part" | "datepart", 0) => text().is_some_and(|u| PART_UNITS.contains(&u.as_str())),
+        ("substr" | "substring", 2) => int().is_some_and(|n| n >= 0),
+        ("split_part", 2) => int().is_some_and(|n| n != 0),
+        ("lpad" | "rpad", 1) => int().is_some_and(|n| (0..=10_000).contains(&n)),
+        _ => true,
+    }
+}
+
+/// The literal under casts and aliases, if `e` is one.
+fn literal_value(e: &Expr) -> Option<&ScalarValue> {
+    match e {
+        Expr::Literal(v, _) => Some(v),
+        Expr::Cast(c) => literal_value(&c.expr),
+        Expr::TryCast(c) => literal_value(&c.expr),
+        Expr::Alias(a) => literal_value(&a.expr),
+        _ => None,
+    }
+}
+
+/// Expressions whose evaluation can fail on some values, and so must not depend on a row:
+/// regular-expression and SIMILAR TO patterns computed per row, decimal arithmetic, and
+/// intervals computed per row (a date plus 300,000 years overflows).
+fn data_dependent_failure(e: &Expr) -> Option<&'static str> {
+    use datafusion::logical_expr::{Case, Like};
+    let is_interval =
+        |e: &Expr| literal_value(e).is_some_and(|v| matches!(v.data_type(), DataType::Interval(_)));
+    match e {
+        Expr::BinaryExpr(BinaryExpr { op, right, .. })
+            if matches!(
+                op,
+                Operator::RegexMatch
+                    | Operator::RegexIMatch
+                    | Operator::RegexNotMatch
+                    | Operator::RegexNotIMatch
+            ) && literal_value(right).is_none() =>
+        {
+            Some("a regular expression pattern computed per row")
+        }
+        Expr::SimilarTo(Like { pattern, .. }) if literal_value(pattern).is_none() => {
+            Some("a SIMILAR TO pattern computed per row")
+        }
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::Multiply | Operator::Divide,
+            right,
+        }) if is_interval(left) || is_interval(right) => Some("an interval computed per row"),
+        Expr::Case(Case {
+            when_then_expr,
+            else_expr,
+            ..
+        }) if when_then_expr.iter().any(|(_, t)| is_interval(t))
+            || else_expr.as_deref().is_some_and(is_interval) =>
+        {
+            Some("an interval computed per row")
+        }
+        Expr::Literal(ScalarValue::IntervalYearMonth(Some(m)), _) if m.abs() > 12_000 => {
+            Some("an interval over 1,000 years")
+        }
+        Expr::Literal(ScalarValue::IntervalDayTime(Some(d)), _) if d.days.abs() > 366_000 => {
+            Some("an interval over 1,000 years")
+        }
+        Expr::Literal(ScalarValue::IntervalMonthDayNano(Some(v)), _)
+            if v.months.abs() > 12_000 || v.days.abs() > 366_000 =>
+        {
+            Some("an interval over 1,000 years")
+        }
+        // Type coercion compares unsigned with signed integers as decimals (safe); decimal
+        // arithmetic can overflow.
+        Expr::BinaryExpr(BinaryExpr { left, op, right })
+            if matches!(
+                op,
+                Operator::Plus
+                    | Operator::Minus
+                    | Operator::Multiply
+                    | Operator::Divide
+                    | Operator::Modulo
+            ) && (is_decimal(left) || is_decimal(right)) =>
+        {
+            Some("decimal arithmetic")
+        }
+        _ => None,
+    }
+}
+
+/// A decimal literal or a cast to a decimal type.
+fn is_decimal(e: &Expr) -> bool {
+    let decimal = |t: &DataType| matches!(t, DataType::Decimal128(..) | DataType::Decimal256(..));
+    match e {
+        Expr::Literal(v, _) => decimal(&v.data_type()),
+        Expr::Cast(c) => decimal(c.field.data_type()),
+        Expr::TryCast(c) => decimal(c.field.data_type()),
+        Expr::Alias(a) => is_decimal(&a.expr),
+        _ => false,
     }
 }
 
@@ -691,22 +833,55 @@ impl Analyzer<'_> {
         // Outer joins: the non-preserved side may be NULL. Its columns stay constant per
         // person only when the join matches on the person alone: with any other condition
         // a person's row can be matched on some of their rows and NULL on others.
+        // Both sides must be the person and never NULL: a `CASE WHEN … THEN person_id END`
+        // on one side matches some of a person's rows and not others.
+        let is_key = |e: &Expr, schema: &DFSchema, keys: &[bool]| match unalias(e) {
+            Expr::Column(c) => schema.index_of_column(c).is_ok_and(|i| keys[i]),
+            _ => false,
+        };
         let only_person_equalities = join.on.iter().all(|(l, r)| {
-            expr_facts(l, join.left.schema(), &left.columns).person
-                && expr_facts(r, join.right.schema(), &right.columns).person
+            is_key(l, join.left.schema(), &left.keys) && is_key(r, join.right.schema(), &right.keys)
         }) && join.filter.as_ref().is_none_or(|f| {
             split_conjunction(f).iter().all(|c| match c {
                 Expr::BinaryExpr(BinaryExpr {
                     left: a,
                     op: Operator::Eq,
                     right: b,
-                }) => {
-                    expr_facts(a, cond_schema, &both.columns).person
-                        && expr_facts(b, cond_schema, &both.columns).person
-                }
+                }) => is_key(a, cond_schema, &both.keys) && is_key(b, cond_schema, &both.keys),
                 _ => false,
             })
         });
+        // A private relation joined to a public one must be joined on an equality between
+        // them: a cross join's size (and so its running time) would depend on the data.
+        if left.private != right.private {
+            let equi = !join.on.is_empty()
+                || join.filter.as_ref().is_some_and(|f| {
+                    split_conjunction(f).iter().any(|c| match c {
+                        Expr::BinaryExpr(BinaryExpr {
+                            left: a,
+                            op: Operator::Eq,
+                            right: b,
+                        }) => {
+                            let side = |e: &Expr| match unalias(e) {
+                                Expr::Column(c) => {
+                                    cond_schema.index_of_column(c).ok().map(|i| i < n_left)
+                                }
+                                _ => None,
+                            };
+                            matches!((side(a), side(b)), (Some(x), Some(y)) if x != y)
+                        }
+                        _ => false,
+                    })
+                });
+            if !equi {
+                return Err(Rejection::new(
+                    RejectionKind::Join,
+                    "a join of private data with a public table that has no equality between them",
+                    "join reference tables on a key, e.g. `JOIN practice_lookup pl ON \
+                     pl.practice_code = p.practice_code`",
+                ));
+            }
+        }
         let nullable = |cols: &mut [Facts], keys: &mut [bool]| {
             for (c, k) in cols.iter_mut().zip(keys.iter_mut()) {
                 *k = false;
@@ -891,8 +1066,11 @@ impl Analyzer<'_> {
                 )
                 .at(params.args.first().and_then(location)));
             }
-            for e in params.args.iter().chain(&params.partition_by) {
-                self.check_expr(e, true, "in a window function", schema, &input)?;
+            for e in &params.args {
+                self.check_expr(e, false, "as a window function's argument", schema, &input)?;
+            }
+            for e in &params.partition_by {
+                self.check_expr(e, true, "in a window PARTITION BY", schema, &input)?;
             }
             for s in &params.order_by {
                 self.check_expr(&s.expr, false, "in a window ORDER BY", schema, &input)?;
@@ -1168,6 +1346,16 @@ impl Analyzer<'_> {
     fn check_functions(&self, expr: &Expr) -> Result<(), Rejection> {
         let mut result = Ok(());
         let _ = expr.apply(|e| {
+            if let Some(what) = data_dependent_failure(e) {
+                result = Err(Rejection::new(
+                    RejectionKind::Function,
+                    format!("{what} can fail on some rows and not others"),
+                    "use literal patterns and intervals, and integer or float numbers: \
+                     whether a query fails must not depend on one person's data",
+                )
+                .at(location(e)));
+                return Ok(TreeNodeRecursion::Stop);
+            }
             if let Expr::ScalarFunction(f) = e {
                 let name = f.name().to_ascii_lowercase();
                 let volatile = f.func.signature().volatility == Volatility::Volatile;
@@ -1179,6 +1367,19 @@ impl Analyzer<'_> {
                     .iter()
                     .filter_map(|&i| f.args.get(i))
                     .find(|a| !is_literal(a));
+                let invalid = literal_arguments(&name).iter().find_map(|&i| {
+                    let value = f.args.get(i).and_then(literal_value)?;
+                    (!valid_literal_argument(&name, i, value)).then_some(value)
+                });
+                if let Some(value) = invalid {
+                    result = Err(Rejection::new(
+                        RejectionKind::Function,
+                        format!("`{name}` does not accept `{value}`"),
+                        "use a valid unit, a non-negative length or a non-zero position",
+                    )
+                    .at(location(e)));
+                    return Ok(TreeNodeRecursion::Stop);
+                }
                 if let Some(arg) = computed {
                     result = Err(Rejection::new(
                         RejectionKind::Function,

@@ -369,6 +369,12 @@ fn domain(expr: &Expr, schema: &DFSchema, columns: &[Facts]) -> Option<Vec<Scala
         arrays.push(ScalarValue::iter_to_array(column).ok()?);
     }
     arrays.reverse();
+    // In the columns' own types (a domain of `Utf8` literals for a `Utf8View` column).
+    let arrays: Vec<ArrayRef> = arrays
+        .into_iter()
+        .zip(&inputs)
+        .map(|(a, (_, f, _))| datafusion::arrow::compute::cast(&a, f.data_type()).ok())
+        .collect::<Option<_>>()?;
     let fields: Vec<_> = inputs
         .iter()
         .zip(&arrays)

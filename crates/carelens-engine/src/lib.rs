@@ -194,6 +194,7 @@ impl Engine {
             .await
             .map_err(plan_error)?;
         session::verify_plan(&plan)?;
+        total::no_decimal_casts(&plan)?;
         let plan = total::guard_divisors(plan).map_err(plan_error)?;
         let analysed = state
             .analyzer()

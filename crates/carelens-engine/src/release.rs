@@ -509,6 +509,26 @@ impl Ratio {
     }
 }
 
+/// The aggregation outputs a derived result column reads, found at the projection that
+/// computes it; `None` when they cannot all be traced.
+fn sources_of(plan: &LogicalPlan, index: usize) -> Option<Vec<usize>> {
+    match plan {
+        LogicalPlan::Projection(p) => match unalias(p.expr.get(index)?) {
+            Expr::Column(c) => sources_of(&p.input, p.input.schema().index_of_column(c).ok()?),
+            expr => expr
+                .column_refs()
+                .into_iter()
+                .map(|c| lineage(&p.input, p.input.schema().index_of_column(c).ok()?))
+                .collect(),
+        },
+        LogicalPlan::Filter(f) => sources_of(&f.input, index),
+        LogicalPlan::Sort(s) => sources_of(&s.input, index),
+        LogicalPlan::Limit(l) => sources_of(&l.input, index),
+        LogicalPlan::SubqueryAlias(a) => sources_of(&a.input, index),
+        _ => None,
+    }
+}
+
 /// The ratio a result column computes, if it is one: found at the projection that
 /// computes it, with both operands traced to aggregates.
 fn ratio_of(plan: &LogicalPlan, index: usize, n_keys: usize) -> Option<Ratio> {
@@ -638,6 +658,16 @@ fn build_release(
     let schema = post.plan.schema();
     let n_out = schema.fields().len() - usize::from(post.tracked);
     let origin: Vec<Option<usize>> = (0..n_out).map(|i| lineage(&post.plan, i)).collect();
+    // The aggregates each derived column reads, where they can be traced.
+    let sources: Vec<Option<Vec<usize>>> = (0..n_out)
+        .map(|i| {
+            if origin[i].is_none() {
+                sources_of(&post.plan, i)
+            } else {
+                None
+            }
+        })
+        .collect();
     let ratios: Vec<Option<Ratio>> = (0..n_out)
         .map(|i| {
             if origin[i].is_none() {
@@ -684,7 +714,22 @@ fn build_release(
             for (i, column) in columns.iter().enumerate() {
                 let value =
                     ScalarValue::try_from_array(batch.column(i), r).map_err(QueryError::Execute)?;
-                let json = to_json(&value);
+                let mut json = to_json(&value);
+                // A value computed from a suppressed cell is suppressed too, whatever the
+                // expression made of the NULL (`COALESCE(n, 0)` would show a 0).
+                let from_suppressed = match (&sources[i], group) {
+                    (Some(read), Some(g)) => read.iter().any(|&j| {
+                        j >= n_keys
+                            && matches!(
+                                cells.get(g).and_then(|c| c.get(j - n_keys)),
+                                Some(Cell::Suppressed)
+                            )
+                    }),
+                    _ => false,
+                };
+                if from_suppressed {
+                    json = Value::Null;
+                }
                 if column.role != ColumnRole::Key {
                     let cell = match (origin[i], group) {
                         (Some(j), Some(g)) if j >= n_keys => {

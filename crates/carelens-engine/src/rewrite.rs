@@ -17,7 +17,9 @@
 use carelens_privacy::{Bounds, Precision};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{Column, DataFusionError};
-use datafusion::functions::expr_fn::{coalesce, concat_ws, greatest, least, sha256};
+use datafusion::functions::expr_fn::{
+    character_length, coalesce, concat_ws, greatest, least, sha256,
+};
 use datafusion::functions_aggregate::expr_fn::{count, max, sum};
 use datafusion::functions_window::expr_fn::row_number;
 use datafusion::logical_expr::{
@@ -205,11 +207,28 @@ pub(crate) fn bound(
 
     // Step 3: at most L0 groups per person.
     if limits.sample_groups {
+        // An encoding of the keys that cannot collide: each key as `N` (NULL) or `V`, its
+        // length, `:` and its text. Ties (impossible between distinct groups but for a
+        // SHA-256 collision) fall back to the keys themselves, never to row order, so the
+        // groups a person keeps depend only on that person's rows and the secret.
         let mut hashed = vec![lit(secret.to_owned())];
-        hashed.extend(keys.iter().map(|k| cast(col(k), DataType::Utf8)));
+        for k in &keys {
+            let text = cast(col(k), DataType::Utf8);
+            hashed.push(when(col(k).is_null(), lit("N")).otherwise(concat_ws(
+                lit(""),
+                vec![
+                    lit("V"),
+                    cast(character_length(text.clone()), DataType::Utf8),
+                    lit(":"),
+                    text,
+                ],
+            ))?);
+        }
+        let mut order = vec![sha256(concat_ws(lit("|"), hashed)).sort(true, true)];
+        order.extend(keys.iter().map(|k| col(k).sort(true, true)));
         let rank = row_number()
             .partition_by(vec![col("__person")])
-            .order_by(vec![sha256(concat_ws(lit("|"), hashed)).sort(true, true)])
+            .order_by(order)
             .build()?
             .alias("__rank");
         let kept: Vec<Expr> = builder

@@ -8,27 +8,93 @@
 //! there, which the analysis checks. What remains — integer overflow in user arithmetic —
 //! is listed in `docs/engine.md`.
 
+use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ScalarValue;
-use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::error::DataFusionError;
 use datafusion::functions::expr_fn::nullif;
 use datafusion::logical_expr::expr_rewriter::NamePreserver;
-use datafusion::logical_expr::{BinaryExpr, Expr, LogicalPlan, Operator, TryCast, lit};
 
-/// `a / b` → `a / NULLIF(b, 0)`, `a % b` → `a % NULLIF(b, 0)`, everywhere in the plan.
+use crate::rejection::{Rejection, RejectionKind};
+use datafusion::logical_expr::{BinaryExpr, Expr, LogicalPlan, Operator, TryCast, cast, lit, when};
+
+/// `a / b` → `CASE WHEN b = -1 THEN -a ELSE a / NULLIF(b, 0) END` (integer `MIN / -1`
+/// overflows; negation wraps), `a % b` → `a % NULLIF(b, 0)`, and `abs(x)` → `abs(x::DOUBLE)`
+/// (`abs` of the smallest integer overflows), everywhere in the plan. Positive literal
+/// divisors are left alone.
 pub(crate) fn guard_divisors(plan: LogicalPlan) -> Result<LogicalPlan, DataFusionError> {
     rewrite(plan, |e| match e {
-        Expr::BinaryExpr(BinaryExpr { left, op, right })
-            if matches!(op, Operator::Divide | Operator::Modulo) && !is_literal(&right) =>
-        {
-            Transformed::yes(Expr::BinaryExpr(BinaryExpr {
-                left,
-                op,
-                right: Box::new(nullif(*right, lit(0i64))),
-            }))
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::Divide,
+            right,
+        }) if !is_positive_literal(&right) => {
+            let divided = Expr::BinaryExpr(BinaryExpr {
+                left: left.clone(),
+                op: Operator::Divide,
+                right: Box::new(nullif(*right.clone(), lit(0i64))),
+            });
+            match when((*right).clone().eq(lit(-1i64)), Expr::Negative(left)).otherwise(divided) {
+                Ok(guarded) => Transformed::yes(guarded),
+                Err(_) => Transformed::no(lit(ScalarValue::Null)),
+            }
+        }
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::Modulo,
+            right,
+        }) if !is_positive_literal(&right) => Transformed::yes(Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::Modulo,
+            right: Box::new(nullif(*right, lit(0i64))),
+        })),
+        Expr::ScalarFunction(mut f) if f.name() == "abs" => {
+            f.args = f
+                .args
+                .into_iter()
+                .map(|a| cast(a, DataType::Float64))
+                .collect();
+            Transformed::yes(Expr::ScalarFunction(f))
         }
         other => Transformed::no(other),
     })
+}
+
+/// Refuses casts to decimal types written in the query: decimal arithmetic can overflow on
+/// some values (integers and floats wrap or saturate instead).
+pub(crate) fn no_decimal_casts(plan: &LogicalPlan) -> Result<(), Rejection> {
+    let mut found = None;
+    let _ = plan.apply_with_subqueries(|node| {
+        for e in node.expressions() {
+            let _ = e.apply(|e| {
+                let target = match e {
+                    Expr::Cast(c) => Some(c.field.data_type()),
+                    Expr::TryCast(c) => Some(c.field.data_type()),
+                    _ => None,
+                };
+                if let Some(t) = target
+                    .filter(|t| matches!(t, DataType::Decimal128(..) | DataType::Decimal256(..)))
+                {
+                    found = Some(t.clone());
+                    return Ok(TreeNodeRecursion::Stop);
+                }
+                Ok(TreeNodeRecursion::Continue)
+            });
+        }
+        Ok(if found.is_some() {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        })
+    });
+    match found {
+        Some(t) => Err(Rejection::new(
+            RejectionKind::Function,
+            format!("casts to {t} are not allowed: decimal arithmetic can fail on some rows"),
+            "use DOUBLE or BIGINT; sums are exact in carelens anyway (fixed point)",
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Every `CAST` becomes a `TRY_CAST` to the same type.
@@ -42,15 +108,13 @@ pub(crate) fn try_casts(plan: LogicalPlan) -> Result<LogicalPlan, DataFusionErro
     })
 }
 
-fn is_literal(e: &Expr) -> bool {
+fn is_positive_literal(e: &Expr) -> bool {
     match e {
-        Expr::Literal(v, _) => {
-            !v.is_null()
-                && ScalarValue::new_zero(&v.data_type())
-                    .map(|zero| &zero != v)
-                    .unwrap_or(false)
-        }
-        Expr::Cast(c) => is_literal(&c.expr),
+        Expr::Literal(v, _) => v
+            .cast_to(&DataType::Float64)
+            .ok()
+            .is_some_and(|v| matches!(v, ScalarValue::Float64(Some(x)) if x > 0.0)),
+        Expr::Cast(c) => is_positive_literal(&c.expr),
         _ => false,
     }
 }
@@ -97,7 +161,10 @@ mod tests {
             .unwrap();
         let guarded = try_casts(guard_divisors(plan).unwrap()).unwrap();
         let text = guarded.display_indent().to_string();
-        assert!(text.contains("a / nullif(b, Int64(0))"), "{text}");
+        assert!(
+            text.contains("CASE WHEN b = Int64(-1) THEN (- a) ELSE a / nullif(b, Int64(0)) END"),
+            "{text}"
+        );
         assert!(text.contains("a / Int64(4)"), "{text}");
         assert!(text.contains("TRY_CAST(a AS Utf8)"), "{text}");
     }
