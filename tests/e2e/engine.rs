@@ -9,7 +9,7 @@ use carelens_engine::{Engine, PreparedQuery, Release};
 use datafusion::arrow::array::{Array, RecordBatch};
 use datafusion::common::ScalarValue;
 use datafusion::dataframe::DataFrameWriteOptions;
-use datafusion::prelude::{ParquetReadOptions, SessionContext};
+use datafusion::prelude::SessionContext;
 use serde_json::Value;
 
 use crate::common::sample_data;
@@ -19,22 +19,9 @@ async fn sample_engine() -> Engine {
     Engine::open(&catalog).await.unwrap()
 }
 
-/// A plain DataFusion session over the extract in `dir`, tables registered by file name.
+/// A plain DataFusion session over the extract in `dir`.
 async fn plain(dir: &Path) -> SessionContext {
-    let ctx = SessionContext::new();
-    for table in [
-        "person",
-        "encounter",
-        "medication",
-        "condition",
-        "observation",
-    ] {
-        let path = dir.join(format!("{table}.parquet"));
-        ctx.register_parquet(table, path.to_str().unwrap(), ParquetReadOptions::default())
-            .await
-            .unwrap();
-    }
-    ctx
+    crate::common::session(dir).await
 }
 
 /// Rows of a plain query as `key -> values`, the key being the first column as text.

@@ -367,7 +367,9 @@ impl Analyzer<'_> {
             return Err(Rejection::new(
                 RejectionKind::Subquery,
                 "the query reads private data outside the aggregation carelens protects",
-                "aggregate private tables in the outermost GROUP BY; a subquery over private                  data may only be `person_id IN (SELECT person_id ...)` or an EXISTS                  correlated on `person_id`, in a WHERE clause",
+                "aggregate private tables in the outermost GROUP BY; a subquery over private \
+                 data may only be `person_id IN (SELECT person_id ...)` or an EXISTS \
+                 correlated on `person_id`, in a WHERE clause",
             ));
         }
         Ok(analysis)
@@ -418,26 +420,7 @@ impl Analyzer<'_> {
     }
 
     fn check_post_subqueries(&self, expr: &Expr) -> Result<(), Rejection> {
-        let mut result = Ok(());
-        let _ = expr.apply(|e| {
-            if let Some(plan) = subquery_plan(e)
-                && self.reads_private(plan)
-            {
-                result = Err(Rejection::new(
-                    RejectionKind::Subquery,
-                    "a subquery over private data after the released aggregation",
-                    "compute everything from private data in the one aggregation \
-                             (use CASE inside COUNT/SUM for conditional counts)",
-                )
-                .at(location(e)));
-            }
-            Ok(if result.is_err() {
-                TreeNodeRecursion::Stop
-            } else {
-                TreeNodeRecursion::Continue
-            })
-        });
-        result
+        self.deny_private_subqueries(expr, "after the released aggregation")
     }
 
     fn dp_aggregation(&self, aggregate: &Aggregate) -> Result<Analysis, Rejection> {
@@ -1215,7 +1198,8 @@ impl Analyzer<'_> {
                         Err(Rejection::new(
                             RejectionKind::PersonColumn,
                             "the person column compared with values from a public table",
-                            "use the person column only to join private tables and to count                              people",
+                            "use the person column only to join private tables and to count \
+                             people",
                         )
                         .at(location(&s.expr)))
                     } else {
@@ -1263,7 +1247,9 @@ impl Analyzer<'_> {
                 result = Err(Rejection::new(
                     RejectionKind::Subquery,
                     format!("a subquery over private data {place}"),
-                    "a subquery over private data may only be `person_id IN (SELECT person_id                      ...)` or an EXISTS correlated on `person_id`, in a WHERE clause; join on                      person_id otherwise",
+                    "a subquery over private data may only be `person_id IN (SELECT person_id \
+                     ...)` or an EXISTS correlated on `person_id`, in a WHERE clause; join on \
+                     person_id otherwise",
                 )
                 .at(location(e)));
                 return Ok(TreeNodeRecursion::Stop);
