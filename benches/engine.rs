@@ -9,8 +9,12 @@
 //!   bounded plan, noise, disclosure control, post-processing; no ledger),
 //!
 //! interleaved, one warm-up and [`REPS`] timed runs each, and reports the medians. Peak
-//! memory comes from child processes (this binary re-executed with `--child QUERY MODE`),
-//! each running one query once and reporting `VmHWM` from `/proc/self/status`.
+//! memory comes from child processes (this binary re-executed with `--child QUERY MODE
+//! DIR`), each opening its session, running one query once and reporting `VmHWM` from
+//! `/proc/self/status`: once after opening, and once after the query with the high-water
+//! mark reset in between (`echo 5 > /proc/self/clear_refs`), so that what opening costs
+//! (carelens checks that the person table has one row per person) and what the query costs
+//! can be told apart.
 //!
 //! ```sh
 //! CARGO_TARGET_DIR=/work/bench-target cargo bench --bench engine            # every query
@@ -242,65 +246,95 @@ async fn person_constant(engine: &Engine, sql: &str) -> Option<bool> {
     }
 }
 
-fn vm_hwm_kb() -> u64 {
+/// A `kB` field of `/proc/self/status`, e.g. `VmHWM` (peak resident set size).
+fn status_kb(field: &str) -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap()
 }
 
 /// The child: open the session, run one query once (or nothing, for `open`), print the
-/// peak resident set size.
+/// peak resident set size after opening and during the query.
 fn child(runtime: &tokio::runtime::Runtime, dir: &Path, query: &str, mode: &str) {
     let loaded = carelens_catalog::load(&dir.join(carelens_synth::CATALOG_FILE)).unwrap();
     let query = queries().into_iter().find(|q| q.id == query);
+    let mode = Mode::parse(mode).unwrap();
     runtime.block_on(async {
-        let result = match Mode::parse(mode).unwrap() {
-            Mode::Plain => {
-                let ctx = plain_context(&loaded).await;
-                match &query {
-                    Some(q) => run_plain(&ctx, &q.sql).await.map(|_| ()),
-                    None => Ok(()),
-                }
-            }
-            Mode::Carelens => {
-                let engine = Engine::open(&loaded).await.unwrap();
-                match &query {
-                    Some(q) => run_carelens(&engine, &q.sql).await.map(|_| ()),
-                    None => Ok(()),
-                }
-            }
+        let (ctx, engine) = match mode {
+            Mode::Plain => (Some(plain_context(&loaded).await), None),
+            Mode::Carelens => (None, Some(Engine::open(&loaded).await.unwrap())),
+        };
+        println!("open_VmHWM_kB {}", status_kb("VmHWM"));
+        println!("open_VmRSS_kB {}", status_kb("VmRSS"));
+        // Reset the high-water mark to the current resident set (Linux >= 4.0).
+        if std::fs::write("/proc/self/clear_refs", "5").is_err() {
+            eprintln!("could not reset VmHWM; the query's peak includes opening");
+        }
+        let result = match (&query, &ctx, &engine) {
+            (Some(q), Some(ctx), _) => run_plain(ctx, &q.sql).await.map(|_| ()),
+            (Some(q), _, Some(engine)) => run_carelens(engine, &q.sql).await.map(|_| ()),
+            _ => Ok(()),
         };
         if let Err(e) = result {
             eprintln!("error: {e}");
         }
     });
-    println!("VmHWM_kB {}", vm_hwm_kb());
+    println!("query_VmHWM_kB {}", status_kb("VmHWM"));
 }
 
-/// Runs the child for `query` (`open` for no query) and `mode`; its peak memory in MB.
-fn peak_mb(dir: &Path, query: &str, mode: Mode) -> Option<f64> {
+/// Peak memory of one child, in MB.
+#[derive(Debug, Clone, Copy)]
+struct Peak {
+    /// Peak after opening the session.
+    open: f64,
+    /// Resident after opening the session.
+    resident: f64,
+    /// Peak from the start of the query (at least `resident`).
+    query: f64,
+}
+
+impl Peak {
+    /// The process's peak.
+    fn total(self) -> f64 {
+        self.open.max(self.query)
+    }
+}
+
+/// Runs the child for `query` (`open` for no query) and `mode`.
+fn peak(dir: &Path, query: &str, mode: Mode) -> Option<Peak> {
     let output = Command::new(std::env::current_exe().unwrap())
         .args(["--child", query, mode.name()])
         .arg(dir)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
-    let kb: Option<u64> = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM_kB "))
-        .and_then(|v| v.trim().parse().ok());
-    if kb.is_none() || !output.status.success() {
+    let mb = |key: &str| -> Option<f64> {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(|kb| kb as f64 / 1024.0)
+    };
+    let peak = (|| {
+        Some(Peak {
+            open: mb("open_VmHWM_kB")?,
+            resident: mb("open_VmRSS_kB")?,
+            query: mb("query_VmHWM_kB")?,
+        })
+    })();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if peak.is_none() || !output.status.success() || !stderr.trim().is_empty() {
         eprintln!(
-            "child {query} {} failed ({}): {}",
+            "child {query} {} ({}): {}",
             mode.name(),
             output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
+            stderr.trim()
         );
     }
-    kb.map(|kb| kb as f64 / 1024.0)
+    peak
 }
 
 fn median(xs: &[Duration]) -> Option<f64> {
@@ -326,7 +360,7 @@ struct Measured {
     prepare: Vec<Duration>,
     rows: (usize, usize),
     errors: Vec<String>,
-    peak: (Option<f64>, Option<f64>),
+    peak: (Option<Peak>, Option<Peak>),
 }
 
 fn fmt_ms(x: Option<f64>) -> String {
@@ -339,6 +373,10 @@ fn fmt_ms(x: Option<f64>) -> String {
 
 fn fmt_mb(x: Option<f64>) -> String {
     x.map_or("error".to_owned(), |x| format!("{x:.0}"))
+}
+
+fn fmt_peak(x: Option<Peak>, f: fn(Peak) -> f64) -> String {
+    fmt_mb(x.map(f))
 }
 
 fn main() {
@@ -373,11 +411,13 @@ fn main() {
         .collect();
     assert!(!queries.is_empty(), "no query matches {wanted:?}");
 
-    let (engine, ctx) = runtime.block_on(async {
-        (
-            Engine::open(&loaded).await.unwrap(),
-            plain_context(&loaded).await,
-        )
+    let (engine, ctx, open) = runtime.block_on(async {
+        let start = Instant::now();
+        let ctx = plain_context(&loaded).await;
+        let plain = start.elapsed();
+        let start = Instant::now();
+        let engine = Engine::open(&loaded).await.unwrap();
+        (engine, ctx, (plain, start.elapsed()))
     });
     eprintln!(
         "{} queries, 1 warm-up + {reps} timed runs each, plain and carelens interleaved",
@@ -433,8 +473,8 @@ fn main() {
             }
         }
         m.peak = (
-            peak_mb(&dir, &m.query.id, Mode::Plain),
-            peak_mb(&dir, &m.query.id, Mode::Carelens),
+            peak(&dir, &m.query.id, Mode::Plain),
+            peak(&dir, &m.query.id, Mode::Carelens),
         );
         let (p, c) = (median(&m.plain), median(&m.carelens));
         eprintln!(
@@ -450,8 +490,8 @@ fn main() {
         results.push(m);
     }
     let baseline = (
-        peak_mb(&dir, "open", Mode::Plain),
-        peak_mb(&dir, "open", Mode::Carelens),
+        peak(&dir, "open", Mode::Plain),
+        peak(&dir, "open", Mode::Carelens),
     );
 
     println!();
@@ -479,24 +519,32 @@ fn main() {
             m.query.id,
             fmt_ms(p),
             fmt_ms(c),
-            fmt_mb(m.peak.0),
-            fmt_mb(m.peak.1)
+            fmt_peak(m.peak.0, Peak::total),
+            fmt_peak(m.peak.1, Peak::total)
         );
     }
     println!();
     println!(
-        "peak MB after opening the session, no query: plain {}, carelens {}",
-        fmt_mb(baseline.0),
-        fmt_mb(baseline.1)
+        "opening the session: plain {:.0} ms, peak {} MB, resident {} MB; carelens {:.0} ms, peak {} MB, resident {} MB",
+        open.0.as_secs_f64() * 1e3,
+        fmt_peak(baseline.0, |p| p.open),
+        fmt_peak(baseline.0, |p| p.resident),
+        open.1.as_secs_f64() * 1e3,
+        fmt_peak(baseline.1, |p| p.open),
+        fmt_peak(baseline.1, |p| p.resident),
     );
     println!();
-    println!("| query | carelens prepare median ms | rows plain | rows carelens | name |");
-    println!("|---|---:|---:|---:|---|");
+    println!(
+        "| query | carelens prepare median ms | peak MB from query start, plain | same, carelens | rows plain | rows carelens | name |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---|");
     for m in &results {
         println!(
-            "| {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} |",
             m.query.id,
             fmt_ms(median(&m.prepare)),
+            fmt_peak(m.peak.0, |p| p.query),
+            fmt_peak(m.peak.1, |p| p.query),
             m.rows.0,
             m.rows.1,
             m.query.name

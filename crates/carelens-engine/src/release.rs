@@ -234,11 +234,16 @@ pub(crate) async fn release(
             let kept = selection.select(&counts)?;
             let mut groups = Vec::new();
             let mut noisy = Vec::new();
-            for (g, k) in observed.into_iter().zip(kept) {
-                if let Some(n) = k {
-                    groups.push(g);
-                    noisy.push(n);
-                }
+            let mut selected: Vec<(Vec<ScalarValue>, Noisy)> = observed
+                .into_iter()
+                .zip(kept)
+                .filter_map(|(g, k)| k.map(|n| (g, n)))
+                .collect();
+            // In key order, not the order the hash aggregation happened to produce.
+            selected.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap_or(std::cmp::Ordering::Equal));
+            for (g, n) in selected {
+                groups.push(g);
+                noisy.push(n);
             }
             notes.push(format!(
                 "the group keys are not all public, so a group is shown only if its noisy person count reaches {} (DP key selection); groups with fewer people are left out",
