@@ -143,7 +143,7 @@ pub fn query(args: QueryArgs) -> anyhow::Result<()> {
                 );
                 Ok(release)
             }
-            ChargeOutcome::Charged(receipt) => match prepared.execute(&engine).await {
+            ChargeOutcome::Charged(receipt) => match running(prepared.execute(&engine)).await {
                 Ok(release) => {
                     let bytes = serde_json::to_vec(&release)?;
                     let stored = ledger.record_release(&receipt, &bytes)?;
@@ -160,6 +160,16 @@ pub fn query(args: QueryArgs) -> anyhow::Result<()> {
         }
     })?;
     write_release(&release, args.format, args.output.as_deref())
+}
+
+/// Runs `work` with a spinner on standard error (hidden when it is not a terminal).
+async fn running<T>(work: impl std::future::Future<Output = T>) -> T {
+    let spinner = indicatif::ProgressBar::new_spinner();
+    spinner.set_message("running the query (budget charged; the result is released when it ends)");
+    spinner.enable_steady_tick(std::time::Duration::from_millis(120));
+    let out = work.await;
+    spinner.finish_and_clear();
+    out
 }
 
 fn write_release(
