@@ -8,7 +8,10 @@
 //! - **carelens**: `Engine::prepare` + `PreparedQuery::execute` (analysis, rewrite,
 //!   bounded plan, noise, disclosure control, post-processing; no ledger),
 //!
-//! interleaved, one warm-up and [`REPS`] timed runs each, and reports the medians. Peak
+//! interleaved, one warm-up and [`REPS`] timed runs each, and reports the medians. To see
+//! where carelens's time goes it also times **bounded**: only the rewritten plan
+//! (`PreparedQuery::rewritten_plan`, prepared once beforehand) run in the plain session —
+//! carelens's execution minus noise, disclosure control and post-processing. Peak
 //! memory comes from child processes (this binary re-executed with `--child QUERY MODE
 //! DIR`), each opening its session, running one query once and reporting `VmHWM` from
 //! `/proc/self/status`: once after opening, and once after the query with the high-water
@@ -35,6 +38,7 @@ use std::time::{Duration, Instant};
 
 use carelens_catalog::LoadedCatalog;
 use carelens_engine::Engine;
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 
 /// Timed runs per query and mode (after one warm-up), unless `CARELENS_BENCH_REPS` says.
@@ -44,11 +48,12 @@ const PERSONS: u64 = 1_000_000;
 /// Seed of the generated extract.
 const SEED: u64 = 1;
 
-/// The two ways a query is run.
+/// The ways a query is run (`Bounded` is timed only, not measured for memory).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
     Plain,
     Carelens,
+    Bounded,
 }
 
 impl Mode {
@@ -56,6 +61,7 @@ impl Mode {
         match self {
             Mode::Plain => "plain",
             Mode::Carelens => "carelens",
+            Mode::Bounded => "bounded",
         }
     }
 
@@ -233,17 +239,44 @@ async fn run_carelens(engine: &Engine, sql: &str) -> Result<Run, String> {
     })
 }
 
+/// Runs a plan (carelens's rewritten plan) in the plain session.
+async fn run_bounded(ctx: &SessionContext, plan: Option<&LogicalPlan>) -> Result<Run, String> {
+    let plan = plan.ok_or("no rewritten plan")?.clone();
+    let start = Instant::now();
+    let df = ctx
+        .execute_logical_plan(plan)
+        .await
+        .map_err(|e| chain(&e))?;
+    let batches = df.collect().await.map_err(|e| chain(&e))?;
+    Ok(Run {
+        total: start.elapsed(),
+        prepare: Duration::ZERO,
+        rows: batches.iter().map(|b| b.num_rows()).sum(),
+    })
+}
+
 /// Whether every group key is constant per person (L0 = 1, no group sampling), read from
-/// `explain`; `None` if the query does not prepare.
-async fn person_constant(engine: &Engine, sql: &str) -> Option<bool> {
-    let explain = engine.prepare(sql).await.ok()?.explain();
-    if explain.contains("every group key is constant per person") {
+/// `explain`, and the rewritten plan; `None`s if the query does not prepare.
+async fn inspect(engine: &Engine, sql: &str) -> (Option<bool>, Option<LogicalPlan>) {
+    let Ok(prepared) = engine.prepare(sql).await else {
+        return (None, None);
+    };
+    let explain = prepared.explain();
+    let constant = if explain.contains("every group key is constant per person") {
         Some(true)
     } else if explain.contains("some group key is not constant per person") {
         Some(false)
     } else {
         None
-    }
+    };
+    (constant, prepared.rewritten_plan().cloned())
+}
+
+/// `/proc/loadavg`'s 1-, 5- and 15-minute load averages.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
 }
 
 /// A `kB` field of `/proc/self/status`, e.g. `VmHWM` (peak resident set size).
@@ -265,7 +298,7 @@ fn child(runtime: &tokio::runtime::Runtime, dir: &Path, query: &str, mode: &str)
     runtime.block_on(async {
         let (ctx, engine) = match mode {
             Mode::Plain => (Some(plain_context(&loaded).await), None),
-            Mode::Carelens => (None, Some(Engine::open(&loaded).await.unwrap())),
+            Mode::Carelens | Mode::Bounded => (None, Some(Engine::open(&loaded).await.unwrap())),
         };
         println!("open_VmHWM_kB {}", status_kb("VmHWM"));
         println!("open_VmRSS_kB {}", status_kb("VmRSS"));
@@ -358,6 +391,7 @@ struct Measured {
     plain: Vec<Duration>,
     carelens: Vec<Duration>,
     prepare: Vec<Duration>,
+    bounded: Vec<Duration>,
     rows: (usize, usize),
     errors: Vec<String>,
     peak: (Option<Peak>, Option<Peak>),
@@ -410,6 +444,7 @@ fn main() {
         .filter(|q| wanted.is_empty() || wanted.iter().any(|w| **w == q.id))
         .collect();
     assert!(!queries.is_empty(), "no query matches {wanted:?}");
+    let load_at_start = load_average();
 
     let (engine, ctx, open) = runtime.block_on(async {
         let start = Instant::now();
@@ -420,18 +455,20 @@ fn main() {
         (engine, ctx, (plain, start.elapsed()))
     });
     eprintln!(
-        "{} queries, 1 warm-up + {reps} timed runs each, plain and carelens interleaved",
+        "{} queries, 1 warm-up + {reps} timed runs each, plain, carelens and bounded interleaved",
         queries.len()
     );
 
     let mut results = Vec::new();
     for query in queries {
+        let (constant, rewritten) = runtime.block_on(inspect(&engine, &query.sql));
         let mut m = Measured {
-            constant: runtime.block_on(person_constant(&engine, &query.sql)),
+            constant,
             query,
             plain: Vec::new(),
             carelens: Vec::new(),
             prepare: Vec::new(),
+            bounded: Vec::new(),
             rows: (0, 0),
             errors: Vec::new(),
             peak: (None, None),
@@ -439,15 +476,16 @@ fn main() {
         for rep in 0..=reps {
             // Alternate which mode goes first, so neither always runs on a warmer cache.
             let order = if rep % 2 == 0 {
-                [Mode::Plain, Mode::Carelens]
+                [Mode::Plain, Mode::Carelens, Mode::Bounded]
             } else {
-                [Mode::Carelens, Mode::Plain]
+                [Mode::Bounded, Mode::Carelens, Mode::Plain]
             };
             for mode in order {
                 let result = runtime.block_on(async {
                     match mode {
                         Mode::Plain => run_plain(&ctx, &m.query.sql).await,
                         Mode::Carelens => run_carelens(&engine, &m.query.sql).await,
+                        Mode::Bounded => run_bounded(&ctx, rewritten.as_ref()).await,
                     }
                 });
                 match result {
@@ -461,6 +499,7 @@ fn main() {
                             m.prepare.push(run.prepare);
                             m.rows.1 = run.rows;
                         }
+                        Mode::Bounded => m.bounded.push(run.total),
                     },
                     Ok(_) => {}
                     Err(e) => {
@@ -497,6 +536,10 @@ fn main() {
     println!();
     println!(
         "{persons} persons, {reps} timed runs after 1 warm-up; medians; peak = VmHWM of a child process running the query once"
+    );
+    println!(
+        "load average (1, 5, 15 min) at start: {load_at_start}; at end: {}",
+        load_average()
     );
     println!();
     println!(
@@ -535,14 +578,15 @@ fn main() {
     );
     println!();
     println!(
-        "| query | carelens prepare median ms | peak MB from query start, plain | same, carelens | rows plain | rows carelens | name |"
+        "| query | carelens prepare median ms | bounded plan alone median ms | peak MB from query start, plain | same, carelens | rows plain | rows carelens | name |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---|");
     for m in &results {
         println!(
-            "| {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
             m.query.id,
             fmt_ms(median(&m.prepare)),
+            fmt_ms(median(&m.bounded)),
             fmt_peak(m.peak.0, |p| p.query),
             fmt_peak(m.peak.1, |p| p.query),
             m.rows.0,
