@@ -755,29 +755,13 @@ impl Analyzer<'_> {
         if let Some(filter) = &join.filter {
             self.check_expr(filter, false, "in a join condition", cond_schema, &both)?;
         }
+        let across = equalities_across(join.filter.as_ref(), cond_schema, n_left);
         let on_person = join.on.iter().any(|(l, r)| {
             expr_facts(l, join.left.schema(), &left.columns).person
                 && expr_facts(r, join.right.schema(), &right.columns).person
-        }) || join.filter.as_ref().is_some_and(|f| {
-            split_conjunction(f).iter().any(|c| match c {
-                Expr::BinaryExpr(BinaryExpr {
-                    left: a,
-                    op: Operator::Eq,
-                    right: b,
-                }) => {
-                    let side = |e: &Expr| match unalias(e) {
-                        Expr::Column(c) => cond_schema
-                            .index_of_column(c)
-                            .ok()
-                            .filter(|i| both.columns[*i].person)
-                            .map(|i| i < n_left),
-                        _ => None,
-                    };
-                    matches!((side(a), side(b)), (Some(x), Some(y)) if x != y)
-                }
-                _ => false,
-            })
-        });
+        }) || across
+            .iter()
+            .any(|(a, b)| both.columns[*a].person && both.columns[*b].person);
         let jt = join.join_type;
         if left.private && right.private {
             if !on_person {
@@ -837,25 +821,7 @@ impl Analyzer<'_> {
         // A private relation joined to a public one must be joined on an equality between
         // them: a cross join's size (and so its running time) would depend on the data.
         if left.private != right.private {
-            let equi = !join.on.is_empty()
-                || join.filter.as_ref().is_some_and(|f| {
-                    split_conjunction(f).iter().any(|c| match c {
-                        Expr::BinaryExpr(BinaryExpr {
-                            left: a,
-                            op: Operator::Eq,
-                            right: b,
-                        }) => {
-                            let side = |e: &Expr| match unalias(e) {
-                                Expr::Column(c) => {
-                                    cond_schema.index_of_column(c).ok().map(|i| i < n_left)
-                                }
-                                _ => None,
-                            };
-                            matches!((side(a), side(b)), (Some(x), Some(y)) if x != y)
-                        }
-                        _ => false,
-                    })
-                });
+            let equi = !join.on.is_empty() || !across.is_empty();
             if !equi {
                 return Err(Rejection::new(
                     RejectionKind::Join,
@@ -1381,6 +1347,36 @@ impl Analyzer<'_> {
         });
         result
     }
+}
+
+/// The `a = b` conjuncts of a join filter whose sides are columns of different inputs, as
+/// indexes into the joined schema (`n_left` columns come from the left input).
+fn equalities_across(
+    filter: Option<&Expr>,
+    schema: &DFSchema,
+    n_left: usize,
+) -> Vec<(usize, usize)> {
+    let Some(filter) = filter else {
+        return Vec::new();
+    };
+    let index = |e: &Expr| match unalias(e) {
+        Expr::Column(c) => schema.index_of_column(c).ok(),
+        _ => None,
+    };
+    split_conjunction(filter)
+        .into_iter()
+        .filter_map(|c| match c {
+            Expr::BinaryExpr(BinaryExpr {
+                left: a,
+                op: Operator::Eq,
+                right: b,
+            }) => match (index(a), index(b)) {
+                (Some(x), Some(y)) if (x < n_left) != (y < n_left) => Some((x, y)),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
 }
 
 /// The plan of a subquery expression, for every kind DataFusion has.
