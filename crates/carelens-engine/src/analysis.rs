@@ -377,15 +377,7 @@ impl Analyzer<'_> {
 
     fn analyze_node(&self, plan: &LogicalPlan) -> Result<Analysis, Rejection> {
         match plan {
-            LogicalPlan::Projection(_)
-            | LogicalPlan::Filter(_)
-            | LogicalPlan::Sort(_)
-            | LogicalPlan::Limit(_)
-            | LogicalPlan::SubqueryAlias(_)
-            | LogicalPlan::Distinct(Distinct::All(_))
-            | LogicalPlan::Window(_)
-                if released_below(plan) =>
-            {
+            _ if is_post_processing(plan) && released_below(plan) => {
                 for expr in plan.expressions() {
                     self.check_functions(&expr)?;
                     self.check_post_subqueries(&expr)?;
@@ -1418,17 +1410,25 @@ fn unsupported(what: &str) -> Rejection {
     )
 }
 
+/// The nodes that may stand above the released aggregation.
+fn is_post_processing(plan: &LogicalPlan) -> bool {
+    matches!(
+        plan,
+        LogicalPlan::Projection(_)
+            | LogicalPlan::Filter(_)
+            | LogicalPlan::Sort(_)
+            | LogicalPlan::Limit(_)
+            | LogicalPlan::SubqueryAlias(_)
+            | LogicalPlan::Distinct(Distinct::All(_))
+            | LogicalPlan::Window(_)
+    )
+}
+
 /// Whether a chain of post-processing nodes from `plan` down ends in an aggregation.
 fn released_below(plan: &LogicalPlan) -> bool {
     match plan {
         LogicalPlan::Aggregate(_) => true,
-        LogicalPlan::Projection(_)
-        | LogicalPlan::Filter(_)
-        | LogicalPlan::Sort(_)
-        | LogicalPlan::Limit(_)
-        | LogicalPlan::SubqueryAlias(_)
-        | LogicalPlan::Distinct(Distinct::All(_))
-        | LogicalPlan::Window(_) => match plan.inputs().as_slice() {
+        _ if is_post_processing(plan) => match plan.inputs().as_slice() {
             [input] => released_below(input),
             _ => false,
         },
