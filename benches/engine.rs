@@ -31,7 +31,6 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -40,6 +39,11 @@ use carelens_catalog::LoadedCatalog;
 use carelens_engine::Engine;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
+
+// The benchmark reads only `accept` records: the other fields are the tests' business.
+#[allow(dead_code)]
+#[path = "../tests/e2e/slt_records.rs"]
+mod slt_records;
 
 /// Timed runs per query and mode (after one warm-up), unless `CARELENS_BENCH_REPS` says.
 const REPS: usize = 5;
@@ -91,40 +95,17 @@ fn repo() -> &'static Path {
 /// The `accept` records of `tests/slt/queries.slt`, `{{name}}` expanded from `define`
 /// records (format: `tests/slt/README.md`).
 fn queries() -> Vec<Query> {
-    let path = repo().join("tests/slt/queries.slt");
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    let mut defines: HashMap<String, String> = HashMap::new();
-    let mut out = Vec::new();
-    for block in text.split("\n\n") {
-        let lines: Vec<&str> = block
-            .lines()
-            .skip_while(|l| l.trim().is_empty() || l.starts_with('#'))
-            .collect();
-        let Some(head) = lines.first() else { continue };
-        let body = &lines[1..];
-        if let Some(name) = head.strip_prefix("define ") {
-            defines.insert(name.trim().to_owned(), body.join("\n"));
-            continue;
-        }
-        let Some(name) = head.strip_prefix("accept ") else {
-            continue;
-        };
-        let end = body
-            .iter()
-            .position(|l| *l == "----")
-            .unwrap_or_else(|| panic!("{}: record `{head}` has no ----", path.display()));
-        let sql = defines.iter().fold(body[..end].join("\n"), |s, (k, v)| {
-            s.replace(&format!("{{{{{k}}}}}"), v)
-        });
-        let id = name.split_whitespace().next().unwrap_or(name).to_owned();
-        out.push(Query {
-            id,
-            name: name.to_owned(),
-            sql,
-        });
-    }
-    out
+    slt_records::parse(&repo().join("tests/slt/queries.slt"))
+        .into_iter()
+        .filter_map(|record| match record {
+            slt_records::Record::Accept { name, sql, .. } => Some(Query {
+                id: name.split_whitespace().next().unwrap_or(&name).to_owned(),
+                name,
+                sql,
+            }),
+            slt_records::Record::Reject { .. } => None,
+        })
+        .collect()
 }
 
 fn env_number<T: std::str::FromStr>(name: &str, default: T) -> T {

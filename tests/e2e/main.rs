@@ -12,3 +12,4 @@ mod query;
 mod realism;
 mod sample_data;
 mod slt;
+mod slt_records;
