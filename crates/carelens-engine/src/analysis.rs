@@ -231,16 +231,6 @@ fn is_decimal(e: &Expr) -> bool {
     }
 }
 
-fn is_literal(e: &Expr) -> bool {
-    match e {
-        Expr::Literal(..) => true,
-        Expr::Cast(c) => is_literal(&c.expr),
-        Expr::TryCast(c) => is_literal(&c.expr),
-        Expr::Alias(a) => is_literal(&a.expr),
-        _ => false,
-    }
-}
-
 /// Aggregates allowed per person (in a `GROUP BY person_id` sub-aggregation).
 const PERSON_AGGREGATES: &[&str] = &[
     "count",
@@ -1310,7 +1300,7 @@ impl Analyzer<'_> {
                 let computed = literal_arguments(&name)
                     .iter()
                     .filter_map(|&i| f.args.get(i))
-                    .find(|a| !is_literal(a));
+                    .find(|a| literal_value(a).is_none());
                 let invalid = literal_arguments(&name).iter().find_map(|&i| {
                     let value = f.args.get(i).and_then(literal_value)?;
                     (!valid_literal_argument(&name, i, value)).then_some(value)
