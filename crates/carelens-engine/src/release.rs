@@ -285,7 +285,9 @@ pub(crate) async fn release(
             if part.is_count {
                 count_cell(noisy, dist)
             } else {
-                policy.sum_cell(suppressed, noisy, part.precision, dist)
+                policy
+                    .sum_cell(suppressed, noisy, part.precision, dist)
+                    .within(part.range.0, part.range.1)
             }
         };
         let row = input
@@ -295,7 +297,9 @@ pub(crate) async fn release(
             .map(|s| match s {
                 Source::Persons => count_cell(*persons_noisy, persons_dist),
                 Source::Part(p) => part_cell(*p),
-                Source::Ratio(num, den) => Cell::ratio(&part_cell(*num), &part_cell(*den), 1.0),
+                Source::Mean { sum, count, range } => {
+                    Cell::ratio(&part_cell(*sum), &part_cell(*count), 1.0).within(range.0, range.1)
+                }
             })
             .collect();
         cells.push(row);
@@ -758,6 +762,7 @@ fn build_release(
                     let interval = match cell {
                         Some(Cell::Released(released)) => released
                             .interval(Alpha::FIVE_PERCENT)?
+                            .filter(|iv| iv.lo.is_finite() && iv.hi.is_finite())
                             .map(|iv| [round_to(iv.lo - widen), round_to(iv.hi + widen)]),
                         _ => None,
                     };

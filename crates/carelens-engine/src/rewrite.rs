@@ -42,6 +42,9 @@ pub(crate) struct Part {
     pub precision: Precision,
     /// Whether it is a count (rounded and suppressed by the disclosure policy).
     pub is_count: bool,
+    /// The range its true value cannot leave whatever the data (a sum of non-negative
+    /// values is never negative); the released value is clamped to it.
+    pub range: (f64, f64),
 }
 
 /// Where an aggregate's exact value is found.
@@ -51,8 +54,15 @@ pub(crate) enum Source {
     Persons,
     /// A part.
     Part(usize),
-    /// A mean: a sum part over a count part.
-    Ratio(usize, usize),
+    /// A mean: a sum part over a count part, of values clamped to `range`.
+    Mean {
+        /// The sum part.
+        sum: usize,
+        /// The count part.
+        count: usize,
+        /// The clamp of the values, so also the range of their mean.
+        range: (f64, f64),
+    },
 }
 
 /// The bounded plan and how to read it.
@@ -113,6 +123,7 @@ pub(crate) fn bound(
             per_group,
             precision: Precision::ONE,
             is_count: true,
+            range: (0.0, f64::INFINITY),
         };
         match kind {
             AggKind::Rows => {
@@ -142,8 +153,13 @@ pub(crate) fn bound(
                 parts.push(count_part(label, 1));
             }
             AggKind::Sum(b) => {
-                let (fixed, magnitude, total) = fixed_point(b, limits.max_rows)?;
-                rows.push(fixed.alias(&v));
+                let FixedPoint {
+                    value,
+                    magnitude,
+                    total,
+                    range,
+                } = fixed_point(b, limits.max_rows)?;
+                rows.push(value.alias(&v));
                 per_person.push(sum(col(&v)).alias(&s));
                 contributions.push(
                     least(vec![
@@ -158,11 +174,17 @@ pub(crate) fn bound(
                     per_group: magnitude.saturating_mul(limits.max_rows.into()),
                     precision: b.precision,
                     is_count: false,
+                    range: sum_range(range),
                 });
             }
             AggKind::Avg(b) => {
-                let (fixed, magnitude, total) = fixed_point(b, limits.max_rows)?;
-                rows.push(fixed.alias(&v));
+                let FixedPoint {
+                    value,
+                    magnitude,
+                    total,
+                    range,
+                } = fixed_point(b, limits.max_rows)?;
+                rows.push(value.alias(&v));
                 per_person.push(sum(col(&v)).alias(&s));
                 per_person.push(count(col(&v)).alias(&n));
                 let capped = least(vec![col(&n), lit(l_inf)]);
@@ -185,13 +207,18 @@ pub(crate) fn bound(
                     per_group: magnitude.saturating_mul(limits.max_rows.into()),
                     precision: b.precision,
                     is_count: false,
+                    range: sum_range(range),
                 });
                 contributions.push(capped.alias(part_name(num + 1)));
                 parts.push(count_part(
                     format!("{label} (count)"),
                     limits.max_rows.into(),
                 ));
-                sources.push(Source::Ratio(num, num + 1));
+                sources.push(Source::Mean {
+                    sum: num,
+                    count: num + 1,
+                    range,
+                });
             }
         }
     }
@@ -272,9 +299,10 @@ pub(crate) fn part_name(p: usize) -> String {
     format!("__c{p}")
 }
 
-/// A row's value clamped to its bounds in fixed-point integer units; the bound's
-/// magnitude in units; the clamp of one person's total, `[min(0, L∞·lo), max(0, L∞·hi)]`.
-fn fixed_point(b: &Bounded, max_rows: u32) -> Result<(Expr, u64, (i64, i64)), DataFusionError> {
+/// A bounded value's fixed-point form: the row's value clamped to its bounds in integer
+/// units, the bound's magnitude, the clamp of one person's total
+/// (`[min(0, L∞·lo), max(0, L∞·hi)]`) and the value's range.
+fn fixed_point(b: &Bounded, max_rows: u32) -> Result<FixedPoint, DataFusionError> {
     let bounds = Bounds::new(b.lo, b.hi)
         .and_then(|bounds| bounds.to_fixed(b.precision))
         .map_err(|e| DataFusionError::Plan(format!("bounds of a sum: {e}")))?;
@@ -285,11 +313,38 @@ fn fixed_point(b: &Bounded, max_rows: u32) -> Result<(Expr, u64, (i64, i64)), Da
     } else {
         x / lit(unit)
     };
-    let fixed = clamp_to_int(scaled, (bounds.lo(), bounds.hi()));
     let l = i64::from(max_rows);
-    let total = (
-        bounds.lo().saturating_mul(l).min(0),
-        bounds.hi().saturating_mul(l).max(0),
-    );
-    Ok((fixed, bounds.magnitude(), total))
+    Ok(FixedPoint {
+        value: clamp_to_int(scaled, (bounds.lo(), bounds.hi())),
+        magnitude: bounds.magnitude(),
+        total: (
+            bounds.lo().saturating_mul(l).min(0),
+            bounds.hi().saturating_mul(l).max(0),
+        ),
+        range: (bounds.lo() as f64 * unit, bounds.hi() as f64 * unit),
+    })
+}
+
+/// A bounded value in integer units of its precision.
+struct FixedPoint {
+    /// The row's value, clamped and in units.
+    value: Expr,
+    /// The largest |value| in units.
+    magnitude: u64,
+    /// The range of one person's total over L∞ rows, in units.
+    total: (i64, i64),
+    /// The range of one value in the value's own scale.
+    range: (f64, f64),
+}
+
+/// The range of a sum of any number of values in `value`: it has the signs they have.
+fn sum_range(value: (f64, f64)) -> (f64, f64) {
+    (
+        if value.0 >= 0.0 {
+            0.0
+        } else {
+            f64::NEG_INFINITY
+        },
+        if value.1 <= 0.0 { 0.0 } else { f64::INFINITY },
+    )
 }

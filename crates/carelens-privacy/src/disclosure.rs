@@ -272,6 +272,16 @@ pub enum ErrorModel {
         /// Multiplier (1 for a mean, 1,000 for a rate per 1,000).
         per: f64,
     },
+    /// A value known to lie in `[lo, hi]` whatever the data (a mean of values clamped to
+    /// a range, a sum of non-negative values), shown clamped to that range.
+    Within {
+        /// The value before clamping, with its own error.
+        inner: Box<Released>,
+        /// Least possible true value.
+        lo: f64,
+        /// Greatest possible true value.
+        hi: f64,
+    },
 }
 
 impl Cell {
@@ -304,6 +314,24 @@ impl Cell {
                 },
             }),
             _ => Cell::Suppressed,
+        }
+    }
+
+    /// The cell clamped to `[lo, hi]`, the range its true value cannot leave: noise can
+    /// push a mean of stays in `[0, 30]` days to −1.3 or a sum of counts below 0, which
+    /// nobody could believe. Clamping is post-processing (it reads only the protected
+    /// value), so it costs no privacy; the interval is cut to the range too.
+    pub fn within(self, lo: f64, hi: f64) -> Cell {
+        match self {
+            Cell::Released(r) if lo <= hi => Cell::Released(Released {
+                value: r.value.clamp(lo, hi),
+                error: ErrorModel::Within {
+                    inner: Box::new(r),
+                    lo,
+                    hi,
+                },
+            }),
+            other => other,
         }
     }
 }
@@ -340,6 +368,35 @@ impl Released {
                     Interval {
                         lo: a.min(b),
                         hi: a.max(b),
+                    }
+                }))
+            }
+            ErrorModel::Within { inner, lo, hi } => {
+                let Some(i) = inner.interval(alpha)? else {
+                    return Ok(
+                        (lo.is_finite() && hi.is_finite()).then_some(Interval { lo: *lo, hi: *hi })
+                    );
+                };
+                let cut = Interval {
+                    lo: i.lo.max(*lo),
+                    hi: i.hi.min(*hi),
+                };
+                // The true value is in [lo, hi] and, with probability 1 − α, in the noisy
+                // interval, so then in their overlap. When they do not overlap (the α
+                // case), any interval keeps the guarantee: the noisy interval's width is
+                // kept, moved to the nearest end of the range.
+                let width = i.hi - i.lo;
+                Ok(Some(if cut.lo <= cut.hi {
+                    cut
+                } else if i.hi < *lo {
+                    Interval {
+                        lo: *lo,
+                        hi: (*lo + width).min(*hi),
+                    }
+                } else {
+                    Interval {
+                        lo: (*hi - width).max(*lo),
+                        hi: *hi,
                     }
                 }))
             }
@@ -556,5 +613,65 @@ mod tests {
             panic!("released")
         };
         assert_eq!(r.interval(Alpha::FIVE_PERCENT).unwrap(), None);
+    }
+
+    #[test]
+    fn a_value_is_kept_within_its_possible_range() {
+        let p = DisclosurePolicy::NHS;
+        let sum = |noisy| {
+            p.sum_cell(
+                false,
+                Noisy::new(noisy),
+                Precision::new(1.0).unwrap(),
+                NOISE,
+            )
+        };
+        let h = NOISE.half_width(Alpha::FIVE_PERCENT).unwrap() as f64;
+        // Noise took a sum of non-negative values below 0: shown as 0, interval cut at 0.
+        let Cell::Released(r) = sum(-3).within(0.0, f64::INFINITY) else {
+            panic!("released")
+        };
+        assert_eq!(r.value, 0.0);
+        let i = r.interval(Alpha::FIVE_PERCENT).unwrap().unwrap();
+        assert_eq!((i.lo, i.hi), (0.0, -3.0 + h));
+        // Inside the range nothing changes.
+        let Cell::Released(r) = sum(12).within(0.0, 30.0) else {
+            panic!("released")
+        };
+        assert_eq!(r.value, 12.0);
+        let i = r.interval(Alpha::FIVE_PERCENT).unwrap().unwrap();
+        assert_eq!((i.lo, i.hi), (12.0 - h, 12.0 + h));
+        // An interval that misses the range keeps its width at the range's nearest end.
+        let Cell::Released(r) = sum(-1000).within(0.0, 30.0) else {
+            panic!("released")
+        };
+        let i = r.interval(Alpha::FIVE_PERCENT).unwrap().unwrap();
+        assert_eq!((r.value, i.lo, i.hi), (0.0, 0.0, 2.0 * h));
+        let Cell::Released(r) = sum(-1000).within(0.0, f64::INFINITY) else {
+            panic!("released")
+        };
+        let i = r.interval(Alpha::FIVE_PERCENT).unwrap().unwrap();
+        assert_eq!((r.value, i.lo, i.hi), (0.0, 0.0, 2.0 * h));
+        let Cell::Released(r) = sum(1000).within(0.0, 30.0) else {
+            panic!("released")
+        };
+        let i = r.interval(Alpha::FIVE_PERCENT).unwrap().unwrap();
+        assert_eq!((r.value, i.lo, i.hi), (30.0, 30.0 - 2.0 * h, 30.0));
+        // A mean whose count may be 0 has no noisy interval: the range is the answer.
+        let wide = NoiseDistribution::DiscreteLaplace { scale: 100.0 };
+        let none = DisclosurePolicy::NONE;
+        let mean = Cell::ratio(
+            &none.count_cell(Noisy::new(50), wide),
+            &none.count_cell(Noisy::new(20), wide),
+            1.0,
+        )
+        .within(0.0, 60.0);
+        let Cell::Released(r) = mean else {
+            panic!("released")
+        };
+        let i = r.interval(Alpha::FIVE_PERCENT).unwrap().unwrap();
+        assert_eq!((r.value, i.lo, i.hi), (2.5, 0.0, 60.0));
+        // Suppressed stays suppressed.
+        assert_eq!(Cell::Suppressed.within(0.0, 1.0), Cell::Suppressed);
     }
 }
