@@ -231,6 +231,17 @@ pub enum ChargeOutcome {
     Refused(Refusal),
 }
 
+/// The outcome of [`Ledger::check_batch`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchCheck {
+    /// What the queries not yet released will cost together.
+    pub total: Amount,
+    /// How many queries are already released (free).
+    pub cached: usize,
+    /// Why the batch does not fit, if it does not; then it was logged and must not run.
+    pub refusal: Option<Refusal>,
+}
+
 /// Spent and remaining budget of one user or of the dataset.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BudgetLine {
@@ -588,30 +599,8 @@ impl Ledger {
             }));
         }
 
-        // A process started with an older catalog must not spend beyond a budget another
-        // process has since logged as lowered: use the smaller of the two.
-        let budget = lower(budget, logged_budget(tx, user).map_err(e)?);
-        let dataset_budget = lower(
-            dataset_budget,
-            logged_budget(tx, DATASET_USER).map_err(e)?,
-        );
-        let user_spent = spent(tx, Some(user)).map_err(e)?;
-        let dataset_spent = spent(tx, None).map_err(e)?;
-        let refusal = if !user_spent.plus(requested).fits(budget) {
-            Some(Refusal {
-                requested,
-                remaining: budget.minus(user_spent),
-                which: Which::User,
-            })
-        } else if !dataset_spent.plus(requested).fits(dataset_budget) {
-            Some(Refusal {
-                requested,
-                remaining: dataset_budget.minus(dataset_spent),
-                which: Which::Dataset,
-            })
-        } else {
-            None
-        };
+        let refusal =
+            uncovered(tx, user, budget, dataset_budget, requested).map_err(e)?;
         if let Some(refusal) = refusal {
             let detail = refusal.to_string();
             let new = entry(0, 0, &detail, None);
@@ -627,6 +616,64 @@ impl Ledger {
             amount: requested,
             resumed: false,
         }))
+        })
+    }
+
+    /// Checks, before a batch runs, that `user`'s budget and the dataset's can cover every
+    /// query of it that is not already released (those are answered from the cache for
+    /// free; a query twice in the batch is paid once). A batch that does not fit is logged
+    /// as one `refused` entry naming its queries; nothing is debited either way.
+    ///
+    /// This is a check, not a reservation: each query is still charged on its own when it
+    /// runs, so a concurrent spender can make a later query of the batch be refused.
+    pub fn check_batch(
+        &mut self,
+        user: &str,
+        queries: &[(QueryRecord<'_>, &PrivacyCharge)],
+    ) -> Result<BatchCheck, LedgerError> {
+        let (role, budget) = self
+            .budgets
+            .user(user)
+            .ok_or_else(|| LedgerError::UnknownUser {
+                name: user.to_owned(),
+            })?;
+        let dataset_budget = self.budgets.dataset;
+        let path = self.path.clone();
+        self.write(|tx, e| {
+            let mut seen = std::collections::HashSet::new();
+            let mut total = Amount::default();
+            let mut cached = 0;
+            for (query, charge) in queries {
+                if !seen.insert(query.cache_key) {
+                    continue;
+                }
+                if self_check(stored_release(tx, query.cache_key).map_err(e)?, &path)?.is_some() {
+                    cached += 1;
+                } else {
+                    total = total.plus(Amount::charge(charge.epsilon(), charge.delta()));
+                }
+            }
+            let refusal = uncovered(tx, user, budget, dataset_budget, total).map_err(e)?;
+            if let Some(refusal) = &refusal {
+                let sql: Vec<&str> = queries.iter().map(|(q, _)| q.sql).collect();
+                let detail = format!(
+                    "batch of {} queries refused before running: {refusal}",
+                    queries.len()
+                );
+                let entry = NewEntry {
+                    user,
+                    role: role.as_str(),
+                    sql: &sql.join("\n;\n"),
+                    detail: &detail,
+                    ..NewEntry::default()
+                };
+                audit::append(tx, Event::Refused, &entry).map_err(e)?;
+            }
+            Ok(BatchCheck {
+                total,
+                cached,
+                refusal,
+            })
         })
     }
 
@@ -811,6 +858,37 @@ fn charge_for(
             c.event == Event::Charged && c.user == receipt.user && c.cache_key == receipt.cache_key
         })
         .ok_or(LedgerError::BadReceipt { seq: receipt.seq })
+}
+
+/// Why `user`'s budget or the dataset's cannot cover `requested` on top of what is spent,
+/// if either cannot. A process started with an older catalog must not spend beyond a
+/// budget another process has since logged as lowered: the smaller of the two is used.
+fn uncovered(
+    conn: &Connection,
+    user: &str,
+    budget: Amount,
+    dataset_budget: Amount,
+    requested: Amount,
+) -> rusqlite::Result<Option<Refusal>> {
+    let budget = lower(budget, logged_budget(conn, user)?);
+    let dataset_budget = lower(dataset_budget, logged_budget(conn, DATASET_USER)?);
+    let user_spent = spent(conn, Some(user))?;
+    let dataset_spent = spent(conn, None)?;
+    Ok(if !user_spent.plus(requested).fits(budget) {
+        Some(Refusal {
+            requested,
+            remaining: budget.minus(user_spent),
+            which: Which::User,
+        })
+    } else if !dataset_spent.plus(requested).fits(dataset_budget) {
+        Some(Refusal {
+            requested,
+            remaining: dataset_budget.minus(dataset_spent),
+            which: Which::Dataset,
+        })
+    } else {
+        None
+    })
 }
 
 /// Total debited to `user` (or to everyone when `None`).

@@ -63,8 +63,8 @@ pub use amount::{Amount, DELTA_UNITS, EPSILON_UNITS};
 pub use audit::{AuditEntry, Event, Verification};
 pub use error::LedgerError;
 pub use ledger::{
-    BudgetLine, Budgets, ChargeOutcome, DATASET_USER, DEFAULT_WAIT, Ledger, QueryRecord, Receipt,
-    Refusal, SCHEMA_VERSION, StoredRelease, Which,
+    BatchCheck, BudgetLine, Budgets, ChargeOutcome, DATASET_USER, DEFAULT_WAIT, Ledger,
+    QueryRecord, Receipt, Refusal, SCHEMA_VERSION, StoredRelease, Which,
 };
 
 #[cfg(test)]

@@ -185,6 +185,56 @@ fn refusals_name_the_budget_and_cost_nothing() {
 }
 
 #[test]
+fn a_batch_is_checked_whole_and_released_queries_are_free() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ledger = ledger_in(dir.path(), budgets(1.0, 10.0));
+    let receipt = charged(
+        ledger
+            .charge("ana", &query("done"), &charge_of(0.5, 0.0))
+            .unwrap(),
+    );
+    ledger.record_release(&receipt, b"released").unwrap();
+    // Ana has 0.5 left. "done" is free, "new" twice in the batch is paid once.
+    let (c4, c1) = (charge_of(0.4, 0.0), charge_of(0.1, 0.0));
+    let fits = [
+        (query("done"), &c4),
+        (query("new"), &c4),
+        (query("new"), &c4),
+        (query("more"), &c1),
+    ];
+    let check = ledger.check_batch("ana", &fits).unwrap();
+    assert_eq!(check.refusal, None);
+    assert_eq!(check.cached, 1);
+    assert_eq!(check.total.epsilon_value(), 0.5);
+    // One more query tips it over: refused whole, logged once, nothing debited.
+    let c2 = charge_of(0.2, 0.0);
+    let mut too_much = fits.to_vec();
+    too_much.push((query("extra"), &c2));
+    let check = ledger.check_batch("ana", &too_much).unwrap();
+    let refusal = check.refusal.expect("0.7 does not fit in 0.5");
+    assert_eq!(refusal.which, Which::User);
+    assert_eq!(refusal.requested.epsilon_value(), 0.7);
+    assert_eq!(refusal.remaining.epsilon_value(), 0.5);
+    let log = ledger.audit_log(None, None).unwrap();
+    let refused: Vec<_> = log.iter().filter(|e| e.event == Event::Refused).collect();
+    assert_eq!(refused.len(), 1);
+    assert!(
+        refused[0]
+            .detail
+            .starts_with("batch of 5 queries refused before running: the query needs epsilon 0.7"),
+        "{}",
+        refused[0].detail
+    );
+    assert_eq!(
+        ledger.budget_report(Some("ana")).unwrap()[1]
+            .spent
+            .epsilon_value(),
+        0.5
+    );
+    assert_intact(&ledger);
+}
+
+#[test]
 fn unknown_users_are_refused_clearly() {
     let dir = tempfile::tempdir().unwrap();
     let mut ledger = ledger_in(dir.path(), budgets(1.0, 10.0));
