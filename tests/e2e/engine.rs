@@ -400,3 +400,41 @@ async fn values_derived_from_suppressed_cells_are_suppressed() {
         "sex I or U should be suppressed in the sample"
     );
 }
+
+/// Rates and percentages computed from released counts carry a 95% interval around the
+/// released value, also under ORDER BY and ROUND; a mean stays within its clamp.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn derived_rates_carry_intervals() {
+    let engine = sample_engine().await;
+    let sql = "SELECT place, COUNT(DISTINCT person_id) AS population, \
+               COUNT(DISTINCT CASE WHEN care_home_resident THEN person_id END) AS in_care_home, \
+               1000.0 * COUNT(DISTINCT CASE WHEN care_home_resident THEN person_id END) \
+                 / COUNT(DISTINCT person_id) AS per_1000, \
+               ROUND(100.0 * COUNT(DISTINCT CASE WHEN care_home_resident THEN person_id END) \
+                 / COUNT(DISTINCT person_id), 1) AS pct \
+               FROM person GROUP BY place ORDER BY place";
+    let release = engine
+        .prepare(sql)
+        .await
+        .unwrap()
+        .execute(&engine)
+        .await
+        .unwrap();
+    let mut with_interval = 0;
+    for (row, cells) in release.rows.iter().zip(&release.cells) {
+        for column in ["per_1000", "pct"] {
+            let Some(value) = row[column].as_f64() else {
+                continue;
+            };
+            let [lo, hi] = cells[column]
+                .interval
+                .unwrap_or_else(|| panic!("{column} has no interval: {row:?} {cells:?}"));
+            assert!(
+                lo <= value && value <= hi,
+                "{column}: {value} not in [{lo}, {hi}]"
+            );
+            with_interval += 1;
+        }
+    }
+    assert!(with_interval >= 8, "{:?}", release.rows);
+}

@@ -572,11 +572,42 @@ fn ratio_of(plan: &LogicalPlan, index: usize, n_keys: usize) -> Option<Ratio> {
 /// multiplier and the most rounding moves the value.
 fn ratio_shape(expr: &Expr) -> Option<(Column, Column, f64, f64)> {
     use datafusion::logical_expr::{BinaryExpr, Operator};
+    /// Aliases, casts, and the guards `total` puts around a division: `nullif(b, 0)` and
+    /// `CASE WHEN b = -1 THEN -(a) ELSE a / b END`, which equal `b` and `a / b` wherever
+    /// the division has a value.
     fn strip(e: &Expr) -> &Expr {
         match e {
             Expr::Alias(a) => strip(&a.expr),
             Expr::Cast(c) => strip(&c.expr),
             Expr::TryCast(c) => strip(&c.expr),
+            Expr::ScalarFunction(f)
+                if f.name() == "nullif"
+                    && f.args.len() == 2
+                    && constant(&f.args[1]) == Some(0.0) =>
+            {
+                strip(&f.args[0])
+            }
+            Expr::Case(case) if case.expr.is_none() && case.when_then_expr.len() == 1 => {
+                let (when, then) = &case.when_then_expr[0];
+                let minus_one = matches!(when.as_ref(), Expr::BinaryExpr(BinaryExpr {
+                    op: Operator::Eq,
+                    right,
+                    ..
+                }) if constant(right) == Some(-1.0));
+                match (then.as_ref(), case.else_expr.as_deref()) {
+                    (
+                        Expr::Negative(negated),
+                        Some(
+                            divided @ Expr::BinaryExpr(BinaryExpr {
+                                left,
+                                op: Operator::Divide,
+                                ..
+                            }),
+                        ),
+                    ) if minus_one && negated == left => strip(divided),
+                    _ => e,
+                }
+            }
             other => other,
         }
     }
@@ -851,5 +882,41 @@ mod tests {
         assert!(ratio_shape(&(col("a") + col("b"))).is_none());
         assert!(ratio_shape(&(col("a") / lit(2))).is_none());
         assert!(ratio_shape(&(col("a") * col("c") / col("b"))).is_none());
+        // The guarded division of the total-evaluation rewrite is still a ratio...
+        let schema = datafusion::arrow::datatypes::Schema::new(
+            ["a", "b", "c"]
+                .map(|n| datafusion::arrow::datatypes::Field::new(n, DataType::Int64, true))
+                .to_vec(),
+        );
+        let guarded = |e: Expr| {
+            crate::total::guard_divisors(
+                datafusion::logical_expr::table_scan(Some("t"), &schema, None)
+                    .unwrap()
+                    .project(vec![e.alias("x")])
+                    .unwrap()
+                    .build()
+                    .unwrap(),
+            )
+            .unwrap()
+            .expressions()[0]
+                .clone()
+        };
+        let (a, b, per, _) = ratio_shape(&guarded(lit(1000.0) * col("a") / col("b"))).unwrap();
+        assert_eq!((a.name.as_str(), b.name.as_str(), per), ("a", "b", 1000.0));
+        let (_, _, per, r) = ratio_shape(&guarded(round(vec![
+            lit(100.0) * col("a") / col("b"),
+            lit(1),
+        ])))
+        .unwrap();
+        assert_eq!(per, 100.0);
+        assert!((r - 0.05).abs() < 1e-12);
+        // ...but a CASE that computes something else when b = -1 is not.
+        let other = datafusion::logical_expr::when(
+            col("b").eq(lit(-1i64)),
+            Expr::Negative(Box::new(col("c"))),
+        )
+        .otherwise(col("a") / col("b"))
+        .unwrap();
+        assert!(ratio_shape(&other).is_none());
     }
 }
