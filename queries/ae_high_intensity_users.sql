@@ -9,7 +9,7 @@
 -- original query, without it, is rejected). Each person is one row here (attendances
 -- are counted per person first), so max_rows = 1 and a person moves a sum by at most 10.
 -- Keys constant per person, public domain, delta = 0. The sums' noise (95% error about
--- +-110) is large beside a 20,000-person sample's localities and small beside real ones.
+-- +-160) is large beside a 20,000-person sample's localities and small beside real ones.
 -- carelens: epsilon=0.75, max_rows=1
 WITH reg AS (
   SELECT p.*, 2025 - p.year_of_birth AS age

@@ -1,12 +1,12 @@
--- Emergency admissions per 1,000 registered people by age band and sex, 12 months to
--- the index date 2025-03-31.
+-- Emergency admissions per 1,000 registered people by age band and sex
+-- What: people registered and alive on 2025-03-31, their emergency admissions in the 12
+-- months to that date, and admissions per 1,000 people, per age band and sex.
 -- Who: commissioners (urgent and emergency care planning).
--- DP: epsilon 1 (policy default) over the person count and the admission count. Keys
+-- DP: epsilon 1 (the policy default) over the person count and the admission count. Keys
 -- are constant per person (L0 = 1) with public domains: every age band x sex is shown.
--- Admissions count up to max_rows = 3 per person and group: hardly anyone has more
--- than 3 emergency admissions in a year, and the catalog's encounter limit of 10 would
--- triple the noise on the admission count. The rate is computed from the protected
--- counts.
+-- Admissions count up to max_rows = 3 per person and group: hardly anyone has more than 3
+-- emergency admissions in a year, and the catalog's encounter limit of 10 would triple
+-- the noise on the admission count. The rate is computed from the protected counts.
 -- carelens: epsilon=1, max_rows=3
 WITH reg AS (
   SELECT p.*,

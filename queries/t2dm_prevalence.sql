@@ -1,6 +1,8 @@
--- Recorded type 2 diabetes prevalence by locality and deprivation quintile (JSNA staple).
--- Who: commissioners and public health analysts. Adults 17+ registered and alive on the
--- index date 2025-03-31; "recorded" = a T2DM diagnosis not followed by a resolution code.
+-- Recorded type 2 diabetes prevalence by locality and deprivation quintile
+-- What: adults 17+ registered and alive on 2025-03-31, those with recorded type 2
+-- diabetes (a diagnosis not followed by a resolution code), and the prevalence in %, per
+-- locality and IMD quintile.
+-- Who: commissioners and public health analysts (JSNA staple, inequalities).
 -- DP: epsilon 1 (the policy default), split over the two person counts. Both keys are
 -- constant per person (L0 = 1) with public domains, so every locality x quintile is
 -- shown, empty ones included, and delta = 0.

@@ -26,8 +26,12 @@ pub enum Command {
     /// Run one SQL file and release its result with differential privacy (charges your
     /// budget; an identical earlier query is answered from the release cache for free).
     Query(crate::query::QueryArgs),
+    /// Run a batch of SQL files (or folders of them): check the whole batch fits the
+    /// budget, release each, and write CSV, JSON and an HTML report to --out.
+    Run(crate::batch::RunArgs),
     /// Show what a SQL file would cost and how accurate it would be, without running it
     /// or spending anything: limits, noise scales, expected 95% errors, rewritten plan.
+    /// Given several files or a folder: each query's cost and errors, and the total.
     Explain(crate::query::ExplainArgs),
     /// Show privacy budget spent and left: yours and the dataset's (everyone's for
     /// approvers and admins).

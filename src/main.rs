@@ -3,9 +3,11 @@
 //! A thin command line over the workspace crates: argument parsing, progress, output and
 //! exit codes live here; everything else lives in the libraries.
 
+mod batch;
 mod cli;
 mod governance;
 mod query;
+mod report;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -27,6 +29,7 @@ fn main() -> ExitCode {
         Command::Synth(args) => cli::synth(args),
         Command::Catalog(args) => cli::catalog(args),
         Command::Query(args) => query::query(args),
+        Command::Run(args) => batch::run(args),
         Command::Explain(args) => query::explain(args),
         Command::Budget(args) => governance::budget(args),
         Command::Audit(args) => governance::audit(args),

@@ -11,8 +11,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use carelens_engine::{Engine, QueryError, Release};
-use carelens_ledger::{Budgets, ChargeOutcome, Ledger, QueryRecord};
+use carelens_engine::{Engine, PreparedQuery, QueryError, Release};
+use carelens_ledger::{Amount, Budgets, ChargeOutcome, Ledger, QueryRecord, Refusal};
 use clap::{Args, ValueEnum};
 
 use crate::governance::{Acting, LedgerLocation, acting_user, context};
@@ -56,18 +56,18 @@ pub struct QueryArgs {
 
 #[derive(Debug, Args)]
 pub struct ExplainArgs {
-    /// The SQL file.
-    #[arg(value_name = "FILE.sql")]
-    pub file: PathBuf,
+    /// The SQL file; or several, or folders of them, for each one's cost and the total.
+    #[arg(value_name = "FILE.sql|DIR", required = true)]
+    pub paths: Vec<PathBuf>,
     #[command(flatten)]
     pub catalog: crate::cli::CatalogArgs,
 }
 
-fn read_sql(path: &Path) -> anyhow::Result<String> {
+pub(crate) fn read_sql(path: &Path) -> anyhow::Result<String> {
     fs::read_to_string(path).with_context(|| format!("could not read {}", path.display()))
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -82,16 +82,17 @@ fn refuse(err: QueryError, file: &Path) -> anyhow::Error {
     }
 }
 
-/// `carelens explain`.
+/// `carelens explain`: one file in full; several files or a folder as a batch.
 pub fn explain(args: ExplainArgs) -> anyhow::Result<()> {
-    let sql = read_sql(&args.file)?;
+    let file = match args.paths.as_slice() {
+        [one] if !one.is_dir() => one,
+        _ => return crate::batch::explain(&args.paths, &args.catalog.config),
+    };
+    let sql = read_sql(file)?;
     let catalog = carelens_catalog::load(&args.catalog.config)?;
     let text = runtime()?.block_on(async {
         let engine = Engine::open(&catalog).await?;
-        let prepared = engine
-            .prepare(&sql)
-            .await
-            .map_err(|e| refuse(e, &args.file))?;
+        let prepared = engine.prepare(&sql).await.map_err(|e| refuse(e, file))?;
         anyhow::Ok(prepared.explain())
     })?;
     write!(std::io::stdout().lock(), "{text}")?;
@@ -120,52 +121,88 @@ pub fn query(args: QueryArgs) -> anyhow::Result<()> {
             }
             Err(e) => return Err(e.into()),
         };
-        let cache_key = prepared.cache_key(&ctx.catalog.data_version()?);
-        let record = QueryRecord {
-            sql: &sql,
-            plan_hash: prepared.plan_hash(),
-            cache_key: &cache_key,
-        };
-        match ledger.charge(user, &record, &prepared.charge())? {
-            ChargeOutcome::Refused(refusal) => Err(Refused(format!(
+        let data_version = ctx.catalog.data_version()?;
+        match running(answer(&engine, &mut ledger, user, &prepared, &data_version)).await? {
+            Answer::Released { release, .. } => Ok(release),
+            Answer::Cached(release) => Ok(release),
+            Answer::Refused(refusal) => Err(Refused(format!(
                 "error: query refused: {refusal}\nhint: ask for a smaller epsilon \
                  (`-- carelens: epsilon=...`), or ask your information governance team for \
                  more budget; `carelens budget` shows what is left"
             ))
             .into()),
-            ChargeOutcome::Cached(stored) => {
-                let mut release: Release = serde_json::from_slice(&stored.result)
-                    .context("the ledger's stored release is not a carelens result")?;
-                release.release_id = Some(stored.release_seq);
-                release.notes.push(
-                    "an identical query was released before: this is that answer, at no cost"
-                        .to_owned(),
-                );
-                Ok(release)
-            }
-            ChargeOutcome::Charged(receipt) => match running(prepared.execute(&engine)).await {
-                Ok(release) => {
-                    let bytes = serde_json::to_vec(&release)?;
-                    let stored = ledger.record_release(&receipt, &bytes)?;
-                    let mut release: Release = serde_json::from_slice(&stored.result)?;
-                    release.release_id = Some(stored.release_seq);
-                    Ok(release)
-                }
-                Err(e) => {
-                    let message = format!("{:#}", anyhow::Error::new(e));
-                    ledger.record_error(&receipt, &message)?;
-                    Err(anyhow::anyhow!("{message}"))
-                }
-            },
         }
     })?;
     write_release(&release, args.format, args.output.as_deref())
 }
 
+/// What the ledger and the engine made of a prepared query.
+pub(crate) enum Answer {
+    /// Charged (`spent`: what was debited now; nothing for an interrupted charge taken
+    /// up), run and stored.
+    Released { release: Release, spent: Amount },
+    /// An identical query was released before: its answer, at no cost.
+    Cached(Release),
+    /// A budget could not cover it; nothing was spent and nothing ran.
+    Refused(Refusal),
+}
+
+/// Charges `user` for `prepared` (or finds its earlier release, or is refused), runs it
+/// and stores the release. A failure after the charge is logged against the charge and
+/// returned as an error; the budget stays spent.
+pub(crate) async fn answer(
+    engine: &Engine,
+    ledger: &mut Ledger,
+    user: &str,
+    prepared: &PreparedQuery,
+    data_version: &str,
+) -> anyhow::Result<Answer> {
+    let cache_key = prepared.cache_key(data_version);
+    let record = QueryRecord {
+        sql: prepared.sql(),
+        plan_hash: prepared.plan_hash(),
+        cache_key: &cache_key,
+    };
+    match ledger.charge(user, &record, &prepared.charge())? {
+        ChargeOutcome::Refused(refusal) => Ok(Answer::Refused(refusal)),
+        ChargeOutcome::Cached(stored) => {
+            let mut release: Release = serde_json::from_slice(&stored.result)
+                .context("the ledger's stored release is not a carelens result")?;
+            release.release_id = Some(stored.release_seq);
+            release.notes.push(
+                "an identical query was released before: this is that answer, at no cost"
+                    .to_owned(),
+            );
+            Ok(Answer::Cached(release))
+        }
+        ChargeOutcome::Charged(receipt) => match prepared.execute(engine).await {
+            Ok(release) => {
+                let bytes = serde_json::to_vec(&release)?;
+                let stored = ledger.record_release(&receipt, &bytes)?;
+                let mut release: Release = serde_json::from_slice(&stored.result)?;
+                release.release_id = Some(stored.release_seq);
+                let spent = if receipt.resumed {
+                    Amount::default()
+                } else {
+                    receipt.amount
+                };
+                Ok(Answer::Released { release, spent })
+            }
+            Err(e) => {
+                let message = format!("{:#}", anyhow::Error::new(e));
+                ledger.record_error(&receipt, &message)?;
+                Err(anyhow::anyhow!("{message}"))
+            }
+        },
+    }
+}
+
 /// Runs `work` with a spinner on standard error (hidden when it is not a terminal).
 async fn running<T>(work: impl std::future::Future<Output = T>) -> T {
     let spinner = indicatif::ProgressBar::new_spinner();
-    spinner.set_message("running the query (budget charged; the result is released when it ends)");
+    spinner.set_message(
+        "running the query (the budget is charged first; the result is released when it ends)",
+    );
     spinner.enable_steady_tick(std::time::Duration::from_millis(120));
     let out = work.await;
     spinner.finish_and_clear();

@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
+mod batch;
 mod cli;
 mod common;
 mod engine;

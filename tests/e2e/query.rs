@@ -11,7 +11,7 @@ const SEX_QUERY: &str = "-- carelens: epsilon=0.5\n\
     SELECT sex, COUNT(DISTINCT person_id) AS people FROM person GROUP BY sex\n";
 
 /// `carelens <args>` against the sample catalog and a ledger at `ledger`, as `user`.
-fn cmd(ledger: &Path, user: &str, args: &[&str]) -> Command {
+pub(crate) fn cmd(ledger: &Path, user: &str, args: &[&str]) -> Command {
     let mut cmd = carelens();
     cmd.args(args)
         .arg("--config")
@@ -21,13 +21,13 @@ fn cmd(ledger: &Path, user: &str, args: &[&str]) -> Command {
     cmd
 }
 
-fn write_sql(dir: &Path, name: &str, sql: &str) -> String {
+pub(crate) fn write_sql(dir: &Path, name: &str, sql: &str) -> String {
     let path = dir.join(name);
     std::fs::write(&path, sql).unwrap();
     path.to_str().unwrap().to_owned()
 }
 
-fn spent(ledger: &Path, user: &str) -> f64 {
+pub(crate) fn spent(ledger: &Path, user: &str) -> f64 {
     let (out, stdout, stderr) = run(&mut cmd(ledger, user, &["budget", "--format", "json"]));
     assert!(out.status.success(), "{stderr}");
     let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();

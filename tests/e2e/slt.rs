@@ -18,7 +18,7 @@ fn role_name(role: ColumnRole) -> String {
 }
 
 /// Under `nhs`: no released count in 1..=7, every released count a multiple of 5.
-fn check_nhs_counts(name: &str, release: &Release) -> Result<(), String> {
+pub(crate) fn check_nhs_counts(name: &str, release: &Release) -> Result<(), String> {
     for (row, cells) in release.rows.iter().zip(&release.cells) {
         for column in release
             .columns

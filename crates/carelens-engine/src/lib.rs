@@ -121,6 +121,21 @@ pub struct QueryParams {
     pub max_rows: u32,
 }
 
+/// One noise mechanism of a prepared query, as `explain` shows it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct MechanismSummary {
+    /// What it measures (`distinct persons per group`, an aggregate's text).
+    pub label: String,
+    /// Its share of ε.
+    pub epsilon: f64,
+    /// The most one person changes its column, over all groups, in the value's units.
+    pub sensitivity: f64,
+    /// The noise scale in the value's units.
+    pub noise_scale: f64,
+    /// Half-width of the noise's 95% interval in the value's units, before rounding.
+    pub error_95: Option<f64>,
+}
+
 /// A query analysed, rewritten and calibrated; nothing has run yet.
 pub struct PreparedQuery {
     sql: String,
@@ -164,6 +179,11 @@ impl Engine {
             disclosure,
             disclosure_name,
         })
+    }
+
+    /// The disclosure policy releases are made under: its name and its rules.
+    pub fn disclosure(&self) -> (&str, DisclosurePolicy) {
+        (&self.disclosure_name, self.disclosure)
     }
 
     /// Reads the DP parameters, plans and analyses `sql`, rewrites it and calibrates the
@@ -580,27 +600,18 @@ impl PreparedQuery {
             "\n{:<48} {:>10} {:>12} {:>12} {:>12}",
             "mechanism", "epsilon", "sensitivity", "noise scale", "95% error"
         );
-        let item_lines = p.charge.items().iter().zip(self.units(p));
-        for (item, unit) in item_lines {
-            let dist = match item.mechanism {
-                carelens_privacy::MechanismKind::DiscreteGaussian => {
-                    carelens_privacy::NoiseDistribution::DiscreteGaussian { scale: item.scale }
-                }
-                _ => carelens_privacy::NoiseDistribution::DiscreteLaplace { scale: item.scale },
-            };
-            let error = dist
-                .half_width(Alpha::FIVE_PERCENT)
-                .map(|h| format!("±{}", number(h as f64 * unit)))
-                .unwrap_or_else(|_| "?".into());
-            let label: String = item.label.chars().take(48).collect();
+        for m in self.mechanisms() {
+            let label: String = m.label.chars().take(48).collect();
             let _ = writeln!(
                 out,
                 "{:<48} {:>10} {:>12} {:>12} {:>12}",
                 label,
-                number(item.epsilon),
-                number(item.max_groups as f64 * item.per_group_sensitivity as f64 * unit),
-                number(item.scale * unit),
-                error
+                number(m.epsilon),
+                number(m.sensitivity),
+                number(m.noise_scale),
+                m.error_95
+                    .map(|e| format!("±{}", number(e)))
+                    .unwrap_or_else(|| "?".into())
             );
         }
         for (kind, label) in p.dp.aggregates.iter().zip(&p.dp.aggregate.aggr_expr) {
@@ -651,6 +662,37 @@ impl PreparedQuery {
     }
 
     /// The value of one integer unit of each charge item, in the item order.
+    /// Every mechanism the release uses, with its share of ε, sensitivity, noise scale and
+    /// expected 95% error in the value's own units (none for a public query).
+    pub fn mechanisms(&self) -> Vec<MechanismSummary> {
+        let Prepared::Private(p) = &self.kind else {
+            return Vec::new();
+        };
+        p.charge
+            .items()
+            .iter()
+            .zip(self.units(p))
+            .map(|(item, unit)| {
+                let dist = match item.mechanism {
+                    carelens_privacy::MechanismKind::DiscreteGaussian => {
+                        carelens_privacy::NoiseDistribution::DiscreteGaussian { scale: item.scale }
+                    }
+                    _ => carelens_privacy::NoiseDistribution::DiscreteLaplace { scale: item.scale },
+                };
+                MechanismSummary {
+                    label: item.label.clone(),
+                    epsilon: item.epsilon,
+                    sensitivity: item.max_groups as f64 * item.per_group_sensitivity as f64 * unit,
+                    noise_scale: item.scale * unit,
+                    error_95: dist
+                        .half_width(Alpha::FIVE_PERCENT)
+                        .ok()
+                        .map(|h| h as f64 * unit),
+                }
+            })
+            .collect()
+    }
+
     fn units(&self, p: &PrivatePlan) -> Vec<f64> {
         let mut units = vec![1.0];
         units.extend(p.bounded.parts.iter().map(|part| part.precision.unit()));

@@ -167,6 +167,33 @@ impl DisclosurePolicy {
         }
     }
 
+    /// The rules in plain English, for reports: "counts of 7 or fewer are hidden (shown
+    /// as *); counts are rounded to the nearest 5".
+    pub fn describe(&self) -> String {
+        let marker = match self.marker {
+            Marker::Empty => "left blank".to_owned(),
+            m => format!("shown as {}", m.as_str()),
+        };
+        let mut rules = Vec::new();
+        if let Some(t) = self.suppress_at_or_below {
+            rules.push(format!("counts of {t} or fewer are hidden ({marker})"));
+        }
+        rules.push(match self.rounding {
+            Rounding::None => "counts are not rounded".to_owned(),
+            Rounding::Nearest { base } => {
+                format!("counts are rounded to the nearest {base}")
+            }
+            Rounding::Midpoint6 => {
+                "counts are rounded to the midpoint of their block of six (1–6 → 3, 7–12 → 9)"
+                    .to_owned()
+            }
+        });
+        if self.zero == ZeroPolicy::Suppress && self.suppress_at_or_below.is_none_or(|t| t < 0) {
+            rules.push(format!("a count of 0 is hidden ({marker})"));
+        }
+        rules.join("; ")
+    }
+
     /// Whether a noisy count is small enough to be suppressed.
     pub fn suppresses(&self, noisy_count: Noisy) -> bool {
         self.suppress_at_or_below
@@ -673,5 +700,14 @@ mod tests {
         assert_eq!((r.value, i.lo, i.hi), (2.5, 0.0, 60.0));
         // Suppressed stays suppressed.
         assert_eq!(Cell::Suppressed.within(0.0, 1.0), Cell::Suppressed);
+    }
+
+    #[test]
+    fn policies_describe_themselves_in_plain_english() {
+        assert_eq!(
+            DisclosurePolicy::NHS.describe(),
+            "counts of 7 or fewer are hidden (shown as *); counts are rounded to the nearest 5"
+        );
+        assert_eq!(DisclosurePolicy::NONE.describe(), "counts are not rounded");
     }
 }

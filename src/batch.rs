@@ -1,0 +1,575 @@
+//! `carelens run` and `carelens explain` of several files: a batch of SQL files.
+//!
+//! Order of events for `run`: read every file → prepare each (a rejection is logged and
+//! does not stop the others) → check that the whole batch fits the user's and the
+//! dataset's remaining budgets, refusing it whole with nothing spent otherwise → charge,
+//! run and release each query in turn under a progress bar, writing `NAME.csv` and
+//! `NAME.json` → `report.html` and a summary. The exit code is 0 when every query was
+//! released, 1 when some were rejected or refused, 2 when one failed.
+
+use std::collections::{BTreeSet, HashSet};
+use std::fmt::Write as _;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use carelens_engine::{Engine, PreparedQuery, QueryError, Release, number};
+use carelens_ledger::{Amount, Budgets, Ledger, QueryRecord, Which};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::governance::{Acting, LedgerLocation, acting_user, context};
+use crate::query::{Answer, Refused, answer, read_sql, runtime};
+use crate::report::{self, Report};
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// SQL files, or folders whose `.sql` files are all run (in name order).
+    #[arg(value_name = "DIR|FILE", required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Folder for the results: one CSV and one JSON per query, and report.html (created
+    /// if missing; files of the same names are replaced).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub location: LedgerLocation,
+    #[command(flatten)]
+    pub acting: Acting,
+}
+
+/// One SQL file of a batch.
+#[derive(Debug)]
+pub(crate) struct SqlFile {
+    /// Where it was read from.
+    pub path: PathBuf,
+    /// Its name in the output folder and the report (the file stem, made unique).
+    pub name: String,
+    /// The SQL as written.
+    pub sql: String,
+    /// What its header comment says about it.
+    pub header: Header,
+}
+
+/// The header comment of a library query: a title line, then paragraphs that start with
+/// `What:`, `Who:`, `DP:` (or any `Word:`). `-- carelens:` directive lines are left out.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Header {
+    /// The first line.
+    pub title: String,
+    /// `(label, text)`; the label is empty for a paragraph without one.
+    pub paragraphs: Vec<(String, String)>,
+}
+
+impl Header {
+    pub(crate) fn parse(sql: &str) -> Header {
+        let mut header = Header::default();
+        for line in sql.lines().map(str::trim) {
+            if line.is_empty() {
+                continue;
+            }
+            let Some(text) = line.strip_prefix("--") else {
+                break;
+            };
+            let text = text.trim();
+            if text.is_empty() || text.starts_with("carelens:") {
+                continue;
+            }
+            if header.title.is_empty() {
+                header.title = text.to_owned();
+                continue;
+            }
+            let label = text
+                .split_once(':')
+                .filter(|(word, _)| {
+                    word.starts_with(|c: char| c.is_ascii_uppercase())
+                        && word.len() <= 12
+                        && word.chars().all(char::is_alphanumeric)
+                })
+                .map(|(word, rest)| (word.to_owned(), rest.trim().to_owned()));
+            match (label, header.paragraphs.last_mut()) {
+                (Some((word, rest)), _) => header.paragraphs.push((word, rest)),
+                (None, Some((_, last))) => {
+                    last.push(' ');
+                    last.push_str(text);
+                }
+                (None, None) => header.paragraphs.push((String::new(), text.to_owned())),
+            }
+        }
+        header
+    }
+}
+
+/// The SQL files named by `paths`: files as given, folders' `.sql` files in name order.
+/// A file named twice is read once; names are made unique for the output folder.
+pub(crate) fn sql_files(paths: &[PathBuf]) -> anyhow::Result<Vec<SqlFile>> {
+    let mut found = Vec::new();
+    for path in paths {
+        let meta =
+            fs::metadata(path).with_context(|| format!("could not read {}", path.display()))?;
+        if meta.is_dir() {
+            let mut in_dir: Vec<PathBuf> = fs::read_dir(path)
+                .with_context(|| format!("could not list {}", path.display()))?
+                .map(|entry| entry.map(|e| e.path()))
+                .collect::<Result<_, _>>()
+                .with_context(|| format!("could not list {}", path.display()))?;
+            in_dir.retain(|p| p.extension().is_some_and(|e| e == "sql") && p.is_file());
+            in_dir.sort();
+            if in_dir.is_empty() {
+                bail!("{} holds no .sql files", path.display());
+            }
+            found.extend(in_dir);
+        } else {
+            found.push(path.clone());
+        }
+    }
+    let mut seen = HashSet::new();
+    let mut names = BTreeSet::new();
+    let mut files = Vec::new();
+    for path in found {
+        let canonical = fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
+        if !seen.insert(canonical) {
+            continue;
+        }
+        let sql = read_sql(&path)?;
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "query".to_owned());
+        let mut name = stem.clone();
+        let mut n = 2;
+        while !names.insert(name.clone()) {
+            name = format!("{stem}-{n}");
+            n += 1;
+        }
+        files.push(SqlFile {
+            header: Header::parse(&sql),
+            path,
+            name,
+            sql,
+        });
+    }
+    Ok(files)
+}
+
+/// What became of one query of a batch.
+pub(crate) enum Outcome {
+    /// Released now (`spent` debited) or answered from an earlier release (`cached`).
+    Released {
+        release: Box<Release>,
+        spent: Amount,
+        cached: bool,
+    },
+    /// The privacy analysis or the policy rejected it (the rendered rejection).
+    Rejected(String),
+    /// A budget could not cover it when its turn came.
+    Refused(String),
+    /// It failed (to plan, or to run after it was charged).
+    Failed(String),
+}
+
+impl Outcome {
+    pub(crate) fn label(&self) -> &'static str {
+        match self {
+            Outcome::Released { cached: false, .. } => "released",
+            Outcome::Released { cached: true, .. } => "released (earlier answer, no cost)",
+            Outcome::Rejected(_) => "rejected",
+            Outcome::Refused(_) => "refused (budget)",
+            Outcome::Failed(_) => "failed",
+        }
+    }
+}
+
+/// Prepares every file; a rejection is logged (when a ledger is given) and kept.
+async fn prepare_all(
+    engine: &Engine,
+    files: &[SqlFile],
+    mut log: Option<(&mut Ledger, &str)>,
+) -> anyhow::Result<Vec<Result<PreparedQuery, Outcome>>> {
+    let mut prepared = Vec::with_capacity(files.len());
+    for file in files {
+        prepared.push(match engine.prepare(&file.sql).await {
+            Ok(p) => Ok(p),
+            Err(QueryError::Rejected(r)) => {
+                if let Some((ledger, user)) = log.as_mut() {
+                    ledger.record_rejection(user, &file.sql, "", &r.to_string())?;
+                }
+                Err(Outcome::Rejected(
+                    r.render(&file.path.display().to_string()),
+                ))
+            }
+            Err(e) => Err(Outcome::Failed(format!("{:#}", anyhow::Error::new(e)))),
+        });
+    }
+    Ok(prepared)
+}
+
+/// `carelens run`.
+pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    let files = sql_files(&args.paths)?;
+    let ctx = context(&args.location)?;
+    let (user, _) = acting_user(&ctx, &args.acting)?;
+    fs::create_dir_all(&args.out)
+        .with_context(|| format!("could not create {}", args.out.display()))?;
+    let started = chrono::Utc::now();
+
+    let (engine, outcomes, budget) = runtime()?.block_on(async {
+        let engine = Engine::open(&ctx.catalog).await?;
+        let mut ledger = Ledger::open(
+            &ctx.ledger_path,
+            Budgets::from_catalog(ctx.catalog.catalog()),
+        )?;
+        let data_version = ctx.catalog.data_version()?;
+        let prepared = prepare_all(&engine, &files, Some((&mut ledger, user))).await?;
+
+        // The whole batch must fit before anything is spent.
+        let keys: Vec<Option<String>> = prepared
+            .iter()
+            .map(|p| p.as_ref().ok().map(|p| p.cache_key(&data_version)))
+            .collect();
+        let charges: Vec<_> = prepared
+            .iter()
+            .map(|p| p.as_ref().ok().map(PreparedQuery::charge))
+            .collect();
+        let records: Vec<_> = prepared
+            .iter()
+            .zip(keys.iter().zip(&charges))
+            .filter_map(|(p, (key, charge))| {
+                let (p, key, charge) = (p.as_ref().ok()?, key.as_deref()?, charge.as_ref()?);
+                let record = QueryRecord {
+                    sql: p.sql(),
+                    plan_hash: p.plan_hash(),
+                    cache_key: key,
+                };
+                Some((record, charge))
+            })
+            .collect();
+        let check = ledger.check_batch(user, &records)?;
+        if let Some(refusal) = check.refusal {
+            let mut message = format!(
+                "error: batch refused, nothing was run or spent: its {} new quer{} need epsilon {} and delta {}, but {} has epsilon {} and delta {} left",
+                records.len() - check.cached,
+                if records.len() - check.cached == 1 { "y" } else { "ies" },
+                number(refusal.requested.epsilon_value()),
+                number(refusal.requested.delta_value()),
+                match refusal.which {
+                    Which::User => "your budget",
+                    Which::Dataset => "the dataset's total budget",
+                },
+                number(refusal.remaining.epsilon_value()),
+                number(refusal.remaining.delta_value()),
+            );
+            message.push_str("\nhint: run fewer queries, lower their epsilon, or ask your information governance team for more budget; `carelens explain` shows each query's cost");
+            return Err(Refused(message).into());
+        }
+
+        let bar = ProgressBar::new(files.len() as u64).with_style(
+            ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {wide_msg}")?
+                .progress_chars("=> "),
+        );
+        bar.set_prefix("running");
+        let mut outcomes = Vec::with_capacity(files.len());
+        for (file, prepared) in files.iter().zip(prepared) {
+            bar.set_message(file.name.clone());
+            let outcome = match prepared {
+                Err(outcome) => outcome,
+                Ok(p) => match answer(&engine, &mut ledger, user, &p, &data_version).await {
+                    Ok(Answer::Released { release, spent }) => Outcome::Released {
+                        release: Box::new(release),
+                        spent,
+                        cached: false,
+                    },
+                    Ok(Answer::Cached(release)) => Outcome::Released {
+                        release: Box::new(release),
+                        spent: Amount::default(),
+                        cached: true,
+                    },
+                    Ok(Answer::Refused(refusal)) => Outcome::Refused(refusal.to_string()),
+                    Err(e) => Outcome::Failed(format!("{e:#}")),
+                },
+            };
+            write_outputs(&args.out, &file.name, &outcome)?;
+            bar.inc(1);
+            outcomes.push(outcome);
+        }
+        bar.finish_and_clear();
+        let budget = ledger.budget_report(Some(user))?;
+        anyhow::Ok((engine, outcomes, budget))
+    })?;
+
+    let (policy_name, policy) = engine.disclosure();
+    let report = Report {
+        generated: started,
+        user,
+        catalog: &ctx.catalog.path().display().to_string(),
+        policy_name,
+        policy: &policy.describe(),
+        files: &files,
+        outcomes: &outcomes,
+        budget: &budget,
+    };
+    let report_path = args.out.join("report.html");
+    fs::write(&report_path, report::render(&report))
+        .with_context(|| format!("could not write {}", report_path.display()))?;
+    summarise(&files, &outcomes, &budget, &report_path)
+}
+
+/// Writes `NAME.csv` and `NAME.json` of a released query. For any other outcome, files of
+/// those names from an earlier run are removed, so that nobody mistakes them for this
+/// run's results (an earlier release is kept in the ledger and costs nothing to fetch).
+fn write_outputs(out: &Path, name: &str, outcome: &Outcome) -> anyhow::Result<()> {
+    let csv = out.join(format!("{name}.csv"));
+    let json = out.join(format!("{name}.json"));
+    match outcome {
+        Outcome::Released { release, .. } => {
+            fs::write(&csv, release.to_csv())
+                .with_context(|| format!("could not write {}", csv.display()))?;
+            let mut text = release.to_json();
+            text.push('\n');
+            fs::write(&json, text).with_context(|| format!("could not write {}", json.display()))
+        }
+        _ => {
+            for stale in [csv, json] {
+                match fs::remove_file(&stale) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(e).with_context(|| {
+                            format!("could not remove the earlier {}", stale.display())
+                        });
+                    }
+                    _ => {}
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Prints one line per query and the budget left; the error says what was not released.
+fn summarise(
+    files: &[SqlFile],
+    outcomes: &[Outcome],
+    budget: &[carelens_ledger::BudgetLine],
+    report_path: &Path,
+) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    let width = files.iter().map(|f| f.name.len()).max().unwrap_or(5).max(5);
+    writeln!(
+        out,
+        "{:<width$}  {:<36}  {:>8}  {:>6}",
+        "query", "outcome", "epsilon", "rows"
+    )?;
+    let mut spent = Amount::default();
+    for (file, outcome) in files.iter().zip(outcomes) {
+        let (epsilon, rows) = match outcome {
+            Outcome::Released {
+                release, spent: s, ..
+            } => {
+                spent = spent.plus(*s);
+                (number(s.epsilon_value()), release.rows.len().to_string())
+            }
+            _ => ("0".to_owned(), "-".to_owned()),
+        };
+        writeln!(
+            out,
+            "{:<width$}  {:<36}  {epsilon:>8}  {rows:>6}",
+            file.name,
+            outcome.label()
+        )?;
+    }
+    let released = outcomes
+        .iter()
+        .filter(|o| matches!(o, Outcome::Released { .. }))
+        .count();
+    writeln!(
+        out,
+        "\n{released} of {} released; epsilon {} and delta {} spent by this run.",
+        outcomes.len(),
+        number(spent.epsilon_value()),
+        number(spent.delta_value())
+    )?;
+    for line in budget {
+        let who = if line.name == carelens_ledger::DATASET_USER {
+            "the dataset".to_owned()
+        } else {
+            line.name.clone()
+        };
+        writeln!(
+            out,
+            "left: {who}: epsilon {} of {}, delta {} of {}",
+            number(line.remaining.epsilon_value()),
+            number(line.budget.epsilon_value()),
+            number(line.remaining.delta_value()),
+            number(line.budget.delta_value())
+        )?;
+    }
+    writeln!(out, "report: {}", report_path.display())?;
+    drop(out);
+
+    let mut problems = String::new();
+    let mut failed = false;
+    for (file, outcome) in files.iter().zip(outcomes) {
+        let why = match outcome {
+            Outcome::Released { .. } => continue,
+            Outcome::Rejected(why) => why.clone(),
+            Outcome::Refused(why) => format!("refused: {why}"),
+            Outcome::Failed(why) => {
+                failed = true;
+                format!("failed: {why}")
+            }
+        };
+        let _ = writeln!(
+            problems,
+            "\n{} ({}):\n{}",
+            file.name,
+            file.path.display(),
+            why.trim_end()
+        );
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let message = format!(
+        "{} of {} queries were not released:{problems}",
+        outcomes.len() - released,
+        outcomes.len()
+    );
+    if failed {
+        bail!(message)
+    }
+    Err(Refused(format!("error: {message}")).into())
+}
+
+/// `carelens explain` of several files or a folder: each query's cost and expected
+/// errors, and the batch's total, without running or spending anything.
+pub(crate) fn explain(paths: &[PathBuf], catalog: &Path) -> anyhow::Result<()> {
+    let files = sql_files(paths)?;
+    let catalog = carelens_catalog::load(catalog)?;
+    let prepared = runtime()?.block_on(async {
+        let engine = Engine::open(&catalog).await?;
+        prepare_all(&engine, &files, None).await
+    })?;
+    let mut out = String::new();
+    let mut total = Amount::default();
+    let mut refused = 0;
+    for (file, p) in files.iter().zip(&prepared) {
+        let _ = writeln!(out, "{} ({})", file.name, file.path.display());
+        if !file.header.title.is_empty() {
+            let _ = writeln!(out, "  {}", file.header.title);
+        }
+        match p {
+            Ok(p) => {
+                let charge = p.charge();
+                total = total.plus(Amount::charge(charge.epsilon(), charge.delta()));
+                let _ = writeln!(
+                    out,
+                    "  epsilon {}, delta {}",
+                    number(charge.epsilon()),
+                    number(charge.delta())
+                );
+                for m in p.mechanisms() {
+                    let label: String = m.label.chars().take(60).collect();
+                    let error = m
+                        .error_95
+                        .map(|e| format!("±{}", number(e)))
+                        .unwrap_or_else(|| "?".into());
+                    let _ = writeln!(out, "    {label:<60}  95% error {error}");
+                }
+            }
+            Err(outcome) => {
+                refused += 1;
+                let why = match outcome {
+                    Outcome::Rejected(why) | Outcome::Failed(why) => why.as_str(),
+                    _ => "",
+                };
+                let _ = writeln!(
+                    out,
+                    "  {}: {}",
+                    outcome.label(),
+                    why.trim_end().replace('\n', "\n  ")
+                );
+            }
+        }
+        out.push('\n');
+    }
+    let _ = writeln!(
+        out,
+        "total: epsilon {} and delta {} for {} quer{} ({} rejected); queries released before are answered at no cost. `carelens budget` shows what is left.",
+        number(total.epsilon_value()),
+        number(total.delta_value()),
+        files.len() - refused,
+        if files.len() - refused == 1 {
+            "y"
+        } else {
+            "ies"
+        },
+        refused
+    );
+    write!(std::io::stdout().lock(), "{out}")?;
+    if refused > 0 {
+        return Err(Refused(format!(
+            "error: {refused} of {} queries would be rejected (see above)",
+            files.len()
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_have_a_title_and_labelled_paragraphs() {
+        let sql = "-- Emergency admissions by age\n-- What: admissions per 1,000,\n--   by sex.\n\
+                   -- Who: commissioners.\n-- DP: epsilon 1.\n-- carelens: epsilon=1\nSELECT 1;\n-- not: this";
+        let h = Header::parse(sql);
+        assert_eq!(h.title, "Emergency admissions by age");
+        assert_eq!(
+            h.paragraphs,
+            [
+                (
+                    "What".to_owned(),
+                    "admissions per 1,000, by sex.".to_owned()
+                ),
+                ("Who".to_owned(), "commissioners.".to_owned()),
+                ("DP".to_owned(), "epsilon 1.".to_owned()),
+            ]
+        );
+        assert_eq!(Header::parse("SELECT 1"), Header::default());
+        // A colon inside a sentence does not start a paragraph.
+        let h = Header::parse("-- T\n-- note that x: y\n-- DP: a\n-- spells: b\n");
+        assert_eq!(
+            h.paragraphs,
+            [
+                (String::new(), "note that x: y".to_owned()),
+                ("DP".to_owned(), "a spells: b".to_owned())
+            ]
+        );
+    }
+
+    #[test]
+    fn folders_give_their_sql_files_in_order_with_unique_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        fs::create_dir_all(&a).unwrap();
+        fs::create_dir_all(&b).unwrap();
+        for (d, f) in [
+            (&a, "z.sql"),
+            (&a, "m.sql"),
+            (&a, "notes.txt"),
+            (&b, "m.sql"),
+        ] {
+            fs::write(d.join(f), "SELECT 1").unwrap();
+        }
+        let files = sql_files(&[a.clone(), b.clone(), a.join("z.sql")]).unwrap();
+        let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["m", "z", "m-2"]);
+        let err = sql_files(&[dir.path().join("missing.sql")]).unwrap_err();
+        assert!(format!("{err:#}").contains("could not read"), "{err:#}");
+        let empty = dir.path().join("empty");
+        fs::create_dir_all(&empty).unwrap();
+        let err = sql_files(&[empty]).unwrap_err();
+        assert!(err.to_string().contains("holds no .sql files"), "{err}");
+    }
+}

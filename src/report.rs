@@ -1,0 +1,634 @@
+//! The HTML report of a batch: one self-contained file (inline CSS and SVG, no scripts,
+//! nothing fetched) that someone who has never heard of differential privacy can read.
+//!
+//! It is rendered from the released results only — the same protected values as the CSV
+//! and JSON beside it.
+
+use std::fmt::Write as _;
+
+use carelens_engine::{ColumnRole, Release, number};
+use carelens_ledger::{Amount, BudgetLine, DATASET_USER};
+use serde_json::Value;
+
+use crate::batch::{Outcome, SqlFile};
+
+/// Everything the report shows.
+pub(crate) struct Report<'a> {
+    /// When the run started.
+    pub generated: chrono::DateTime<chrono::Utc>,
+    /// Who ran it.
+    pub user: &'a str,
+    /// The catalog file.
+    pub catalog: &'a str,
+    /// The disclosure policy's name and its rules in plain English.
+    pub policy_name: &'a str,
+    pub policy: &'a str,
+    /// The queries and what became of them, in order.
+    pub files: &'a [SqlFile],
+    pub outcomes: &'a [Outcome],
+    /// The user's and the dataset's budget after the run.
+    pub budget: &'a [BudgetLine],
+}
+
+/// Most bars in one chart; the table always has every row.
+const MAX_BARS: usize = 40;
+
+const STYLE: &str = r#"
+:root { --ink: #1d2433; --muted: #5b6475; --line: #d9dde5; --accent: #005eb8; --soft: #eef4fb; --warn: #8a4b00; --bad: #a00d2b; }
+* { box-sizing: border-box; }
+body { font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, Arial, sans-serif; color: var(--ink); margin: 0; background: #f7f8fa; }
+main { max-width: 980px; margin: 0 auto; padding: 24px 28px 64px; background: #fff; }
+h1 { font-size: 26px; margin: 8px 0 4px; }
+h2 { font-size: 20px; margin: 0 0 6px; }
+h3 { font-size: 15px; margin: 18px 0 6px; }
+.meta { color: var(--muted); font-size: 13px; }
+.explainer { background: var(--soft); border-left: 5px solid var(--accent); padding: 12px 18px; margin: 18px 0; }
+.explainer h2 { font-size: 17px; }
+.explainer ul { margin: 6px 0; padding-left: 20px; }
+table { border-collapse: collapse; margin: 8px 0 4px; font-size: 13.5px; }
+th, td { border-bottom: 1px solid var(--line); padding: 4px 10px; text-align: left; vertical-align: top; }
+th { background: #f1f3f6; font-weight: 600; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+td .ci { display: block; color: var(--muted); font-size: 11.5px; white-space: nowrap; }
+td.suppressed { color: var(--warn); font-weight: 600; }
+.summary td, .summary th { padding: 4px 12px; }
+section.query { border-top: 2px solid var(--line); padding-top: 18px; margin-top: 28px; }
+.badge { display: inline-block; border-radius: 10px; padding: 0 9px; font-size: 12px; font-weight: 600; }
+.badge.released { background: #e3f3e8; color: #11632c; }
+.badge.cached { background: #e8eef8; color: #174a8b; }
+.badge.rejected, .badge.refused, .badge.failed { background: #fbe6ea; color: var(--bad); }
+.purpose p { margin: 4px 0; }
+.facts { display: grid; grid-template-columns: max-content 1fr; gap: 2px 14px; font-size: 13.5px; margin: 10px 0; }
+.facts dt { color: var(--muted); }
+.facts dd { margin: 0; }
+.notes { color: var(--muted); font-size: 13px; }
+pre.why { background: #fdf3f5; border: 1px solid #f0c6cf; padding: 10px; white-space: pre-wrap; font-size: 13px; }
+.scroll { max-height: 560px; overflow: auto; border: 1px solid var(--line); display: inline-block; max-width: 100%; }
+.scroll table { margin: 0; }
+.scroll th { position: sticky; top: 0; }
+svg text { font: 11.5px system-ui, -apple-system, "Segoe UI", Roboto, Arial, sans-serif; fill: var(--ink); }
+svg .bar { fill: #7fa9d9; }
+svg .err { stroke: #1d2433; stroke-width: 1.4; }
+svg .axis { stroke: #9aa3b2; stroke-width: 1; }
+svg .grid { stroke: #e6e9ef; stroke-width: 1; }
+svg .muted { fill: var(--muted); }
+a { color: var(--accent); }
+"#;
+
+/// The report as one HTML document.
+pub(crate) fn render(r: &Report<'_>) -> String {
+    let mut h = String::new();
+    let released = r
+        .outcomes
+        .iter()
+        .filter(|o| matches!(o, Outcome::Released { .. }))
+        .count();
+    let spent = r.outcomes.iter().fold(Amount::default(), |acc, o| match o {
+        Outcome::Released { spent, .. } => acc.plus(*spent),
+        _ => acc,
+    });
+    let _ = write!(
+        h,
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <title>carelens report — {date}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n<main>\n\
+         <p class=\"meta\">carelens · privacy-protected population health report</p>\n\
+         <h1>Population health results</h1>\n\
+         <p class=\"meta\">Run by <b>{user}</b> on {time} UTC · catalog {catalog} · \
+         disclosure policy <b>{policy_name}</b></p>\n",
+        date = r.generated.format("%Y-%m-%d"),
+        user = esc(r.user),
+        time = r.generated.format("%Y-%m-%d %H:%M"),
+        catalog = esc(r.catalog),
+        policy_name = esc(r.policy_name),
+    );
+    explainer(&mut h, r.policy);
+
+    // Summary.
+    let _ = write!(
+        h,
+        "<h2>Summary</h2>\n<p>{released} of {n} queries released. This run spent privacy budget \
+         <b>ε {eps}</b> (δ {delta}); answers identical to earlier releases cost nothing.</p>\n",
+        n = r.outcomes.len(),
+        eps = number(spent.epsilon_value()),
+        delta = number(spent.delta_value()),
+    );
+    h.push_str(
+        "<table class=\"summary\"><tr><th>Budget</th><th class=\"num\">ε spent</th>\
+         <th class=\"num\">ε left</th><th class=\"num\">ε total</th><th class=\"num\">δ left</th></tr>\n",
+    );
+    for line in r.budget {
+        let who = if line.name == DATASET_USER {
+            "the whole dataset (everyone)".to_owned()
+        } else {
+            format!("{} (you)", line.name)
+        };
+        let _ = writeln!(
+            h,
+            "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
+            esc(&who),
+            number(line.spent.epsilon_value()),
+            number(line.remaining.epsilon_value()),
+            number(line.budget.epsilon_value()),
+            number(line.remaining.delta_value()),
+        );
+    }
+    h.push_str("</table>\n");
+    h.push_str(
+        "<table class=\"summary\"><tr><th>Query</th><th>Outcome</th><th class=\"num\">ε spent</th>\
+         <th class=\"num\">Rows</th></tr>\n",
+    );
+    for (i, (file, outcome)) in r.files.iter().zip(r.outcomes).enumerate() {
+        let (eps, rows) = match outcome {
+            Outcome::Released { release, spent, .. } => (
+                number(spent.epsilon_value()),
+                release.rows.len().to_string(),
+            ),
+            _ => ("0".into(), "–".into()),
+        };
+        let _ = writeln!(
+            h,
+            "<tr><td><a href=\"#q{i}\">{}</a></td><td>{}</td><td class=\"num\">{eps}</td><td class=\"num\">{rows}</td></tr>",
+            esc(title(file)),
+            badge(outcome),
+        );
+    }
+    h.push_str("</table>\n");
+
+    for (i, (file, outcome)) in r.files.iter().zip(r.outcomes).enumerate() {
+        query_section(&mut h, i, file, outcome, r.policy_name, r.policy);
+    }
+    h.push_str(
+        "<p class=\"meta\" style=\"margin-top:40px\">Made by carelens from released, \
+         privacy-protected results only. Each query's results are also in NAME.csv and \
+         NAME.json beside this file.</p>\n</main>\n</body>\n</html>\n",
+    );
+    h
+}
+
+fn title(file: &SqlFile) -> &str {
+    if file.header.title.is_empty() {
+        &file.name
+    } else {
+        &file.header.title
+    }
+}
+
+fn badge(outcome: &Outcome) -> String {
+    let class = match outcome {
+        Outcome::Released { cached: false, .. } => "released",
+        Outcome::Released { cached: true, .. } => "cached",
+        Outcome::Rejected(_) => "rejected",
+        Outcome::Refused(_) => "refused",
+        Outcome::Failed(_) => "failed",
+    };
+    format!(
+        "<span class=\"badge {class}\">{}</span>",
+        esc(outcome.label())
+    )
+}
+
+/// The plain-English box.
+fn explainer(h: &mut String, policy: &str) {
+    let _ = write!(
+        h,
+        "<div class=\"explainer\">\n<h2>How to read these numbers</h2>\n\
+         <p>These results come from the health and care records of real people. To make sure \
+         that nobody can learn anything about any one person from them, every number has been \
+         changed a little before it was released:</p>\n<ul>\n\
+         <li><b>Small random changes.</b> A small random amount is added to or taken from each \
+         number, so no single person's record can be seen in it. Big numbers are hardly \
+         affected; small ones are, relatively, much more.</li>\n\
+         <li><b>Rounded and hidden numbers.</b> Following the rules UK output checkers use, {policy}. \
+         A <b>*</b> therefore means “a small number, not shown”, not zero or missing data.</li>\n\
+         <li><b>The range under a number</b> (“95%: 120–150”) is where the true number lies, \
+         with 95% confidence. Where two groups' ranges overlap a lot, do not read much into \
+         the difference between them.</li>\n\
+         <li><b>Rates and percentages</b> are worked out from the protected numbers, so they \
+         carry the same uncertainty, shown in their own range.</li>\n</ul>\n\
+         <p>Every query spends some of a limited “privacy budget” (the Greek letter ε, \
+         epsilon): the more questions are asked of the same records, the more could be pieced \
+         together, so the total is capped and logged.</p>\n</div>\n",
+        policy = esc(policy),
+    );
+}
+
+fn query_section(
+    h: &mut String,
+    i: usize,
+    file: &SqlFile,
+    outcome: &Outcome,
+    policy_name: &str,
+    policy: &str,
+) {
+    let _ = write!(
+        h,
+        "<section class=\"query\" id=\"q{i}\">\n<h2>{} {}</h2>\n<p class=\"meta\">{}</p>\n<div class=\"purpose\">\n",
+        esc(title(file)),
+        badge(outcome),
+        esc(&file.path.display().to_string()),
+    );
+    for (label, text) in &file.header.paragraphs {
+        let label = match label.as_str() {
+            "What" => "What it answers",
+            "Who" => "Who uses it",
+            "DP" => "Privacy settings",
+            other => other,
+        };
+        if label.is_empty() {
+            let _ = writeln!(h, "<p>{}</p>", esc(text));
+        } else {
+            let _ = writeln!(h, "<p><b>{}:</b> {}</p>", esc(label), esc(text));
+        }
+    }
+    h.push_str("</div>\n");
+    match outcome {
+        Outcome::Released {
+            release,
+            spent,
+            cached,
+        } => {
+            let cost = if *cached {
+                format!(
+                    "none now — the same question was answered before (release {}), and that answer is shown again",
+                    release.release_id.unwrap_or_default()
+                )
+            } else {
+                format!(
+                    "ε {}, δ {} (release {})",
+                    number(spent.epsilon_value()),
+                    number(spent.delta_value()),
+                    release.release_id.unwrap_or_default()
+                )
+            };
+            let _ = writeln!(
+                h,
+                "<dl class=\"facts\"><dt>Privacy spent</dt><dd>{}</dd>\
+                 <dt>Disclosure policy</dt><dd>{} — {}</dd>\
+                 <dt>Per person</dt><dd>counted in at most {} group{}, at most {} record{} per group</dd>\
+                 <dt>Files</dt><dd><a href=\"{name}.csv\">{name}.csv</a> · <a href=\"{name}.json\">{name}.json</a></dd></dl>",
+                esc(&cost),
+                esc(policy_name),
+                esc(policy),
+                release.privacy.max_groups,
+                if release.privacy.max_groups == 1 {
+                    ""
+                } else {
+                    "s"
+                },
+                release.privacy.max_rows,
+                if release.privacy.max_rows == 1 {
+                    ""
+                } else {
+                    "s"
+                },
+                name = esc(&file.name),
+            );
+            if let Some(svg) = chart(release) {
+                h.push_str(&svg);
+            }
+            table(h, release);
+            if !release.notes.is_empty() {
+                h.push_str("<ul class=\"notes\">\n");
+                for note in &release.notes {
+                    let _ = writeln!(h, "<li>{}</li>", esc(note));
+                }
+                h.push_str("</ul>\n");
+            }
+        }
+        Outcome::Rejected(why) | Outcome::Refused(why) | Outcome::Failed(why) => {
+            let _ = write!(
+                h,
+                "<p>This query was <b>not released</b>; nothing was spent on it. The reason:</p>\n\
+                 <pre class=\"why\">{}</pre>\n",
+                esc(why.trim_end())
+            );
+        }
+    }
+    h.push_str("</section>\n");
+}
+
+/// `v` with as many decimals as its 95% interval makes meaningful: two significant
+/// digits of the interval's half-width (a rate of 69.18239 ± 15 is shown as 69). The CSV
+/// and JSON keep the full value.
+fn fixed(v: f64, [lo, hi]: [f64; 2]) -> String {
+    let half = (hi - lo) / 2.0;
+    let decimals = if half > 0.0 && half.is_finite() {
+        (1.0 - half.log10().floor()).clamp(0.0, 6.0) as usize
+    } else {
+        return number(v);
+    };
+    format!("{v:.decimals$}")
+}
+
+/// A cell's text: the value, or the policy's marker when suppressed.
+fn shown(value: &Value, marker: &str) -> String {
+    match value {
+        Value::Null => marker.to_owned(),
+        Value::Number(n) => n.as_f64().map(number).unwrap_or_else(|| n.to_string()),
+        Value::String(s) => s.clone(),
+        Value::Bool(b) => b.to_string(),
+        other => other.to_string(),
+    }
+}
+
+fn table(h: &mut String, release: &Release) {
+    let marker = &release.privacy.marker;
+    h.push_str("<div class=\"scroll\"><table>\n<tr>");
+    for c in &release.columns {
+        let class = if c.role == ColumnRole::Key {
+            ""
+        } else {
+            " class=\"num\""
+        };
+        let _ = write!(h, "<th{class}>{}</th>", esc(&c.name));
+    }
+    h.push_str("</tr>\n");
+    for (row, cells) in release.rows.iter().zip(&release.cells) {
+        h.push_str("<tr>");
+        for c in &release.columns {
+            let value = row.get(&c.name).unwrap_or(&Value::Null);
+            if c.role == ColumnRole::Key {
+                let _ = write!(h, "<td>{}</td>", esc(&shown(value, "(none)")));
+                continue;
+            }
+            if value.is_null() {
+                let _ = write!(
+                    h,
+                    "<td class=\"num suppressed\" title=\"hidden: a small number\">{}</td>",
+                    esc(marker)
+                );
+                continue;
+            }
+            let interval = cells.get(&c.name).and_then(|m| m.interval);
+            // Counts are whole numbers; fractions (rates, means) get the digits their
+            // interval supports.
+            let (text, ci) = match (value.as_f64(), interval) {
+                (Some(v), Some(i @ [lo, hi])) if value.is_f64() => {
+                    (fixed(v, i), format!("{}–{}", fixed(lo, i), fixed(hi, i)))
+                }
+                (_, Some([lo, hi])) => (
+                    shown(value, marker),
+                    format!("{}–{}", number(lo), number(hi)),
+                ),
+                (_, None) => (shown(value, marker), String::new()),
+            };
+            let ci = if ci.is_empty() {
+                ci
+            } else {
+                format!("<span class=\"ci\">95%: {ci}</span>")
+            };
+            let _ = write!(h, "<td class=\"num\">{}{ci}</td>", esc(&text));
+        }
+        h.push_str("</tr>\n");
+    }
+    h.push_str("</table></div>\n");
+}
+
+/// The column a chart shows: a rate or percentage with intervals first (what the query
+/// is usually about); else the mean, count or sum with the most values shown.
+fn chart_column(release: &Release) -> Option<&str> {
+    let shown = |name: &str| {
+        release
+            .rows
+            .iter()
+            .filter(|r| r.get(name).is_some_and(Value::is_number))
+            .count()
+    };
+    let has_intervals = |name: &str| {
+        release
+            .cells
+            .iter()
+            .any(|c| c.get(name).is_some_and(|m| m.interval.is_some()))
+    };
+    let columns = || release.columns.iter().filter(|c| shown(&c.name) > 0);
+    columns()
+        .find(|c| c.role == ColumnRole::Derived && has_intervals(&c.name))
+        .or_else(|| {
+            columns()
+                .filter(|c| {
+                    matches!(
+                        c.role,
+                        ColumnRole::Mean | ColumnRole::Count | ColumnRole::Sum
+                    )
+                })
+                // The first of the columns with the most values shown.
+                .rev()
+                .max_by_key(|c| shown(&c.name))
+        })
+        .map(|c| c.name.as_str())
+}
+
+/// A horizontal bar chart of one column by group, with 95% intervals as error bars.
+/// Only for grouped results with at least two groups.
+fn chart(release: &Release) -> Option<String> {
+    let keys: Vec<&str> = release
+        .columns
+        .iter()
+        .filter(|c| c.role == ColumnRole::Key)
+        .map(|c| c.name.as_str())
+        .collect();
+    if keys.is_empty() || release.rows.len() < 2 {
+        return None;
+    }
+    let column = chart_column(release)?;
+    let marker = &release.privacy.marker;
+    struct Bar {
+        label: String,
+        value: Option<f64>,
+        fraction: bool,
+        interval: Option<[f64; 2]>,
+    }
+    let bars: Vec<Bar> = release
+        .rows
+        .iter()
+        .zip(&release.cells)
+        .take(MAX_BARS)
+        .map(|(row, cells)| Bar {
+            label: keys
+                .iter()
+                .map(|k| shown(row.get(*k).unwrap_or(&Value::Null), "(none)"))
+                .collect::<Vec<_>>()
+                .join(" · "),
+            value: row.get(column).and_then(Value::as_f64),
+            fraction: row.get(column).is_some_and(Value::is_f64),
+            interval: cells.get(column).and_then(|m| m.interval),
+        })
+        .collect();
+    let extremes = bars
+        .iter()
+        .flat_map(|b| b.value.into_iter().chain(b.interval.into_iter().flatten()));
+    let (lo, hi) = extremes.fold((0.0_f64, 0.0_f64), |(l, h), v| (l.min(v), h.max(v)));
+    let step = tick_step(hi - lo);
+    let (lo, hi) = ((lo / step).floor() * step, (hi / step).ceil() * step);
+    let span = if hi - lo > 0.0 { hi - lo } else { 1.0 };
+    let (label_w, plot_w, row_h, top) = (190.0, 560.0, 20.0, 26.0);
+    let height = top + row_h * bars.len() as f64 + 24.0;
+    let width = label_w + plot_w + 70.0;
+    let x = |v: f64| label_w + (v - lo) / span * plot_w;
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        "<h3>{col} by {keys}</h3>\n<svg role=\"img\" aria-label=\"bar chart of {col}\" \
+         width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\" \
+         xmlns=\"http://www.w3.org/2000/svg\">\n",
+        col = esc(column),
+        keys = esc(&keys.join(" and ")),
+    );
+    let ticks = ((hi - lo) / step).round() as i64;
+    for k in 0..=ticks {
+        let v = lo + step * k as f64;
+        let gx = x(v);
+        let _ = writeln!(
+            s,
+            "<line class=\"grid\" x1=\"{gx:.1}\" y1=\"{top}\" x2=\"{gx:.1}\" y2=\"{:.1}\"/>\
+             <text class=\"muted\" x=\"{gx:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
+            height - 20.0,
+            height - 6.0,
+            esc(&number((v / step).round() * step))
+        );
+    }
+    for (i, b) in bars.iter().enumerate() {
+        let y = top + row_h * i as f64;
+        let label: String = b.label.chars().take(30).collect();
+        let _ = write!(
+            s,
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
+            label_w - 8.0,
+            y + row_h * 0.68,
+            esc(&label)
+        );
+        match b.value {
+            Some(v) => {
+                let (x0, x1) = (x(0.0_f64.max(lo)), x(v));
+                let _ = write!(
+                    s,
+                    "<rect class=\"bar\" x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\"><title>{}: {}</title></rect>",
+                    x0.min(x1),
+                    y + 3.0,
+                    (x1 - x0).abs().max(0.5),
+                    row_h - 6.0,
+                    esc(&b.label),
+                    esc(&number(v))
+                );
+                if let Some([ilo, ihi]) = b.interval {
+                    let (a, c, m) = (x(ilo), x(ihi), y + row_h / 2.0);
+                    let _ = write!(
+                        s,
+                        "<line class=\"err\" x1=\"{a:.1}\" y1=\"{m:.1}\" x2=\"{c:.1}\" y2=\"{m:.1}\"/>\
+                         <line class=\"err\" x1=\"{a:.1}\" y1=\"{:.1}\" x2=\"{a:.1}\" y2=\"{:.1}\"/>\
+                         <line class=\"err\" x1=\"{c:.1}\" y1=\"{:.1}\" x2=\"{c:.1}\" y2=\"{:.1}\"/>",
+                        m - 4.0,
+                        m + 4.0,
+                        m - 4.0,
+                        m + 4.0
+                    );
+                }
+                let _ = write!(
+                    s,
+                    "<text class=\"muted\" x=\"{:.1}\" y=\"{:.1}\">{}</text>",
+                    x(b.interval.map_or(v, |i| i[1]).max(v)) + 5.0,
+                    y + row_h * 0.68,
+                    esc(&match b.interval {
+                        Some(i) if b.fraction => fixed(v, i),
+                        _ => number(v),
+                    })
+                );
+            }
+            None => {
+                let _ = write!(
+                    s,
+                    "<text class=\"muted\" x=\"{:.1}\" y=\"{:.1}\">{} hidden (small number)</text>",
+                    x(0.0_f64.max(lo)) + 4.0,
+                    y + row_h * 0.68,
+                    esc(marker)
+                );
+            }
+        }
+        s.push('\n');
+    }
+    let _ = writeln!(
+        s,
+        "<line class=\"axis\" x1=\"{0:.1}\" y1=\"{top}\" x2=\"{0:.1}\" y2=\"{1:.1}\"/>\n</svg>",
+        x(0.0_f64.max(lo)),
+        height - 20.0
+    );
+    let _ = writeln!(
+        s,
+        "<p class=\"notes\">Bars show the released value; the black lines its 95% range.{}</p>",
+        if release.rows.len() > MAX_BARS {
+            format!(
+                " The first {MAX_BARS} of {} groups are drawn; the table has them all.",
+                release.rows.len()
+            )
+        } else {
+            String::new()
+        }
+    );
+    Some(s)
+}
+
+/// A round step (1, 2 or 5 times a power of ten) that cuts `span` into about 4 to 8 parts.
+fn tick_step(span: f64) -> f64 {
+    if !(span.is_finite() && span > 0.0) {
+        return 1.0;
+    }
+    let raw = span / 5.0;
+    let power = 10f64.powf(raw.log10().floor());
+    [1.0, 2.0, 5.0, 10.0]
+        .into_iter()
+        .map(|m| m * power)
+        .find(|step| span / step <= 8.0)
+        .unwrap_or(10.0 * power)
+}
+
+/// Text made safe for HTML content and attribute values.
+pub(crate) fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn html_is_escaped() {
+        assert_eq!(
+            esc("<b>\"x\" & 'y'</b>"),
+            "&lt;b&gt;&quot;x&quot; &amp; &#39;y&#39;&lt;/b&gt;"
+        );
+    }
+
+    #[test]
+    fn values_show_the_digits_their_interval_supports() {
+        assert_eq!(fixed(69.18239, [54.0, 84.0]), "69");
+        assert_eq!(fixed(6.918239, [5.4, 8.4]), "6.9");
+        assert_eq!(fixed(0.0691823, [0.054, 0.084]), "0.069");
+        assert_eq!(fixed(1590.25, [1581.5, 1598.5]), "1590.2");
+        assert_eq!(fixed(12.0, [12.0, 12.0]), "12");
+    }
+
+    #[test]
+    fn tick_steps_are_round() {
+        assert_eq!(tick_step(33.5), 5.0);
+        assert_eq!(tick_step(100.0), 20.0);
+        assert_eq!(tick_step(540.0), 100.0);
+        assert_eq!(tick_step(0.3), 0.05);
+        assert_eq!(tick_step(0.0), 1.0);
+        for span in [0.7, 3.0, 17.0, 250.0, 9_999.0, 123_456.0] {
+            let n = span / tick_step(span);
+            assert!((2.0..=8.0).contains(&n), "{span}: {n} ticks");
+        }
+    }
+}
