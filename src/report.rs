@@ -47,13 +47,13 @@ h3 { font-size: 15px; margin: 18px 0 6px; }
 .explainer ul { margin: 6px 0; padding-left: 20px; }
 table { border-collapse: collapse; margin: 8px 0 4px; font-size: 13.5px; }
 th, td { border-bottom: 1px solid var(--line); padding: 4px 10px; text-align: left; vertical-align: top; }
-th { background: #f1f3f6; font-weight: 600; }
+th { background: #f1f3f6; font-weight: 600; white-space: nowrap; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 td .ci { display: block; color: var(--muted); font-size: 11.5px; white-space: nowrap; }
 td.suppressed { color: var(--warn); font-weight: 600; }
 .summary td, .summary th { padding: 4px 12px; }
 section.query { border-top: 2px solid var(--line); padding-top: 18px; margin-top: 28px; }
-.badge { display: inline-block; border-radius: 10px; padding: 0 9px; font-size: 12px; font-weight: 600; }
+.badge { display: inline-block; border-radius: 10px; padding: 0 9px; font-size: 12px; font-weight: 600; white-space: nowrap; vertical-align: middle; }
 .badge.released { background: #e3f3e8; color: #11632c; }
 .badge.cached { background: #e8eef8; color: #174a8b; }
 .badge.rejected, .badge.refused, .badge.failed { background: #fbe6ea; color: var(--bad); }
