@@ -28,6 +28,7 @@
 //! ```
 
 mod analysis;
+mod definition;
 mod directives;
 mod facts;
 #[cfg(test)]
@@ -52,6 +53,7 @@ use datafusion::execution::context::SessionContext;
 use datafusion::logical_expr::LogicalPlan;
 use sha2::{Digest, Sha256};
 
+pub use definition::definition_tokens;
 pub use directives::QueryOptions;
 pub use rejection::{Location, Rejection, RejectionKind};
 pub use result::{CellMeta, ColumnMeta, ColumnRole, FORMAT, PrivacySummary, Release, number};
@@ -190,7 +192,18 @@ impl Engine {
     /// noise. Spends nothing and reads no data.
     pub async fn prepare(&self, sql: &str) -> Result<PreparedQuery, QueryError> {
         let secret = carelens_privacy::selection_secret()?;
-        self.prepare_keyed(sql, secret).await
+        self.prepare_keyed(sql, secret, None).await
+    }
+
+    /// [`Engine::prepare`] with ε set from outside the query, as an approver set it for a
+    /// cohort request; the policy's cap still applies. The plan hash does not change.
+    pub async fn prepare_with_epsilon(
+        &self,
+        sql: &str,
+        epsilon: f64,
+    ) -> Result<PreparedQuery, QueryError> {
+        let secret = carelens_privacy::selection_secret()?;
+        self.prepare_keyed(sql, secret, Some(epsilon)).await
     }
 
     /// [`Engine::prepare`] with a chosen group-sampling secret, so that two preparations
@@ -202,11 +215,19 @@ impl Engine {
         sql: &str,
         secret: &str,
     ) -> Result<PreparedQuery, QueryError> {
-        self.prepare_keyed(sql, secret.to_owned()).await
+        self.prepare_keyed(sql, secret.to_owned(), None).await
     }
 
-    async fn prepare_keyed(&self, sql: &str, secret: String) -> Result<PreparedQuery, QueryError> {
-        let directives = directives::parse(sql)?;
+    async fn prepare_keyed(
+        &self,
+        sql: &str,
+        secret: String,
+        epsilon: Option<f64>,
+    ) -> Result<PreparedQuery, QueryError> {
+        let mut directives = directives::parse(sql)?;
+        if epsilon.is_some() {
+            directives.options.epsilon = epsilon;
+        }
         let statement = session::parse_checked(&directives.sql, &self.catalog)?;
         let state = self.ctx.state();
         let plan = state

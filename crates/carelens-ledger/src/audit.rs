@@ -39,6 +39,14 @@ pub enum Event {
     Error,
     /// The catalog's budget for a user or the dataset was set or changed.
     Budget,
+    /// A researcher asked for a cohort count (the entry's sequence number is the request id).
+    RequestSubmitted,
+    /// An approver approved a request (`refers_to` names it).
+    RequestApproved,
+    /// An approver rejected a request.
+    RequestRejected,
+    /// The requester released an approved request (`params` names the release).
+    RequestReleased,
 }
 
 impl Event {
@@ -53,6 +61,10 @@ impl Event {
             Event::Refused => "refused",
             Event::Error => "error",
             Event::Budget => "budget",
+            Event::RequestSubmitted => "request_submitted",
+            Event::RequestApproved => "request_approved",
+            Event::RequestRejected => "request_rejected",
+            Event::RequestReleased => "request_released",
         }
     }
 
@@ -66,6 +78,10 @@ impl Event {
             "refused" => Event::Refused,
             "error" => Event::Error,
             "budget" => Event::Budget,
+            "request_submitted" => Event::RequestSubmitted,
+            "request_approved" => Event::RequestApproved,
+            "request_rejected" => Event::RequestRejected,
+            "request_released" => Event::RequestReleased,
             _ => return None,
         })
     }
@@ -267,6 +283,26 @@ pub(crate) fn entry_at(conn: &Connection, seq: i64) -> rusqlite::Result<Option<A
     .optional()
 }
 
+/// The entries of the given kinds that follow up entry `seq` (`refers_to = seq`), in order.
+pub(crate) fn follow_ups(
+    conn: &Connection,
+    seq: i64,
+    events: &[Event],
+) -> rusqlite::Result<Vec<AuditEntry>> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {COLUMNS} FROM audit WHERE refers_to = ?1 ORDER BY seq"
+    ))?;
+    let rows = stmt.query_map(params![seq], read_entry)?;
+    let mut out = Vec::new();
+    for entry in rows {
+        let entry = entry?;
+        if events.contains(&entry.event) {
+            out.push(entry);
+        }
+    }
+    Ok(out)
+}
+
 /// Entries in log order, optionally only from `since` (an RFC 3339 prefix such as
 /// `2026-11-26`) and only of `user`.
 pub(crate) fn entries(
@@ -330,6 +366,8 @@ pub(crate) fn verify(
     let mut charges: std::collections::HashMap<i64, (String, String, bool)> = Default::default();
     // release seq -> (charge seq, cache key, result hash)
     let mut releases: std::collections::HashMap<i64, (i64, String, String)> = Default::default();
+    // request id -> (requester, last event)
+    let mut requests: std::collections::HashMap<i64, (String, Event)> = Default::default();
     let mut anchor_seen = false;
     while let Some(row) = rows.next()? {
         let entry = match read_entry(row) {
@@ -411,6 +449,30 @@ pub(crate) fn verify(
                         entry.result_hash.clone(),
                     ),
                 );
+            }
+            Event::RequestSubmitted => {
+                requests.insert(entry.seq, (entry.user.clone(), Event::RequestSubmitted));
+            }
+            Event::RequestApproved | Event::RequestRejected | Event::RequestReleased => {
+                let Some(request) = entry.refers_to.and_then(|r| requests.get_mut(&r)) else {
+                    return broken(
+                        entry.seq,
+                        "a request decision or release that names no request".to_owned(),
+                    );
+                };
+                let allowed = match entry.event {
+                    Event::RequestReleased => {
+                        request.1 == Event::RequestApproved && request.0 == entry.user
+                    }
+                    _ => request.1 == Event::RequestSubmitted && request.0 != entry.user,
+                };
+                if !allowed {
+                    return broken(
+                        entry.seq,
+                        "a request changed state out of order (submitted, then approved or rejected by someone else, then released by its requester)".to_owned(),
+                    );
+                }
+                request.1 = entry.event;
             }
             Event::Resumed | Event::Error => {
                 let names_charge = entry

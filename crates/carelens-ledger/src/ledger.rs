@@ -15,8 +15,12 @@ use crate::amount::Amount;
 use crate::audit::{self, AuditEntry, Event, NewEntry, Verification};
 use crate::error::LedgerError;
 
+mod requests;
+
+pub use requests::{Decision, Flag, NewRequest, Request, RequestState};
+
 /// The schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// The marker in the `meta` table that says a SQLite file is a carelens ledger.
 const FORMAT: &str = "carelens-ledger";
@@ -25,7 +29,8 @@ const FORMAT: &str = "carelens-ledger";
 pub const DATASET_USER: &str = "*dataset*";
 
 /// Migrations, in order: entry `i` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -70,7 +75,13 @@ CREATE TRIGGER releases_no_update BEFORE UPDATE ON releases
 BEGIN SELECT RAISE(ABORT, 'stored releases are immutable'); END;
 CREATE TRIGGER releases_no_delete BEFORE DELETE ON releases
 BEGIN SELECT RAISE(ABORT, 'stored releases are immutable'); END;
-"#];
+"#,
+    // Version 2: cohort requests, whose state is the sequence of their audit entries (the
+    // new event kinds are why older builds must not read this ledger).
+    r#"
+CREATE INDEX audit_by_refers_to_event ON audit (refers_to, event);
+"#,
+];
 
 /// The budgets the catalog grants: each user's, and the dataset's.
 #[derive(Debug, Clone, PartialEq)]
@@ -952,6 +963,38 @@ fn self_check(
         Some((stored, false)) => Err(LedgerError::AlteredRelease {
             path: path.to_path_buf(),
             release_seq: stored.release_seq,
+        }),
+    }
+}
+
+/// The stored release whose `released` entry is `release_seq`, checked intact.
+fn stored_release_at(
+    conn: &Connection,
+    release_seq: i64,
+    path: &Path,
+    e: &SqliteErr<'_>,
+) -> Result<StoredRelease, LedgerError> {
+    let cache_key: Option<String> = conn
+        .query_row(
+            "SELECT cache_key FROM releases WHERE release_seq = ?1",
+            params![release_seq],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(e)?;
+    let found = match &cache_key {
+        Some(key) => stored_release(conn, key).map_err(e)?,
+        None => None,
+    };
+    match found {
+        Some((stored, true)) if stored.release_seq == release_seq => Ok(stored),
+        Some((stored, _)) => Err(LedgerError::AlteredRelease {
+            path: path.to_path_buf(),
+            release_seq: stored.release_seq,
+        }),
+        None => Err(LedgerError::Request {
+            id: 0,
+            message: format!("there is no stored release {release_seq} in this ledger"),
         }),
     }
 }

@@ -63,9 +63,12 @@ pub use amount::{Amount, DELTA_UNITS, EPSILON_UNITS};
 pub use audit::{AuditEntry, Event, Verification};
 pub use error::LedgerError;
 pub use ledger::{
-    BatchCheck, BudgetLine, Budgets, ChargeOutcome, DATASET_USER, DEFAULT_WAIT, Ledger,
-    QueryRecord, Receipt, Refusal, SCHEMA_VERSION, StoredRelease, Which,
+    BatchCheck, BudgetLine, Budgets, ChargeOutcome, DATASET_USER, DEFAULT_WAIT, Decision, Flag,
+    Ledger, NewRequest, QueryRecord, Receipt, Refusal, Request, RequestState, SCHEMA_VERSION,
+    StoredRelease, Which,
 };
 
+#[cfg(test)]
+mod request_tests;
 #[cfg(test)]
 mod tests;
