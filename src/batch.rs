@@ -20,7 +20,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::governance::{Acting, LedgerLocation, acting_user, context};
-use crate::query::{Answer, Refused, answer, read_sql, runtime};
+use crate::query::{Answer, Refused, answer, cost_summary, read_sql, runtime};
 use crate::report::{self, Report};
 
 #[derive(Debug, Args)]
@@ -460,20 +460,7 @@ pub(crate) fn explain(paths: &[PathBuf], catalog: &Path) -> anyhow::Result<()> {
             Ok(p) => {
                 let charge = p.charge();
                 total = total.plus(Amount::charge(charge.epsilon(), charge.delta()));
-                let _ = writeln!(
-                    out,
-                    "  epsilon {}, delta {}",
-                    number(charge.epsilon()),
-                    number(charge.delta())
-                );
-                for m in p.mechanisms() {
-                    let label: String = m.label.chars().take(60).collect();
-                    let error = m
-                        .error_95
-                        .map(|e| format!("±{}", number(e)))
-                        .unwrap_or_else(|| "?".into());
-                    let _ = writeln!(out, "    {label:<60}  95% error {error}");
-                }
+                out.push_str(&cost_summary(p, "  "));
             }
             Err(outcome) => {
                 refused += 1;

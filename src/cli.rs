@@ -33,6 +33,8 @@ pub enum Command {
     /// or spending anything: limits, noise scales, expected 95% errors, rewritten plan.
     /// Given several files or a folder: each query's cost and errors, and the total.
     Explain(crate::query::ExplainArgs),
+    /// Approved cohort counts: submit, list, show, approve, reject, release.
+    Request(crate::request::RequestArgs),
     /// Show privacy budget spent and left: yours and the dataset's (everyone's for
     /// approvers and admins).
     Budget(crate::governance::BudgetArgs),

@@ -8,6 +8,7 @@ mod cli;
 mod governance;
 mod query;
 mod report;
+mod request;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -31,6 +32,7 @@ fn main() -> ExitCode {
         Command::Query(args) => query::query(args),
         Command::Run(args) => batch::run(args),
         Command::Explain(args) => query::explain(args),
+        Command::Request(args) => request::request(args),
         Command::Budget(args) => governance::budget(args),
         Command::Audit(args) => governance::audit(args),
     };

@@ -197,8 +197,27 @@ pub(crate) async fn answer(
     }
 }
 
+/// A prepared query's cost and each mechanism's expected 95% error, indented by `indent`.
+pub(crate) fn cost_summary(prepared: &PreparedQuery, indent: &str) -> String {
+    let charge = prepared.charge();
+    let mut out = format!(
+        "{indent}epsilon {}, delta {}\n",
+        carelens_engine::number(charge.epsilon()),
+        carelens_engine::number(charge.delta())
+    );
+    for m in prepared.mechanisms() {
+        let label: String = m.label.chars().take(60).collect();
+        let error = m
+            .error_95
+            .map(|e| format!("±{}", carelens_engine::number(e)))
+            .unwrap_or_else(|| "?".into());
+        out.push_str(&format!("{indent}  {label:<60}  95% error {error}\n"));
+    }
+    out
+}
+
 /// Runs `work` with a spinner on standard error (hidden when it is not a terminal).
-async fn running<T>(work: impl std::future::Future<Output = T>) -> T {
+pub(crate) async fn running<T>(work: impl std::future::Future<Output = T>) -> T {
     let spinner = indicatif::ProgressBar::new_spinner();
     spinner.set_message(
         "running the query (the budget is charged first; the result is released when it ends)",
@@ -209,7 +228,7 @@ async fn running<T>(work: impl std::future::Future<Output = T>) -> T {
     out
 }
 
-fn write_release(
+pub(crate) fn write_release(
     release: &Release,
     format: OutputFormat,
     output: Option<&Path>,

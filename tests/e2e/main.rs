@@ -11,6 +11,7 @@ mod engine;
 mod ledger;
 mod query;
 mod realism;
+mod request;
 mod sample_data;
 mod slt;
 mod slt_records;
