@@ -394,7 +394,7 @@ fn release(
 /// A request in a few lines: state, who, purpose, ε, flag, decision, and `cost` if given.
 fn describe(r: &Request, cost: Option<&str>) -> String {
     let mut out = format!(
-        "request {} — {} (by {}, {})\npurpose: {}\nepsilon asked: {}\n",
+        "request {} — {}\nsubmitted by {} at {}\npurpose: {}\nepsilon asked: {}\n",
         r.id,
         r.state.as_str(),
         r.requester,
@@ -413,12 +413,12 @@ fn describe(r: &Request, cost: Option<&str>) -> String {
         };
         let _ = write!(
             out,
-            "{verb} by {} ({})",
+            "{verb} by {} at {}",
             d.by,
             d.at.get(..19).unwrap_or(&d.at)
         );
         if let Some(e) = d.epsilon {
-            let _ = write!(out, " at epsilon {}", number(e));
+            let _ = write!(out, " for epsilon {}", number(e));
         }
         if d.note.is_empty() {
             out.push('\n');

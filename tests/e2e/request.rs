@@ -76,7 +76,7 @@ fn a_cohort_count_is_submitted_approved_and_released_once() {
     );
     assert_eq!(code, 0, "{stderr}");
     assert!(
-        stdout.contains("— approved") && stdout.contains("at epsilon 0.4"),
+        stdout.contains("— approved") && stdout.contains("for epsilon 0.4"),
         "{stdout}"
     );
 
