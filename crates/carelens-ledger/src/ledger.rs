@@ -514,9 +514,13 @@ impl Ledger {
 
     /// The role of a user the catalog lists.
     pub fn role(&self, user: &str) -> Result<Role, LedgerError> {
+        self.grant(user).map(|(role, _)| role)
+    }
+
+    /// The role and budget the catalog grants `user`.
+    fn grant(&self, user: &str) -> Result<(Role, Amount), LedgerError> {
         self.budgets
             .user(user)
-            .map(|(role, _)| role)
             .ok_or_else(|| LedgerError::UnknownUser {
                 name: user.to_owned(),
             })
@@ -535,12 +539,7 @@ impl Ledger {
         query: &QueryRecord<'_>,
         charge: &PrivacyCharge,
     ) -> Result<ChargeOutcome, LedgerError> {
-        let (role, budget) = self
-            .budgets
-            .user(user)
-            .ok_or_else(|| LedgerError::UnknownUser {
-                name: user.to_owned(),
-            })?;
+        let (role, budget) = self.grant(user)?;
         let valid = |x: f64| x.is_finite() && (0.0..=MAX_CHARGE).contains(&x);
         if !valid(charge.epsilon()) || !valid(charge.delta()) {
             return Err(LedgerError::BadCharge {
@@ -642,12 +641,7 @@ impl Ledger {
         user: &str,
         queries: &[(QueryRecord<'_>, &PrivacyCharge)],
     ) -> Result<BatchCheck, LedgerError> {
-        let (role, budget) = self
-            .budgets
-            .user(user)
-            .ok_or_else(|| LedgerError::UnknownUser {
-                name: user.to_owned(),
-            })?;
+        let (role, budget) = self.grant(user)?;
         let dataset_budget = self.budgets.dataset;
         let path = self.path.clone();
         self.write(|tx, e| {

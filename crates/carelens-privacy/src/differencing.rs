@@ -43,13 +43,13 @@ impl std::fmt::Display for Difference {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Difference::Constant { before, after } => {
-                write!(f, "differs only in one constant: {before} became {after}")
+                write!(f, "one constant ({before} became {after})")
             }
             Difference::ListItem { item, added: true } => {
-                write!(f, "differs only by {item} added to a list")
+                write!(f, "one list item ({item} added)")
             }
             Difference::ListItem { item, added: false } => {
-                write!(f, "differs only by {item} removed from a list")
+                write!(f, "one list item ({item} removed)")
             }
         }
     }

@@ -70,9 +70,10 @@ impl std::fmt::Display for Flag {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "possible differencing: the definition {} from request {} of the same researcher; \
-             together the two counts could single out the few people in between",
-            self.difference, self.earlier
+            "possible differencing: the definition differs from request {} of the same \
+             researcher only in {}; together the two counts could single out the few people \
+             in between",
+            self.earlier, self.difference
         )
     }
 }
@@ -246,6 +247,24 @@ fn wrong_state(request: &Request, action: &str) -> LedgerError {
             request.state.as_str()
         ),
     )
+}
+
+/// Whether `user` may release `request`: it is theirs, and approved (or released, to be
+/// shown again).
+fn releasable_by(request: &Request, user: &str) -> Result<(), LedgerError> {
+    if request.requester != user {
+        return Err(refused(
+            request.id,
+            format!(
+                "request {} is {}'s: only its requester can release it",
+                request.id, request.requester
+            ),
+        ));
+    }
+    match request.state {
+        RequestState::Approved | RequestState::Released => Ok(()),
+        _ => Err(wrong_state(request, "released")),
+    }
 }
 
 impl Ledger {
@@ -433,19 +452,8 @@ impl Ledger {
     pub fn releasable_request(&self, user: &str, id: i64) -> Result<Request, LedgerError> {
         let e = |err| self.err(err);
         let (request, _) = load(&self.conn, id, &self.path, &e)?;
-        if request.requester != user {
-            return Err(refused(
-                id,
-                format!(
-                    "request {id} is {}'s: only its requester can release it",
-                    request.requester
-                ),
-            ));
-        }
-        match request.state {
-            RequestState::Approved | RequestState::Released => Ok(request),
-            _ => Err(wrong_state(&request, "released")),
-        }
+        releasable_by(&request, user)?;
+        Ok(request)
     }
 
     /// Marks request `id` released by `user` with the stored release `release_seq`.
@@ -461,19 +469,9 @@ impl Ledger {
         let path = self.path.clone();
         self.write(|tx, e| {
             let (request, _) = load(tx, id, &path, e)?;
-            if request.requester != user {
-                return Err(refused(
-                    id,
-                    format!(
-                        "request {id} is {}'s: only its requester can release it",
-                        request.requester
-                    ),
-                ));
-            }
-            match request.state {
-                RequestState::Released => return Ok(request),
-                RequestState::Approved => {}
-                _ => return Err(wrong_state(&request, "released")),
+            releasable_by(&request, user)?;
+            if request.state == RequestState::Released {
+                return Ok(request);
             }
             let stored = stored_release_at(tx, release_seq, &path, e)?;
             let params =
