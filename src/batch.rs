@@ -164,8 +164,8 @@ pub(crate) enum Outcome {
     Rejected(String),
     /// A budget could not cover it when its turn came.
     Refused(String),
-    /// It failed (to plan, or to run after it was charged).
-    Failed(String),
+    /// It failed: to plan (nothing spent), or to run after it was charged (`spent`).
+    Failed { why: String, spent: Amount },
 }
 
 impl Outcome {
@@ -175,7 +175,15 @@ impl Outcome {
             Outcome::Released { cached: true, .. } => "released (earlier answer, no cost)",
             Outcome::Rejected(_) => "rejected",
             Outcome::Refused(_) => "refused (budget)",
-            Outcome::Failed(_) => "failed",
+            Outcome::Failed { .. } => "failed",
+        }
+    }
+
+    /// What this run spent on the query (a failure after the charge spent it too).
+    pub(crate) fn spent(&self) -> Amount {
+        match self {
+            Outcome::Released { spent, .. } | Outcome::Failed { spent, .. } => *spent,
+            _ => Amount::default(),
         }
     }
 }
@@ -198,7 +206,10 @@ async fn prepare_all(
                     r.render(&file.path.display().to_string()),
                 ))
             }
-            Err(e) => Err(Outcome::Failed(format!("{:#}", anyhow::Error::new(e)))),
+            Err(e) => Err(Outcome::Failed {
+                why: format!("{:#}", anyhow::Error::new(e)),
+                spent: Amount::default(),
+            }),
         });
     }
     Ok(prepared)
@@ -209,11 +220,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let files = sql_files(&args.paths)?;
     let ctx = context(&args.location)?;
     let (user, _) = acting_user(&ctx, &args.acting)?;
-    fs::create_dir_all(&args.out)
-        .with_context(|| format!("could not create {}", args.out.display()))?;
+    check_writable(&args.out)?;
     let started = chrono::Utc::now();
 
-    let (engine, outcomes, budget) = runtime()?.block_on(async {
+    let (engine, outcomes, budget, unwritten) = runtime()?.block_on(async {
         let engine = Engine::open(&ctx.catalog).await?;
         let mut ledger = Ledger::open(
             &ctx.ledger_path,
@@ -248,8 +258,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         if let Some(refusal) = check.refusal {
             let mut message = format!(
                 "error: batch refused, nothing was run or spent: its {} new quer{} need epsilon {} and delta {}, but {} has epsilon {} and delta {} left",
-                records.len() - check.cached,
-                if records.len() - check.cached == 1 { "y" } else { "ies" },
+                check.new,
+                if check.new == 1 { "y" } else { "ies" },
                 number(refusal.requested.epsilon_value()),
                 number(refusal.requested.delta_value()),
                 match refusal.which {
@@ -269,6 +279,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         );
         bar.set_prefix("running");
         let mut outcomes = Vec::with_capacity(files.len());
+        let mut unwritten = Vec::new();
         for (file, prepared) in files.iter().zip(prepared) {
             bar.set_message(file.name.clone());
             let outcome = match prepared {
@@ -285,16 +296,27 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
                         cached: true,
                     },
                     Ok(Answer::Refused(refusal)) => Outcome::Refused(refusal.to_string()),
-                    Err(e) => Outcome::Failed(format!("{e:#}")),
+                    Ok(Answer::Failed { message, spent }) => Outcome::Failed {
+                        why: message,
+                        spent,
+                    },
+                    Err(e) => Outcome::Failed {
+                        why: format!("{e:#}"),
+                        spent: Amount::default(),
+                    },
                 },
             };
-            write_outputs(&args.out, &file.name, &outcome)?;
+            // A file that cannot be written does not stop the batch: the release is in the
+            // ledger, and the report and summary must still say what was spent.
+            if let Err(e) = write_outputs(&args.out, &file.name, &outcome) {
+                unwritten.push(format!("{e:#}"));
+            }
             bar.inc(1);
             outcomes.push(outcome);
         }
         bar.finish_and_clear();
         let budget = ledger.budget_report(Some(user))?;
-        anyhow::Ok((engine, outcomes, budget))
+        anyhow::Ok((engine, outcomes, budget, unwritten))
     })?;
 
     let (policy_name, policy) = engine.disclosure();
@@ -304,6 +326,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         catalog: &ctx.catalog.path().display().to_string(),
         policy_name,
         policy: &policy.describe(),
+        marker: policy.marker.as_str(),
+        small_number_rules: policy.suppress_at_or_below.is_some()
+            || policy.rounding.max_error() > 0.0,
         files: &files,
         outcomes: &outcomes,
         budget: &budget,
@@ -311,12 +336,31 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let report_path = args.out.join("report.html");
     fs::write(&report_path, report::render(&report))
         .with_context(|| format!("could not write {}", report_path.display()))?;
-    summarise(&files, &outcomes, &budget, &report_path)
+    let summary = summarise(&files, &outcomes, &budget, &report_path);
+    if !unwritten.is_empty() {
+        bail!(
+            "some results were released but could not be written (run the batch again to \
+             write them, at no cost):\n{}",
+            unwritten.join("\n")
+        );
+    }
+    summary
+}
+
+/// Creates `out` if needed and checks that files can be written in it, before anything is
+/// spent.
+fn check_writable(out: &Path) -> anyhow::Result<()> {
+    fs::create_dir_all(out).with_context(|| format!("could not create {}", out.display()))?;
+    let probe = out.join(".carelens-write-check");
+    fs::write(&probe, b"")
+        .with_context(|| format!("cannot write results into {}", out.display()))?;
+    fs::remove_file(&probe).with_context(|| format!("could not remove {}", probe.display()))
 }
 
 /// Writes `NAME.csv` and `NAME.json` of a released query. For any other outcome, files of
-/// those names from an earlier run are removed, so that nobody mistakes them for this
-/// run's results (an earlier release is kept in the ledger and costs nothing to fetch).
+/// those names from an earlier run are renamed to `NAME.previous.csv` and
+/// `NAME.previous.json` (replacing older ones), so that nobody takes them for this run's
+/// results and nothing released is lost.
 fn write_outputs(out: &Path, name: &str, outcome: &Outcome) -> anyhow::Result<()> {
     let csv = out.join(format!("{name}.csv"));
     let json = out.join(format!("{name}.json"));
@@ -329,11 +373,12 @@ fn write_outputs(out: &Path, name: &str, outcome: &Outcome) -> anyhow::Result<()
             fs::write(&json, text).with_context(|| format!("could not write {}", json.display()))
         }
         _ => {
-            for stale in [csv, json] {
-                match fs::remove_file(&stale) {
+            for (stale, ext) in [(csv, "csv"), (json, "json")] {
+                let kept = out.join(format!("{name}.previous.{ext}"));
+                match fs::rename(&stale, &kept) {
                     Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                         return Err(e).with_context(|| {
-                            format!("could not remove the earlier {}", stale.display())
+                            format!("could not move the earlier {} aside", stale.display())
                         });
                     }
                     _ => {}
@@ -360,14 +405,11 @@ fn summarise(
     )?;
     let mut spent = Amount::default();
     for (file, outcome) in files.iter().zip(outcomes) {
-        let (epsilon, rows) = match outcome {
-            Outcome::Released {
-                release, spent: s, ..
-            } => {
-                spent = spent.plus(*s);
-                (number(s.epsilon_value()), release.rows.len().to_string())
-            }
-            _ => ("0".to_owned(), "-".to_owned()),
+        spent = spent.plus(outcome.spent());
+        let epsilon = number(outcome.spent().epsilon_value());
+        let rows = match outcome {
+            Outcome::Released { release, .. } => release.rows.len().to_string(),
+            _ => "-".to_owned(),
         };
         writeln!(
             out,
@@ -412,9 +454,12 @@ fn summarise(
             Outcome::Released { .. } => continue,
             Outcome::Rejected(why) => why.clone(),
             Outcome::Refused(why) => format!("refused: {why}"),
-            Outcome::Failed(why) => {
+            Outcome::Failed { why, spent } => {
                 failed = true;
-                format!("failed: {why}")
+                format!(
+                    "failed (epsilon {} spent): {why}",
+                    number(spent.epsilon_value())
+                )
             }
         };
         let _ = writeln!(
@@ -448,8 +493,10 @@ pub(crate) fn explain(paths: &[PathBuf], catalog: &Path) -> anyhow::Result<()> {
         let engine = Engine::open(&catalog).await?;
         prepare_all(&engine, &files, None).await
     })?;
+    let data_version = catalog.data_version()?;
     let mut out = String::new();
     let mut total = Amount::default();
+    let mut counted = HashSet::new();
     let mut refused = 0;
     for (file, p) in files.iter().zip(&prepared) {
         let _ = writeln!(out, "{} ({})", file.name, file.path.display());
@@ -458,14 +505,21 @@ pub(crate) fn explain(paths: &[PathBuf], catalog: &Path) -> anyhow::Result<()> {
         }
         match p {
             Ok(p) => {
-                let charge = p.charge();
-                total = total.plus(Amount::charge(charge.epsilon(), charge.delta()));
+                // The same question twice is paid once.
+                if counted.insert(p.cache_key(&data_version)) {
+                    let charge = p.charge();
+                    total = total.plus(Amount::charge(charge.epsilon(), charge.delta()));
+                } else {
+                    out.push_str("  the same query as one above: paid once\n");
+                }
                 out.push_str(&cost_summary(p, "  "));
             }
             Err(outcome) => {
-                refused += 1;
+                if matches!(outcome, Outcome::Rejected(_)) {
+                    refused += 1;
+                }
                 let why = match outcome {
-                    Outcome::Rejected(why) | Outcome::Failed(why) => why.as_str(),
+                    Outcome::Rejected(why) | Outcome::Failed { why, .. } => why.as_str(),
                     _ => "",
                 };
                 let _ = writeln!(
@@ -480,18 +534,23 @@ pub(crate) fn explain(paths: &[PathBuf], catalog: &Path) -> anyhow::Result<()> {
     }
     let _ = writeln!(
         out,
-        "total: epsilon {} and delta {} for {} quer{} ({} rejected); queries released before are answered at no cost. `carelens budget` shows what is left.",
+        "total: epsilon {} and delta {} for {} distinct quer{} ({} rejected, {} failing to plan); queries released before are answered at no cost. `carelens budget` shows what is left.",
         number(total.epsilon_value()),
         number(total.delta_value()),
-        files.len() - refused,
-        if files.len() - refused == 1 {
-            "y"
-        } else {
-            "ies"
-        },
-        refused
+        counted.len(),
+        if counted.len() == 1 { "y" } else { "ies" },
+        refused,
+        prepared.iter().filter(|p| p.is_err()).count() - refused
     );
     write!(std::io::stdout().lock(), "{out}")?;
+    let not_prepared = prepared.iter().filter(|p| p.is_err()).count();
+    if not_prepared > refused {
+        bail!(
+            "{} of {} queries could not be planned (see above)",
+            not_prepared - refused,
+            files.len()
+        );
+    }
     if refused > 0 {
         return Err(Refused(format!(
             "error: {refused} of {} queries would be rejected (see above)",

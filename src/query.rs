@@ -125,6 +125,10 @@ pub fn query(args: QueryArgs) -> anyhow::Result<()> {
         match running(answer(&engine, &mut ledger, user, &prepared, &data_version)).await? {
             Answer::Released { release, .. } => Ok(release),
             Answer::Cached(release) => Ok(release),
+            Answer::Failed { message, spent } => Err(anyhow::anyhow!(
+                "{message} (epsilon {} was spent: the budget is charged before a query runs)",
+                carelens_engine::number(spent.epsilon_value())
+            )),
             Answer::Refused(refusal) => Err(Refused(format!(
                 "error: query refused: {refusal}\nhint: ask for a smaller epsilon \
                  (`-- carelens: epsilon=...`), or ask your information governance team for \
@@ -145,11 +149,14 @@ pub(crate) enum Answer {
     Cached(Release),
     /// A budget could not cover it; nothing was spent and nothing ran.
     Refused(Refusal),
+    /// Charged (`spent`), then it failed; the failure is logged against the charge and
+    /// the budget stays spent. `message` is safe to show (it quotes no record values).
+    Failed { message: String, spent: Amount },
 }
 
 /// Charges `user` for `prepared` (or finds its earlier release, or is refused), runs it
 /// and stores the release. A failure after the charge is logged against the charge and
-/// returned as an error; the budget stays spent.
+/// returned as [`Answer::Failed`] with what was spent; errors are the ledger's own.
 pub(crate) async fn answer(
     engine: &Engine,
     ledger: &mut Ledger,
@@ -175,25 +182,27 @@ pub(crate) async fn answer(
             );
             Ok(Answer::Cached(release))
         }
-        ChargeOutcome::Charged(receipt) => match prepared.execute(engine).await {
-            Ok(release) => {
-                let bytes = serde_json::to_vec(&release)?;
-                let stored = ledger.record_release(&receipt, &bytes)?;
-                let mut release: Release = serde_json::from_slice(&stored.result)?;
-                release.release_id = Some(stored.release_seq);
-                let spent = if receipt.resumed {
-                    Amount::default()
-                } else {
-                    receipt.amount
-                };
-                Ok(Answer::Released { release, spent })
+        ChargeOutcome::Charged(receipt) => {
+            let spent = if receipt.resumed {
+                Amount::default()
+            } else {
+                receipt.amount
+            };
+            match prepared.execute(engine).await {
+                Ok(release) => {
+                    let bytes = serde_json::to_vec(&release)?;
+                    let stored = ledger.record_release(&receipt, &bytes)?;
+                    let mut release: Release = serde_json::from_slice(&stored.result)?;
+                    release.release_id = Some(stored.release_seq);
+                    Ok(Answer::Released { release, spent })
+                }
+                Err(e) => {
+                    let message = format!("{:#}", anyhow::Error::new(e));
+                    ledger.record_error(&receipt, &message)?;
+                    Ok(Answer::Failed { message, spent })
+                }
             }
-            Err(e) => {
-                let message = format!("{:#}", anyhow::Error::new(e));
-                ledger.record_error(&receipt, &message)?;
-                Err(anyhow::anyhow!("{message}"))
-            }
-        },
+        }
     }
 }
 

@@ -20,9 +20,12 @@ pub(crate) struct Report<'a> {
     pub user: &'a str,
     /// The catalog file.
     pub catalog: &'a str,
-    /// The disclosure policy's name and its rules in plain English.
+    /// The disclosure policy's name, its rules in plain English, the text shown for a
+    /// hidden cell, and whether it hides or rounds small numbers at all.
     pub policy_name: &'a str,
     pub policy: &'a str,
+    pub marker: &'a str,
+    pub small_number_rules: bool,
     /// The queries and what became of them, in order.
     pub files: &'a [SqlFile],
     pub outcomes: &'a [Outcome],
@@ -83,10 +86,10 @@ pub(crate) fn render(r: &Report<'_>) -> String {
         .iter()
         .filter(|o| matches!(o, Outcome::Released { .. }))
         .count();
-    let spent = r.outcomes.iter().fold(Amount::default(), |acc, o| match o {
-        Outcome::Released { spent, .. } => acc.plus(*spent),
-        _ => acc,
-    });
+    let spent = r
+        .outcomes
+        .iter()
+        .fold(Amount::default(), |acc, o| acc.plus(o.spent()));
     let _ = write!(
         h,
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
@@ -102,7 +105,7 @@ pub(crate) fn render(r: &Report<'_>) -> String {
         catalog = esc(r.catalog),
         policy_name = esc(r.policy_name),
     );
-    explainer(&mut h, r.policy);
+    explainer(&mut h, r);
 
     // Summary.
     let _ = write!(
@@ -139,12 +142,10 @@ pub(crate) fn render(r: &Report<'_>) -> String {
          <th class=\"num\">Rows</th></tr>\n",
     );
     for (i, (file, outcome)) in r.files.iter().zip(r.outcomes).enumerate() {
-        let (eps, rows) = match outcome {
-            Outcome::Released { release, spent, .. } => (
-                number(spent.epsilon_value()),
-                release.rows.len().to_string(),
-            ),
-            _ => ("0".into(), "–".into()),
+        let eps = number(outcome.spent().epsilon_value());
+        let rows = match outcome {
+            Outcome::Released { release, .. } => release.rows.len().to_string(),
+            _ => "–".into(),
         };
         let _ = writeln!(
             h,
@@ -180,7 +181,7 @@ fn badge(outcome: &Outcome) -> String {
         Outcome::Released { cached: true, .. } => "cached",
         Outcome::Rejected(_) => "rejected",
         Outcome::Refused(_) => "refused",
-        Outcome::Failed(_) => "failed",
+        Outcome::Failed { .. } => "failed",
     };
     format!(
         "<span class=\"badge {class}\">{}</span>",
@@ -189,27 +190,48 @@ fn badge(outcome: &Outcome) -> String {
 }
 
 /// The plain-English box.
-fn explainer(h: &mut String, policy: &str) {
+fn explainer(h: &mut String, r: &Report<'_>) {
+    let marker = if r.marker.is_empty() {
+        "An empty cell".to_owned()
+    } else {
+        format!("A <b>{}</b>", esc(r.marker))
+    };
+    let rules = if r.small_number_rules {
+        format!(
+            "<li><b>Rounded and hidden numbers.</b> Following the rules UK output checkers \
+             use, {}. {marker} therefore means “a small number, not shown”, not zero or missing \
+             data.</li>\n",
+            esc(r.policy)
+        )
+    } else {
+        format!(
+            "<li><b>No rounding or hiding.</b> The disclosure policy here is “{}”: {}; the \
+             random changes alone protect people.</li>\n",
+            esc(r.policy_name),
+            esc(r.policy)
+        )
+    };
     let _ = write!(
         h,
         "<div class=\"explainer\">\n<h2>How to read these numbers</h2>\n\
          <p>These results come from the health and care records of real people. To make sure \
-         that nobody can learn anything about any one person from them, every number has been \
-         changed a little before it was released:</p>\n<ul>\n\
+         that nobody can learn anything about any one person from them, every number drawn \
+         from those records has been changed a little before it was released (numbers from \
+         public reference lists alone are exact):</p>\n<ul>\n\
          <li><b>Small random changes.</b> A small random amount is added to or taken from each \
          number, so no single person's record can be seen in it. Big numbers are hardly \
-         affected; small ones are, relatively, much more.</li>\n\
-         <li><b>Rounded and hidden numbers.</b> Following the rules UK output checkers use, {policy}. \
-         A <b>*</b> therefore means “a small number, not shown”, not zero or missing data.</li>\n\
+         affected; small ones are, relatively, much more.</li>\n{rules}\
          <li><b>The range under a number</b> (“95%: 120–150”) is where the true number lies, \
-         with 95% confidence. Where two groups' ranges overlap a lot, do not read much into \
-         the difference between them.</li>\n\
+         with 95% confidence, for the question as each query states it: some queries count \
+         at most a few records per person or cap a value (their “Per person” line and \
+         privacy settings say so), and the range does not cover what those limits leave \
+         out. Where two groups' ranges overlap a lot, do not read much into the difference \
+         between them.</li>\n\
          <li><b>Rates and percentages</b> are worked out from the protected numbers, so they \
          carry the same uncertainty, shown in their own range.</li>\n</ul>\n\
          <p>Every query spends some of a limited “privacy budget” (the Greek letter ε, \
          epsilon): the more questions are asked of the same records, the more could be pieced \
          together, so the total is capped and logged.</p>\n</div>\n",
-        policy = esc(policy),
     );
 }
 
@@ -266,7 +288,7 @@ fn query_section(
                 "<dl class=\"facts\"><dt>Privacy spent</dt><dd>{}</dd>\
                  <dt>Disclosure policy</dt><dd>{} — {}</dd>\
                  <dt>Per person</dt><dd>counted in at most {} group{}, at most {} record{} per group</dd>\
-                 <dt>Files</dt><dd><a href=\"{name}.csv\">{name}.csv</a> · <a href=\"{name}.json\">{name}.json</a></dd></dl>",
+                 <dt>Files</dt><dd><a href=\"./{link}.csv\">{name}.csv</a> · <a href=\"./{link}.json\">{name}.json</a></dd></dl>",
                 esc(&cost),
                 esc(policy_name),
                 esc(policy),
@@ -283,6 +305,7 @@ fn query_section(
                     "s"
                 },
                 name = esc(&file.name),
+                link = url_path(&file.name),
             );
             if let Some(svg) = chart(release) {
                 h.push_str(&svg);
@@ -296,11 +319,30 @@ fn query_section(
                 h.push_str("</ul>\n");
             }
         }
-        Outcome::Rejected(why) | Outcome::Refused(why) | Outcome::Failed(why) => {
+        Outcome::Rejected(why) | Outcome::Refused(why) => {
             let _ = write!(
                 h,
                 "<p>This query was <b>not released</b>; nothing was spent on it. The reason:</p>\n\
                  <pre class=\"why\">{}</pre>\n",
+                esc(why.trim_end())
+            );
+        }
+        Outcome::Failed { why, spent } => {
+            let cost = if spent.epsilon_value() > 0.0 || spent.delta_value() > 0.0 {
+                format!(
+                    "Its privacy cost, ε {} (δ {}), was spent: the budget is charged before a \
+                     query runs, so that a failure cannot reveal anything for free.",
+                    number(spent.epsilon_value()),
+                    number(spent.delta_value())
+                )
+            } else {
+                "Nothing was spent on it.".to_owned()
+            };
+            let _ = write!(
+                h,
+                "<p>This query <b>failed</b> and nothing was released. {}</p>\n\
+                 <pre class=\"why\">{}</pre>\n",
+                esc(&cost),
                 esc(why.trim_end())
             );
         }
@@ -582,6 +624,20 @@ fn tick_step(span: f64) -> f64 {
         .unwrap_or(10.0 * power)
 }
 
+/// A file name as a relative URL path segment: every byte but the unreserved characters
+/// percent-encoded, so no name can become a `javascript:` link or break the path.
+fn url_path(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
 /// Text made safe for HTML content and attribute values.
 pub(crate) fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -617,6 +673,13 @@ mod tests {
         assert_eq!(fixed(0.0691823, [0.054, 0.084]), "0.069");
         assert_eq!(fixed(1590.25, [1581.5, 1598.5]), "1590.2");
         assert_eq!(fixed(12.0, [12.0, 12.0]), "12");
+    }
+
+    #[test]
+    fn file_links_cannot_become_scripts() {
+        assert_eq!(url_path("q1_rates-2.v1"), "q1_rates-2.v1");
+        assert_eq!(url_path("javascript:alert(1)"), "javascript%3Aalert%281%29");
+        assert_eq!(url_path("a b#?%é"), "a%20b%23%3F%25%C3%A9");
     }
 
     #[test]

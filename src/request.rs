@@ -365,6 +365,14 @@ fn release(
             match running(answer(&engine, &mut ledger, user, &prepared, &data_version)).await? {
                 Answer::Released { release, spent } => (release, spent),
                 Answer::Cached(release) => (release, Default::default()),
+                Answer::Failed { message, spent } => {
+                    anyhow::bail!(
+                        "request {id} failed while running: {message} (epsilon {} was spent; \
+                         the request stays approved, and releasing it again takes up the same \
+                         charge)",
+                        number(spent.epsilon_value())
+                    );
+                }
                 Answer::Refused(refusal) => {
                     return Err(Refused(format!(
                         "error: request {id} cannot be released: {refusal}\nhint: ask your \

@@ -72,7 +72,7 @@ fn the_query_library_releases_every_query_with_a_report() {
         let title = sql.lines().next().unwrap().trim_start_matches("-- ");
         let escaped = title.replace('&', "&amp;");
         assert!(html.contains(&escaped), "the report lacks {title:?}");
-        assert!(html.contains(&format!("href=\"{name}.csv\"")), "{name}");
+        assert!(html.contains(&format!("href=\"./{name}.csv\"")), "{name}");
     }
     assert!((spent(&ledger, "analyst") - epsilon).abs() < 1e-9);
     assert!(epsilon <= 10.0, "the library fits an analyst's budget");
@@ -158,9 +158,11 @@ fn a_rejected_query_does_not_stop_the_others() {
         "-- People by sex\n-- carelens: epsilon=0.25\n\
          SELECT sex, COUNT(DISTINCT person_id) AS people FROM person GROUP BY sex\n",
     );
-    // A stale result of the rejected query from an earlier run must not survive.
+    // Results of the rejected query from an earlier run are moved aside, not left to be
+    // taken for this run's.
     fs::create_dir_all(&out).unwrap();
     fs::write(out.join("a_median.csv"), "m\n1950\n").unwrap();
+    fs::write(out.join("a_median.json"), "{}\n").unwrap();
     let (status, stdout, stderr) = run(&mut cmd(
         &ledger,
         "analyst",
@@ -180,6 +182,11 @@ fn a_rejected_query_does_not_stop_the_others() {
     assert!(stderr.contains("order statistic"), "{stderr}");
     assert!(out.join("b_by_sex.csv").exists() && out.join("b_by_sex.json").exists());
     assert!(!out.join("a_median.csv").exists() && !out.join("a_median.json").exists());
+    assert_eq!(
+        fs::read_to_string(out.join("a_median.previous.csv")).unwrap(),
+        "m\n1950\n"
+    );
+    assert!(out.join("a_median.previous.json").exists());
     let html = fs::read_to_string(out.join("report.html")).unwrap();
     assert!(html.contains("not released") && html.contains("order statistic"));
     assert!((spent(&ledger, "analyst") - 0.25).abs() < 1e-9);
@@ -208,4 +215,128 @@ fn explain_of_a_folder_totals_the_cost_and_spends_nothing() {
         .unwrap_or_else(|| panic!("no total: {stdout}"));
     assert!(total > 5.0 && total <= 10.0, "{total}");
     assert!(!ledger.exists(), "explain does not touch the ledger");
+}
+
+#[test]
+fn a_query_failing_after_its_charge_is_reported_with_its_cost() {
+    // A copy of the sample whose encounter data pages are garbage (the footer intact, so
+    // the query plans and is charged, then fails while reading).
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    fs::create_dir_all(&data).unwrap();
+    for entry in fs::read_dir(crate::common::sample_data()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            fs::copy(&path, data.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let encounter = data.join("encounter.parquet");
+    let mut bytes = fs::read(&encounter).unwrap();
+    let end = bytes.len() - 70_000;
+    bytes[8..end].fill(0x5A);
+    fs::write(&encounter, bytes).unwrap();
+
+    let queries = dir.path().join("queries");
+    fs::create_dir_all(&queries).unwrap();
+    write_sql(
+        &queries,
+        "a_encounters.sql",
+        "-- Encounters by setting\n-- carelens: epsilon=0.3\n\
+         SELECT setting, COUNT(*) AS n FROM encounter GROUP BY setting\n",
+    );
+    write_sql(
+        &queries,
+        "b_by_sex.sql",
+        "-- People by sex\n-- carelens: epsilon=0.2\n\
+         SELECT sex, COUNT(DISTINCT person_id) AS people FROM person GROUP BY sex\n",
+    );
+    let ledger = dir.path().join("ledger.sqlite");
+    let out = dir.path().join("out");
+    let mut command = crate::common::carelens();
+    command
+        .args([
+            "run",
+            queries.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .arg("--config")
+        .arg(data.join("carelens.toml"))
+        .env("CARELENS_LEDGER", &ledger)
+        .env("CARELENS_USER", "analyst");
+    let (status, stdout, stderr) = run(&mut command);
+    assert_eq!(status.status.code(), Some(2), "{stdout}\n{stderr}");
+    // The failed query's charge is counted wherever spending is reported.
+    assert!(
+        stdout.contains("epsilon 0.5 and delta 0 spent by this run"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("failed (epsilon 0.3 spent)"), "{stderr}");
+    assert!(stderr.contains("details are withheld"), "{stderr}");
+    let html = fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("<b>failed</b>") && html.contains("ε 0.3 (δ 0), was spent"));
+    assert!(
+        html.contains("<b>ε 0.5</b>"),
+        "the run's total includes the failure"
+    );
+    assert!(out.join("b_by_sex.csv").exists() && !out.join("a_encounters.csv").exists());
+}
+
+#[test]
+fn an_unwritable_out_folder_is_refused_before_anything_is_spent() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger.sqlite");
+    let not_a_folder = dir.path().join("taken");
+    fs::write(&not_a_folder, "a file").unwrap();
+    let query = repo().join("queries/cohort_af_no_anticoagulant.sql");
+    let (status, _, stderr) = run(&mut cmd(
+        &ledger,
+        "analyst",
+        &[
+            "run",
+            query.to_str().unwrap(),
+            "--out",
+            not_a_folder.to_str().unwrap(),
+        ],
+    ));
+    assert_eq!(status.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("could not create"), "{stderr}");
+    assert!(
+        !ledger.exists(),
+        "nothing was charged: the ledger was not even opened"
+    );
+}
+
+#[test]
+fn hostile_names_and_headers_are_inert_in_the_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger.sqlite");
+    let queries = dir.path().join("queries");
+    fs::create_dir_all(&queries).unwrap();
+    write_sql(
+        &queries,
+        "javascript:alert(1) <b>.sql",
+        "-- <script>alert('title')</script>\n-- What: <img src=x onerror=alert(1)>\n\
+         -- carelens: epsilon=0.1\n\
+         SELECT sex, COUNT(DISTINCT person_id) AS people FROM person GROUP BY sex\n",
+    );
+    let out = dir.path().join("out");
+    let (status, stdout, stderr) = run(&mut cmd(
+        &ledger,
+        "analyst",
+        &[
+            "run",
+            queries.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    ));
+    assert!(status.status.success(), "{stdout}\n{stderr}");
+    let html = fs::read_to_string(out.join("report.html")).unwrap();
+    for live in ["<script", "<img", "href=\"javascript", "<b>.csv"] {
+        assert!(!html.contains(live), "the report contains {live}");
+    }
+    assert!(html.contains("&lt;script&gt;alert(&#39;title&#39;)&lt;/script&gt;"));
+    assert!(html.contains("href=\"./javascript%3Aalert%281%29%20%3Cb%3E.csv\""));
+    assert!(out.join("javascript:alert(1) <b>.csv").exists());
 }

@@ -402,7 +402,8 @@ async fn values_derived_from_suppressed_cells_are_suppressed() {
 }
 
 /// Rates and percentages computed from released counts carry a 95% interval around the
-/// released value, also under ORDER BY and ROUND; a mean stays within its clamp.
+/// released value, also under ORDER BY and ROUND; a mean stays within its bounds, and so
+/// does its interval.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn derived_rates_carry_intervals() {
     let engine = sample_engine().await;
@@ -411,7 +412,8 @@ async fn derived_rates_carry_intervals() {
                1000.0 * COUNT(DISTINCT CASE WHEN care_home_resident THEN person_id END) \
                  / COUNT(DISTINCT person_id) AS per_1000, \
                ROUND(100.0 * COUNT(DISTINCT CASE WHEN care_home_resident THEN person_id END) \
-                 / COUNT(DISTINCT person_id), 1) AS pct \
+                 / COUNT(DISTINCT person_id), 1) AS pct, \
+               AVG(year_of_birth) AS mean_birth_year \
                FROM person GROUP BY place ORDER BY place";
     let release = engine
         .prepare(sql)
@@ -434,6 +436,16 @@ async fn derived_rates_carry_intervals() {
                 "{column}: {value} not in [{lo}, {hi}]"
             );
             with_interval += 1;
+        }
+        // year_of_birth is declared in [1915, 2025].
+        if let Some(mean) = row["mean_birth_year"].as_f64() {
+            assert!((1915.0..=2025.0).contains(&mean), "{mean}");
+            if let Some([lo, hi]) = cells["mean_birth_year"].interval {
+                assert!(
+                    1915.0 <= lo && lo <= mean && mean <= hi && hi <= 2025.0,
+                    "[{lo}, {hi}]"
+                );
+            }
         }
     }
     assert!(with_interval >= 8, "{:?}", release.rows);

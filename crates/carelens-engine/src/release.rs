@@ -589,11 +589,15 @@ fn ratio_shape(expr: &Expr) -> Option<(Column, Column, f64, f64)> {
             }
             Expr::Case(case) if case.expr.is_none() && case.when_then_expr.len() == 1 => {
                 let (when, then) = &case.when_then_expr[0];
-                let minus_one = matches!(when.as_ref(), Expr::BinaryExpr(BinaryExpr {
-                    op: Operator::Eq,
-                    right,
-                    ..
-                }) if constant(right) == Some(-1.0));
+                // `b = -1`: the compared expression, if the constant is -1.
+                let tested = match when.as_ref() {
+                    Expr::BinaryExpr(BinaryExpr {
+                        left,
+                        op: Operator::Eq,
+                        right,
+                    }) if constant(right) == Some(-1.0) => Some(left.as_ref()),
+                    _ => None,
+                };
                 match (then.as_ref(), case.else_expr.as_deref()) {
                     (
                         Expr::Negative(negated),
@@ -601,13 +605,30 @@ fn ratio_shape(expr: &Expr) -> Option<(Column, Column, f64, f64)> {
                             divided @ Expr::BinaryExpr(BinaryExpr {
                                 left,
                                 op: Operator::Divide,
-                                ..
+                                right,
                             }),
                         ),
-                    ) if minus_one && negated == left => strip(divided),
+                    ) if negated == left && tested.is_some_and(|b| is_nullif_of(right, b)) => {
+                        strip(divided)
+                    }
                     _ => e,
                 }
             }
+            other => other,
+        }
+    }
+    /// `nullif(b, 0)` of exactly `b` (casts aside).
+    fn is_nullif_of(e: &Expr, b: &Expr) -> bool {
+        matches!(casts(e), Expr::ScalarFunction(f)
+            if f.name() == "nullif" && f.args.len() == 2 && casts(&f.args[0]) == casts(b)
+                && constant(&f.args[1]) == Some(0.0))
+    }
+    /// Aliases and casts only.
+    fn casts(e: &Expr) -> &Expr {
+        match e {
+            Expr::Alias(a) => casts(&a.expr),
+            Expr::Cast(c) => casts(&c.expr),
+            Expr::TryCast(c) => casts(&c.expr),
             other => other,
         }
     }

@@ -247,7 +247,9 @@ pub enum ChargeOutcome {
 pub struct BatchCheck {
     /// What the queries not yet released will cost together.
     pub total: Amount,
-    /// How many queries are already released (free).
+    /// How many distinct queries are not yet released (and are paid for).
+    pub new: usize,
+    /// How many distinct queries are already released (free).
     pub cached: usize,
     /// Why the batch does not fit, if it does not; then it was logged and must not run.
     pub refusal: Option<Refusal>,
@@ -647,7 +649,7 @@ impl Ledger {
         self.write(|tx, e| {
             let mut seen = std::collections::HashSet::new();
             let mut total = Amount::default();
-            let mut cached = 0;
+            let (mut new, mut cached) = (0, 0);
             for (query, charge) in queries {
                 if !seen.insert(query.cache_key) {
                     continue;
@@ -655,10 +657,17 @@ impl Ledger {
                 if self_check(stored_release(tx, query.cache_key).map_err(e)?, &path)?.is_some() {
                     cached += 1;
                 } else {
+                    new += 1;
                     total = total.plus(Amount::charge(charge.epsilon(), charge.delta()));
                 }
             }
-            let refusal = uncovered(tx, user, budget, dataset_budget, total).map_err(e)?;
+            // A batch that costs nothing is never refused (a budget lowered below what was
+            // spent still lets released answers be fetched).
+            let refusal = if new == 0 {
+                None
+            } else {
+                uncovered(tx, user, budget, dataset_budget, total).map_err(e)?
+            };
             if let Some(refusal) = &refusal {
                 let sql: Vec<&str> = queries.iter().map(|(q, _)| q.sql).collect();
                 let detail = format!(
@@ -676,6 +685,7 @@ impl Ledger {
             }
             Ok(BatchCheck {
                 total,
+                new,
                 cached,
                 refusal,
             })

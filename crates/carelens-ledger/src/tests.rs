@@ -204,7 +204,7 @@ fn a_batch_is_checked_whole_and_released_queries_are_free() {
     ];
     let check = ledger.check_batch("ana", &fits).unwrap();
     assert_eq!(check.refusal, None);
-    assert_eq!(check.cached, 1);
+    assert_eq!((check.new, check.cached), (2, 1));
     assert_eq!(check.total.epsilon_value(), 0.5);
     // One more query tips it over: refused whole, logged once, nothing debited.
     let c2 = charge_of(0.2, 0.0);
@@ -231,6 +231,13 @@ fn a_batch_is_checked_whole_and_released_queries_are_free() {
             .epsilon_value(),
         0.5
     );
+    // Nothing new costs nothing and is never refused, even after the catalog lowered
+    // Ana's budget below what she has spent.
+    drop(ledger);
+    let mut ledger = ledger_in(dir.path(), budgets(0.25, 10.0));
+    let c5 = charge_of(0.5, 0.0);
+    let check = ledger.check_batch("ana", &[(query("done"), &c5)]).unwrap();
+    assert_eq!((check.new, check.cached, check.refusal), (0, 1, None));
     assert_intact(&ledger);
 }
 
