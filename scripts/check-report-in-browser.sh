@@ -52,6 +52,6 @@ timeout 120 "$CHROMIUM" "${flags[@]}" --dump-dom "$page" >"$work/dom-one.html" 2
 timeout 120 "$CHROMIUM" "${flags[@]}" --window-size=1100,3400 --screenshot="$work/one.png" \
     "$page" >>"$work/chromium.log" 2>&1
 if [ "${1:-}" = "--update-docs" ]; then
-    crops=(--save-crop "860:2720:docs/report-query.png")
+    crops=(--save-crop "932:2720:docs/report-query.png")
 fi
 python3 scripts/check_report.py "$work/dom-one.html" "$work/one.png" --sections 1 "${crops[@]}"
