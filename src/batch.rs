@@ -219,7 +219,10 @@ async fn prepare_all(
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let files = sql_files(&args.paths)?;
     let ctx = context(&args.location)?;
-    let (user, _) = acting_user(&ctx, &args.acting)?;
+    let (user, role) = acting_user(&ctx, &args.acting)?;
+    if role == carelens_catalog::Role::Researcher {
+        return Err(Refused(format!("error: {}", crate::query::RESEARCHERS_ASK)).into());
+    }
     check_writable(&args.out)?;
     let started = chrono::Utc::now();
 

@@ -11,11 +11,17 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use carelens_catalog::Role;
 use carelens_engine::{Engine, PreparedQuery, QueryError, Release};
 use carelens_ledger::{Amount, Budgets, ChargeOutcome, Ledger, QueryRecord, Refusal};
 use clap::{Args, ValueEnum};
 
 use crate::governance::{Acting, LedgerLocation, acting_user, context};
+
+/// Why a researcher's query on private data is refused outside the request workflow.
+pub(crate) const RESEARCHERS_ASK: &str = "researchers do not have an open budget: ask for a cohort \
+     count with `carelens request submit FILE.sql --purpose ...`, which an approver checks before \
+     it is released once";
 
 /// The query was refused (privacy analysis, policy or budget): exit code 1. The message
 /// is complete as it stands (it is the rendered rejection).
@@ -106,7 +112,7 @@ pub fn query(args: QueryArgs) -> anyhow::Result<()> {
     }
     let sql = read_sql(&args.file)?;
     let ctx = context(&args.location)?;
-    let (user, _) = acting_user(&ctx, &args.acting)?;
+    let (user, role) = acting_user(&ctx, &args.acting)?;
     let release = runtime()?.block_on(async {
         let engine = Engine::open(&ctx.catalog).await?;
         let mut ledger = Ledger::open(
@@ -121,6 +127,11 @@ pub fn query(args: QueryArgs) -> anyhow::Result<()> {
             }
             Err(e) => return Err(e.into()),
         };
+        if role == Role::Researcher && prepared.params().is_some() {
+            let why = RESEARCHERS_ASK;
+            ledger.record_rejection(user, &sql, prepared.plan_hash(), why)?;
+            return Err(Refused(format!("error: {why}")).into());
+        }
         let data_version = ctx.catalog.data_version()?;
         match running(answer(&engine, &mut ledger, user, &prepared, &data_version)).await? {
             Answer::Released { release, .. } => Ok(release),

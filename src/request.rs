@@ -298,9 +298,9 @@ fn approve(id: i64, epsilon: Option<f64>, note: &str, who: &Who) -> anyhow::Resu
     let request = ledger.request(user, id).map_err(workflow)?;
     // The query must still prepare, at the ε to be approved (the policy's cap applies),
     // to the plan the researcher submitted.
-    let cost = runtime()?.block_on(async {
+    let at = epsilon.unwrap_or(request.epsilon);
+    let (cost, params) = runtime()?.block_on(async {
         let engine = Engine::open(&ctx.catalog).await?;
-        let at = epsilon.unwrap_or(request.epsilon);
         let prepared = prepare(&engine, &request.sql, Some(at), &format!("request {id}")).await?;
         if prepared.plan_hash() != request.plan_hash {
             return Err(Refused(format!(
@@ -309,10 +309,10 @@ fn approve(id: i64, epsilon: Option<f64>, note: &str, who: &Who) -> anyhow::Resu
             ))
             .into());
         }
-        anyhow::Ok(cost_summary(&prepared, "  "))
+        anyhow::Ok((cost_summary(&prepared, "  "), query_params(&prepared)?))
     })?;
     let request = ledger
-        .approve_request(user, id, epsilon, note)
+        .approve_request(user, id, Some(at), &params, note)
         .map_err(workflow)?;
     print(&describe(&request, Some(&cost)))
 }
@@ -355,8 +355,22 @@ fn release(
         if prepared.plan_hash() != request.plan_hash {
             return Err(Refused(format!(
                 "error: this is not the query approved in request {id}: its plan differs (the \
-                 SQL was changed, or the catalog or data changed since approval). Nothing was \
-                 run or spent; submit a new request for the new query"
+                 SQL was changed, or the catalog changed since approval). Nothing was run or \
+                 spent; submit a new request for the new query"
+            ))
+            .into());
+        }
+        let approved_params = request
+            .decision
+            .as_ref()
+            .map(|d| d.query_params.as_str())
+            .unwrap_or_default();
+        let params = query_params(&prepared)?;
+        if params != approved_params {
+            return Err(Refused(format!(
+                "error: request {id} was approved with the DP parameters {approved_params}, but \
+                 this query would run with {params} (its directives or the catalog's policy \
+                 changed). Nothing was run or spent; submit a new request"
             ))
             .into());
         }
@@ -397,6 +411,11 @@ fn release(
         anyhow::Ok(release)
     })?;
     write_release(&release, format, output.as_deref())
+}
+
+/// The DP parameters a prepared query runs with (ε, δ, L0, L∞), as stored at approval.
+fn query_params(prepared: &PreparedQuery) -> anyhow::Result<String> {
+    Ok(serde_json::to_string(&prepared.params())?)
 }
 
 /// A request in a few lines: state, who, purpose, ε, flag, decision, and `cost` if given.

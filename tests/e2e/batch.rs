@@ -116,11 +116,11 @@ fn a_batch_beyond_the_budget_is_refused_whole_before_anything_runs() {
     let dir = tempfile::tempdir().unwrap();
     let ledger = dir.path().join("ledger.sqlite");
     let out = dir.path().join("out");
-    // The researcher has epsilon 5; the library needs more.
+    // The approver has epsilon 1; the library needs more.
     let queries = repo().join("queries");
     let (status, stdout, stderr) = run(&mut cmd(
         &ledger,
-        "researcher",
+        "approver",
         &[
             "run",
             queries.to_str().unwrap(),
@@ -133,10 +133,10 @@ fn a_batch_beyond_the_budget_is_refused_whole_before_anything_runs() {
         stderr.contains("batch refused, nothing was run or spent"),
         "{stderr}"
     );
-    assert!(stderr.contains("your budget has epsilon 5"), "{stderr}");
-    assert_eq!(spent(&ledger, "researcher"), 0.0);
+    assert!(stderr.contains("your budget has epsilon 1"), "{stderr}");
+    assert_eq!(spent(&ledger, "approver"), 0.0);
     assert_eq!(fs::read_dir(&out).unwrap().count(), 0, "nothing written");
-    let (_, log, _) = run(&mut cmd(&ledger, "researcher", &["audit", "log"]));
+    let (_, log, _) = run(&mut cmd(&ledger, "approver", &["audit", "log"]));
     assert!(log.contains("batch of"), "{log}");
 }
 

@@ -54,10 +54,14 @@ fn a_cohort_count_is_submitted_approved_and_released_once() {
         "submitting spends nothing"
     );
 
-    // Not before approval, not by someone else, and not by its requester.
+    // Not before approval, not by someone else (who does not learn it exists), and not
+    // approved by its requester.
     let (code, _, stderr) = request(&ledger, "researcher", &["release", &id]);
     assert_eq!(code, 1);
     assert!(stderr.contains("cannot be released"), "{stderr}");
+    let (code, _, stderr) = request(&ledger, "analyst", &["release", &id]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("there is no cohort request"), "{stderr}");
     let (code, _, stderr) = request(&ledger, "researcher", &["approve", &id]);
     assert_eq!(code, 1);
     assert!(stderr.contains("only an approver or admin"), "{stderr}");
@@ -150,6 +154,22 @@ fn a_query_changed_after_approval_is_refused_and_nothing_is_spent() {
     assert_eq!(code, 1, "{stdout}");
     assert!(stderr.contains("not the query approved"), "{stderr}");
     assert_eq!(spent(&ledger, "researcher"), 0.0);
+    // Other DP parameters in the file's directives are not what was approved either.
+    let loosened = write_sql(
+        dir.path(),
+        "loosened.sql",
+        &sql.replace(
+            "-- carelens: epsilon=0.5",
+            "-- carelens: epsilon=0.5, max_rows=20",
+        ),
+    );
+    let (code, _, stderr) = request(&ledger, "researcher", &["release", &id, "--sql", &loosened]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("was approved with the DP parameters"),
+        "{stderr}"
+    );
+    assert_eq!(spent(&ledger, "researcher"), 0.0);
     // Comments may change: the plan is what was approved.
     let recommented = write_sql(dir.path(), "same.sql", &format!("-- my copy\n{sql}"));
     let (code, _, stderr) = request(
@@ -230,4 +250,31 @@ fn a_near_duplicate_cohort_is_flagged_and_an_unrelated_one_is_not() {
     let unrelated = repo().join("queries/cohort_af_no_anticoagulant.sql");
     let (_, stdout) = submit(&ledger, "researcher", unrelated.to_str().unwrap());
     assert!(!stdout.contains("FLAG"), "{stdout}");
+}
+
+#[test]
+fn researchers_ask_through_requests_not_queries() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger.sqlite");
+    let c1 = repo().join(C1);
+    let (out, _, stderr) = run(&mut cmd(
+        &ledger,
+        "researcher",
+        &["query", c1.to_str().unwrap()],
+    ));
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("carelens request submit"), "{stderr}");
+    let (out, _, stderr) = run(&mut cmd(
+        &ledger,
+        "researcher",
+        &[
+            "run",
+            c1.to_str().unwrap(),
+            "--out",
+            dir.path().join("out").to_str().unwrap(),
+        ],
+    ));
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("carelens request submit"), "{stderr}");
+    assert_eq!(spent(&ledger, "researcher"), 0.0);
 }

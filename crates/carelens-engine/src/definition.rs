@@ -1,7 +1,8 @@
 //! A query's definition as a token sequence, for spotting near-duplicate cohort requests
 //! (compared by `carelens_privacy::near_duplicate`): comments and whitespace are dropped
 //! (the DP directives are comments), keywords and identifiers are compared without case,
-//! and literals are marked so a difference can be recognised as one constant.
+//! `AS name` aliases are dropped, and literals are marked so a difference can be
+//! recognised as one constant.
 
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
@@ -15,7 +16,7 @@ pub fn definition_tokens(sql: &str) -> Result<Vec<DefinitionToken>, QueryError> 
     let tokens = Tokenizer::new(&GenericDialect {}, sql)
         .tokenize()
         .map_err(|e| QueryError::Plan(datafusion::error::DataFusionError::Plan(e.to_string())))?;
-    Ok(tokens
+    let tokens: Vec<DefinitionToken> = tokens
         .into_iter()
         .filter_map(|t| {
             let (text, literal) = match &t {
@@ -31,7 +32,23 @@ pub fn definition_tokens(sql: &str) -> Result<Vec<DefinitionToken>, QueryError> 
             };
             Some(DefinitionToken { text, literal })
         })
-        .collect())
+        .collect();
+    // Output and table aliases (`AS n`) name things; renaming one changes no cohort.
+    let mut out = Vec::with_capacity(tokens.len());
+    let mut i = 0;
+    while i < tokens.len() {
+        let alias = tokens[i].text == "as"
+            && tokens.get(i + 1).is_some_and(|t| {
+                !t.literal && t.text.chars().all(|c| c.is_alphanumeric() || c == '_')
+            });
+        if alias {
+            i += 2;
+        } else {
+            out.push(tokens[i].clone());
+            i += 1;
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -55,6 +72,23 @@ mod tests {
             .map(|t| t.text.as_str())
             .collect();
         assert_eq!(literals, ["1950", "'F'"]);
+        // Renaming an alias changes nothing; `AS (` of a CTE is kept.
+        let renamed = definition_tokens(
+            "WITH c AS (SELECT 1) SELECT COUNT(DISTINCT person_id) AS people FROM person p \
+             WHERE year_of_birth > 1950 AND sex = 'F'",
+        )
+        .unwrap();
+        let original = definition_tokens(
+            "WITH c AS (SELECT 1) SELECT COUNT(DISTINCT person_id) AS n FROM person p \
+             WHERE year_of_birth > 1950 AND sex = 'F'",
+        )
+        .unwrap();
+        assert_eq!(renamed, original);
+        assert!(
+            original
+                .windows(2)
+                .any(|w| w[0].text == "as" && w[1].text == "(")
+        );
         // A quoted string keeps its case; it is a different code.
         let c = definition_tokens("SELECT 1 FROM person WHERE sex = 'f'").unwrap();
         assert!(c.iter().any(|t| t.text == "'f'" && t.literal));

@@ -464,12 +464,16 @@ pub(crate) fn verify(
                     Event::RequestReleased => {
                         request.1 == Event::RequestApproved && request.0 == entry.user
                     }
-                    _ => request.1 == Event::RequestSubmitted && request.0 != entry.user,
+                    _ => {
+                        request.1 == Event::RequestSubmitted
+                            && request.0 != entry.user
+                            && matches!(entry.role.as_str(), "approver" | "admin")
+                    }
                 };
                 if !allowed {
                     return broken(
                         entry.seq,
-                        "a request changed state out of order (submitted, then approved or rejected by someone else, then released by its requester)".to_owned(),
+                        "a request changed state out of order (submitted, then approved or rejected by an approver or admin other than its requester, then released by its requester)".to_owned(),
                     );
                 }
                 request.1 = entry.event;

@@ -34,6 +34,9 @@ fn definition(s: &str) -> Vec<DefinitionToken> {
         .collect()
 }
 
+/// The DP parameters the command line stores at approval (opaque to the ledger).
+const PARAMS: &str = "{\"epsilon\":0.5}";
+
 const C1: &str = "select count ( distinct p ) from t where age between 40 and 70 and hba1c > 58";
 const C1_57: &str = "select count ( distinct p ) from t where age between 40 and 70 and hba1c > 57";
 const C2: &str =
@@ -119,7 +122,13 @@ fn submitted_approved_released_once() {
 
     // The approver lowers ε.
     let approved = ledger
-        .approve_request("alan", request.id, Some(0.25), "cohort definition checked")
+        .approve_request(
+            "alan",
+            request.id,
+            Some(0.25),
+            PARAMS,
+            "cohort definition checked",
+        )
         .unwrap();
     assert_eq!(approved.state, RequestState::Approved);
     let decision = approved.decision.clone().unwrap();
@@ -183,7 +192,7 @@ fn four_eyes_and_roles() {
     let own = submit(&mut ledger, "alan", C1);
     let message = refusal(
         ledger
-            .approve_request("alan", own.id, None, "")
+            .approve_request("alan", own.id, None, PARAMS, "")
             .unwrap_err(),
     );
     assert!(message.contains("four eyes"), "{message}");
@@ -192,21 +201,25 @@ fn four_eyes_and_roles() {
     // A researcher cannot decide at all.
     let message = refusal(
         ledger
-            .approve_request("rita", own.id, None, "")
+            .approve_request("rita", own.id, None, PARAMS, "")
             .unwrap_err(),
     );
     assert!(message.contains("only an approver or admin"), "{message}");
     // Another approver can.
     assert_eq!(
         ledger
-            .approve_request("eve", own.id, None, "")
+            .approve_request("eve", own.id, None, PARAMS, "")
             .unwrap()
             .state,
         RequestState::Approved
     );
-    // Only the requester releases.
+    // Only the requester releases; a researcher does not even learn the request exists.
     let message = refusal(ledger.releasable_request("eve", own.id).unwrap_err());
     assert!(message.contains("only its requester"), "{message}");
+    assert!(matches!(
+        ledger.releasable_request("rita", own.id),
+        Err(LedgerError::UnknownRequest { .. })
+    ));
     intact(&ledger);
 }
 
@@ -226,7 +239,7 @@ fn other_transitions_are_refused_with_the_state_they_are_in() {
     assert!(message.contains("needs a note"), "{message}");
     ledger.reject_request("alan", a.id, "too broad").unwrap();
     for attempt in [
-        ledger.approve_request("eve", a.id, None, ""),
+        ledger.approve_request("eve", a.id, None, PARAMS, ""),
         ledger.reject_request("eve", a.id, "again"),
     ] {
         let message = refusal(attempt.unwrap_err());
@@ -238,8 +251,14 @@ fn other_transitions_are_refused_with_the_state_they_are_in() {
         "{message}"
     );
     let b = submit(&mut ledger, "rita", C2);
-    ledger.approve_request("alan", b.id, None, "").unwrap();
-    let message = refusal(ledger.approve_request("eve", b.id, None, "").unwrap_err());
+    ledger
+        .approve_request("alan", b.id, None, PARAMS, "")
+        .unwrap();
+    let message = refusal(
+        ledger
+            .approve_request("eve", b.id, None, PARAMS, "")
+            .unwrap_err(),
+    );
     assert!(
         message.contains("is approved: it cannot be approved"),
         "{message}"
@@ -252,7 +271,7 @@ fn other_transitions_are_refused_with_the_state_they_are_in() {
     let c = submit(&mut ledger, "ravi", C2);
     let message = refusal(
         ledger
-            .approve_request("alan", c.id, Some(-1.0), "")
+            .approve_request("alan", c.id, Some(-1.0), PARAMS, "")
             .unwrap_err(),
     );
     assert!(message.contains("not a positive number"), "{message}");
@@ -264,9 +283,9 @@ fn a_near_duplicate_of_an_earlier_cohort_is_flagged_for_the_approver() {
     let dir = tempfile::tempdir().unwrap();
     let mut ledger = ledger(dir.path());
     let first = submit(&mut ledger, "rita", C1);
-    // Only approved or released requests count: a pending one is not yet an answer.
-    assert_eq!(submit(&mut ledger, "rita", C1_57).flag, None);
-    ledger.approve_request("alan", first.id, None, "").unwrap();
+    ledger
+        .approve_request("alan", first.id, None, PARAMS, "")
+        .unwrap();
     release(&mut ledger, "rita", &first);
 
     let near = submit(&mut ledger, "rita", C1_57);
@@ -278,17 +297,65 @@ fn a_near_duplicate_of_an_earlier_cohort_is_flagged_for_the_approver() {
     assert_eq!(shown.flag, Some(flag));
     let message = refusal(
         ledger
-            .approve_request("alan", near.id, None, "")
+            .approve_request("alan", near.id, None, PARAMS, "")
             .unwrap_err(),
     );
     assert!(message.contains("is flagged"), "{message}");
     ledger
-        .approve_request("alan", near.id, None, "different trial arm; pair reviewed")
+        .approve_request(
+            "alan",
+            near.id,
+            None,
+            PARAMS,
+            "different trial arm; pair reviewed",
+        )
         .unwrap();
 
     // An unrelated cohort, and the same change by another researcher, are not flagged.
     assert_eq!(submit(&mut ledger, "rita", C2).flag, None);
     assert_eq!(submit(&mut ledger, "ravi", C1_57).flag, None);
+    intact(&ledger);
+}
+
+#[test]
+fn pending_requests_count_and_the_flag_is_rechecked_when_deciding() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ledger = ledger(dir.path());
+    // Two near-duplicates submitted back to back, before either is decided.
+    let a = submit(&mut ledger, "rita", C1);
+    let b = submit(&mut ledger, "rita", C1_57);
+    assert_eq!(b.flag.as_ref().map(|f| f.earlier), Some(a.id));
+    // The earlier one is flagged too, now that the later one exists.
+    let shown = ledger.request("alan", a.id).unwrap();
+    assert_eq!(shown.flag.as_ref().map(|f| f.earlier), Some(b.id));
+    let message = refusal(
+        ledger
+            .approve_request("alan", a.id, None, PARAMS, "")
+            .unwrap_err(),
+    );
+    assert!(message.contains("is flagged"), "{message}");
+    // A rejected request no longer counts.
+    ledger
+        .reject_request("alan", b.id, "one threshold only")
+        .unwrap();
+    assert_eq!(ledger.request("alan", a.id).unwrap().flag, None);
+    ledger
+        .approve_request("alan", a.id, None, PARAMS, "")
+        .unwrap();
+    // The same definition again is a repeat, flagged too.
+    let again = submit(&mut ledger, "rita", C1);
+    assert_eq!(
+        again.flag.map(|f| f.difference),
+        Some(carelens_privacy::Difference::Repeat)
+    );
+    // An approver may lower the cost, not raise it.
+    let c = submit(&mut ledger, "ravi", C2);
+    let message = refusal(
+        ledger
+            .approve_request("alan", c.id, Some(0.9), PARAMS, "")
+            .unwrap_err(),
+    );
+    assert!(message.contains("not raise it"), "{message}");
     intact(&ledger);
 }
 
@@ -299,7 +366,7 @@ fn concurrent_releases_of_one_request_release_it_once() {
     let mut ledger = ledger(dir.path());
     let request = submit(&mut ledger, "rita", C1);
     ledger
-        .approve_request("alan", request.id, None, "")
+        .approve_request("alan", request.id, None, PARAMS, "")
         .unwrap();
     let threads: Vec<_> = (0..4)
         .map(|_| {

@@ -30,6 +30,16 @@ pub enum Difference {
         /// The new value.
         after: String,
     },
+    /// One comparison operator changed (`>` to `>=`: exactly the people on the bound).
+    Operator {
+        /// The earlier operator.
+        before: String,
+        /// The new one.
+        after: String,
+    },
+    /// The same definition again (with other DP parameters or on other data it would be
+    /// answered with fresh noise, which averages away).
+    Repeat,
     /// One item was added to or removed from a list.
     ListItem {
         /// The item.
@@ -45,6 +55,10 @@ impl std::fmt::Display for Difference {
             Difference::Constant { before, after } => {
                 write!(f, "one constant ({before} became {after})")
             }
+            Difference::Operator { before, after } => {
+                write!(f, "one comparison ({before} became {after})")
+            }
+            Difference::Repeat => write!(f, "nothing: it is the same definition again"),
             Difference::ListItem { item, added: true } => {
                 write!(f, "one list item ({item} added)")
             }
@@ -55,17 +69,28 @@ impl std::fmt::Display for Difference {
     }
 }
 
-/// How `new` differs from `earlier`, if only in one constant or one list item. Identical
-/// definitions are not a difference (they are answered from the release cache).
+/// How `new` differs from `earlier`, if only in one constant, one comparison operator or
+/// one list item — or not at all.
 pub fn near_duplicate(earlier: &[DefinitionToken], new: &[DefinitionToken]) -> Option<Difference> {
+    const COMPARISONS: [&str; 6] = ["<", "<=", ">", ">=", "=", "<>"];
     if earlier.len() == new.len() {
         let mut differing = earlier.iter().zip(new).filter(|(a, b)| a != b);
-        let (a, b) = differing.next()?;
-        return (differing.next().is_none() && a.literal && b.literal).then(|| {
-            Difference::Constant {
+        let Some((a, b)) = differing.next() else {
+            return Some(Difference::Repeat);
+        };
+        if differing.next().is_some() {
+            return None;
+        }
+        if a.literal && b.literal {
+            return Some(Difference::Constant {
                 before: a.text.clone(),
                 after: b.text.clone(),
-            }
+            });
+        }
+        let comparison = |t: &DefinitionToken| !t.literal && COMPARISONS.contains(&t.text.as_str());
+        return (comparison(a) && comparison(b)).then(|| Difference::Operator {
+            before: a.text.clone(),
+            after: b.text.clone(),
         });
     }
     let (short, long, added) = if earlier.len() + 2 == new.len() {
@@ -157,10 +182,27 @@ mod tests {
     }
 
     #[test]
+    fn a_flipped_comparison_or_a_repeat_is_a_near_duplicate() {
+        let a = tokens("where hba1c > 58");
+        let b = tokens("where hba1c >= 58");
+        assert_eq!(
+            near_duplicate(&a, &b),
+            Some(Difference::Operator {
+                before: ">".into(),
+                after: ">=".into()
+            })
+        );
+        assert_eq!(near_duplicate(&a, &a), Some(Difference::Repeat));
+        // A changed keyword is not a comparison.
+        assert_eq!(
+            near_duplicate(&tokens("where a and b"), &tokens("where a or b")),
+            None
+        );
+    }
+
+    #[test]
     fn other_changes_are_not() {
         let a = tokens("select count ( * ) from t where hba1c > 58 and age > 40");
-        // Identical: answered from the cache, nothing new.
-        assert_eq!(near_duplicate(&a, &a), None);
         // Two constants changed.
         let b = tokens("select count ( * ) from t where hba1c > 57 and age > 41");
         assert_eq!(near_duplicate(&a, &b), None);

@@ -9,7 +9,7 @@
 //! cannot both make the same change.
 
 use carelens_privacy::{DefinitionToken, Difference, near_duplicate};
-use rusqlite::{Connection, Transaction};
+use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 
 use super::{Ledger, SqliteErr, StoredRelease, stored_release_at};
@@ -87,6 +87,9 @@ pub struct Decision {
     pub at: String,
     /// ε approved (for an approval).
     pub epsilon: Option<f64>,
+    /// The query's DP parameters as approved (JSON, for an approval): the release must
+    /// run with exactly these.
+    pub query_params: String,
     /// The approver's note.
     pub note: String,
 }
@@ -142,6 +145,8 @@ struct Submitted {
 struct Decided {
     #[serde(default)]
     epsilon: Option<f64>,
+    #[serde(default)]
+    query_params: String,
     note: String,
 }
 
@@ -211,6 +216,7 @@ fn apply(
                 by: entry.user.clone(),
                 at: entry.at.clone(),
                 epsilon: decided.epsilon,
+                query_params: decided.query_params,
                 note: decided.note,
             });
         }
@@ -291,7 +297,7 @@ impl Ledger {
         }
         let path = self.path.clone();
         self.write(|tx, e| {
-            let flag = earlier_near_duplicate(tx, user, new.definition, &path, e)?;
+            let flag = near_duplicate_among(tx, user, None, new.definition, &path, e)?;
             let params = serde_json::to_string(&Submitted {
                 purpose: new.purpose.to_owned(),
                 epsilon: new.epsilon,
@@ -321,11 +327,11 @@ impl Ledger {
     pub fn request(&self, user: &str, id: i64) -> Result<Request, LedgerError> {
         let role = self.role(user)?;
         let e = |err| self.err(err);
-        let (request, _) = load(&self.conn, id, &self.path, &e)?;
-        if request.requester != user && !role.oversees() {
+        let loaded = load(&self.conn, id, &self.path, &e)?;
+        if loaded.0.requester != user && !role.oversees() {
             return Err(LedgerError::UnknownRequest { id });
         }
-        Ok(request)
+        with_live_flag(&self.conn, loaded, &self.path, &e)
     }
 
     /// Requests in order of submission: `user`'s own, or everyone's for approvers and
@@ -335,20 +341,26 @@ impl Ledger {
         let e = |err| self.err(err);
         let ids = submitted_ids(&self.conn, (!role.oversees()).then_some(user)).map_err(e)?;
         ids.into_iter()
-            .map(|id| load(&self.conn, id, &self.path, &e).map(|(r, _)| r))
+            .map(|id| {
+                let loaded = load(&self.conn, id, &self.path, &e)?;
+                with_live_flag(&self.conn, loaded, &self.path, &e)
+            })
             .collect()
     }
 
-    /// Approves request `id` at `epsilon` (default: the ε asked for). The approver must be
-    /// an approver or admin and not the requester; a flagged request needs a note.
+    /// Approves request `id` at `epsilon` (default: the ε asked for; never more) with the
+    /// query's DP parameters `query_params` (JSON) as the engine prepared them at that ε.
+    /// The approver must be an approver or admin and not the requester; a request that
+    /// nearly duplicates another of the same requester needs a note.
     pub fn approve_request(
         &mut self,
         approver: &str,
         id: i64,
         epsilon: Option<f64>,
+        query_params: &str,
         note: &str,
     ) -> Result<Request, LedgerError> {
-        self.decide(approver, id, Some(epsilon), note)
+        self.decide(approver, id, Some((epsilon, query_params)), note)
     }
 
     /// Rejects request `id`, with a note saying why.
@@ -367,14 +379,15 @@ impl Ledger {
         self.decide(approver, id, None, note)
     }
 
-    /// `epsilon`: `Some` to approve (with an optional ε), `None` to reject.
+    /// `approval`: `Some((ε, parameters))` to approve, `None` to reject.
     fn decide(
         &mut self,
         approver: &str,
         id: i64,
-        epsilon: Option<Option<f64>>,
+        approval: Option<(Option<f64>, &str)>,
         note: &str,
     ) -> Result<Request, LedgerError> {
+        let epsilon = approval.map(|(e, _)| e);
         let role = self.role(approver)?;
         let action = if epsilon.is_some() {
             "approved"
@@ -391,7 +404,7 @@ impl Ledger {
         }
         let path = self.path.clone();
         self.write(|tx, e| {
-            let (request, _) = load(tx, id, &path, e)?;
+            let (request, definition) = load(tx, id, &path, e)?;
             if request.requester == approver {
                 return Err(refused(
                     id,
@@ -403,7 +416,9 @@ impl Ledger {
             if request.state != RequestState::Submitted {
                 return Err(wrong_state(&request, action));
             }
-            if let (Some(flag), Some(_)) = (&request.flag, epsilon)
+            // The flag as it stands now: other requests may have come since submission.
+            let flag = near_duplicate_among(tx, &request.requester, Some(id), &definition, &path, e)?;
+            if let (Some(flag), Some(_)) = (&flag, epsilon)
                 && note.trim().is_empty()
             {
                 return Err(refused(
@@ -417,11 +432,21 @@ impl Ledger {
                 Some(Some(x)) if !(x.is_finite() && x > 0.0) => {
                     return Err(refused(id, format!("epsilon {x} is not a positive number")));
                 }
+                Some(Some(x)) if x > request.epsilon => {
+                    return Err(refused(
+                        id,
+                        format!(
+                            "epsilon {x} is more than the {} asked for: an approver may lower a request's cost, not raise it",
+                            request.epsilon
+                        ),
+                    ));
+                }
                 Some(x) => Some(x.unwrap_or(request.epsilon)),
                 None => None,
             };
             let params = serde_json::to_string(&Decided {
                 epsilon: approved_epsilon,
+                query_params: approval.map(|(_, p)| p.to_owned()).unwrap_or_default(),
                 note: note.to_owned(),
             })
             .map_err(json_err(&path))?;
@@ -450,8 +475,13 @@ impl Ledger {
     /// The request `id` if `user` may release it now: theirs, and approved or already
     /// released.
     pub fn releasable_request(&self, user: &str, id: i64) -> Result<Request, LedgerError> {
+        let role = self.role(user)?;
         let e = |err| self.err(err);
         let (request, _) = load(&self.conn, id, &self.path, &e)?;
+        if request.requester != user && !role.oversees() {
+            // Others do not learn that the request exists, or whose it is.
+            return Err(LedgerError::UnknownRequest { id });
+        }
         releasable_by(&request, user)?;
         Ok(request)
     }
@@ -538,22 +568,23 @@ fn submitted_ids(conn: &Connection, user: Option<&str>) -> rusqlite::Result<Vec<
     ids.collect()
 }
 
-/// The newest approved or released request of `user` whose definition `definition`
-/// nearly duplicates.
-fn earlier_near_duplicate(
-    tx: &Transaction<'_>,
+/// The newest request of `user` — submitted, approved or released; not rejected, and not
+/// `except` itself — whose definition `definition` nearly duplicates.
+fn near_duplicate_among(
+    conn: &Connection,
     user: &str,
+    except: Option<i64>,
     definition: &[DefinitionToken],
     path: &std::path::Path,
     e: &SqliteErr<'_>,
 ) -> Result<Option<Flag>, LedgerError> {
-    let ids = submitted_ids(tx, Some(user)).map_err(e)?;
+    let ids = submitted_ids(conn, Some(user)).map_err(e)?;
     for id in ids.into_iter().rev() {
-        let (earlier, tokens) = load(tx, id, path, e)?;
-        if !matches!(
-            earlier.state,
-            RequestState::Approved | RequestState::Released
-        ) {
+        if Some(id) == except {
+            continue;
+        }
+        let (other, tokens) = load(conn, id, path, e)?;
+        if other.state == RequestState::Rejected {
             continue;
         }
         if let Some(difference) = near_duplicate(&tokens, definition) {
@@ -564,4 +595,25 @@ fn earlier_near_duplicate(
         }
     }
     Ok(None)
+}
+
+/// `request` with its flag as it stands now (against every other live request of its
+/// requester, earlier or later).
+fn with_live_flag(
+    conn: &Connection,
+    (mut request, definition): (Request, Vec<DefinitionToken>),
+    path: &std::path::Path,
+    e: &SqliteErr<'_>,
+) -> Result<Request, LedgerError> {
+    if request.state == RequestState::Submitted {
+        request.flag = near_duplicate_among(
+            conn,
+            &request.requester,
+            Some(request.id),
+            &definition,
+            path,
+            e,
+        )?;
+    }
+    Ok(request)
 }
