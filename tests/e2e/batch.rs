@@ -4,6 +4,7 @@
 
 use std::fs;
 use std::path::Path;
+use std::process::Output;
 
 use carelens_engine::{FORMAT, Release};
 
@@ -23,6 +24,20 @@ fn library() -> Vec<String> {
     names
 }
 
+/// `carelens run PATH --out OUT` as `user`, against the sample catalog and `ledger`.
+fn run_batch(ledger: &Path, user: &str, path: &Path, out: &Path) -> (Output, String, String) {
+    run(&mut cmd(
+        ledger,
+        user,
+        &[
+            "run",
+            path.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    ))
+}
+
 fn release_in(out: &Path, name: &str) -> Release {
     let text = fs::read_to_string(out.join(format!("{name}.json")))
         .unwrap_or_else(|e| panic!("{name}.json: {e}"));
@@ -37,16 +52,7 @@ fn the_query_library_releases_every_query_with_a_report() {
     let ledger = dir.path().join("ledger.sqlite");
     let out = dir.path().join("report");
     let queries = repo().join("queries");
-    let (status, stdout, stderr) = run(&mut cmd(
-        &ledger,
-        "analyst",
-        &[
-            "run",
-            queries.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ],
-    ));
+    let (status, stdout, stderr) = run_batch(&ledger, "analyst", &queries, &out);
     assert!(status.status.success(), "{stdout}\n{stderr}");
     assert!(
         stdout.contains(&format!("{0} of {0} released", names.len())),
@@ -90,16 +96,7 @@ fn the_query_library_releases_every_query_with_a_report() {
 
     // Again: everything answered from the ledger, nothing spent, same results.
     let before = release_in(&out, "emergency_admissions");
-    let (status, stdout, stderr) = run(&mut cmd(
-        &ledger,
-        "analyst",
-        &[
-            "run",
-            queries.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ],
-    ));
+    let (status, stdout, stderr) = run_batch(&ledger, "analyst", &queries, &out);
     assert!(status.status.success(), "{stdout}\n{stderr}");
     assert!(
         stdout.contains("epsilon 0 and delta 0 spent by this run"),
@@ -118,16 +115,7 @@ fn a_batch_beyond_the_budget_is_refused_whole_before_anything_runs() {
     let out = dir.path().join("out");
     // The approver has epsilon 1; the library needs more.
     let queries = repo().join("queries");
-    let (status, stdout, stderr) = run(&mut cmd(
-        &ledger,
-        "approver",
-        &[
-            "run",
-            queries.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ],
-    ));
+    let (status, stdout, stderr) = run_batch(&ledger, "approver", &queries, &out);
     assert_eq!(status.status.code(), Some(1), "{stdout}\n{stderr}");
     assert!(
         stderr.contains("batch refused, nothing was run or spent"),
@@ -163,16 +151,7 @@ fn a_rejected_query_does_not_stop_the_others() {
     fs::create_dir_all(&out).unwrap();
     fs::write(out.join("a_median.csv"), "m\n1950\n").unwrap();
     fs::write(out.join("a_median.json"), "{}\n").unwrap();
-    let (status, stdout, stderr) = run(&mut cmd(
-        &ledger,
-        "analyst",
-        &[
-            "run",
-            queries.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ],
-    ));
+    let (status, stdout, stderr) = run_batch(&ledger, "analyst", &queries, &out);
     assert_eq!(status.status.code(), Some(1), "{stdout}\n{stderr}");
     assert!(stdout.contains("1 of 2 released"), "{stdout}");
     assert!(
@@ -289,16 +268,7 @@ fn an_unwritable_out_folder_is_refused_before_anything_is_spent() {
     let not_a_folder = dir.path().join("taken");
     fs::write(&not_a_folder, "a file").unwrap();
     let query = repo().join("queries/cohort_af_no_anticoagulant.sql");
-    let (status, _, stderr) = run(&mut cmd(
-        &ledger,
-        "analyst",
-        &[
-            "run",
-            query.to_str().unwrap(),
-            "--out",
-            not_a_folder.to_str().unwrap(),
-        ],
-    ));
+    let (status, _, stderr) = run_batch(&ledger, "analyst", &query, &not_a_folder);
     assert_eq!(status.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("could not create"), "{stderr}");
     assert!(
@@ -321,16 +291,7 @@ fn hostile_names_and_headers_are_inert_in_the_report() {
          SELECT sex, COUNT(DISTINCT person_id) AS people FROM person GROUP BY sex\n",
     );
     let out = dir.path().join("out");
-    let (status, stdout, stderr) = run(&mut cmd(
-        &ledger,
-        "analyst",
-        &[
-            "run",
-            queries.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ],
-    ));
+    let (status, stdout, stderr) = run_batch(&ledger, "analyst", &queries, &out);
     assert!(status.status.success(), "{stdout}\n{stderr}");
     let html = fs::read_to_string(out.join("report.html")).unwrap();
     for live in ["<script", "<img", "href=\"javascript", "<b>.csv"] {

@@ -37,6 +37,15 @@ fn submit(ledger: &Path, user: &str, file: &str) -> (String, String) {
     (id_of(&stdout), stdout)
 }
 
+/// The id of C1, submitted by the researcher and approved by the approver.
+fn approved_c1(ledger: &Path) -> String {
+    let c1 = repo().join(C1);
+    let (id, _) = submit(ledger, "researcher", c1.to_str().unwrap());
+    let (code, _, stderr) = request(ledger, "approver", &["approve", &id]);
+    assert_eq!(code, 0, "{stderr}");
+    id
+}
+
 #[test]
 fn a_cohort_count_is_submitted_approved_and_released_once() {
     let dir = tempfile::tempdir().unwrap();
@@ -140,9 +149,7 @@ fn a_query_changed_after_approval_is_refused_and_nothing_is_spent() {
     let dir = tempfile::tempdir().unwrap();
     let ledger = dir.path().join("ledger.sqlite");
     let c1 = repo().join(C1);
-    let (id, _) = submit(&ledger, "researcher", c1.to_str().unwrap());
-    let (code, _, stderr) = request(&ledger, "approver", &["approve", &id]);
-    assert_eq!(code, 0, "{stderr}");
+    let id = approved_c1(&ledger);
     let sql = fs::read_to_string(&c1).unwrap();
     let widened = write_sql(
         dir.path(),
@@ -184,10 +191,7 @@ fn a_query_changed_after_approval_is_refused_and_nothing_is_spent() {
 fn concurrent_releases_of_one_request_charge_once() {
     let dir = tempfile::tempdir().unwrap();
     let ledger = dir.path().join("ledger.sqlite");
-    let c1 = repo().join(C1);
-    let (id, _) = submit(&ledger, "researcher", c1.to_str().unwrap());
-    let (code, _, stderr) = request(&ledger, "approver", &["approve", &id]);
-    assert_eq!(code, 0, "{stderr}");
+    let id = approved_c1(&ledger);
     let children: Vec<_> = (0..3)
         .map(|_| {
             cmd(
