@@ -80,10 +80,11 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("could not start the query runtime")
 }
 
-/// A rejection becomes [`Refused`] with its rendered message; other errors stay errors.
-fn refuse(err: QueryError, file: &Path) -> anyhow::Error {
+/// A rejection becomes [`Refused`] with its rendered message (locations in `source`, a
+/// file name or `request N`); other errors stay errors.
+pub(crate) fn refuse(err: QueryError, source: &str) -> anyhow::Error {
     match err {
-        QueryError::Rejected(r) => Refused(r.render(&file.display().to_string())).into(),
+        QueryError::Rejected(r) => Refused(r.render(source)).into(),
         other => anyhow::Error::new(other),
     }
 }
@@ -98,7 +99,10 @@ pub fn explain(args: ExplainArgs) -> anyhow::Result<()> {
     let catalog = carelens_catalog::load(&args.catalog.config)?;
     let text = runtime()?.block_on(async {
         let engine = Engine::open(&catalog).await?;
-        let prepared = engine.prepare(&sql).await.map_err(|e| refuse(e, file))?;
+        let prepared = engine
+            .prepare(&sql)
+            .await
+            .map_err(|e| refuse(e, &file.display().to_string()))?;
         anyhow::Ok(prepared.explain())
     })?;
     write!(std::io::stdout().lock(), "{text}")?;
@@ -123,7 +127,10 @@ pub fn query(args: QueryArgs) -> anyhow::Result<()> {
             Ok(p) => p,
             Err(QueryError::Rejected(r)) => {
                 ledger.record_rejection(user, &sql, "", &r.to_string())?;
-                return Err(refuse(QueryError::Rejected(r), &args.file));
+                return Err(refuse(
+                    QueryError::Rejected(r),
+                    &args.file.display().to_string(),
+                ));
             }
             Err(e) => return Err(e.into()),
         };

@@ -9,13 +9,14 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use carelens_engine::{Engine, PreparedQuery, QueryError, Release, definition_tokens, number};
+use carelens_engine::{Engine, PreparedQuery, Release, definition_tokens, number};
 use carelens_ledger::{Budgets, Ledger, LedgerError, NewRequest, Request, RequestState};
 use clap::{Args, Subcommand};
 
 use crate::governance::{Acting, LedgerContext, LedgerLocation, acting_user, context};
 use crate::query::{
-    Answer, OutputFormat, Refused, answer, cost_summary, read_sql, running, runtime, write_release,
+    Answer, OutputFormat, Refused, answer, cost_summary, read_sql, refuse, running, runtime,
+    write_release,
 };
 
 #[derive(Debug, Args)]
@@ -133,10 +134,7 @@ async fn prepare(
         Some(e) => engine.prepare_with_epsilon(sql, e).await,
         None => engine.prepare(sql).await,
     };
-    prepared.map_err(|e| match e {
-        QueryError::Rejected(r) => Refused(r.render(name)).into(),
-        other => anyhow::Error::new(other),
-    })
+    prepared.map_err(|e| refuse(e, name))
 }
 
 /// `carelens request`.
