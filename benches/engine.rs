@@ -45,6 +45,8 @@ use datafusion::prelude::{ParquetReadOptions, SessionContext};
 #[path = "../tests/e2e/slt_records.rs"]
 mod slt_records;
 
+use slt_records::error_chain;
+
 /// Timed runs per query and mode (after one warm-up), unless `CARELENS_BENCH_REPS` says.
 const REPS: usize = 5;
 /// Persons in the generated extract, unless `CARELENS_BENCH_PERSONS` says.
@@ -185,22 +187,10 @@ struct Run {
     rows: usize,
 }
 
-/// The error and its causes, `a: b: c`.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        s.push_str(": ");
-        s.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    s
-}
-
 async fn run_plain(ctx: &SessionContext, sql: &str) -> Result<Run, String> {
     let start = Instant::now();
-    let df = ctx.sql(sql).await.map_err(|e| chain(&e))?;
-    let batches = df.collect().await.map_err(|e| chain(&e))?;
+    let df = ctx.sql(sql).await.map_err(|e| error_chain(&e))?;
+    let batches = df.collect().await.map_err(|e| error_chain(&e))?;
     Ok(Run {
         total: start.elapsed(),
         prepare: Duration::ZERO,
@@ -210,9 +200,12 @@ async fn run_plain(ctx: &SessionContext, sql: &str) -> Result<Run, String> {
 
 async fn run_carelens(engine: &Engine, sql: &str) -> Result<Run, String> {
     let start = Instant::now();
-    let prepared = engine.prepare(sql).await.map_err(|e| chain(&e))?;
+    let prepared = engine.prepare(sql).await.map_err(|e| error_chain(&e))?;
     let prepare = start.elapsed();
-    let release = prepared.execute(engine).await.map_err(|e| chain(&e))?;
+    let release = prepared
+        .execute(engine)
+        .await
+        .map_err(|e| error_chain(&e))?;
     Ok(Run {
         total: start.elapsed(),
         prepare,
@@ -227,8 +220,8 @@ async fn run_bounded(ctx: &SessionContext, plan: Option<&LogicalPlan>) -> Result
     let df = ctx
         .execute_logical_plan(plan)
         .await
-        .map_err(|e| chain(&e))?;
-    let batches = df.collect().await.map_err(|e| chain(&e))?;
+        .map_err(|e| error_chain(&e))?;
+    let batches = df.collect().await.map_err(|e| error_chain(&e))?;
     Ok(Run {
         total: start.elapsed(),
         prepare: Duration::ZERO,

@@ -19,6 +19,17 @@ async fn sample_engine() -> Engine {
     Engine::open(&catalog).await.unwrap()
 }
 
+/// `sql` prepared and released on `engine` (no ledger).
+async fn released(engine: &Engine, sql: &str) -> Release {
+    engine
+        .prepare(sql)
+        .await
+        .unwrap()
+        .execute(engine)
+        .await
+        .unwrap()
+}
+
 /// A plain DataFusion session over the extract in `dir`.
 async fn plain(dir: &Path) -> SessionContext {
     crate::common::session(dir).await
@@ -380,13 +391,7 @@ async fn values_derived_from_suppressed_cells_are_suppressed() {
                COALESCE(COUNT(DISTINCT CASE WHEN year_of_birth < 1916 THEN person_id END), 0) AS n0, \
                COUNT(DISTINCT CASE WHEN year_of_birth < 1916 THEN person_id END) AS n \
                FROM person GROUP BY sex";
-    let release = engine
-        .prepare(sql)
-        .await
-        .unwrap()
-        .execute(&engine)
-        .await
-        .unwrap();
+    let release = released(&engine, sql).await;
     let mut suppressed = 0;
     for (row, cells) in release.rows.iter().zip(&release.cells) {
         if row["n"].is_null() {
@@ -415,13 +420,7 @@ async fn derived_rates_carry_intervals() {
                  / COUNT(DISTINCT person_id), 1) AS pct, \
                AVG(year_of_birth) AS mean_birth_year \
                FROM person GROUP BY place ORDER BY place";
-    let release = engine
-        .prepare(sql)
-        .await
-        .unwrap()
-        .execute(&engine)
-        .await
-        .unwrap();
+    let release = released(&engine, sql).await;
     let mut with_interval = 0;
     for (row, cells) in release.rows.iter().zip(&release.cells) {
         for column in ["per_1000", "pct"] {

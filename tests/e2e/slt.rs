@@ -7,7 +7,7 @@ use carelens_engine::{ColumnRole, Engine, QueryError, Release};
 use serde_json::Value;
 
 use crate::common::{repo, sample_data};
-use crate::slt_records::{Record, parse};
+use crate::slt_records::{Record, error_chain, parse};
 
 fn role_name(role: ColumnRole) -> String {
     serde_json::to_value(role)
@@ -88,7 +88,7 @@ async fn slt_files_accept_and_reject_as_recorded() {
                         Err(QueryError::Rejected(r)) => {
                             failures.push(format!("{name}: rejected: {} ({})", r.what, r.kind))
                         }
-                        Err(e) => failures.push(format!("{name}: error: {:#}", anyhow_chain(&e))),
+                        Err(e) => failures.push(format!("{name}: error: {:#}", error_chain(&e))),
                     }
                 }
                 Record::Reject {
@@ -110,7 +110,7 @@ async fn slt_files_accept_and_reject_as_recorded() {
                         }
                         Err(e) => failures.push(format!(
                             "{name}: error instead of rejection: {}",
-                            anyhow_chain(&e)
+                            error_chain(&e)
                         )),
                         Ok(_) => failures.push(format!("{name}: accepted")),
                     }
@@ -126,15 +126,4 @@ async fn slt_files_accept_and_reject_as_recorded() {
     );
     assert!(accepted >= 30, "only {accepted} accepted shapes");
     assert!(rejected >= 30, "only {rejected} rejected shapes");
-}
-
-fn anyhow_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        s.push_str(": ");
-        s.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    s
 }

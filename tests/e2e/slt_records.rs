@@ -1,6 +1,7 @@
 //! The record format of the `.slt` files in `tests/slt/` (described in
 //! `tests/slt/README.md`), shared by the SQL tests (`tests/e2e/slt.rs`) and the benchmark
-//! (`benches/engine.rs`, which includes this file with `#[path]`).
+//! (`benches/engine.rs`, which includes this file with `#[path]`), and the one-line error
+//! text both report failures with.
 
 use std::collections::HashMap;
 use std::fs;
@@ -67,4 +68,16 @@ pub fn parse(path: &std::path::Path) -> Vec<Record> {
         }
     }
     records
+}
+
+/// An error and its causes on one line, `a: b: c`.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        s.push_str(": ");
+        s.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    s
 }
