@@ -243,3 +243,95 @@ fn a_cast_that_fails_on_some_rows_does_not_fail_the_query() {
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(stdout.starts_with("n\n"), "{stdout}");
 }
+
+#[test]
+fn an_epsilon_below_the_policy_minimum_is_rejected_with_a_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger.sqlite");
+    let sql = write_sql(
+        dir.path(),
+        "tiny.sql",
+        "-- carelens: epsilon=0.001\nSELECT COUNT(*) AS n FROM person\n",
+    );
+    let (out, stdout, stderr) = run(&mut cmd(&ledger, "analyst", &["query", &sql]));
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stdout.is_empty());
+    assert!(
+        stderr.starts_with(
+            "error: query rejected: epsilon = 0.001 is below the policy's minimum of 0.01\n"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("hint: ask for epsilon of at least 0.01"),
+        "{stderr}"
+    );
+    // The minimum itself is allowed.
+    let at_min = write_sql(
+        dir.path(),
+        "min.sql",
+        "-- carelens: epsilon=0.01\nSELECT COUNT(*) AS n FROM person\n",
+    );
+    let (out, _, stderr) = run(&mut cmd(&ledger, "analyst", &["query", &at_min]));
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!((spent(&ledger, "analyst") - 0.01).abs() < 1e-9);
+
+    // An ε set from outside the query (a cohort request's) meets the same minimum.
+    let cohort = crate::common::repo().join("queries/cohort_t2dm_high_hba1c.sql");
+    let (out, _, stderr) = run(&mut cmd(
+        &ledger,
+        "researcher",
+        &[
+            "request",
+            "submit",
+            cohort.to_str().unwrap(),
+            "--purpose",
+            "feasibility",
+            "--epsilon",
+            "0.005",
+        ],
+    ));
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("below the policy's minimum of 0.01"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_catalog_whose_minimum_epsilon_is_above_its_default_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(sample_data()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "parquet") {
+            std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let text = std::fs::read_to_string(sample_data().join("carelens.toml")).unwrap();
+    assert!(text.contains("\nepsilon_min = 0.01\n"));
+    let config = dir.path().join("carelens.toml");
+    std::fs::write(
+        &config,
+        text.replace("\nepsilon_min = 0.01\n", "\nepsilon_min = 1.5\n"),
+    )
+    .unwrap();
+    let (out, _, stderr) = run(carelens().arg("catalog").arg("--config").arg(&config));
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("policy.epsilon_min")
+            && stderr.contains("the per-query minimum epsilon 1.5 is above the default 1")
+            && stderr.contains("lower `epsilon_min` or raise `epsilon_default`"),
+        "{stderr}"
+    );
+    std::fs::write(
+        &config,
+        text.replace("\nepsilon_min = 0.01\n", "\nepsilon_min = 0\n"),
+    )
+    .unwrap();
+    let (out, _, stderr) = run(carelens().arg("catalog").arg("--config").arg(&config));
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("epsilon must be greater than 0"),
+        "{stderr}"
+    );
+}

@@ -21,6 +21,11 @@ pub struct Policy {
     /// The most ε one query may ask for; a query above it is rejected, not clipped.
     #[serde(default = "max_epsilon")]
     pub epsilon_max: Epsilon,
+    /// The least ε one query may ask for; a query below it is rejected. An ε so small that
+    /// the noise drowns any answer buys nothing but a charge, and only a query that fails
+    /// would make such a charge worth asking for.
+    #[serde(default = "min_epsilon")]
+    pub epsilon_min: Epsilon,
     /// δ of a query that needs one (key selection, Gaussian noise) and does not say.
     #[serde(default = "default_delta")]
     pub delta: Delta,
@@ -45,6 +50,7 @@ pub struct Policy {
 // Defaults, checked at compile time.
 const DEFAULT_EPSILON: Epsilon = Epsilon::constant(1.0);
 const MAX_EPSILON: Epsilon = Epsilon::constant(2.0);
+const MIN_EPSILON: Epsilon = Epsilon::constant(0.01);
 const DEFAULT_DELTA: Delta = Delta::constant(1e-6);
 const MAX_DELTA: Delta = Delta::constant(1e-5);
 const DATASET_EPSILON: Epsilon = Epsilon::constant(20.0);
@@ -55,6 +61,9 @@ fn default_epsilon() -> Epsilon {
 }
 fn max_epsilon() -> Epsilon {
     MAX_EPSILON
+}
+fn min_epsilon() -> Epsilon {
+    MIN_EPSILON
 }
 fn default_delta() -> Delta {
     DEFAULT_DELTA
@@ -74,6 +83,7 @@ impl Default for Policy {
         Policy {
             epsilon_default: default_epsilon(),
             epsilon_max: max_epsilon(),
+            epsilon_min: min_epsilon(),
             delta: default_delta(),
             delta_max: max_delta(),
             noise: NoiseKind::default(),
@@ -179,6 +189,17 @@ fn zero_delta() -> Delta {
 
 /// Static checks of the governance sections, appended to `problems`.
 pub(crate) fn check(policy: &Policy, users: &[User], problems: &mut Vec<Problem>) {
+    if policy.epsilon_min > policy.epsilon_default {
+        problems.push(Problem::new(
+            "policy.epsilon_min",
+            format!(
+                "the per-query minimum epsilon {} is above the default {}",
+                policy.epsilon_min.value(),
+                policy.epsilon_default.value()
+            ),
+            "lower `epsilon_min` or raise `epsilon_default`",
+        ));
+    }
     if policy.epsilon_default > policy.epsilon_max {
         problems.push(Problem::new(
             "policy.epsilon_default",
@@ -331,6 +352,29 @@ mod tests {
             e.contains("delta must be at least 0 and less than 1"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn epsilon_min_defaults_to_a_hundredth_and_must_be_positive_and_at_most_the_default() {
+        assert_eq!(parse("").unwrap().0.epsilon_min.value(), 0.01);
+        let e = parse("[policy]\nepsilon_min = 0\n").unwrap_err();
+        assert!(e.contains("epsilon must be greater than 0"), "{e}");
+        let e = parse("[policy]\nepsilon_min = -0.5\n").unwrap_err();
+        assert!(e.contains("epsilon must be greater than 0"), "{e}");
+        assert!(problems("[policy]\nepsilon_min = 0.1\nepsilon_default = 0.1\n").is_empty());
+        let found = problems("[policy]\nepsilon_min = 0.5\nepsilon_default = 0.25\n");
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].location, "policy.epsilon_min");
+        let text = found[0].to_string();
+        assert!(
+            text.contains("minimum epsilon 0.5 is above the default 0.25")
+                && text.contains("lower `epsilon_min` or raise `epsilon_default`"),
+            "{text}"
+        );
+        // Above the maximum too (and so above the default): one problem, about the minimum.
+        let found = problems("[policy]\nepsilon_min = 3.0\n");
+        let locations: Vec<&str> = found.iter().map(|p| p.location.as_str()).collect();
+        assert_eq!(locations, ["policy.epsilon_min"], "{found:?}");
     }
 
     #[test]

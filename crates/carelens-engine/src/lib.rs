@@ -341,7 +341,8 @@ impl Engine {
         })
     }
 
-    /// Defaults from the policy and the tables read; values above a cap are rejected.
+    /// Defaults from the policy and the tables read; ε below the policy's minimum and
+    /// values above a cap are rejected.
     fn params(&self, options: QueryOptions, dp: &DpAggregation) -> Result<QueryParams, Rejection> {
         let cap = |what: &str, value: f64, max: f64| {
             if value > max {
@@ -380,6 +381,25 @@ impl Engine {
                 .unwrap_or(self.policy.epsilon_default.value()),
             self.policy.epsilon_max.value(),
         )?;
+        // A charge too small to answer anything usefully is refused as a parameter, so
+        // that nobody can buy cheap charges whose only outcome worth having is a failure.
+        let epsilon_min = self.policy.epsilon_min.value();
+        if epsilon < epsilon_min {
+            return Err(Rejection::new(
+                RejectionKind::Parameter,
+                format!(
+                    "epsilon = {} is below the policy's minimum of {}",
+                    number(epsilon),
+                    number(epsilon_min)
+                ),
+                format!(
+                    "ask for epsilon of at least {}, e.g. `-- carelens: epsilon={}`; less gives \
+                     answers too noisy to use. The information governance team sets the minimum",
+                    number(epsilon_min),
+                    number(epsilon_min)
+                ),
+            ));
+        }
         let delta = cap(
             "delta",
             options.delta.unwrap_or(self.policy.delta.value()),
