@@ -303,6 +303,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
                         why: message,
                         spent,
                     },
+                    Ok(Answer::FailedBefore(failure)) => Outcome::Failed {
+                        why: crate::query::failed_before(&failure),
+                        spent: Amount::default(),
+                    },
                     Err(e) => Outcome::Failed {
                         why: format!("{e:#}"),
                         spent: Amount::default(),

@@ -24,7 +24,8 @@ pub enum Command {
     /// Check a catalog against its Parquet files and show what can be queried.
     Catalog(CatalogArgs),
     /// Run one SQL file and release its result with differential privacy (charges your
-    /// budget; an identical earlier query is answered from the release cache for free).
+    /// budget; an identical earlier query is answered from the ledger for free: with its
+    /// release, or with its failure if it failed after its charge).
     Query(crate::query::QueryArgs),
     /// Run a batch of SQL files (or folders of them): check the whole batch fits the
     /// budget, release each, and write CSV, JSON and an HTML report to --out.
@@ -35,8 +36,8 @@ pub enum Command {
     Explain(crate::query::ExplainArgs),
     /// Approved cohort counts: submit, list, show, approve, reject, release.
     Request(crate::request::RequestArgs),
-    /// Show privacy budget spent and left: yours and the dataset's (everyone's for
-    /// approvers and admins).
+    /// Show privacy budget spent and left, and the charged queries that failed: yours and
+    /// the dataset's (everyone's for approvers and admins).
     Budget(crate::governance::BudgetArgs),
     /// Check or read the hash-chained audit log.
     Audit(crate::governance::AuditArgs),

@@ -7,7 +7,7 @@ use anyhow::{Context, bail};
 use carelens_catalog::{LoadedCatalog, Role};
 use carelens_engine::number;
 use carelens_ledger::{
-    Amount, AuditEntry, BudgetLine, Budgets, DATASET_USER, Ledger, LedgerError, Verification,
+    Amount, AuditEntry, BudgetLine, Budgets, DATASET_USER, Event, Ledger, LedgerError, Verification,
 };
 use clap::{Args, Subcommand, ValueEnum};
 
@@ -81,6 +81,10 @@ pub enum AuditCommand {
         /// Only this user's entries (approvers and admins).
         #[arg(long, value_name = "NAME")]
         of: Option<String>,
+        /// Only entries of this kind, e.g. `error` for the queries that failed after their
+        /// charge, or `cached_failure` for those failures served again.
+        #[arg(long, value_name = "KIND", value_parser = parse_event)]
+        event: Option<Event>,
         /// Output format.
         #[arg(long, value_enum, default_value_t)]
         format: Format,
@@ -154,12 +158,20 @@ pub fn budget(args: BudgetArgs) -> anyhow::Result<()> {
 fn budget_json(line: &BudgetLine) -> serde_json::Value {
     let amount =
         |a: Amount| serde_json::json!({ "epsilon": a.epsilon_value(), "delta": a.delta_value() });
+    let failed = line.failed.map(|f| {
+        serde_json::json!({
+            "count": f.count,
+            "epsilon": f.spent.epsilon_value(),
+            "delta": f.spent.delta_value(),
+        })
+    });
     serde_json::json!({
         "name": if line.name == DATASET_USER { "dataset" } else { line.name.as_str() },
         "role": line.role,
         "budget": amount(line.budget),
         "spent": amount(line.spent),
         "remaining": amount(line.remaining),
+        "failed": failed,
     })
 }
 
@@ -168,9 +180,13 @@ fn write_budget_table(
     lines: &[BudgetLine],
     ledger: &Path,
 ) -> anyhow::Result<()> {
-    let rows: Vec<[String; 8]> = lines
+    let rows: Vec<[String; 10]> = lines
         .iter()
         .map(|l| {
+            let (failed, failed_epsilon) = match l.failed {
+                Some(f) => (f.count.to_string(), number(f.spent.epsilon_value())),
+                None => ("-".to_owned(), "-".to_owned()),
+            };
             [
                 if l.name == DATASET_USER {
                     "(dataset)".to_owned()
@@ -184,6 +200,8 @@ fn write_budget_table(
                 number(l.spent.delta_value()),
                 number(l.remaining.delta_value()),
                 number(l.budget.delta_value()),
+                failed,
+                failed_epsilon,
             ]
         })
         .collect();
@@ -196,6 +214,8 @@ fn write_budget_table(
         "δ spent",
         "δ left",
         "δ budget",
+        "failed",
+        "ε of failed",
     ];
     let width = |i: usize| {
         rows.iter()
@@ -204,7 +224,7 @@ fn write_budget_table(
             .max()
             .unwrap_or(0)
     };
-    let widths: Vec<usize> = (0..8).map(width).collect();
+    let widths: Vec<usize> = (0..header.len()).map(width).collect();
     let line = |cells: &[&str]| -> String {
         cells
             .iter()
@@ -227,7 +247,11 @@ fn write_budget_table(
         let cells: Vec<&str> = r.iter().map(String::as_str).collect();
         writeln!(out, "{}", line(&cells))?;
     }
-    writeln!(out, "\nledger: {}", ledger.display())?;
+    writeln!(
+        out,
+        "\nfailed: charged queries that failed after their charge (their ε is in ε spent)"
+    )?;
+    writeln!(out, "ledger: {}", ledger.display())?;
     Ok(())
 }
 
@@ -278,6 +302,7 @@ pub fn audit(args: AuditArgs) -> anyhow::Result<()> {
             acting,
             since,
             of,
+            event,
             format,
         } => {
             let ctx = context(&location)?;
@@ -294,7 +319,7 @@ pub fn audit(args: AuditArgs) -> anyhow::Result<()> {
                 (_, false) => Some(user),
             };
             let ledger = open_for_reading(&ctx)?;
-            let entries = ledger.audit_log(since.as_deref(), filter)?;
+            let entries = ledger.audit_events(since.as_deref(), filter, event)?;
             let mut out = std::io::stdout().lock();
             match format {
                 Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&entries)?)?,
@@ -303,6 +328,13 @@ pub fn audit(args: AuditArgs) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn parse_event(text: &str) -> Result<Event, String> {
+    Event::parse(text).ok_or_else(|| {
+        let kinds: Vec<&str> = Event::ALL.iter().map(|e| e.as_str()).collect();
+        format!("not an audit event kind; one of: {}", kinds.join(", "))
+    })
 }
 
 fn parse_head(text: &str) -> anyhow::Result<(i64, String)> {
@@ -350,9 +382,13 @@ fn write_log(out: &mut impl Write, entries: &[AuditEntry]) -> anyhow::Result<()>
             e.user.as_str()
         };
         let at = e.at.get(..19).unwrap_or(&e.at);
+        let of = e
+            .refers_to
+            .map(|r| format!(" (of entry {r})"))
+            .unwrap_or_default();
         writeln!(
             out,
-            "{:>5}  {at}  {who} ({})  {}{cost}",
+            "{:>5}  {at}  {who} ({})  {}{of}{cost}",
             e.seq,
             e.role,
             e.event.as_str()

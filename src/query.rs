@@ -2,9 +2,10 @@
 //!
 //! Order of events for `query` (the budget is debited before a result exists):
 //! prepare (parse, analyse, rewrite, calibrate — no data read) → ledger charge (or the
-//! cached answer of an identical earlier query, at no cost; or a refusal) → run and release
-//! → store the release in the ledger → write it out. A rejection is logged at no cost; a
-//! failure after the charge is logged against it.
+//! stored answer of an identical earlier query — its release, or its failure — at no cost;
+//! or a refusal) → run and release → store the release in the ledger → write it out. A
+//! rejection is logged at no cost; a failure after the charge is logged against it and is
+//! that query's answer from then on.
 
 use std::fs;
 use std::io::Write;
@@ -13,7 +14,9 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use carelens_catalog::Role;
 use carelens_engine::{Engine, PreparedQuery, QueryError, Release};
-use carelens_ledger::{Amount, Budgets, ChargeOutcome, Ledger, QueryRecord, Refusal};
+use carelens_ledger::{
+    Amount, Budgets, ChargeOutcome, Ledger, QueryRecord, Refusal, StoredFailure,
+};
 use clap::{Args, ValueEnum};
 
 use crate::governance::{Acting, LedgerLocation, acting_user, context};
@@ -144,9 +147,11 @@ pub fn query(args: QueryArgs) -> anyhow::Result<()> {
             Answer::Released { release, .. } => Ok(release),
             Answer::Cached(release) => Ok(release),
             Answer::Failed { message, spent } => Err(anyhow::anyhow!(
-                "{message} (epsilon {} was spent: the budget is charged before a query runs)",
+                "{message} (epsilon {} was spent: the budget is charged before a query runs; \
+                 asking it again gets this failure from the ledger at no cost)",
                 carelens_engine::number(spent.epsilon_value())
             )),
+            Answer::FailedBefore(failure) => Err(anyhow::anyhow!(failed_before(&failure))),
             Answer::Refused(refusal) => Err(Refused(format!(
                 "error: query refused: {refusal}\nhint: ask for a smaller epsilon \
                  (`-- carelens: epsilon=...`), or ask your information governance team for \
@@ -170,11 +175,24 @@ pub(crate) enum Answer {
     /// Charged (`spent`), then it failed; the failure is logged against the charge and
     /// the budget stays spent. `message` is safe to show (it quotes no record values).
     Failed { message: String, spent: Amount },
+    /// An identical query failed after its charge before: that failure, served from the
+    /// ledger at no cost; nothing ran.
+    FailedBefore(StoredFailure),
 }
 
-/// Charges `user` for `prepared` (or finds its earlier release, or is refused), runs it
-/// and stores the release. A failure after the charge is logged against the charge and
-/// returned as [`Answer::Failed`] with what was spent; errors are the ledger's own.
+/// What to tell someone whose query is answered with a stored failure.
+pub(crate) fn failed_before(failure: &StoredFailure) -> String {
+    format!(
+        "{} (served from the ledger at no cost: this query failed after its charge in entry \
+         {}, and a failure is kept as the query's answer like a release, so it is not run \
+         again; change the query or its parameters to ask a new question)",
+        failure.message, failure.charge_seq
+    )
+}
+
+/// Charges `user` for `prepared` (or finds its earlier release or failure, or is refused),
+/// runs it and stores the release. A failure after the charge is logged against the charge
+/// and returned as [`Answer::Failed`] with what was spent; errors are the ledger's own.
 pub(crate) async fn answer(
     engine: &Engine,
     ledger: &mut Ledger,
@@ -190,6 +208,7 @@ pub(crate) async fn answer(
     };
     match ledger.charge(user, &record, &prepared.charge())? {
         ChargeOutcome::Refused(refusal) => Ok(Answer::Refused(refusal)),
+        ChargeOutcome::Failed(failure) => Ok(Answer::FailedBefore(failure)),
         ChargeOutcome::Cached(stored) => {
             let mut release: Release = serde_json::from_slice(&stored.result)
                 .context("the ledger's stored release is not a carelens result")?;

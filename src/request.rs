@@ -380,9 +380,15 @@ fn release(
                 Answer::Failed { message, spent } => {
                     anyhow::bail!(
                         "request {id} failed while running: {message} (epsilon {} was spent; \
-                         the request stays approved, and releasing it again takes up the same \
-                         charge)",
+                         the request stays approved, and releasing it again gets this failure \
+                         from the ledger at no cost)",
                         number(spent.epsilon_value())
+                    );
+                }
+                Answer::FailedBefore(failure) => {
+                    anyhow::bail!(
+                        "request {id} failed: {}",
+                        crate::query::failed_before(&failure)
                     );
                 }
                 Answer::Refused(refusal) => {

@@ -244,6 +244,150 @@ fn a_cast_that_fails_on_some_rows_does_not_fail_the_query() {
     assert!(stdout.starts_with("n\n"), "{stdout}");
 }
 
+/// Charges `user` for the query in `sql` through the ledger, as `carelens query` would,
+/// and logs that it failed while running: the engine is total, so a failure after the
+/// charge cannot be provoked with SQL. Returns the charge's sequence number.
+fn charge_and_fail(ledger: &Path, user: &str, sql: &str, message: &str) -> i64 {
+    let catalog = carelens_catalog::load(&sample_data().join("carelens.toml")).unwrap();
+    let prepared = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let engine = carelens_engine::Engine::open(&catalog).await.unwrap();
+        engine.prepare(sql).await.unwrap()
+    });
+    let cache_key = prepared.cache_key(&catalog.data_version().unwrap());
+    let record = carelens_ledger::QueryRecord {
+        sql,
+        plan_hash: prepared.plan_hash(),
+        cache_key: &cache_key,
+    };
+    let mut ledger = carelens_ledger::Ledger::open(
+        ledger,
+        carelens_ledger::Budgets::from_catalog(catalog.catalog()),
+    )
+    .unwrap();
+    let carelens_ledger::ChargeOutcome::Charged(receipt) =
+        ledger.charge(user, &record, &prepared.charge()).unwrap()
+    else {
+        panic!("a fresh budget covers the query");
+    };
+    ledger.record_error(&receipt, message).unwrap();
+    receipt.seq
+}
+
+#[test]
+fn a_failed_charged_query_asked_again_is_served_from_the_ledger_at_no_cost() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger.sqlite");
+    let sql = write_sql(dir.path(), "sex.sql", SEX_QUERY);
+    let message = "the query failed while running (out of memory); details are withheld \
+                   because they could show values from records";
+    let charge = charge_and_fail(&ledger, "analyst", SEX_QUERY, message);
+    assert!((spent(&ledger, "analyst") - 0.5).abs() < 1e-9);
+
+    // Asked again, by the same analyst and by someone else: the failure, not a new run.
+    for user in ["analyst", "approver"] {
+        let (out, stdout, stderr) = run(&mut cmd(&ledger, user, &["query", &sql]));
+        assert_eq!(out.status.code(), Some(2), "{user}: {stderr}");
+        assert!(stdout.is_empty(), "{stdout}");
+        assert!(
+            stderr.contains(message)
+                && stderr.contains("served from the ledger at no cost")
+                && stderr.contains(&format!("failed after its charge in entry {charge}")),
+            "{user}: {stderr}"
+        );
+    }
+    // `carelens run` answers it the same way.
+    let out_dir = dir.path().join("out");
+    let (out, stdout, stderr) = run(&mut cmd(
+        &ledger,
+        "analyst",
+        &["run", &sql, "--out", out_dir.to_str().unwrap()],
+    ));
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stdout.contains("0 of 1 released"), "{stdout}");
+    assert!(
+        stderr.contains("failed (epsilon 0 spent)")
+            && stderr.contains("served from the ledger at no cost"),
+        "{stderr}"
+    );
+    assert!(!out_dir.join("sex.csv").exists());
+    assert!((spent(&ledger, "analyst") - 0.5).abs() < 1e-9, "paid once");
+    assert_eq!(spent(&ledger, "approver"), 0.0);
+
+    // Approvers see who had charged queries fail, and list the failures.
+    let (out, stdout, _) = run(&mut cmd(
+        &ledger,
+        "approver",
+        &["budget", "--format", "json"],
+    ));
+    assert!(out.status.success());
+    let lines: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let line = |name: &str| {
+        lines
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(line("analyst")["failed"]["count"], 1);
+    assert_eq!(line("analyst")["failed"]["epsilon"], 0.5);
+    assert_eq!(line("approver")["failed"]["count"], 0);
+    assert_eq!(line("dataset")["failed"]["count"], 1);
+    let (_, table, _) = run(&mut cmd(&ledger, "admin", &["budget"]));
+    let analyst = table.lines().find(|l| l.starts_with("analyst")).unwrap();
+    assert!(analyst.ends_with("1          0.5"), "{table}");
+    // An analyst sees their own count, not the dataset's.
+    let (_, stdout, _) = run(&mut cmd(
+        &ledger,
+        "analyst",
+        &["budget", "--format", "json"],
+    ));
+    let own: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(own[0]["failed"], serde_json::Value::Null);
+    assert_eq!(own[1]["failed"]["count"], 1);
+
+    let (out, log, stderr) = run(&mut cmd(
+        &ledger,
+        "approver",
+        &["audit", "log", "--event", "error"],
+    ));
+    assert!(out.status.success(), "{stderr}");
+    let entries: Vec<&str> = log.lines().filter(|l| !l.starts_with("       ")).collect();
+    assert_eq!(entries.len(), 1, "{log}");
+    assert!(
+        entries[0].contains(&format!("analyst (analyst)  error (of entry {charge})")),
+        "{log}"
+    );
+    assert!(log.contains("SELECT sex, COUNT(DISTINCT person_id)") && log.contains(message));
+    let (_, served, _) = run(&mut cmd(
+        &ledger,
+        "approver",
+        &[
+            "audit",
+            "log",
+            "--event",
+            "cached_failure",
+            "--format",
+            "json",
+        ],
+    ));
+    let served: serde_json::Value = serde_json::from_str(&served).unwrap();
+    assert_eq!(served.as_array().unwrap().len(), 3, "{served}");
+    let (out, _, stderr) = run(&mut cmd(
+        &ledger,
+        "approver",
+        &["audit", "log", "--event", "failure"],
+    ));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr.contains("cached_failure"),
+        "the kinds are listed: {stderr}"
+    );
+    let (out, _, _) = run(&mut cmd(&ledger, "approver", &["audit", "verify"]));
+    assert!(out.status.success());
+}
+
 #[test]
 fn an_epsilon_below_the_policy_minimum_is_rejected_with_a_hint() {
     let dir = tempfile::tempdir().unwrap();

@@ -29,13 +29,18 @@ pub enum Event {
     Released,
     /// An identical earlier release was served from the cache, at no cost.
     Cached,
-    /// An interrupted charge of the same user and query was taken up again, at no cost.
+    /// An identical earlier query failed after its charge: that failure was served, at
+    /// no cost, and the query was not run (`refers_to` names the `error` entry).
+    CachedFailure,
+    /// A charge of the same user and query whose process stopped before its outcome was
+    /// logged was taken up again, at no cost (once per charge).
     Resumed,
     /// The privacy analysis or the policy rejected the query; nothing was charged.
     Rejected,
     /// A budget could not cover the query; nothing was charged.
     Refused,
-    /// The query failed after it was charged; the budget stays spent.
+    /// The query failed after it was charged; the budget stays spent, and the failure is
+    /// the query's answer from then on.
     Error,
     /// The catalog's budget for a user or the dataset was set or changed.
     Budget,
@@ -50,12 +55,30 @@ pub enum Event {
 }
 
 impl Event {
+    /// Every kind, in the order of the documentation.
+    pub const ALL: [Event; 13] = [
+        Event::Budget,
+        Event::Charged,
+        Event::Released,
+        Event::Cached,
+        Event::CachedFailure,
+        Event::Resumed,
+        Event::Rejected,
+        Event::Refused,
+        Event::Error,
+        Event::RequestSubmitted,
+        Event::RequestApproved,
+        Event::RequestRejected,
+        Event::RequestReleased,
+    ];
+
     /// The stored spelling.
     pub fn as_str(self) -> &'static str {
         match self {
             Event::Charged => "charged",
             Event::Released => "released",
             Event::Cached => "cached",
+            Event::CachedFailure => "cached_failure",
             Event::Resumed => "resumed",
             Event::Rejected => "rejected",
             Event::Refused => "refused",
@@ -68,11 +91,13 @@ impl Event {
         }
     }
 
-    fn parse(s: &str) -> Option<Event> {
+    /// The kind spelled `s` (as stored), if any.
+    pub fn parse(s: &str) -> Option<Event> {
         Some(match s {
             "charged" => Event::Charged,
             "released" => Event::Released,
             "cached" => Event::Cached,
+            "cached_failure" => Event::CachedFailure,
             "resumed" => Event::Resumed,
             "rejected" => Event::Rejected,
             "refused" => Event::Refused,
@@ -304,16 +329,18 @@ pub(crate) fn follow_ups(
 }
 
 /// Entries in log order, optionally only from `since` (an RFC 3339 prefix such as
-/// `2026-11-26`) and only of `user`.
+/// `2026-11-26`), only of `user` and only of kind `event`.
 pub(crate) fn entries(
     conn: &Connection,
     since: Option<&str>,
     user: Option<&str>,
+    event: Option<Event>,
 ) -> rusqlite::Result<Vec<AuditEntry>> {
     let mut stmt = conn.prepare(&format!(
-        "SELECT {COLUMNS} FROM audit WHERE (?1 IS NULL OR at >= ?1) AND (?2 IS NULL OR user = ?2) ORDER BY seq"
+        "SELECT {COLUMNS} FROM audit WHERE (?1 IS NULL OR at >= ?1) AND (?2 IS NULL OR user = ?2) \
+         AND (?3 IS NULL OR event = ?3) ORDER BY seq"
     ))?;
-    let rows = stmt.query_map(params![since, user], read_entry)?;
+    let rows = stmt.query_map(params![since, user, event.map(Event::as_str)], read_entry)?;
     rows.collect()
 }
 
@@ -366,6 +393,8 @@ pub(crate) fn verify(
     let mut charges: std::collections::HashMap<i64, (String, String, bool)> = Default::default();
     // release seq -> (charge seq, cache key, result hash)
     let mut releases: std::collections::HashMap<i64, (i64, String, String)> = Default::default();
+    // error seq -> cache key of the failed query
+    let mut errors: std::collections::HashMap<i64, String> = Default::default();
     // request id -> (requester, last event)
     let mut requests: std::collections::HashMap<i64, (String, Event)> = Default::default();
     let mut anchor_seen = false;
@@ -487,6 +516,22 @@ pub(crate) fn verify(
                     return broken(
                         entry.seq,
                         "names no earlier charge of the same user and query".to_owned(),
+                    );
+                }
+                if entry.event == Event::Error {
+                    errors.insert(entry.seq, entry.cache_key.clone());
+                }
+            }
+            Event::CachedFailure => {
+                let names_failure = entry
+                    .refers_to
+                    .and_then(|r| errors.get(&r))
+                    .is_some_and(|key| *key == entry.cache_key);
+                if !names_failure {
+                    return broken(
+                        entry.seq,
+                        "a failure served that names no earlier failure of the same query"
+                            .to_owned(),
                     );
                 }
             }

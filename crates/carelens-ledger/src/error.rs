@@ -93,6 +93,36 @@ pub enum LedgerError {
         /// The charge entry.
         seq: i64,
     },
+    /// The charge named by a receipt already failed: its failure is its outcome.
+    #[error(
+        "the charge in entry {seq} already failed; its failure is its outcome and is served \
+         for the same query at no cost"
+    )]
+    AlreadyFailed {
+        /// The charge entry.
+        seq: i64,
+    },
+    /// This handle already runs the charge an identical query would take up.
+    #[error(
+        "the charge in entry {seq} for this query is still running on this ledger handle; \
+         record its outcome before asking the same query again (a bug in the caller)"
+    )]
+    AlreadyRunning {
+        /// The charge entry.
+        seq: i64,
+    },
+    /// The marks that tell a running charge from a stopped one could not be written.
+    #[error(
+        "cannot mark a charge as running in {folder}; the folder beside the ledger must be \
+         writable, on a local disk"
+    )]
+    Running {
+        /// The folder of the marks.
+        folder: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// A stored release does not match its hash or its audit entry.
     #[error(
         "the stored release {release_seq} in {path} does not match its audit entry; it was \

@@ -16,11 +16,13 @@ use crate::audit::{self, AuditEntry, Event, NewEntry, Verification};
 use crate::error::LedgerError;
 
 mod requests;
+mod running;
 
 pub use requests::{Decision, Flag, NewRequest, Request, RequestState};
+use running::{Mark, Running};
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// The marker in the `meta` table that says a SQLite file is a carelens ledger.
 const FORMAT: &str = "carelens-ledger";
@@ -81,6 +83,13 @@ BEGIN SELECT RAISE(ABORT, 'stored releases are immutable'); END;
     r#"
 CREATE INDEX audit_by_refers_to_event ON audit (refers_to, event);
 "#,
+    // Version 3: a failure after the charge is the question's answer, served again at no
+    // cost (`cached_failure` entries); this index finds a question's stored failure. Older
+    // builds must not use this ledger: they would take up a failed charge and run it again
+    // for free.
+    r#"
+CREATE INDEX audit_by_cache_key_event ON audit (cache_key, event);
+"#,
 ];
 
 /// The budgets the catalog grants: each user's, and the dataset's.
@@ -138,6 +147,9 @@ pub struct Ledger {
     path: PathBuf,
     budgets: Budgets,
     wait: Duration,
+    /// The charges this handle runs (set up by [`Ledger::open`]; read-only handles charge
+    /// nothing).
+    running: Option<Running>,
 }
 
 /// What the engine tells the ledger about a query.
@@ -164,7 +176,7 @@ pub struct Receipt {
     /// What was debited.
     pub amount: Amount,
     /// Whether this takes up an earlier charge of the same user and query whose process
-    /// stopped before releasing (nothing was debited this time).
+    /// stopped before its outcome was logged (nothing was debited this time).
     pub resumed: bool,
 }
 
@@ -230,17 +242,56 @@ pub struct StoredRelease {
     pub charge_seq: i64,
 }
 
+/// A stored failure: an identical query was charged and failed (or stopped its process
+/// twice). The failure is that question's answer, as a release would be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredFailure {
+    /// Why it failed, as logged (the engine's message, which quotes no record values).
+    pub message: String,
+    /// The charge that paid for the run that failed.
+    pub charge_seq: i64,
+    /// The `error` entry that logged the failure.
+    pub error_seq: i64,
+}
+
 /// The outcome of [`Ledger::charge`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChargeOutcome {
     /// Debited (or an interrupted charge taken up): run the query, then
-    /// [`Ledger::record_release`].
+    /// [`Ledger::record_release`] or [`Ledger::record_error`].
     Charged(Receipt),
     /// An identical release exists: here it is, at no cost.
     Cached(StoredRelease),
+    /// An identical query failed after its charge: that failure is the answer, at no
+    /// cost, and the query must not run.
+    Failed(StoredFailure),
     /// A budget could not cover it; nothing was debited.
     Refused(Refusal),
 }
+
+/// What one try of [`Ledger::charge`] decided inside its transaction.
+enum Step {
+    /// An outcome, and the mark of a charge this handle now runs (or has just failed).
+    Done(ChargeOutcome, Option<Mark>),
+    /// The user's charge of this query is running in another handle: wait for it, then
+    /// ask again.
+    Wait(i64),
+}
+
+/// What [`Ledger::charge`] was asked, checked.
+#[derive(Clone, Copy)]
+struct Asked<'a> {
+    user: &'a str,
+    role: Role,
+    budget: Amount,
+    query: &'a QueryRecord<'a>,
+    requested: Amount,
+    params_json: &'a str,
+}
+
+/// The failure logged for a charge taken up once whose process stopped again.
+pub const STOPPED_TWICE: &str = "the query stopped the process twice before its outcome was \
+     logged (its charge was already taken up once); it is logged as failed and is not run again";
 
 /// The outcome of [`Ledger::check_batch`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -251,6 +302,9 @@ pub struct BatchCheck {
     pub new: usize,
     /// How many distinct queries are already released (free).
     pub cached: usize,
+    /// How many distinct queries already failed after a charge (their failure is served
+    /// again, free).
+    pub failed: usize,
     /// Why the batch does not fit, if it does not; then it was logged and must not run.
     pub refusal: Option<Refusal>,
 }
@@ -268,6 +322,19 @@ pub struct BudgetLine {
     pub spent: Amount,
     /// Left (never negative, even if the catalog's budget was lowered below the spend).
     pub remaining: Amount,
+    /// Charged queries whose outcome was a failure, and what they cost (included in
+    /// `spent`). On the dataset's line only when the report covers every user: `None`
+    /// otherwise, as it would tell about other users' queries.
+    pub failed: Option<Failures>,
+}
+
+/// Charged queries that failed: how many, and what they cost together.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Failures {
+    /// How many charges ended in a failure.
+    pub count: u64,
+    /// What those charges debited.
+    pub spent: Amount,
 }
 
 impl Ledger {
@@ -320,6 +387,7 @@ impl Ledger {
         }
         ledger.prepare()?;
         ledger.sync_budgets()?;
+        ledger.running = Some(Running::beside(path).map_err(open_err)?);
         Ok(ledger)
     }
 
@@ -360,6 +428,7 @@ impl Ledger {
             path: path.to_path_buf(),
             budgets,
             wait,
+            running: None,
         };
         ledger.conn.busy_timeout(wait).map_err(|e| ledger.err(e))?;
         Ok(ledger)
@@ -381,15 +450,14 @@ impl Ledger {
         &mut self,
         body: impl FnOnce(&Transaction<'_>, &SqliteErr<'_>) -> Result<T, LedgerError>,
     ) -> Result<T, LedgerError> {
-        let (path, wait) = (self.path.clone(), self.wait);
-        let e = move |err| LedgerError::sqlite(&path, err, wait);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(&e)?;
-        let out = body(&tx, &e)?;
-        tx.commit().map_err(&e)?;
-        Ok(out)
+        transaction(&mut self.conn, &self.path, self.wait, body)
+    }
+
+    /// The marks of the charges this handle runs; only a handle opened for writing has them.
+    fn running(&mut self) -> Result<&mut Running, LedgerError> {
+        self.running.as_mut().ok_or_else(|| LedgerError::ReadOnly {
+            path: self.path.clone(),
+        })
     }
 
     /// Integrity check, journal mode, schema version and marker; migrates an older schema.
@@ -528,13 +596,23 @@ impl Ledger {
             })
     }
 
-    /// Charges `user` for `charge` — or serves the cached release of an identical query,
+    /// Charges `user` for `charge` — or serves the answer an identical query already has,
     /// or refuses — in one `BEGIN IMMEDIATE` transaction, so concurrent charges can never
     /// overspend either budget. Every outcome is in the audit log when this returns.
     ///
-    /// If this user has an earlier charge for the same query that was never released (its
-    /// process stopped between charge and release; no result left it), that charge is
-    /// taken up instead of debiting again.
+    /// An identical query's answer is its release ([`ChargeOutcome::Cached`]) or, if it
+    /// failed after its charge, that failure ([`ChargeOutcome::Failed`]); either is served
+    /// to any user at no cost, so asking again never runs a failed query for free.
+    ///
+    /// If this user has an earlier charge for the same query with no outcome logged: while
+    /// another handle runs it, this waits for its outcome and asks again; if its process
+    /// stopped, that charge is taken up ([`Receipt::resumed`]) instead of debiting again —
+    /// once. A charge already taken up once whose process stopped again is logged as
+    /// failed (the query stopped the process twice), and that failure is its answer.
+    ///
+    /// Keep this handle until the charge's outcome is recorded with
+    /// [`Ledger::record_release`] or [`Ledger::record_error`]: it holds the mark that says
+    /// the charge is running.
     pub fn charge(
         &mut self,
         user: &str,
@@ -554,87 +632,186 @@ impl Ledger {
             path: self.path.clone(),
             source,
         })?;
-        let path = self.path.clone();
-        let dataset_budget = self.budgets.dataset;
-        self.write(|tx, e| {
-        let entry = |epsilon_units, delta_units, detail, refers_to| NewEntry {
+        let asked = Asked {
             user,
-            role: role.as_str(),
-            sql: query.sql,
-            plan_hash: query.plan_hash,
-            cache_key: query.cache_key,
-            params: &params_json,
-            epsilon_units,
-            delta_units,
-            detail,
-            result_hash: "",
-            refers_to,
+            role,
+            budget,
+            query,
+            requested,
+            params_json: &params_json,
         };
-
-        if let Some(stored) = self_check(stored_release(tx, query.cache_key).map_err(e)?, &path)? {
-            let new = entry(
-                0,
-                0,
-                "identical to an earlier release",
-                Some(stored.release_seq),
-            );
-            audit::append(tx, Event::Cached, &new).map_err(e)?;
-            return Ok(ChargeOutcome::Cached(stored));
+        loop {
+            match self.charge_step(&asked)? {
+                Step::Done(outcome, mark) => {
+                    if let Some(mark) = mark {
+                        let running = self.running()?;
+                        running.keep(mark);
+                        if let ChargeOutcome::Failed(failure) = &outcome {
+                            running.finish(failure.charge_seq);
+                        }
+                    }
+                    return Ok(outcome);
+                }
+                Step::Wait(seq) => {
+                    let running = self.running()?;
+                    running
+                        .wait_for(seq)
+                        .map_err(|source| LedgerError::Running {
+                            folder: running.folder().to_path_buf(),
+                            source,
+                        })?;
+                }
+            }
         }
+    }
 
-        let orphan: Option<(i64, i64, i64)> = tx
-            .query_row(
-                "SELECT c.seq, c.epsilon_units, c.delta_units FROM audit c
-                 WHERE c.event = 'charged' AND c.user = ?1 AND c.cache_key = ?2
-                   AND c.params = ?3
-                   AND NOT EXISTS (SELECT 1 FROM audit r WHERE r.refers_to = c.seq AND r.event = 'released')
-                 ORDER BY c.seq DESC LIMIT 1",
-                params![user, query.cache_key, params_json],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .optional()
-            .map_err(e)?;
-        if let Some((seq, epsilon, delta)) = orphan {
-            let new = entry(
-                0,
-                0,
-                "takes up an unreleased charge of the same query",
-                Some(seq),
-            );
-            audit::append(tx, Event::Resumed, &new).map_err(e)?;
-            return Ok(ChargeOutcome::Charged(Receipt {
-                seq,
+    /// One try of [`Ledger::charge`]: everything it decides, in one transaction.
+    fn charge_step(&mut self, asked: &Asked<'_>) -> Result<Step, LedgerError> {
+        let Asked {
+            user,
+            role,
+            budget,
+            query,
+            requested,
+            params_json,
+        } = *asked;
+        let dataset_budget = self.budgets.dataset;
+        let running = self.running.as_ref().ok_or_else(|| LedgerError::ReadOnly {
+            path: self.path.clone(),
+        })?;
+        let path = &self.path;
+        let mark_err = |source| LedgerError::Running {
+            folder: running.folder().to_path_buf(),
+            source,
+        };
+        transaction(&mut self.conn, path, self.wait, |tx, e| {
+            let entry = |epsilon_units, delta_units, detail, refers_to| NewEntry {
+                user,
+                role: role.as_str(),
+                sql: query.sql,
+                plan_hash: query.plan_hash,
+                cache_key: query.cache_key,
+                params: params_json,
+                epsilon_units,
+                delta_units,
+                detail,
+                result_hash: "",
+                refers_to,
+            };
+
+            if let Some(stored) = self_check(stored_release(tx, query.cache_key).map_err(e)?, path)?
+            {
+                let new = entry(
+                    0,
+                    0,
+                    "identical to an earlier release",
+                    Some(stored.release_seq),
+                );
+                audit::append(tx, Event::Cached, &new).map_err(e)?;
+                return Ok(Step::Done(ChargeOutcome::Cached(stored), None));
+            }
+
+            if let Some(failure) = stored_failure(tx, query.cache_key).map_err(e)? {
+                let detail = format!(
+                    "identical to an earlier query that failed after its charge (entry {}): \
+                     that failure is served, and the query is not run again",
+                    failure.error_seq
+                );
+                let new = entry(0, 0, &detail, Some(failure.error_seq));
+                audit::append(tx, Event::CachedFailure, &new).map_err(e)?;
+                return Ok(Step::Done(ChargeOutcome::Failed(failure), None));
+            }
+
+            let orphan: Option<(i64, i64, i64)> = tx
+                .query_row(
+                    "SELECT c.seq, c.epsilon_units, c.delta_units FROM audit c
+                     WHERE c.event = 'charged' AND c.user = ?1 AND c.cache_key = ?2
+                       AND c.params = ?3
+                       AND NOT EXISTS (SELECT 1 FROM audit r WHERE r.refers_to = c.seq
+                                       AND r.event IN ('released', 'error'))
+                     ORDER BY c.seq DESC LIMIT 1",
+                    params![user, query.cache_key, params_json],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()
+                .map_err(e)?;
+            if let Some((seq, epsilon, delta)) = orphan {
+                if running.holds(seq) {
+                    return Err(LedgerError::AlreadyRunning { seq });
+                }
+                let Some(mark) = running.try_take(seq).map_err(mark_err)? else {
+                    return Ok(Step::Wait(seq));
+                };
+                // Nobody runs it: its process stopped before logging an outcome.
+                let taken_up_before = audit::follow_ups(tx, seq, &[Event::Resumed])
+                    .map_err(e)?
+                    .len();
+                if taken_up_before > 0 {
+                    let failed =
+                        audit::append(tx, Event::Error, &entry(0, 0, STOPPED_TWICE, Some(seq)))
+                            .map_err(e)?;
+                    let failure = StoredFailure {
+                        message: STOPPED_TWICE.to_owned(),
+                        charge_seq: seq,
+                        error_seq: failed.seq,
+                    };
+                    return Ok(Step::Done(ChargeOutcome::Failed(failure), Some(mark)));
+                }
+                let new = entry(
+                    0,
+                    0,
+                    "takes up a charge of the same query whose process stopped before its \
+                     outcome was logged",
+                    Some(seq),
+                );
+                audit::append(tx, Event::Resumed, &new).map_err(e)?;
+                let receipt = Receipt {
+                    seq,
+                    user: user.to_owned(),
+                    cache_key: query.cache_key.to_owned(),
+                    amount: Amount { epsilon, delta },
+                    resumed: true,
+                };
+                return Ok(Step::Done(ChargeOutcome::Charged(receipt), Some(mark)));
+            }
+
+            let refusal = uncovered(tx, user, budget, dataset_budget, requested).map_err(e)?;
+            if let Some(refusal) = refusal {
+                let detail = refusal.to_string();
+                let new = entry(0, 0, &detail, None);
+                audit::append(tx, Event::Refused, &new).map_err(e)?;
+                return Ok(Step::Done(ChargeOutcome::Refused(refusal), None));
+            }
+            let new = entry(requested.epsilon, requested.delta, "", None);
+            let charged = audit::append(tx, Event::Charged, &new).map_err(e)?;
+            let mark = running
+                .try_take(charged.seq)
+                .map_err(mark_err)?
+                .ok_or_else(|| {
+                    mark_err(std::io::Error::new(
+                        std::io::ErrorKind::WouldBlock,
+                        format!(
+                            "the mark of the new charge {} is held elsewhere",
+                            charged.seq
+                        ),
+                    ))
+                })?;
+            let receipt = Receipt {
+                seq: charged.seq,
                 user: user.to_owned(),
                 cache_key: query.cache_key.to_owned(),
-                amount: Amount { epsilon, delta },
-                resumed: true,
-            }));
-        }
-
-        let refusal =
-            uncovered(tx, user, budget, dataset_budget, requested).map_err(e)?;
-        if let Some(refusal) = refusal {
-            let detail = refusal.to_string();
-            let new = entry(0, 0, &detail, None);
-            audit::append(tx, Event::Refused, &new).map_err(e)?;
-            return Ok(ChargeOutcome::Refused(refusal));
-        }
-        let new = entry(requested.epsilon, requested.delta, "", None);
-        let charged = audit::append(tx, Event::Charged, &new).map_err(e)?;
-        Ok(ChargeOutcome::Charged(Receipt {
-            seq: charged.seq,
-            user: user.to_owned(),
-            cache_key: query.cache_key.to_owned(),
-            amount: requested,
-            resumed: false,
-        }))
+                amount: requested,
+                resumed: false,
+            };
+            Ok(Step::Done(ChargeOutcome::Charged(receipt), Some(mark)))
         })
     }
 
     /// Checks, before a batch runs, that `user`'s budget and the dataset's can cover every
-    /// query of it that is not already released (those are answered from the cache for
-    /// free; a query twice in the batch is paid once). A batch that does not fit is logged
-    /// as one `refused` entry naming its queries; nothing is debited either way.
+    /// query of it that is not already answered (a release, or a failure after its charge,
+    /// is served again for free; a query twice in the batch is paid once). A batch that
+    /// does not fit is logged as one `refused` entry naming its queries; nothing is debited
+    /// either way.
     ///
     /// This is a check, not a reservation: each query is still charged on its own when it
     /// runs, so a concurrent spender can make a later query of the batch be refused.
@@ -649,13 +826,15 @@ impl Ledger {
         self.write(|tx, e| {
             let mut seen = std::collections::HashSet::new();
             let mut total = Amount::default();
-            let (mut new, mut cached) = (0, 0);
+            let (mut new, mut cached, mut failed) = (0, 0, 0);
             for (query, charge) in queries {
                 if !seen.insert(query.cache_key) {
                     continue;
                 }
                 if self_check(stored_release(tx, query.cache_key).map_err(e)?, &path)?.is_some() {
                     cached += 1;
+                } else if stored_failure(tx, query.cache_key).map_err(e)?.is_some() {
+                    failed += 1;
                 } else {
                     new += 1;
                     total = total.plus(Amount::charge(charge.epsilon(), charge.delta()));
@@ -687,6 +866,7 @@ impl Ledger {
                 total,
                 new,
                 cached,
+                failed,
                 refusal,
             })
         })
@@ -701,7 +881,7 @@ impl Ledger {
         result: &[u8],
     ) -> Result<StoredRelease, LedgerError> {
         let path = self.path.clone();
-        self.write(|tx, e| {
+        let stored = self.write(|tx, e| {
             let charge = charge_for(tx, receipt, e)?;
             let base = NewEntry {
                 user: &charge.user,
@@ -722,16 +902,7 @@ impl Ledger {
                 audit::append(tx, Event::Cached, &served).map_err(e)?;
                 return Ok(stored);
             }
-            let already: i64 = tx
-                .query_row(
-                    "SELECT count(*) FROM audit WHERE event = 'released' AND refers_to = ?1",
-                    params![charge.seq],
-                    |r| r.get(0),
-                )
-                .map_err(e)?;
-            if already > 0 {
-                return Err(LedgerError::AlreadyReleased { seq: charge.seq });
-            }
+            no_outcome_yet(tx, charge.seq, e)?;
             let result_hash = audit::sha256_hex(result);
             let release = NewEntry {
                 result_hash: &result_hash,
@@ -757,24 +928,35 @@ impl Ledger {
                 release_seq: released.seq,
                 charge_seq: charge.seq,
             })
-        })
+        })?;
+        self.running()?.finish(receipt.seq);
+        Ok(stored)
     }
 
-    /// Logs that a charged query failed before release. The budget stays spent.
+    /// Logs that a charged query failed before release. The budget stays spent, and the
+    /// failure is the query's outcome: asking the same query again (any user, same cache
+    /// key) is answered with it at no cost ([`ChargeOutcome::Failed`]) and never runs it.
+    /// `message` is shown to whoever asks again, so it must quote no record values.
     pub fn record_error(&mut self, receipt: &Receipt, message: &str) -> Result<(), LedgerError> {
         self.write(|tx, e| {
             let charge = charge_for(tx, receipt, e)?;
+            no_outcome_yet(tx, charge.seq, e)?;
             let failure = NewEntry {
                 user: &charge.user,
                 role: &charge.role,
+                sql: &charge.sql,
+                plan_hash: &charge.plan_hash,
                 cache_key: &charge.cache_key,
+                params: &charge.params,
                 detail: message,
                 refers_to: Some(charge.seq),
                 ..NewEntry::default()
             };
             audit::append(tx, Event::Error, &failure).map_err(e)?;
             Ok(())
-        })
+        })?;
+        self.running()?.finish(receipt.seq);
+        Ok(())
     }
 
     /// Logs a query the privacy analysis or the policy rejected. Costs nothing.
@@ -800,17 +982,22 @@ impl Ledger {
         })
     }
 
-    /// Spent and remaining budget of `user`, or of every user when `None`; the dataset's
-    /// line comes first.
+    /// Spent and remaining budget of `user`, or of every user when `None`, with the
+    /// charged queries that failed; the dataset's line comes first.
     pub fn budget_report(&self, user: Option<&str>) -> Result<Vec<BudgetLine>, LedgerError> {
         let e = |err| self.err(err);
         let dataset_spent = spent(&self.conn, None).map_err(e)?;
+        let dataset_failed = match user {
+            None => Some(failures(&self.conn, None).map_err(e)?),
+            Some(_) => None,
+        };
         let mut lines = vec![BudgetLine {
             name: DATASET_USER.to_owned(),
             role: String::new(),
             budget: self.budgets.dataset,
             spent: dataset_spent,
             remaining: self.budgets.dataset.minus(dataset_spent),
+            failed: dataset_failed,
         }];
         for (name, role, budget) in &self.budgets.users {
             if user.is_some_and(|u| u != name) {
@@ -823,6 +1010,7 @@ impl Ledger {
                 budget: *budget,
                 spent: s,
                 remaining: budget.minus(s),
+                failed: Some(failures(&self.conn, Some(name)).map_err(e)?),
             });
         }
         if let Some(u) = user
@@ -840,7 +1028,18 @@ impl Ledger {
         since: Option<&str>,
         user: Option<&str>,
     ) -> Result<Vec<AuditEntry>, LedgerError> {
-        audit::entries(&self.conn, since, user).map_err(|e| self.err(e))
+        self.audit_events(since, user, None)
+    }
+
+    /// [`Ledger::audit_log`], only the entries of kind `event` when given (e.g.
+    /// [`Event::Error`]: the queries that failed after their charge).
+    pub fn audit_events(
+        &self,
+        since: Option<&str>,
+        user: Option<&str>,
+        event: Option<Event>,
+    ) -> Result<Vec<AuditEntry>, LedgerError> {
+        audit::entries(&self.conn, since, user, event).map_err(|e| self.err(e))
     }
 
     /// Checks the whole audit log (see [`crate::audit`]).
@@ -853,6 +1052,22 @@ impl Ledger {
     pub fn verify_against(&self, head: (i64, &str)) -> Result<Verification, LedgerError> {
         audit::verify(&self.conn, Some(head)).map_err(|e| self.err(e))
     }
+}
+
+/// Runs `body` in one `BEGIN IMMEDIATE` transaction on `conn` (see [`Ledger::write`]).
+fn transaction<T>(
+    conn: &mut Connection,
+    path: &Path,
+    wait: Duration,
+    body: impl FnOnce(&Transaction<'_>, &SqliteErr<'_>) -> Result<T, LedgerError>,
+) -> Result<T, LedgerError> {
+    let e = move |err| LedgerError::sqlite(path, err, wait);
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(e)?;
+    let out = body(&tx, &e)?;
+    tx.commit().map_err(e)?;
+    Ok(out)
 }
 
 #[derive(Serialize)]
@@ -873,6 +1088,55 @@ fn charge_for(
             c.event == Event::Charged && c.user == receipt.user && c.cache_key == receipt.cache_key
         })
         .ok_or(LedgerError::BadReceipt { seq: receipt.seq })
+}
+
+/// Refuses a second outcome for the charge `seq`: a charge is released once or fails once.
+fn no_outcome_yet(tx: &Transaction<'_>, seq: i64, e: &SqliteErr<'_>) -> Result<(), LedgerError> {
+    let outcome = audit::follow_ups(tx, seq, &[Event::Released, Event::Error]).map_err(e)?;
+    match outcome.first().map(|o| o.event) {
+        Some(Event::Released) => Err(LedgerError::AlreadyReleased { seq }),
+        Some(_) => Err(LedgerError::AlreadyFailed { seq }),
+        None => Ok(()),
+    }
+}
+
+/// The first failure logged for a query with this cache key, if any.
+fn stored_failure(conn: &Connection, cache_key: &str) -> rusqlite::Result<Option<StoredFailure>> {
+    conn.query_row(
+        "SELECT seq, refers_to, detail FROM audit
+         WHERE cache_key = ?1 AND event = 'error' AND refers_to IS NOT NULL
+         ORDER BY seq LIMIT 1",
+        params![cache_key],
+        |r| {
+            Ok(StoredFailure {
+                error_seq: r.get(0)?,
+                charge_seq: r.get(1)?,
+                message: r.get(2)?,
+            })
+        },
+    )
+    .optional()
+}
+
+/// The charges of `user` (or everyone's when `None`) whose outcome is a failure.
+fn failures(conn: &Connection, user: Option<&str>) -> rusqlite::Result<Failures> {
+    conn.query_row(
+        "SELECT count(*), coalesce(sum(c.epsilon_units), 0), coalesce(sum(c.delta_units), 0)
+         FROM audit c
+         WHERE c.event = 'charged' AND (?1 IS NULL OR c.user = ?1)
+           AND EXISTS (SELECT 1 FROM audit f WHERE f.refers_to = c.seq AND f.event = 'error')
+           AND NOT EXISTS (SELECT 1 FROM audit r WHERE r.refers_to = c.seq AND r.event = 'released')",
+        params![user],
+        |r| {
+            Ok(Failures {
+                count: r.get::<_, i64>(0)?.try_into().unwrap_or(0),
+                spent: Amount {
+                    epsilon: r.get(1)?,
+                    delta: r.get(2)?,
+                },
+            })
+        },
+    )
 }
 
 /// Why `user`'s budget or the dataset's cannot cover `requested` on top of what is spent,

@@ -8,16 +8,19 @@
 //! The life of a query:
 //!
 //! 1. [`Ledger::charge`] — in one `BEGIN IMMEDIATE` transaction: serve an identical earlier
-//!    release from the cache at no cost, or check the user's and the dataset's budgets and
-//!    debit both, or refuse. The outcome is in the audit log before the call returns.
+//!    query's answer at no cost — its release, or the failure it ended in — or check the
+//!    user's and the dataset's budgets and debit both, or refuse. The outcome is in the
+//!    audit log before the call returns.
 //! 2. The engine runs the query and adds noise.
 //! 3. [`Ledger::record_release`] — store the result and log its release (with the result's
-//!    hash) in one transaction; only then may the result be written anywhere.
+//!    hash) in one transaction; only then may the result be written anywhere. Or
+//!    [`Ledger::record_error`] — the query failed; the budget stays spent, and that failure
+//!    is the query's answer from then on, so retrying a failure is never a free new run.
 //!
 //! A crash after 1 leaves the budget spent (fail closed) and no result out; asking again
-//! takes up that charge instead of debiting twice. Rejected and refused queries are logged
-//! at no cost ([`Ledger::record_rejection`]); a failure after the charge is logged with
-//! [`Ledger::record_error`] and the budget stays spent.
+//! takes up that charge instead of debiting twice — once: a charge whose process stops a
+//! second time is logged as failed. Rejected and refused queries are logged at no cost
+//! ([`Ledger::record_rejection`]).
 //!
 //! ```
 //! use carelens_ledger::{Amount, Budgets, ChargeOutcome, Ledger, QueryRecord, Verification};
@@ -63,11 +66,13 @@ pub use amount::{Amount, DELTA_UNITS, EPSILON_UNITS};
 pub use audit::{AuditEntry, Event, Verification};
 pub use error::LedgerError;
 pub use ledger::{
-    BatchCheck, BudgetLine, Budgets, ChargeOutcome, DATASET_USER, DEFAULT_WAIT, Decision, Flag,
-    Ledger, NewRequest, QueryRecord, Receipt, Refusal, Request, RequestState, SCHEMA_VERSION,
-    StoredRelease, Which,
+    BatchCheck, BudgetLine, Budgets, ChargeOutcome, DATASET_USER, DEFAULT_WAIT, Decision, Failures,
+    Flag, Ledger, NewRequest, QueryRecord, Receipt, Refusal, Request, RequestState, SCHEMA_VERSION,
+    STOPPED_TWICE, StoredFailure, StoredRelease, Which,
 };
 
+#[cfg(test)]
+mod failure_tests;
 #[cfg(test)]
 mod request_tests;
 #[cfg(test)]

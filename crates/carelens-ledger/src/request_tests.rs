@@ -87,7 +87,7 @@ fn release(ledger: &mut Ledger, user: &str, request: &Request) -> (Request, Amou
             (stored.release_seq, receipt.amount)
         }
         ChargeOutcome::Cached(stored) => (stored.release_seq, Amount::default()),
-        ChargeOutcome::Refused(r) => panic!("{r}"),
+        other => panic!("{other:?}"),
     };
     (
         ledger

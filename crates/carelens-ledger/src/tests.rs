@@ -14,7 +14,7 @@ use rusqlite::Connection;
 
 use crate::*;
 
-fn charge_of(epsilon: f64, delta: f64) -> PrivacyCharge {
+pub(crate) fn charge_of(epsilon: f64, delta: f64) -> PrivacyCharge {
     PrivacyCharge::new(vec![ChargeItem {
         label: "count(*)".into(),
         mechanism: if delta > 0.0 {
@@ -31,7 +31,7 @@ fn charge_of(epsilon: f64, delta: f64) -> PrivacyCharge {
     }])
 }
 
-fn budgets(user_epsilon: f64, dataset_epsilon: f64) -> Budgets {
+pub(crate) fn budgets(user_epsilon: f64, dataset_epsilon: f64) -> Budgets {
     Budgets {
         dataset: Amount::budget(dataset_epsilon, 1e-4),
         users: vec![
@@ -50,7 +50,7 @@ fn budgets(user_epsilon: f64, dataset_epsilon: f64) -> Budgets {
     }
 }
 
-fn query(key: &str) -> QueryRecord<'_> {
+pub(crate) fn query(key: &str) -> QueryRecord<'_> {
     QueryRecord {
         sql: "SELECT count(*) FROM person",
         plan_hash: "plan",
@@ -58,18 +58,18 @@ fn query(key: &str) -> QueryRecord<'_> {
     }
 }
 
-fn ledger_in(dir: &Path, b: Budgets) -> Ledger {
+pub(crate) fn ledger_in(dir: &Path, b: Budgets) -> Ledger {
     Ledger::open(&dir.join("ledger.sqlite"), b).unwrap()
 }
 
-fn charged(outcome: ChargeOutcome) -> Receipt {
+pub(crate) fn charged(outcome: ChargeOutcome) -> Receipt {
     match outcome {
         ChargeOutcome::Charged(r) => r,
         other => panic!("expected a charge, got {other:?}"),
     }
 }
 
-fn assert_intact(ledger: &Ledger) -> i64 {
+pub(crate) fn assert_intact(ledger: &Ledger) -> i64 {
     match ledger.verify().unwrap() {
         Verification::Intact { entries, .. } => entries,
         broken => panic!("{broken:?}"),
@@ -431,10 +431,10 @@ fn eight_threads_never_overspend() {
     assert_intact(&ledger);
 }
 
-const CHILD_ENV: &str = "CARELENS_LEDGER_TEST_CHILD";
+pub(crate) const CHILD_ENV: &str = "CARELENS_LEDGER_TEST_CHILD";
 
 /// Runs the ignored test `name` of this binary in a child process with `envs`.
-fn child(name: &str, envs: &[(&str, String)]) -> Command {
+pub(crate) fn child(name: &str, envs: &[(&str, String)]) -> Command {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
     cmd.args([
         "--exact",
@@ -557,6 +557,10 @@ fn child_pipeline() {
             std::fs::write(&output, &stored.result).unwrap();
             None
         }
+        ChargeOutcome::Failed(failure) => {
+            println!("CHILD failed: {}", failure.message);
+            None
+        }
         ChargeOutcome::Refused(r) => panic!("{r}"),
     };
     let Some(receipt) = receipt else { return };
@@ -634,6 +638,65 @@ fn a_crash_at_any_step_never_releases_unpaid_or_charges_twice() {
     }
 }
 
+#[test]
+fn a_charge_is_taken_up_once_and_a_second_stop_is_its_stored_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.sqlite");
+    let output = dir.path().join("result.out");
+    let envs = |crash: &str| {
+        vec![
+            (CHILD_ENV, path.display().to_string()),
+            ("OUTPUT", output.display().to_string()),
+            ("CRASH_AT", crash.to_owned()),
+        ]
+    };
+    // Killed after the charge, then killed again after taking it up: as a query that
+    // brings its process down every time it runs would be.
+    for attempt in 0..2 {
+        let out = child("tests::child_pipeline", &envs(STEPS[0]))
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "attempt {attempt} should have died");
+    }
+    let events = |ledger: &Ledger| -> Vec<Event> {
+        ledger
+            .audit_log(None, None)
+            .unwrap()
+            .iter()
+            .skip(4)
+            .map(|e| e.event)
+            .collect()
+    };
+    let ledger = Ledger::open_read_only(&path, budgets(1.0, 10.0)).unwrap();
+    assert_eq!(events(&ledger), [Event::Charged, Event::Resumed]);
+    drop(ledger);
+
+    // The third ask does not run it: the failure is recorded and served.
+    let out = child("tests::child_pipeline", &envs("")).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains(&format!("CHILD failed: {STOPPED_TWICE}")),
+        "{stdout}"
+    );
+    assert!(!output.exists(), "nothing was released");
+    // And every ask after it gets the same failure, at no cost.
+    let out = child("tests::child_pipeline", &envs("")).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("CHILD failed: "));
+    let ledger = Ledger::open_read_only(&path, budgets(1.0, 10.0)).unwrap();
+    assert_eq!(
+        events(&ledger),
+        [
+            Event::Charged,
+            Event::Resumed,
+            Event::Error,
+            Event::CachedFailure
+        ]
+    );
+    let (charges, releases) = check_invariants(&path, &output);
+    assert_eq!((charges, releases), (1, 0));
+}
+
 // ---------------------------------------------------------------------------------------
 // Tampering
 
@@ -656,7 +719,7 @@ fn tampering_setup() -> (tempfile::TempDir, PathBuf) {
     (dir, path)
 }
 
-fn raw(path: &Path) -> Connection {
+pub(crate) fn raw(path: &Path) -> Connection {
     let c = Connection::open(path).unwrap();
     c.execute_batch("DROP TRIGGER audit_no_update; DROP TRIGGER audit_no_delete;")
         .unwrap();
@@ -909,7 +972,7 @@ fn eight_threads_asking_the_same_question_pay_once_and_get_one_answer() {
                             ledger.record_release(&r, mine.as_bytes()).unwrap().result
                         }
                         ChargeOutcome::Cached(stored) => stored.result,
-                        ChargeOutcome::Refused(r) => panic!("{r}"),
+                        other => panic!("{other:?}"),
                     }
                 })
             })
@@ -921,6 +984,8 @@ fn eight_threads_asking_the_same_question_pay_once_and_get_one_answer() {
     let log = ledger.audit_log(None, None).unwrap();
     let count = |ev: Event| log.iter().filter(|e| e.event == ev).count();
     assert_eq!((count(Event::Charged), count(Event::Released)), (1, 1));
+    // The others waited for the running charge's answer: none took it up.
+    assert_eq!((count(Event::Resumed), count(Event::Cached)), (0, 7));
     assert_eq!(
         ledger.budget_report(Some("ana")).unwrap()[1]
             .spent
