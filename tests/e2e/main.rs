@@ -8,6 +8,7 @@ mod batch;
 mod cli;
 mod common;
 mod engine;
+mod fuzz;
 mod ledger;
 mod query;
 mod realism;
