@@ -33,6 +33,7 @@
 pub mod expr;
 pub mod extreme;
 mod generate;
+mod literals;
 mod oracle;
 pub mod shrink;
 pub mod sql;
