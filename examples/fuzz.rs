@@ -97,9 +97,24 @@ async fn main() -> anyhow::Result<ExitCode> {
             let sql = std::fs::read_to_string(file)
                 .with_context(|| format!("reading {}", file.display()))?;
             for variant in 0..oracle.variants() {
-                let verdict = oracle.judge(&sql, variant).await;
-                differs |= matches!(verdict, Verdict::Finding(_));
-                eprintln!("{} (variant {variant}): {verdict:?}", file.display());
+                let verdict = match oracle.judge(&sql, variant).await {
+                    Verdict::Finding(f) => {
+                        differs = true;
+                        format!(
+                            "finding ({}): sample {}; with the extreme person {}",
+                            f.kind.as_str(),
+                            f.plain,
+                            f.extreme
+                        )
+                    }
+                    Verdict::NotAccepted(reason) => format!("refused on the sample: {reason}"),
+                    Verdict::Agrees => "released on both".to_owned(),
+                    Verdict::FailsOnBoth(error) => format!("failed on both: {error}"),
+                    Verdict::Slow { plain, extreme } => {
+                        format!("slow: sample {plain}; with the extreme person {extreme}")
+                    }
+                };
+                eprintln!("{} (variant {variant}): {verdict}", file.display());
             }
         }
         return Ok(if differs {

@@ -4,6 +4,7 @@
 //! and long strings, broken patterns, zero and huge intervals, invalid units.
 
 use rand::RngExt;
+use rand::seq::IndexedRandom;
 use rand_xoshiro::Xoshiro256PlusPlus;
 
 use crate::literals::{
@@ -570,7 +571,44 @@ impl Exprs<'_> {
             let op = *pick(self.rng, &["=", "<>", "<=", ">="]);
             return Expr::binary(Expr::column(alias, &col.name), op, value);
         }
+        if self.chance(0.2)
+            && let Some(c) = self.outlier(scope)
+        {
+            return c;
+        }
         self.expr(scope, Ty::Bool, depth)
+    }
+
+    /// A condition true only of values outside any ordinary range (NaN, a date before year
+    /// 1, a 1,000-character string): in the oracle, only the extreme person's rows pass
+    /// it, so what comes after it runs on their rows alone.
+    fn outlier(&mut self, scope: &[Rel]) -> Option<Expr> {
+        let columns: Vec<(String, Col)> = scope
+            .iter()
+            .flat_map(|r| {
+                r.columns
+                    .iter()
+                    .filter(|c| !c.person)
+                    .map(move |c| (r.alias.clone(), c.clone()))
+            })
+            .collect();
+        let (alias, col) = columns.choose(self.rng)?.clone();
+        let x = Expr::column(&alias, &col.name);
+        let compare = |op, value: &str| Expr::binary(x.clone(), op, Expr::lit(value));
+        Some(match (col.ty, self.below(2)) {
+            (Ty::Int, 0) => compare(">", "2147483000"),
+            (Ty::Int, _) => compare("<", "(-2147483000)"),
+            (Ty::Float, 0) => Expr::call("isnan", vec![x]),
+            (Ty::Float, _) => compare(">", "1e300"),
+            (Ty::Text, 0) => Expr::binary(Expr::call("length", vec![x]), ">", Expr::lit("1000")),
+            (Ty::Text, _) => compare("=", "''"),
+            (Ty::Date, 0) => compare("<", "DATE '0001-01-01'"),
+            (Ty::Date, _) => compare(">", "DATE '9999-12-31'"),
+            _ => Expr::IsNull {
+                expr: Box::new(x),
+                negated: false,
+            },
+        })
     }
 
     /// A string literal of a domain value, or an odd one.
