@@ -190,6 +190,12 @@ impl Report {
                 one_line(error)
             );
         }
+        for sql in self.slow.iter().take(3) {
+            let _ = writeln!(
+                out,
+                "\n-- slow (past the timeout on one extract or both)\n{sql}\n"
+            );
+        }
         if !self.refusals.is_empty() {
             out.push_str("\nrefused by prepare on the sample:\n");
             let mut by_count: Vec<_> = self.refusals.iter().collect();
