@@ -225,13 +225,16 @@ fn one_line(text: &str) -> String {
 pub fn finding_file(finding: &Finding) -> String {
     let origin = finding
         .generated
-        .map(|(seed, index)| format!("; generated as query {index} of seed {seed}, then shrunk"))
+        .map(|(seed, index)| format!("; from query {index} of seed {seed}"))
         .unwrap_or_default();
+    let what = match finding.kind {
+        FindingKind::Panic => "the engine panics".to_owned(),
+        kind => format!("{} differs with the extreme person", kind.as_str()),
+    };
     format!(
-        "-- finding: {} differs with the extreme person (carelens-fuzz, variant {}{origin})\n\
+        "-- finding: {what} (carelens-fuzz, variant {}{origin})\n\
          -- sample extract:       {}\n\
          -- with extreme person:  {}\n{}\n",
-        finding.kind.as_str(),
         finding.variant,
         one_line(&finding.plain.to_string()),
         one_line(&finding.extreme.to_string()),
