@@ -45,6 +45,24 @@ pub struct Policy {
     /// The total δ that may ever be spent on this dataset.
     #[serde(default = "dataset_delta")]
     pub dataset_delta: Delta,
+    /// A query that runs longer is stopped; the failure is its answer (charged, and served
+    /// again to a retry).
+    #[serde(default = "time_limit_seconds")]
+    pub time_limit_seconds: u64,
+    /// Memory one query's operators may hold, in MiB; sorts and aggregations spill to disk
+    /// beyond it, anything else fails like any failure after the charge.
+    #[serde(default = "memory_limit_mb")]
+    pub memory_limit_mb: u64,
+    /// The most rows of a public table that one private row may be joined to, checked
+    /// before the charge: a join on a key with few rows per value passes, a cross join in
+    /// disguise does not.
+    #[serde(default = "max_join_fanout")]
+    pub max_join_fanout: u64,
+    /// A release, or a failure, is held until the next multiple of this many milliseconds
+    /// since the query started running (at most the time limit), so that response times
+    /// show only the multiple. 0 turns it off.
+    #[serde(default = "response_quantum_ms")]
+    pub response_quantum_ms: u64,
 }
 
 // Defaults, checked at compile time.
@@ -77,6 +95,18 @@ fn dataset_epsilon() -> Epsilon {
 fn dataset_delta() -> Delta {
     DATASET_DELTA
 }
+fn time_limit_seconds() -> u64 {
+    300
+}
+fn memory_limit_mb() -> u64 {
+    4096
+}
+fn max_join_fanout() -> u64 {
+    1000
+}
+fn response_quantum_ms() -> u64 {
+    1000
+}
 
 impl Default for Policy {
     fn default() -> Self {
@@ -90,6 +120,10 @@ impl Default for Policy {
             disclosure: DisclosureSetting::default(),
             dataset_epsilon: dataset_epsilon(),
             dataset_delta: dataset_delta(),
+            time_limit_seconds: time_limit_seconds(),
+            memory_limit_mb: memory_limit_mb(),
+            max_join_fanout: max_join_fanout(),
+            response_quantum_ms: response_quantum_ms(),
         }
     }
 }
@@ -189,6 +223,41 @@ fn zero_delta() -> Delta {
 
 /// Static checks of the governance sections, appended to `problems`.
 pub(crate) fn check(policy: &Policy, users: &[User], problems: &mut Vec<Problem>) {
+    for (key, value, hint) in [
+        (
+            "time_limit_seconds",
+            policy.time_limit_seconds,
+            "e.g. `time_limit_seconds = 300`",
+        ),
+        (
+            "memory_limit_mb",
+            policy.memory_limit_mb,
+            "e.g. `memory_limit_mb = 4096`",
+        ),
+        (
+            "max_join_fanout",
+            policy.max_join_fanout,
+            "e.g. `max_join_fanout = 1000`",
+        ),
+    ] {
+        if value == 0 {
+            problems.push(Problem::new(
+                format!("policy.{key}"),
+                format!("`{key}` must be at least 1"),
+                hint,
+            ));
+        }
+    }
+    if policy.response_quantum_ms > policy.time_limit_seconds.saturating_mul(1000) {
+        problems.push(Problem::new(
+            "policy.response_quantum_ms",
+            format!(
+                "the response quantum of {} ms is longer than the time limit of {} s",
+                policy.response_quantum_ms, policy.time_limit_seconds
+            ),
+            "lower `response_quantum_ms` (1000 is the default; 0 turns it off)",
+        ));
+    }
     if policy.epsilon_min > policy.epsilon_default {
         problems.push(Problem::new(
             "policy.epsilon_min",
@@ -297,6 +366,37 @@ mod tests {
         assert_eq!(policy.disclosure.resolve().unwrap(), DisclosurePolicy::NHS);
         assert!(users.is_empty());
         assert!(problems("").is_empty());
+    }
+
+    #[test]
+    fn run_limits_default_and_are_checked() {
+        let policy = parse("").unwrap().0;
+        assert_eq!(
+            (
+                policy.time_limit_seconds,
+                policy.memory_limit_mb,
+                policy.max_join_fanout,
+                policy.response_quantum_ms
+            ),
+            (300, 4096, 1000, 1000)
+        );
+        let found = problems("[policy]\ntime_limit_seconds = 0\nmax_join_fanout = 0\n");
+        let locations: Vec<&str> = found.iter().map(|p| p.location.as_str()).collect();
+        // A zero time limit also makes the default quantum too long.
+        assert_eq!(
+            locations,
+            [
+                "policy.time_limit_seconds",
+                "policy.max_join_fanout",
+                "policy.response_quantum_ms"
+            ],
+            "{found:?}"
+        );
+        let found = problems("[policy]\ntime_limit_seconds = 2\nresponse_quantum_ms = 2001\n");
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].location, "policy.response_quantum_ms");
+        assert!(problems("[policy]\nresponse_quantum_ms = 0\n").is_empty());
+        assert!(parse("[policy]\nmemory_limit_mb = -1\n").is_err());
     }
 
     #[test]
