@@ -26,7 +26,7 @@ use crate::rejection::{Rejection, RejectionKind};
 use crate::session::CatalogInfo;
 
 /// Scalar functions a query may call: deterministic, and none reads outside its row.
-const SCALAR_FUNCTIONS: &[&str] = &[
+pub(crate) const SCALAR_FUNCTIONS: &[&str] = &[
     "abs",
     "ceil",
     "floor",
@@ -78,11 +78,192 @@ const SCALAR_FUNCTIONS: &[&str] = &[
     "iszero",
 ];
 
+/// Operators a query may use. Others (bitwise operators, array and JSON operators, …) are
+/// refused: every operator here is covered by the totality test.
+pub(crate) const OPERATORS: &[Operator] = &[
+    Operator::Eq,
+    Operator::NotEq,
+    Operator::Lt,
+    Operator::LtEq,
+    Operator::Gt,
+    Operator::GtEq,
+    Operator::IsDistinctFrom,
+    Operator::IsNotDistinctFrom,
+    Operator::And,
+    Operator::Or,
+    Operator::Plus,
+    Operator::Minus,
+    Operator::Multiply,
+    Operator::Divide,
+    Operator::Modulo,
+    Operator::StringConcat,
+    Operator::RegexMatch,
+    Operator::RegexIMatch,
+    Operator::RegexNotMatch,
+    Operator::RegexNotIMatch,
+];
+
+/// A stride `date_bin` accepts: a positive interval of months, or of days and time.
+fn positive_stride(value: &ScalarValue) -> bool {
+    match value {
+        ScalarValue::IntervalYearMonth(Some(m)) => *m > 0,
+        ScalarValue::IntervalDayTime(Some(v)) => {
+            i64::from(v.days) * 86_400_000 + i64::from(v.milliseconds) > 0
+        }
+        ScalarValue::IntervalMonthDayNano(Some(v)) if v.months != 0 => {
+            v.months > 0 && v.days == 0 && v.nanoseconds == 0
+        }
+        ScalarValue::IntervalMonthDayNano(Some(v)) => {
+            i128::from(v.days) * 86_400_000_000_000 + i128::from(v.nanoseconds) > 0
+        }
+        _ => false,
+    }
+}
+
+/// Expressions refused whatever their arguments: operators outside [`OPERATORS`],
+/// parameters, `UNNEST`, invalid literal regular expressions (rejected here rather than
+/// answered NULL on every row: a mistake in the pattern deserves a message), and window
+/// frames that compute their bounds from a row's value (`RANGE` with an offset: a date
+/// minus an interval can overflow).
+fn refused_expression(e: &Expr) -> Option<Rejection> {
+    use datafusion::logical_expr::{Like, WindowFrameBound, WindowFrameUnits};
+    let pattern_error = |pattern: &Expr, case_insensitive: bool| {
+        let text = match literal_value(pattern)? {
+            ScalarValue::Utf8(Some(s))
+            | ScalarValue::Utf8View(Some(s))
+            | ScalarValue::LargeUtf8(Some(s)) => s.clone(),
+            _ => return None,
+        };
+        let full = if case_insensitive {
+            format!("(?i){text}")
+        } else {
+            text
+        };
+        regex::Regex::new(&full).err()
+    };
+    match e {
+        Expr::BinaryExpr(BinaryExpr { op, .. }) if !OPERATORS.contains(op) => Some(Rejection::new(
+            RejectionKind::Function,
+            format!("the operator `{op}` is not allowed"),
+            "use comparisons, AND, OR, NOT, + - * / %, || and LIKE",
+        )),
+        Expr::BinaryExpr(BinaryExpr { op, right, .. })
+            if matches!(
+                op,
+                Operator::RegexMatch
+                    | Operator::RegexIMatch
+                    | Operator::RegexNotMatch
+                    | Operator::RegexNotIMatch
+            ) =>
+        {
+            let insensitive = matches!(op, Operator::RegexIMatch | Operator::RegexNotIMatch);
+            pattern_error(right, insensitive).map(invalid_pattern)
+        }
+        Expr::SimilarTo(Like {
+            pattern,
+            case_insensitive,
+            ..
+        }) => pattern_error(pattern, *case_insensitive).map(invalid_pattern),
+        Expr::Placeholder(_) | Expr::Unnest(_) => Some(unsupported(&format!("`{e}`"))),
+        // `replace` can multiply a text's length (each match of a short pattern by a long
+        // replacement): with a replacement no longer than its pattern it never grows.
+        Expr::ScalarFunction(f) if f.name() == "replace" => {
+            let text = |i: usize| match f.args.get(i).and_then(literal_value) {
+                Some(
+                    ScalarValue::Utf8(Some(s))
+                    | ScalarValue::Utf8View(Some(s))
+                    | ScalarValue::LargeUtf8(Some(s)),
+                ) => Some(s.chars().count()),
+                _ => None,
+            };
+            match (text(1), text(2)) {
+                (Some(from), Some(to)) if from > 0 && to <= from => None,
+                (Some(_), Some(_)) => Some(Rejection::new(
+                    RejectionKind::Function,
+                    "`replace` with a replacement longer than the text it replaces (or an \
+                     empty one to find)",
+                    "replace a non-empty text by one no longer than it, e.g. \
+                     `replace(code, '.', '')`: a longer replacement can multiply a text's \
+                     size and so the query's memory and time",
+                )),
+                _ => None,
+            }
+        }
+        Expr::WindowFunction(w)
+            if !window_arguments_valid(&w.fun.name().to_ascii_lowercase(), &w.params.args) =>
+        {
+            Some(Rejection::new(
+                RejectionKind::Window,
+                format!("`{}` with these arguments", w.fun.name()),
+                "LEAD and LAG take a value, a constant offset and a constant default; \
+                 NTILE a constant number of buckets; NTH_VALUE a value and a constant \
+                 position from 1",
+            ))
+        }
+        Expr::WindowFunction(w) => {
+            let frame = &w.params.window_frame;
+            let offset = |b: &WindowFrameBound| match b {
+                WindowFrameBound::Preceding(v) | WindowFrameBound::Following(v) => !v.is_null(),
+                WindowFrameBound::CurrentRow => false,
+            };
+            (frame.units == WindowFrameUnits::Range
+                && (offset(&frame.start_bound) || offset(&frame.end_bound)))
+            .then(|| {
+                Rejection::new(
+                    RejectionKind::Window,
+                    "a RANGE window frame with an offset",
+                    "use ROWS BETWEEN n PRECEDING AND CURRENT ROW, or a join on person_id \
+                     with a condition on the dates",
+                )
+            })
+        }
+        _ => None,
+    }
+}
+
+/// Whether a window function's arguments have the shape DataFusion checks only when the
+/// query runs: a value to read where one is needed, and constants for offsets, defaults,
+/// bucket counts and positions.
+fn window_arguments_valid(name: &str, args: &[Expr]) -> bool {
+    let constant_int = |i: usize, least: i64| {
+        args.get(i)
+            .and_then(literal_value)
+            .and_then(|v| v.cast_to(&DataType::Int64).ok())
+            .is_some_and(|v| matches!(v, ScalarValue::Int64(Some(n)) if n >= least))
+    };
+    match name {
+        "first_value" | "last_value" => args.len() == 1,
+        "lead" | "lag" => {
+            !args.is_empty()
+                && args.len() <= 3
+                && (args.len() < 2 || constant_int(1, 0))
+                && (args.len() < 3 || args.get(2).and_then(literal_value).is_some())
+        }
+        "ntile" => args.len() == 1 && constant_int(0, 1),
+        "nth_value" => args.len() == 2 && constant_int(1, 1),
+        "row_number" | "rank" | "dense_rank" | "percent_rank" | "cume_dist" => args.is_empty(),
+        _ => !args.is_empty(),
+    }
+}
+
+fn invalid_pattern(error: regex::Error) -> Rejection {
+    let first_line = error.to_string();
+    let first_line = first_line.lines().last().unwrap_or("").trim().to_owned();
+    Rejection::new(
+        RejectionKind::Function,
+        format!("the regular expression is not valid: {first_line}"),
+        "check the pattern (SIMILAR TO and ~ take regular expressions); it is compiled \
+         before the query runs",
+    )
+}
+
 /// Functions that fail on some argument values (a negative length, an unknown date unit):
 /// those arguments must be literals, so no row can make the query fail.
-fn literal_arguments(name: &str) -> &'static [usize] {
+pub(crate) fn literal_arguments(name: &str) -> &'static [usize] {
     match name {
         "date_part" | "datepart" | "date_trunc" | "datetrunc" => &[0],
+        "date_bin" => &[0, 2],
+        "replace" => &[1, 2],
         "substr" | "substring" | "left" | "right" | "lpad" | "rpad" | "split_part" | "round"
         | "trunc" | "log" | "power" | "pow" => &[1, 2],
         _ => &[],
@@ -138,6 +319,7 @@ fn valid_literal_argument(name: &str, index: usize, value: &ScalarValue) -> bool
         ("date_part" | "datepart", 0) => text().is_some_and(|u| PART_UNITS.contains(&u.as_str())),
         ("substr" | "substring", 2) => int().is_some_and(|n| n >= 0),
         ("split_part", 2) => int().is_some_and(|n| n != 0),
+        ("date_bin", 0) => positive_stride(value),
         ("lpad" | "rpad", 1) => int().is_some_and(|n| (0..=10_000).contains(&n)),
         _ => true,
     }
@@ -190,14 +372,16 @@ fn data_dependent_failure(e: &Expr) -> Option<&'static str> {
         {
             Some("an interval computed per row")
         }
-        Expr::Literal(ScalarValue::IntervalYearMonth(Some(m)), _) if m.abs() > 12_000 => {
+        Expr::Literal(ScalarValue::IntervalYearMonth(Some(m)), _) if m.unsigned_abs() > 12_000 => {
             Some("an interval over 1,000 years")
         }
-        Expr::Literal(ScalarValue::IntervalDayTime(Some(d)), _) if d.days.abs() > 366_000 => {
+        Expr::Literal(ScalarValue::IntervalDayTime(Some(d)), _)
+            if d.days.unsigned_abs() > 366_000 =>
+        {
             Some("an interval over 1,000 years")
         }
         Expr::Literal(ScalarValue::IntervalMonthDayNano(Some(v)), _)
-            if v.months.abs() > 12_000 || v.days.abs() > 366_000 =>
+            if v.months.unsigned_abs() > 12_000 || v.days.unsigned_abs() > 366_000 =>
         {
             Some("an interval over 1,000 years")
         }
@@ -232,7 +416,7 @@ fn is_decimal(e: &Expr) -> bool {
 }
 
 /// Aggregates allowed per person (in a `GROUP BY person_id` sub-aggregation).
-const PERSON_AGGREGATES: &[&str] = &[
+pub(crate) const PERSON_AGGREGATES: &[&str] = &[
     "count",
     "sum",
     "avg",
@@ -247,7 +431,7 @@ const PERSON_AGGREGATES: &[&str] = &[
 ];
 
 /// Window functions allowed when partitioned by the person.
-const WINDOW_FUNCTIONS: &[&str] = &[
+pub(crate) const WINDOW_FUNCTIONS: &[&str] = &[
     "row_number",
     "rank",
     "dense_rank",
@@ -318,6 +502,10 @@ pub(crate) struct Bounded {
     pub lo: f64,
     pub hi: f64,
     pub precision: Precision,
+    /// Every value is a whole number at least 0 (an indicator such as `CASE WHEN c THEN 1
+    /// ELSE 0 END`, a number of rows): its sum counts events, and is released under the
+    /// disclosure policy's rules for counts.
+    pub counts: bool,
 }
 
 /// The released aggregation, analysed.
@@ -410,6 +598,14 @@ impl Analyzer<'_> {
         for expr in aggregate.group_expr.iter().chain(&aggregate.aggr_expr) {
             self.check_functions(expr)?;
             self.deny_private_subqueries(expr, "in the released aggregation")?;
+            let mut result = Ok(());
+            let _ = expr.apply(|e| {
+                if let Some(plan) = subquery_plan(e) {
+                    result = result.clone().and_then(|()| outer_uses(plan, &input, 0));
+                }
+                Ok(TreeNodeRecursion::Continue)
+            });
+            result?;
         }
         if !input.private {
             return Ok(Analysis::Public);
@@ -424,9 +620,19 @@ impl Analyzer<'_> {
         }
         let schema = aggregate.input.schema();
         let mut keys = Vec::with_capacity(aggregate.group_expr.len());
+        let mut names = BTreeSet::new();
         for expr in &aggregate.group_expr {
             if matches!(expr, Expr::GroupingSet(_)) {
                 return Err(unsupported("GROUPING SETS, ROLLUP and CUBE"));
+            }
+            if !names.insert(unalias(expr).schema_name().to_string()) {
+                return Err(Rejection::new(
+                    RejectionKind::Unsupported,
+                    format!("`{}` is a group key twice", unalias(expr)),
+                    "group by it once; select it under two names in an outer query if you \
+                     need both",
+                )
+                .at(location(expr)));
             }
             let refers_to_person = expr.column_refs().iter().any(|c| {
                 schema
@@ -522,11 +728,26 @@ impl Analyzer<'_> {
                 let precision = facts
                     .precision
                     .unwrap_or_else(|| default_precision(&data_type, lo, hi));
+                let whole = |x: f64| x.is_finite() && x.fract() == 0.0;
+                let whole_values = data_type.is_integer()
+                    || facts.domain.as_ref().is_some_and(|d| {
+                        d.iter().all(|v| {
+                            v.is_null()
+                                || v.cast_to(&DataType::Float64).ok().is_some_and(
+                                    |f| matches!(f, ScalarValue::Float64(Some(x)) if whole(x)),
+                                )
+                        })
+                    });
                 let bounded = Bounded {
                     expr: a.clone(),
                     lo,
                     hi,
                     precision,
+                    counts: whole_values
+                        && lo >= 0.0
+                        && whole(lo)
+                        && whole(hi)
+                        && precision.unit() == 1.0,
                 };
                 Ok(if name == "sum" {
                     AggKind::Sum(bounded)
@@ -803,7 +1024,13 @@ impl Analyzer<'_> {
         // A private relation joined to a public one must be joined on an equality between
         // them: a cross join's size (and so its running time) would depend on the data.
         if left.private != right.private {
-            let equi = !join.on.is_empty() || !across.is_empty();
+            let equi = !join.on.is_empty()
+                || !equality_pairs(
+                    join.filter.as_ref(),
+                    join.left.schema(),
+                    join.right.schema(),
+                )
+                .is_empty();
             if !equi {
                 return Err(Rejection::new(
                     RejectionKind::Join,
@@ -1158,20 +1385,30 @@ impl Analyzer<'_> {
                     Err(subquery_rejection("ANY/ALL (SELECT ...)").at(location(e)))
                 }
                 Expr::Exists(s) => self.relation(&s.subquery.subquery).and_then(|inner| {
-                    if inner.private
-                        && !self.correlated_on_person(&s.subquery.subquery, schema, outer)
-                    {
+                    let correlations = if inner.private {
+                        self.correlated_on_person(&s.subquery.subquery, schema, outer)
+                    } else {
+                        0
+                    };
+                    if inner.private && correlations == 0 {
                         Err(subquery_rejection("EXISTS (SELECT ...)"))
                     } else {
-                        Ok(())
+                        outer_uses(&s.subquery.subquery, outer, correlations)
                     }
                 }),
                 Expr::ScalarSubquery(s) if self.reads_private(&s.subquery) => {
                     Err(subquery_rejection("a scalar subquery").at(location(e)))
                 }
-                Expr::ScalarSubquery(s) => self.relation(&s.subquery).map(|_| ()),
+                Expr::ScalarSubquery(s) => self
+                    .relation(&s.subquery)
+                    .and_then(|_| outer_uses(&s.subquery, outer, 0)),
                 _ => Ok(()),
             };
+            // Every subquery's references to the outer rows, not only the kinds above.
+            let r = r.and_then(|()| match (e, subquery_plan(e)) {
+                (Expr::Exists(_) | Expr::ScalarSubquery(_), _) | (_, None) => Ok(()),
+                (_, Some(plan)) => outer_uses(plan, outer, 0),
+            });
             let stop = r.is_err();
             if stop {
                 result = r;
@@ -1208,7 +1445,7 @@ impl Analyzer<'_> {
     }
 
     /// Whether `plan` (or a subquery in it) scans a private table.
-    fn reads_private(&self, plan: &LogicalPlan) -> bool {
+    pub(crate) fn reads_private(&self, plan: &LogicalPlan) -> bool {
         let mut private = false;
         let _ = plan.apply_with_subqueries(|node| {
             if let LogicalPlan::TableScan(scan) = node {
@@ -1227,22 +1464,23 @@ impl Analyzer<'_> {
         private
     }
 
-    /// Whether a subquery is a filter `outer.person = inner.person` over a keyed relation:
-    /// the correlation must sit in a filter on the subquery's spine (reached through
-    /// projections, aliases, other filters and LIMIT only), not inside one branch of a
-    /// UNION or the inner side of a join.
+    /// How many `outer.person = inner.person` correlations over a keyed relation a
+    /// subquery holds in the filters of its spine (reached through projections, aliases,
+    /// other filters and LIMIT only) — not inside one branch of a UNION or the inner side
+    /// of a join. Zero: the subquery is not correlated on the person.
     fn correlated_on_person(
         &self,
         plan: &LogicalPlan,
         outer_schema: &DFSchema,
         outer: &Relation,
-    ) -> bool {
+    ) -> usize {
         let outer_person = |e: &Expr| match e {
             Expr::OuterReferenceColumn(_, c) => outer_schema
                 .index_of_column(c)
                 .is_ok_and(|i| outer.columns[i].person),
             _ => false,
         };
+        let mut correlations = 0;
         let mut node = plan;
         loop {
             match node {
@@ -1251,7 +1489,7 @@ impl Analyzer<'_> {
                 LogicalPlan::Limit(l) => node = &l.input,
                 LogicalPlan::Filter(f) => {
                     let Ok(inner) = self.relation(&f.input) else {
-                        return false;
+                        return 0;
                     };
                     let inner_person = |e: &Expr| match unalias(e) {
                         Expr::Column(c) => f
@@ -1261,25 +1499,29 @@ impl Analyzer<'_> {
                             .is_ok_and(|i| inner.keys[i]),
                         _ => false,
                     };
-                    let correlated = split_conjunction(&f.predicate).iter().any(|c| {
-                        matches!(c, Expr::BinaryExpr(BinaryExpr { left, op: Operator::Eq, right })
-                            if (outer_person(left) && inner_person(right))
-                                || (outer_person(right) && inner_person(left)))
-                    });
-                    if correlated {
-                        return true;
-                    }
+                    correlations += split_conjunction(&f.predicate)
+                        .iter()
+                        .filter(|c| {
+                            matches!(c, Expr::BinaryExpr(BinaryExpr { left, op: Operator::Eq, right })
+                                if (outer_person(left) && inner_person(right))
+                                    || (outer_person(right) && inner_person(left)))
+                        })
+                        .count();
                     node = &f.input;
                 }
-                _ => return false,
+                _ => return correlations,
             }
         }
     }
 
     /// Rejects scalar functions outside the allowlist, and anything volatile.
-    fn check_functions(&self, expr: &Expr) -> Result<(), Rejection> {
+    pub(crate) fn check_functions(&self, expr: &Expr) -> Result<(), Rejection> {
         let mut result = Ok(());
         let _ = expr.apply(|e| {
+            if let Some(rejection) = refused_expression(e) {
+                result = Err(rejection.at(location(e)));
+                return Ok(TreeNodeRecursion::Stop);
+            }
             if let Some(what) = data_dependent_failure(e) {
                 result = Err(Rejection::new(
                     RejectionKind::Function,
@@ -1306,9 +1548,14 @@ impl Analyzer<'_> {
                     (!valid_literal_argument(&name, i, value)).then_some(value)
                 });
                 if let Some(value) = invalid {
+                    let message = if name == "date_bin" {
+                        "`date_bin` needs a positive interval as its stride".to_owned()
+                    } else {
+                        format!("`{name}` does not accept `{value}`")
+                    };
                     result = Err(Rejection::new(
                         RejectionKind::Function,
-                        format!("`{name}` does not accept `{value}`"),
+                        message,
                         "use a valid unit, a non-negative length or a non-zero position",
                     )
                     .at(location(e)));
@@ -1329,6 +1576,95 @@ impl Analyzer<'_> {
         });
         result
     }
+}
+
+/// Rejects a subquery that reads the outer query's private rows other than through its
+/// `allowed` correlations on the person (an `EXISTS` keyed on `inner.person_id =
+/// outer.person_id`). Any other outer reference — the person as a value or a key
+/// (`(SELECT p.person_id FROM practice_lookup LIMIT 1)`), the person compared with
+/// something that is not a person, or any private column inside a subquery — is a use
+/// of private data the analysis of the subquery cannot see, so it is refused here, before
+/// DataFusion plans (or fails to plan) it.
+fn outer_uses(subquery: &LogicalPlan, outer: &Relation, allowed: usize) -> Result<(), Rejection> {
+    if !outer.private {
+        return Ok(());
+    }
+    let mut references = 0usize;
+    let mut first = None;
+    let _ = subquery.apply_with_subqueries(|node| {
+        for e in node.expressions() {
+            let _ = e.apply(|x| {
+                if let Expr::OuterReferenceColumn(..) = x {
+                    references += 1;
+                    if first.is_none() {
+                        first = Some(x.to_string());
+                    }
+                }
+                Ok(TreeNodeRecursion::Continue)
+            });
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    if references > allowed {
+        return Err(Rejection::new(
+            RejectionKind::Subquery,
+            format!(
+                "a subquery refers to the outer query's private rows (`{}`)",
+                first.unwrap_or_default()
+            ),
+            "a subquery may refer to the outer rows only as `inner.person_id = \
+             outer.person_id` in an EXISTS over private tables; join reference tables on \
+             their key instead of correlating a subquery with them",
+        ));
+    }
+    Ok(())
+}
+
+/// The `a = b` conjuncts of a join filter whose two sides are expressions over different
+/// inputs, as (the expression over the left input, the one over the right). Casts and
+/// other expressions are kept: the public side of such a pair is what a join with a
+/// public table matches on (`bounds.rs`).
+pub(crate) fn equality_pairs(
+    filter: Option<&Expr>,
+    left: &DFSchema,
+    right: &DFSchema,
+) -> Vec<(Expr, Expr)> {
+    let Some(filter) = filter else {
+        return Vec::new();
+    };
+    // Which input all of an expression's columns come from, if one.
+    let side = |e: &Expr| {
+        let refs = e.column_refs();
+        if refs.is_empty() || has_subquery_or_outer(e) {
+            None
+        } else if refs.iter().all(|c| left.has_column(c)) {
+            Some(true)
+        } else if refs.iter().all(|c| right.has_column(c)) {
+            Some(false)
+        } else {
+            None
+        }
+    };
+    split_conjunction(filter)
+        .into_iter()
+        .filter_map(|c| match c {
+            Expr::BinaryExpr(BinaryExpr {
+                left: a,
+                op: Operator::Eq,
+                right: b,
+            }) => match (side(a), side(b)) {
+                (Some(true), Some(false)) => Some((a.as_ref().clone(), b.as_ref().clone())),
+                (Some(false), Some(true)) => Some((b.as_ref().clone(), a.as_ref().clone())),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
+fn has_subquery_or_outer(e: &Expr) -> bool {
+    e.exists(|x| Ok(matches!(x, Expr::OuterReferenceColumn(..)) || subquery_plan(x).is_some()))
+        .unwrap_or(true)
 }
 
 /// The `a = b` conjuncts of a join filter whose sides are columns of different inputs, as

@@ -28,17 +28,24 @@
 //! ```
 
 mod analysis;
+mod bounds;
 mod definition;
 mod directives;
 mod facts;
+mod guard;
+mod keyed_hash;
+mod panics;
 #[cfg(test)]
 mod plan_snapshots;
 mod rejection;
 mod release;
 mod result;
 mod rewrite;
+mod run;
 mod session;
 mod total;
+#[cfg(test)]
+mod totality_tests;
 
 use std::fmt::Write as _;
 
@@ -57,6 +64,7 @@ pub use definition::definition_tokens;
 pub use directives::QueryOptions;
 pub use rejection::{Location, Rejection, RejectionKind};
 pub use result::{CellMeta, ColumnMeta, ColumnRole, FORMAT, PrivacySummary, Release, number};
+pub use run::RunLimits;
 pub use session::SessionError;
 
 use analysis::{AggKind, Analysis, Analyzer, DpAggregation};
@@ -77,6 +85,13 @@ pub enum QueryError {
     /// of failure is reported.
     #[error("the query failed while running ({}); details are withheld because they could show values from records", failure_kind(.0))]
     Execute(DataFusionError),
+    /// It ran longer than the policy allows and was stopped.
+    #[error("the query ran longer than the time limit of {} s and was stopped", .0.as_secs())]
+    TimeLimit(std::time::Duration),
+    /// Something inside DataFusion panicked; the details are withheld like an execution
+    /// error's.
+    #[error("the query failed while running (an internal fault); details are withheld")]
+    Panicked,
     /// A mechanism could not be calibrated or run.
     #[error("a privacy mechanism failed")]
     Mechanism(#[from] MechanismError),
@@ -108,6 +123,7 @@ pub struct Engine {
     policy: Policy,
     disclosure: DisclosurePolicy,
     disclosure_name: String,
+    limits: RunLimits,
 }
 
 /// The DP parameters a query runs with, after defaults and caps.
@@ -166,6 +182,7 @@ struct PrivatePlan {
 impl Engine {
     /// Opens the catalog's tables in a closed session and reads the public domains.
     pub async fn open(loaded: &LoadedCatalog) -> Result<Self, SessionError> {
+        panics::install();
         let (ctx, catalog) = session::open(loaded).await?;
         let policy = loaded.catalog().policy.clone();
         let disclosure_name = match &policy.disclosure {
@@ -177,10 +194,27 @@ impl Engine {
         Ok(Self {
             ctx,
             catalog,
-            policy,
             disclosure,
             disclosure_name,
+            limits: RunLimits {
+                memory_bytes: usize::try_from(policy.memory_limit_mb.saturating_mul(1 << 20))
+                    .unwrap_or(usize::MAX),
+                time: std::time::Duration::from_secs(policy.time_limit_seconds),
+                max_join_fanout: policy.max_join_fanout,
+                quantum: std::time::Duration::from_millis(policy.response_quantum_ms),
+            },
+            policy,
         })
+    }
+
+    /// The memory and time one query may use while it runs.
+    pub fn run_limits(&self) -> RunLimits {
+        self.limits
+    }
+
+    /// Sets the memory and time one query may use while it runs.
+    pub fn set_run_limits(&mut self, limits: RunLimits) {
+        self.limits = limits;
     }
 
     /// The disclosure policy releases are made under: its name and its rules.
@@ -235,7 +269,7 @@ impl Engine {
             .await
             .map_err(plan_error)?;
         session::verify_plan(&plan)?;
-        total::no_decimal_casts(&plan)?;
+        total::check_written_types(&plan)?;
         let plan = total::guard_divisors(plan).map_err(plan_error)?;
         let analysed = state
             .analyzer()
@@ -244,10 +278,15 @@ impl Engine {
         let analysed = total::try_casts(analysed).map_err(plan_error)?;
         let plan_hash =
             hex(Sha256::digest(format!("{}", analysed.display_indent()).as_bytes()).as_slice());
-        let analysis = Analyzer {
+        let analyzer = Analyzer {
             catalog: &self.catalog,
+        };
+        let analysis = analyzer.analyze(&analysed)?;
+        total::check_column_types(&analysed)?;
+        if let Analysis::Private(_) = &analysis {
+            let joins = bounds::public_joins(&analysed, &|p| analyzer.reads_private(p));
+            bounds::check_fanouts(&self.ctx, &joins, self.limits.max_join_fanout).await?;
         }
-        .analyze(&analysed)?;
         let kind = match analysis {
             Analysis::Public => Prepared::Public,
             Analysis::Private(dp) => Prepared::Private(Box::new(self.plan_private(
@@ -320,6 +359,24 @@ impl Engine {
                 .try_fold(1usize, |acc, x| acc.checked_mul(x.len()))
                 .is_some_and(|n| n <= MAX_PUBLIC_GROUPS)
         });
+        if params.delta == 0.0 && domains.is_none() {
+            return Err(Rejection::new(
+                RejectionKind::Parameter,
+                "delta = 0, but the group keys are not all public, so the groups released \
+                 must be chosen by DP key selection, which needs delta > 0",
+                "allow a small delta (e.g. `-- carelens: delta=1e-6`), or group by keys with \
+                 public domains (`carelens catalog` shows them)",
+            )
+            .into());
+        }
+        if params.delta == 0.0 && self.policy.noise == carelens_privacy::NoiseKind::Gaussian {
+            return Err(Rejection::new(
+                RejectionKind::Parameter,
+                "delta = 0, but the policy's Gaussian noise needs delta > 0",
+                "allow a small delta (e.g. `-- carelens: delta=1e-6`)",
+            )
+            .into());
+        }
         let mechanisms = Mechanisms::calibrate(
             &bounded,
             limits,
@@ -510,7 +567,8 @@ impl PreparedQuery {
         match &self.kind {
             Prepared::Public => self.execute_public(engine).await,
             Prepared::Private(p) => {
-                release::release(
+                let started = tokio::time::Instant::now();
+                let result = release::release(
                     &engine.ctx,
                     ReleaseInput {
                         dp: &p.dp,
@@ -521,9 +579,14 @@ impl PreparedQuery {
                         policy: engine.disclosure,
                         policy_name: engine.disclosure_name.clone(),
                         analysed: &self.analysed,
+                        run_limits: engine.limits,
                     },
                 )
-                .await
+                .await;
+                // Failures too: how long a query took to fail is as telling as how long it
+                // took to succeed.
+                run::hold(started, engine.limits).await;
+                result
             }
         }
     }

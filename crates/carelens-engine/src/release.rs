@@ -150,6 +150,7 @@ pub(crate) struct ReleaseInput<'a> {
     pub policy: DisclosurePolicy,
     pub policy_name: String,
     pub analysed: &'a LogicalPlan,
+    pub run_limits: crate::RunLimits,
 }
 
 /// Runs the bounded plan, adds noise, applies the disclosure policy and the query's
@@ -161,13 +162,7 @@ pub(crate) async fn release(
     let dp = input.dp;
     let n_keys = dp.aggregate.group_expr.len();
     let n_parts = input.bounded.parts.len();
-    let batches = ctx
-        .execute_logical_plan(input.bounded.plan.clone())
-        .await
-        .map_err(QueryError::Execute)?
-        .collect()
-        .await
-        .map_err(QueryError::Execute)?;
+    let batches = crate::run::collect(ctx, input.bounded.plan.clone(), input.run_limits).await?;
 
     // Exact values by key.
     let mut exact: HashMap<Vec<ScalarValue>, (i64, Vec<i64>)> = HashMap::new();
@@ -320,6 +315,8 @@ pub(crate) async fn release(
         .iter()
         .map(|a| match a {
             AggKind::Rows | AggKind::NonNull(_) | AggKind::Persons(_) => ColumnRole::Count,
+            // A sum of whole numbers ≥ 0 counts events: released as a count.
+            AggKind::Sum(b) if b.counts => ColumnRole::Count,
             AggKind::Sum(_) => ColumnRole::Sum,
             AggKind::Avg(_) => ColumnRole::Mean,
         })

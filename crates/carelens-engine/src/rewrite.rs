@@ -8,7 +8,7 @@
 //!    count, a conditional person count as 0 or 1.
 //! 2. Groups per person: when some key is not constant per person, keep each person's
 //!    first L0 groups in the order of a keyed hash (`ROW_NUMBER() OVER (PARTITION BY
-//!    person ORDER BY sha256(secret ‖ keys)) <= L0`).
+//!    person ORDER BY keyed_hash(person, keys)) <= L0`, `keyed_hash.rs`).
 //! 3. Across persons: `GROUP BY G`, summing contributions, with the number of persons per
 //!    group (for key selection and suppression).
 //!
@@ -17,16 +17,16 @@
 use carelens_privacy::{Bounds, Precision};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{Column, DataFusionError};
-use datafusion::functions::expr_fn::{
-    character_length, coalesce, concat_ws, greatest, least, sha256,
-};
+use datafusion::functions::expr_fn::{coalesce, greatest, least};
 use datafusion::functions_aggregate::expr_fn::{count, max, sum};
 use datafusion::functions_window::expr_fn::row_number;
 use datafusion::logical_expr::{
-    Expr, ExprFunctionExt, LogicalPlan, LogicalPlanBuilder, cast, col, lit, try_cast, when,
+    Expr, ExprFunctionExt, LogicalPlan, LogicalPlanBuilder, col, lit, try_cast, when,
 };
 
 use crate::analysis::{AggKind, Bounded, DpAggregation};
+use crate::guard::guard_plan;
+use crate::keyed_hash::keyed_hash;
 
 /// Name of the column holding the number of persons per group.
 pub(crate) const PERSONS: &str = "__persons";
@@ -173,7 +173,7 @@ pub(crate) fn bound(
                     label,
                     per_group: magnitude.saturating_mul(limits.max_rows.into()),
                     precision: b.precision,
-                    is_count: false,
+                    is_count: b.counts,
                     range: sum_range(range),
                 });
             }
@@ -191,7 +191,7 @@ pub(crate) fn bound(
                 // mean_p · min(n, L∞), computed in floats (no integer overflow) and clamped
                 // to the same range as a person's capped total, so the bound holds whatever
                 // the arithmetic does: |mean_p · min(n, L∞)| ≤ L∞ · max|x|.
-                let float = |e: Expr| cast(e, DataType::Float64);
+                let float = |e: Expr| try_cast(e, DataType::Float64);
                 let mean_times_capped = float(coalesce(vec![col(&s), lit(0i64)]))
                     * float(capped.clone())
                     / float(col(&n));
@@ -234,24 +234,13 @@ pub(crate) fn bound(
 
     // Step 3: at most L0 groups per person.
     if limits.sample_groups {
-        // An encoding of the keys that cannot collide: each key as `N` (NULL) or `V`, its
-        // length, `:` and its text. Ties (impossible between distinct groups but for a
-        // SHA-256 collision) fall back to the keys themselves, never to row order, so the
-        // groups a person keeps depend only on that person's rows and the secret.
-        let mut hashed = vec![lit(secret.to_owned())];
-        for k in &keys {
-            let text = cast(col(k), DataType::Utf8);
-            hashed.push(when(col(k).is_null(), lit("N")).otherwise(concat_ws(
-                lit(""),
-                vec![
-                    lit("V"),
-                    cast(character_length(text.clone()), DataType::Utf8),
-                    lit(":"),
-                    text,
-                ],
-            ))?);
-        }
-        let mut order = vec![sha256(concat_ws(lit("|"), hashed)).sort(true, true)];
+        // The keyed hash of the person and the keys orders each person's groups; ties
+        // (impossible between distinct groups but for a collision of 64-bit hashes) fall
+        // back to the keys themselves, never to row order, so the groups a person keeps
+        // depend only on that person's rows and the secret.
+        let mut hashed = vec![col("__person")];
+        hashed.extend(keys.iter().map(col));
+        let mut order = vec![keyed_hash(secret, hashed).sort(true, true)];
         order.extend(keys.iter().map(|k| col(k).sort(true, true)));
         let rank = row_number()
             .partition_by(vec![col("__person")])
@@ -277,7 +266,9 @@ pub(crate) fn bound(
     totals.push(count(lit(1i64)).alias(PERSONS));
     builder = builder.aggregate(keys.iter().map(col).collect::<Vec<_>>(), totals)?;
     Ok(BoundedPlan {
-        plan: builder.build()?,
+        // Every operation that can fail on some value — the query's and this rewrite's
+        // own — answers NULL for that row instead (`guard.rs`).
+        plan: guard_plan(builder.build()?)?,
         parts,
         sources,
     })
@@ -307,7 +298,7 @@ fn fixed_point(b: &Bounded, max_rows: u32) -> Result<FixedPoint, DataFusionError
         .and_then(|bounds| bounds.to_fixed(b.precision))
         .map_err(|e| DataFusionError::Plan(format!("bounds of a sum: {e}")))?;
     let unit = b.precision.unit();
-    let x = cast(b.expr.clone(), DataType::Float64);
+    let x = try_cast(b.expr.clone(), DataType::Float64);
     let scaled = if unit <= 1.0 {
         x * lit((1.0 / unit).round())
     } else {

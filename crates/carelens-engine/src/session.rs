@@ -101,7 +101,11 @@ pub(crate) async fn open(
     let config = SessionConfig::new()
         .with_information_schema(false)
         .set_bool("datafusion.sql_parser.collect_spans", true)
-        .set_bool("datafusion.sql_parser.enable_ident_normalization", true);
+        .set_bool("datafusion.sql_parser.enable_ident_normalization", true)
+        // No statistics from the data at planning time: a plan (its join order, its filter
+        // estimates) must not depend on the values in the files, and interval arithmetic
+        // over a column's min/max can fail on an extreme value before anything runs.
+        .set_bool("datafusion.execution.collect_statistics", false);
     let ctx = SessionContext::new_with_config(config);
     for (table, files) in loaded.tables() {
         let path = files.path().to_str().ok_or_else(|| SessionError::Path {

@@ -60,41 +60,99 @@ pub(crate) fn guard_divisors(plan: LogicalPlan) -> Result<LogicalPlan, DataFusio
     })
 }
 
-/// Refuses casts to decimal types written in the query: decimal arithmetic can overflow on
-/// some values (integers and floats wrap or saturate instead).
-pub(crate) fn no_decimal_casts(plan: &LogicalPlan) -> Result<(), Rejection> {
-    let mut found = None;
+/// Whether values of `t` may flow through a query: the catalog's types and the types the
+/// allowed functions make of them (narrower and unsigned integers — `ROW_NUMBER()` is
+/// unsigned —, `FLOAT`, text in every layout, timestamps without a time zone). The
+/// totality test evaluates every allowed function over boundary values of exactly these
+/// types, and the bounding rewrite (group keys, hashes, sums) handles exactly these, so a
+/// type outside the list is refused rather than trusted: binary values (not text, so not
+/// castable to text), decimals (their arithmetic fails on overflow), lists, structs,
+/// maps, durations.
+pub(crate) fn allowed_type(t: &DataType) -> bool {
+    matches!(
+        t,
+        DataType::Null
+            | DataType::Boolean
+            | DataType::Int8
+            | DataType::Int16
+            | DataType::Int32
+            | DataType::Int64
+            | DataType::UInt8
+            | DataType::UInt16
+            | DataType::UInt32
+            | DataType::UInt64
+            | DataType::Float32
+            | DataType::Float64
+            | DataType::Utf8
+            | DataType::LargeUtf8
+            | DataType::Utf8View
+            | DataType::Date32
+            | DataType::Timestamp(_, None)
+    )
+}
+
+/// Refuses a cast written in the query to a type outside [`allowed_type`], or a literal
+/// of such a type (interval literals are allowed as operands of date arithmetic; the
+/// result is a date or timestamp). Runs before type coercion: coercion may compare an
+/// unsigned with a signed integer as decimals, which is total (the guards cover the rest).
+pub(crate) fn check_written_types(plan: &LogicalPlan) -> Result<(), Rejection> {
+    let mut found: Option<(DataType, &'static str)> = None;
     let _ = plan.apply_with_subqueries(|node| {
         for e in node.expressions() {
             let _ = e.apply(|e| {
-                let target = match e {
-                    Expr::Cast(c) => Some(c.field.data_type()),
-                    Expr::TryCast(c) => Some(c.field.data_type()),
+                let bad = match e {
+                    Expr::Cast(c) => Some((c.field.data_type().clone(), "a cast to")),
+                    Expr::TryCast(c) => Some((c.field.data_type().clone(), "a cast to")),
+                    Expr::Literal(v, _) if !matches!(v.data_type(), DataType::Interval(_)) => {
+                        Some((v.data_type(), "a literal of type"))
+                    }
                     _ => None,
                 };
-                if let Some(t) = target
-                    .filter(|t| matches!(t, DataType::Decimal128(..) | DataType::Decimal256(..)))
-                {
-                    found = Some(t.clone());
-                    return Ok(TreeNodeRecursion::Stop);
-                }
-                Ok(TreeNodeRecursion::Continue)
+                found = found.take().or(bad.filter(|(t, _)| !allowed_type(t)));
+                Ok(if found.is_some() {
+                    TreeNodeRecursion::Stop
+                } else {
+                    TreeNodeRecursion::Continue
+                })
             });
+            if found.is_some() {
+                return Ok(TreeNodeRecursion::Stop);
+            }
         }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    found.map_or(Ok(()), |(t, what)| Err(type_rejection(&t, what)))
+}
+
+/// Refuses a plan with a column (of any node, after type coercion) of a type outside
+/// [`allowed_type`], or of type NULL (`SELECT NULL AS x`: not a type aggregates take).
+pub(crate) fn check_column_types(plan: &LogicalPlan) -> Result<(), Rejection> {
+    let mut found: Option<DataType> = None;
+    let _ = plan.apply_with_subqueries(|node| {
+        found = node
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.data_type())
+            .find(|t| !allowed_type(t) || t.is_null())
+            .cloned();
         Ok(if found.is_some() {
             TreeNodeRecursion::Stop
         } else {
             TreeNodeRecursion::Continue
         })
     });
-    match found {
-        Some(t) => Err(Rejection::new(
-            RejectionKind::Function,
-            format!("casts to {t} are not allowed: decimal arithmetic can fail on some rows"),
-            "use DOUBLE or BIGINT; sums are exact in carelens anyway (fixed point)",
-        )),
-        None => Ok(()),
-    }
+    found.map_or(Ok(()), |t| Err(type_rejection(&t, "a column of type")))
+}
+
+fn type_rejection(t: &DataType, what: &str) -> Rejection {
+    Rejection::new(
+        RejectionKind::Function,
+        format!("{what} {t} is not supported"),
+        "carelens computes with booleans, integers, floats (DOUBLE), text, dates and \
+         timestamps; cast to one of those (`CAST(NULL AS INT)` for a column of NULLs; sums \
+         are exact in carelens anyway: fixed point)",
+    )
 }
 
 /// Every `CAST` becomes a `TRY_CAST` to the same type.
