@@ -168,9 +168,6 @@ async fn shrinker_keeps_what_makes_the_finding_and_drops_the_rest() {
 /// A fixed seed, a few hundred queries: none may succeed or fail depending on the extreme
 /// person. Findings are shrunk and printed; the long pass is `examples/fuzz.rs`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "finds failures on the committed engine (date ± interval and date-to-text casts \
-            of out-of-range Date32 values, a panic on a repeated group key): issue 13, \
-            evaluation made total; run with --ignored"]
 async fn one_person_never_decides_whether_a_query_succeeds() {
     let sample = sample_data().join("carelens.toml");
     let dir = tempfile::tempdir().unwrap();
