@@ -10,6 +10,7 @@ mod common;
 mod engine;
 mod fuzz;
 mod ledger;
+mod limits;
 mod query;
 mod realism;
 mod request;

@@ -423,3 +423,72 @@ pub(crate) fn unguarded(plan: &LogicalPlan) -> Option<String> {
     });
     found
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use datafusion::arrow::array::{Array, Date32Array, RecordBatch, TimestampNanosecondArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    use datafusion::datasource::{MemTable, provider_as_source};
+    use datafusion::execution::context::SessionContext;
+    use datafusion::logical_expr::{LogicalPlanBuilder, cast, col, lit};
+    use datafusion::scalar::ScalarValue;
+
+    use super::*;
+
+    /// 2000-01-01 + 240 years fits a nanosecond timestamp; 2030-01-01 + 240 years does not.
+    #[tokio::test]
+    async fn a_failing_row_is_null_and_only_that_row() {
+        let days = |y: i32| (y - 1970) * 365 + (y - 1969) / 4;
+        let dates: Date32Array = vec![Some(days(2000)), Some(days(2030)), None, Some(0)]
+            .into_iter()
+            .collect();
+        let schema = Arc::new(Schema::new(vec![Field::new("d", DataType::Date32, true)]));
+        let batch = RecordBatch::try_new(Arc::clone(&schema), vec![Arc::new(dates)]).unwrap();
+        let table = MemTable::try_new(schema, vec![vec![batch]]).unwrap();
+        let interval = ScalarValue::new_interval_mdn(240 * 12, 0, 0);
+        let plan = LogicalPlanBuilder::scan("t", provider_as_source(Arc::new(table)), None)
+            .unwrap()
+            .project(vec![
+                (cast(col("d"), DataType::Timestamp(TimeUnit::Nanosecond, None)) + lit(interval))
+                    .alias("later"),
+            ])
+            .unwrap()
+            .build()
+            .unwrap();
+        let ctx = SessionContext::new();
+        let state = ctx.state();
+        let plan = state
+            .analyzer()
+            .execute_and_check(plan, state.config_options(), |_, _| {})
+            .unwrap();
+        // Unguarded, the overflow fails the whole query.
+        assert!(
+            ctx.execute_logical_plan(plan.clone())
+                .await
+                .unwrap()
+                .collect()
+                .await
+                .is_err()
+        );
+        let guarded = guard_plan(plan).unwrap();
+        assert!(unguarded(&guarded).is_none());
+        let batches = ctx
+            .execute_logical_plan(guarded)
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let later = batches[0]
+            .column(0)
+            .as_any()
+            .downcast_ref::<TimestampNanosecondArray>()
+            .unwrap();
+        let valid: Vec<bool> = (0..later.len()).map(|i| later.is_valid(i)).collect();
+        assert_eq!(valid, [true, false, false, true]);
+        // 1970-01-01 + 240 years = 2210-01-01, 7,573,651,200 s after the epoch.
+        assert_eq!(later.value(3), 7_573_651_200 * 1_000_000_000);
+    }
+}
