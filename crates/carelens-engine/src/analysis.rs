@@ -103,6 +103,9 @@ pub(crate) const OPERATORS: &[Operator] = &[
     Operator::RegexNotIMatch,
 ];
 
+/// The longest text constant a query may hold, in characters.
+const MAX_TEXT_LITERAL: usize = 1_000;
+
 /// A stride `date_bin` accepts: a positive interval of months, or of days and time.
 fn positive_stride(value: &ScalarValue) -> bool {
     match value {
@@ -165,6 +168,21 @@ fn refused_expression(e: &Expr) -> Option<Rejection> {
             ..
         }) => pattern_error(pattern, *case_insensitive).map(invalid_pattern),
         Expr::Placeholder(_) | Expr::Unnest(_) => Some(unsupported(&format!("`{e}`"))),
+        // A long constant is repeated on every row it is computed for: 70,000 characters
+        // over a million rows is 70 GB that no memory pool accounts for.
+        Expr::Literal(
+            ScalarValue::Utf8(Some(text))
+            | ScalarValue::Utf8View(Some(text))
+            | ScalarValue::LargeUtf8(Some(text)),
+            _,
+        ) if text.chars().count() > MAX_TEXT_LITERAL => Some(Rejection::new(
+            RejectionKind::Function,
+            format!(
+                "a text constant of {} characters (at most {MAX_TEXT_LITERAL})",
+                text.chars().count()
+            ),
+            "shorten the constant: codes and labels are short",
+        )),
         // `replace` can multiply a text's length (each match of a short pattern by a long
         // replacement): with a replacement no longer than its pattern it never grows.
         Expr::ScalarFunction(f) if f.name() == "replace" => {
@@ -270,6 +288,25 @@ pub(crate) fn literal_arguments(name: &str) -> &'static [usize] {
     }
 }
 
+/// The units `date_part` accepts.
+pub(crate) const PART_UNITS: &[&str] = &[
+    "year",
+    "quarter",
+    "month",
+    "week",
+    "day",
+    "hour",
+    "minute",
+    "second",
+    "millisecond",
+    "microsecond",
+    "nanosecond",
+    "dow",
+    "doy",
+    "epoch",
+    "isodow",
+];
+
 /// Whether a literal argument is one the function accepts: a value that fails would fail
 /// only on the rows where the call is evaluated (behind a CASE, after a filter).
 fn valid_literal_argument(name: &str, index: usize, value: &ScalarValue) -> bool {
@@ -284,23 +321,6 @@ fn valid_literal_argument(name: &str, index: usize, value: &ScalarValue) -> bool
         "month",
         "quarter",
         "year",
-    ];
-    const PART_UNITS: &[&str] = &[
-        "year",
-        "quarter",
-        "month",
-        "week",
-        "day",
-        "hour",
-        "minute",
-        "second",
-        "millisecond",
-        "microsecond",
-        "nanosecond",
-        "dow",
-        "doy",
-        "epoch",
-        "isodow",
     ];
     let text = || match value {
         ScalarValue::Utf8(Some(s))
@@ -958,7 +978,21 @@ impl Analyzer<'_> {
         if let Some(filter) = &join.filter {
             self.check_expr(filter, false, "in a join condition", cond_schema, &both)?;
         }
-        let across = equalities_across(join.filter.as_ref(), cond_schema, n_left);
+        // Equalities of a column of each side, as indexes into the joined columns.
+        let across: Vec<(usize, usize)> = equality_pairs(
+            join.filter.as_ref(),
+            join.left.schema(),
+            join.right.schema(),
+        )
+        .iter()
+        .filter_map(|(l, r)| match (unalias(l), unalias(r)) {
+            (Expr::Column(a), Expr::Column(b)) => Some((
+                cond_schema.index_of_column(a).ok()?,
+                cond_schema.index_of_column(b).ok()?,
+            )),
+            _ => None,
+        })
+        .collect();
         let on_person = join.on.iter().any(|(l, r)| {
             expr_facts(l, join.left.schema(), &left.columns).person
                 && expr_facts(r, join.right.schema(), &right.columns).person
@@ -1665,36 +1699,6 @@ pub(crate) fn equality_pairs(
 fn has_subquery_or_outer(e: &Expr) -> bool {
     e.exists(|x| Ok(matches!(x, Expr::OuterReferenceColumn(..)) || subquery_plan(x).is_some()))
         .unwrap_or(true)
-}
-
-/// The `a = b` conjuncts of a join filter whose sides are columns of different inputs, as
-/// indexes into the joined schema (`n_left` columns come from the left input).
-fn equalities_across(
-    filter: Option<&Expr>,
-    schema: &DFSchema,
-    n_left: usize,
-) -> Vec<(usize, usize)> {
-    let Some(filter) = filter else {
-        return Vec::new();
-    };
-    let index = |e: &Expr| match unalias(e) {
-        Expr::Column(c) => schema.index_of_column(c).ok(),
-        _ => None,
-    };
-    split_conjunction(filter)
-        .into_iter()
-        .filter_map(|c| match c {
-            Expr::BinaryExpr(BinaryExpr {
-                left: a,
-                op: Operator::Eq,
-                right: b,
-            }) => match (index(a), index(b)) {
-                (Some(x), Some(y)) if (x < n_left) != (y < n_left) => Some((x, y)),
-                _ => None,
-            },
-            _ => None,
-        })
-        .collect()
 }
 
 /// The plan of a subquery expression, for every kind DataFusion has.

@@ -129,11 +129,13 @@ pub(crate) fn is_total(e: &Expr, schema: Option<&DFSchema>) -> bool {
             .and_then(|s| x.get_type(s).ok())
             .is_some_and(|t| t.is_floating())
     };
+    if !guardable(e) {
+        return true;
+    }
     match e {
         Expr::Column(_)
         | Expr::OuterReferenceColumn(..)
         | Expr::Literal(..)
-        | Expr::Alias(_)
         | Expr::Not(_)
         | Expr::IsNull(_)
         | Expr::IsNotNull(_)
@@ -145,18 +147,7 @@ pub(crate) fn is_total(e: &Expr, schema: Option<&DFSchema>) -> bool {
         | Expr::IsNotUnknown(_)
         | Expr::Between(_)
         | Expr::InList(_)
-        | Expr::Case(_)
-        // Aggregates, windows and subqueries are not row operations: the totality test
-        // covers the aggregates and windows the analysis allows; subqueries are plans.
-        | Expr::AggregateFunction(_)
-        | Expr::WindowFunction(_)
-        | Expr::ScalarSubquery(_)
-        | Expr::Exists(_)
-        | Expr::InSubquery(_)
-        | Expr::SetComparison(_)
-        | Expr::GroupingSet(_)
-        | Expr::Placeholder(_)
-        | Expr::Unnest(_) => true,
+        | Expr::Case(_) => true,
         // A guard, the sampling hash (defined for every value of every type), or a
         // function of [`TOTAL_FUNCTIONS`].
         Expr::ScalarFunction(f) => {
@@ -207,7 +198,8 @@ fn total_cast(from: &DataType, to: &DataType) -> bool {
 }
 
 /// Whether `e` can run inside a guard: a row operation, not an aggregate, window or
-/// subquery (those are never guarded; see [`is_total`]).
+/// subquery (the totality test covers the aggregates and windows the analysis allows;
+/// subqueries are plans, guarded on their own) nor an alias.
 fn guardable(e: &Expr) -> bool {
     !matches!(
         e,

@@ -28,7 +28,8 @@ use datafusion::logical_expr::{
 };
 
 use crate::analysis::{
-    Analyzer, OPERATORS, PERSON_AGGREGATES, SCALAR_FUNCTIONS, WINDOW_FUNCTIONS, literal_arguments,
+    Analyzer, OPERATORS, PART_UNITS, PERSON_AGGREGATES, SCALAR_FUNCTIONS, WINDOW_FUNCTIONS,
+    literal_arguments,
 };
 use crate::guard::guard_plan;
 use crate::run::{RunLimits, collect};
@@ -271,31 +272,11 @@ fn intervals(unit: IntervalUnit) -> Vec<ScalarValue> {
 fn literals(t: &DataType) -> Vec<ScalarValue> {
     match t {
         DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 => {
-            let words = [
-                "year",
-                "quarter",
-                "month",
-                "week",
-                "day",
-                "hour",
-                "minute",
-                "second",
-                "millisecond",
-                "microsecond",
-                "nanosecond",
-                "dow",
-                "doy",
-                "epoch",
-                "isodow",
-                "fortnight",
-                "",
-                "YEAR",
-                "%",
-                "(",
-                "\\",
-            ];
-            words
+            // Every unit `date_part` takes (a superset of `date_trunc`'s), and invalid ones.
+            let words = PART_UNITS
                 .iter()
+                .chain(&["fortnight", "", "YEAR", "%", "(", "\\"]);
+            words
                 .map(|w| ScalarValue::Utf8(Some((*w).to_owned())))
                 .chain([ScalarValue::Utf8(None)])
                 .map(|v| v.cast_to(t).unwrap_or(v))
@@ -356,8 +337,8 @@ fn combinations(sizes: &[usize]) -> Vec<Vec<usize>> {
     rows
 }
 
-/// A table of boundary values for the column arguments ([`combinations`] of them), and
-/// the arguments as expressions over it.
+/// A table of boundary values for the column arguments ([`combinations`] of them) and a
+/// grouping column `g`, and the arguments as expressions over it.
 fn table(args: &[Arg]) -> (RecordBatch, Vec<Expr>) {
     let columns: Vec<(usize, Vec<ScalarValue>)> = args
         .iter()
@@ -382,6 +363,11 @@ fn table(args: &[Arg]) -> (RecordBatch, Vec<Expr>) {
         fields.push(Field::new(format!("c{i}"), t.clone(), true));
         arrays.push(array);
     }
+    // A grouping column for aggregates and windows: the rows in three groups.
+    fields.push(Field::new("g", DataType::Int64, false));
+    arrays.push(Arc::new(
+        datafusion::arrow::array::Int64Array::from_iter_values((0..rows as i64).map(|r| r % 3)),
+    ));
     let batch = RecordBatch::try_new_with_options(
         Arc::new(Schema::new(fields)),
         arrays,
@@ -397,6 +383,17 @@ fn table(args: &[Arg]) -> (RecordBatch, Vec<Expr>) {
         })
         .collect();
     (batch, exprs)
+}
+
+/// How a case's expression is planned over the boundary table.
+#[derive(Debug, Clone, Copy)]
+enum Shape {
+    /// `SELECT expr FROM t`.
+    Project,
+    /// `SELECT expr FROM t GROUP BY g` (an aggregate).
+    Aggregate,
+    /// A window node over `t` (a window function).
+    Window,
 }
 
 /// What happened to one generated case.
@@ -430,17 +427,16 @@ impl Harness {
         }
     }
 
-    /// Plans `make(args)` over the boundary table of `args` (projected, or aggregated by
-    /// `group` when `aggregate` is set), runs it through the engine's checks and guards,
-    /// and records the outcome under `name`.
+    /// Plans `make(args)` over the boundary table of `args` in `shape`, runs it through the
+    /// engine's checks and guards, and records the outcome under `name`.
     async fn case(
         &mut self,
         name: &str,
         args: &[Arg],
         make: &dyn Fn(Vec<Expr>) -> Expr,
-        aggregate: bool,
+        shape: Shape,
     ) -> Outcome {
-        let outcome = self.try_case(args, make, aggregate).await;
+        let outcome = self.try_case(args, make, shape).await;
         let outcome = match outcome {
             Ok(o) => o,
             Err(e) => {
@@ -461,33 +457,18 @@ impl Harness {
         &self,
         args: &[Arg],
         make: &dyn Fn(Vec<Expr>) -> Expr,
-        aggregate: bool,
+        shape: Shape,
     ) -> Result<Outcome, String> {
-        let (mut batch, exprs) = table(args);
-        // A grouping column for aggregates and windows: boundary rows in a few groups.
-        let group: ArrayRef = Arc::new(datafusion::arrow::array::Int64Array::from_iter_values(
-            (0..batch.num_rows() as i64).map(|r| r % 3),
-        ));
-        let mut fields: Vec<Field> = batch
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| f.as_ref().clone())
-            .collect();
-        fields.push(Field::new("g", DataType::Int64, false));
-        let mut columns = batch.columns().to_vec();
-        columns.push(group);
-        batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
-            .map_err(|e| e.to_string())?;
+        let (batch, exprs) = table(args);
         let table =
             MemTable::try_new(batch.schema(), vec![vec![batch]]).map_err(|e| e.to_string())?;
         let expr = make(exprs);
         let builder = LogicalPlanBuilder::scan("t", provider_as_source(Arc::new(table)), None)
             .map_err(|e| e.to_string())?;
-        let planned = if aggregate {
-            builder.aggregate(vec![col("g")], vec![expr])
-        } else {
-            builder.project(vec![expr.alias("out")])
+        let planned = match shape {
+            Shape::Project => builder.project(vec![expr.alias("out")]),
+            Shape::Aggregate => builder.aggregate(vec![col("g")], vec![expr]),
+            Shape::Window => builder.window(vec![expr]),
         };
         let Ok(plan) = planned.and_then(|b| b.build()) else {
             return Ok(Outcome::NotPlanned);
@@ -667,7 +648,8 @@ async fn every_allowed_scalar_function_is_total() {
         for types in signatures(functions.get(*name).expect("looked up above")) {
             let mut ran = None;
             for args in fillings(name, &types) {
-                if h.case(name, &args, &make, false).await == Outcome::Ran && ran.is_none() {
+                if h.case(name, &args, &make, Shape::Project).await == Outcome::Ran && ran.is_none()
+                {
                     ran = Some(args);
                 }
             }
@@ -676,7 +658,7 @@ async fn every_allowed_scalar_function_is_total() {
             if *seen < 3 {
                 *seen += 1;
                 for args in literal_variants(&ran) {
-                    h.case(name, &args, &make, false).await;
+                    h.case(name, &args, &make, Shape::Project).await;
                 }
             }
         }
@@ -754,7 +736,7 @@ async fn every_allowed_operator_and_cast_is_total() {
                     &name,
                     &[Arg::Column(left.clone()), right.clone()],
                     &make,
-                    false,
+                    Shape::Project,
                 )
                 .await;
             }
@@ -767,20 +749,30 @@ async fn every_allowed_operator_and_cast_is_total() {
             "NOT",
             &column,
             &|e| Expr::Not(Box::new(e[0].clone())),
-            false,
+            Shape::Project,
         )
         .await;
         h.case(
             "negation",
             &column,
             &|e| Expr::Negative(Box::new(e[0].clone())),
-            false,
+            Shape::Project,
         )
         .await;
-        h.case("IS NULL", &column, &|e| e[0].clone().is_null(), false)
-            .await;
-        h.case("IS TRUE", &column, &|e| e[0].clone().is_true(), false)
-            .await;
+        h.case(
+            "IS NULL",
+            &column,
+            &|e| e[0].clone().is_null(),
+            Shape::Project,
+        )
+        .await;
+        h.case(
+            "IS TRUE",
+            &column,
+            &|e| e[0].clone().is_true(),
+            Shape::Project,
+        )
+        .await;
         h.case(
             "BETWEEN",
             &[
@@ -789,7 +781,7 @@ async fn every_allowed_operator_and_cast_is_total() {
                 Arg::Column(t.clone()),
             ],
             &|e| e[0].clone().between(e[1].clone(), e[2].clone()),
-            false,
+            Shape::Project,
         )
         .await;
         h.case(
@@ -801,7 +793,7 @@ async fn every_allowed_operator_and_cast_is_total() {
                     false,
                 )
             },
-            false,
+            Shape::Project,
         )
         .await;
         h.case(
@@ -816,7 +808,7 @@ async fn every_allowed_operator_and_cast_is_total() {
                     .otherwise(e[2].clone())
                     .expect("a CASE")
             },
-            false,
+            Shape::Project,
         )
         .await;
         for p in &patterns {
@@ -840,7 +832,7 @@ async fn every_allowed_operator_and_cast_is_total() {
                         name,
                         &[Arg::Column(t.clone()), Arg::Literal(p.clone())],
                         &make,
-                        false,
+                        Shape::Project,
                     )
                     .await;
                 }
@@ -858,7 +850,7 @@ async fn every_allowed_operator_and_cast_is_total() {
                 "LIKE ESCAPE",
                 &[Arg::Column(t.clone()), Arg::Literal(p.clone())],
                 &make,
-                false,
+                Shape::Project,
             )
             .await;
         }
@@ -870,7 +862,7 @@ async fn every_allowed_operator_and_cast_is_total() {
                 "CAST",
                 &column,
                 &move |e| datafusion::logical_expr::cast(e[0].clone(), to_cast.clone()),
-                false,
+                Shape::Project,
             )
             .await;
             let to_try = to.clone();
@@ -878,7 +870,7 @@ async fn every_allowed_operator_and_cast_is_total() {
                 "TRY_CAST",
                 &column,
                 &move |e| datafusion::logical_expr::try_cast(e[0].clone(), to_try.clone()),
-                false,
+                Shape::Project,
             )
             .await;
         }
@@ -919,7 +911,7 @@ async fn every_allowed_aggregate_and_window_is_total() {
                         ),
                     )
                 };
-                h.case(name, &column, &make, true).await;
+                h.case(name, &column, &make, Shape::Aggregate).await;
             }
         }
         for name in WINDOW_FUNCTIONS {
@@ -971,89 +963,9 @@ async fn every_allowed_aggregate_and_window_is_total() {
                     );
                     w.build().expect("a window expression")
                 };
-                h.window_case(name, &args, &make).await;
+                h.case(name, &args, &make, Shape::Window).await;
             }
         }
     }
     h.report("aggregate or window function");
-}
-
-impl Harness {
-    /// A window expression over the boundary table: planned as a window node.
-    async fn window_case(&mut self, name: &str, args: &[Arg], make: &dyn Fn(Vec<Expr>) -> Expr) {
-        let (batch, exprs) = table(args);
-        let group: ArrayRef = Arc::new(datafusion::arrow::array::Int64Array::from_iter_values(
-            (0..batch.num_rows() as i64).map(|r| r % 3),
-        ));
-        let mut fields: Vec<Field> = batch
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| f.as_ref().clone())
-            .collect();
-        fields.push(Field::new("g", DataType::Int64, false));
-        let mut columns = batch.columns().to_vec();
-        columns.push(group);
-        let Ok(batch) = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns) else {
-            return;
-        };
-        let Ok(table) = MemTable::try_new(batch.schema(), vec![vec![batch]]) else {
-            return;
-        };
-        let expr = make(exprs);
-        let planned = LogicalPlanBuilder::scan("t", provider_as_source(Arc::new(table)), None)
-            .and_then(|b| b.window(vec![expr]))
-            .and_then(|b| b.build());
-        let outcome = match planned {
-            Err(_) => Outcome::NotPlanned,
-            Ok(plan) if check_written_types(&plan).is_err() => Outcome::Rejected,
-            Ok(plan) => {
-                let state = self.ctx.state();
-                match state
-                    .analyzer()
-                    .execute_and_check(plan, state.config_options(), |_, _| {})
-                {
-                    Err(_) => Outcome::NotPlanned,
-                    Ok(plan) => {
-                        let plan = try_casts(plan).expect("casts");
-                        if check_column_types(&plan).is_err()
-                            || !self.accepted(&plan).unwrap_or(true)
-                        {
-                            Outcome::Rejected
-                        } else {
-                            match guard_plan(plan) {
-                                Err(_) => Outcome::NotPlanned,
-                                Ok(guarded)
-                                    if self
-                                        .ctx
-                                        .state()
-                                        .create_physical_plan(&guarded)
-                                        .await
-                                        .is_err() =>
-                                {
-                                    Outcome::NotPlanned
-                                }
-                                Ok(guarded) => {
-                                    match collect(&self.ctx, guarded, RunLimits::default()).await {
-                                        Ok(_) => Outcome::Ran,
-                                        Err(e) => {
-                                            self.failures
-                                                .push(format!("{name} {args:?}: {e}: {e:?}"));
-                                            Outcome::Ran
-                                        }
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        };
-        *self
-            .outcomes
-            .entry(name.to_owned())
-            .or_default()
-            .entry(outcome)
-            .or_default() += 1;
-    }
 }
