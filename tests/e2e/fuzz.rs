@@ -194,3 +194,36 @@ async fn one_person_never_decides_whether_a_query_succeeds() {
     assert!(report.accepted >= 100, "{}", report.summary());
     assert!(report.findings.is_empty(), "{}", report.summary());
 }
+
+/// Every accepted regression record of the privacy reviews (`tests/slt/review.slt`, the
+/// constructions that once failed on one person's row among them) runs alike on the sample
+/// and on the sample plus each variant of the extreme person: released on both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn review_records_run_alike_with_and_without_the_extreme_person() {
+    let sample = sample_data().join("carelens.toml");
+    let dir = tempfile::tempdir().unwrap();
+    let oracle = Oracle::open(
+        &sample,
+        dir.path(),
+        extreme::VARIANTS,
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap();
+    let records = crate::slt_records::parse(&crate::common::repo().join("tests/slt/review.slt"));
+    let mut judged = 0;
+    for record in records {
+        let crate::slt_records::Record::Accept { name, sql, .. } = record else {
+            continue;
+        };
+        for variant in 0..oracle.variants() {
+            let verdict = oracle.judge(&sql, variant).await;
+            assert!(
+                matches!(verdict, Verdict::Agrees),
+                "{name} (variant {variant}): {verdict:?}"
+            );
+            judged += 1;
+        }
+    }
+    assert!(judged >= 4 * 10, "{judged}");
+}
