@@ -1,12 +1,12 @@
-//! Total evaluation: a query must not be able to fail, or not, depending on one person's
-//! data — a failure after the budget is charged would be an answer without noise.
+//! Total evaluation, the parts done on the query's plan before the analysis: a query must
+//! not be able to fail, or not, depending on one person's data — a failure after the
+//! budget is charged would be an answer without noise.
 //!
 //! Divisors and modulo operands are wrapped in `NULLIF(x, 0)` (before type coercion, which
-//! then types the zero), and every cast in the coerced plan becomes a `TRY_CAST` (NULL
-//! instead of an error). Functions whose errors depend on their arguments' values
-//! (`SUBSTR` with a negative length, `DATE_TRUNC` with an unknown unit) take literals
-//! there, which the analysis checks. What remains — integer overflow in user arithmetic —
-//! is listed in `docs/engine.md`.
+//! then types the zero), every cast in the coerced plan becomes a `TRY_CAST` (NULL instead
+//! of an error), and only the types of [`allowed_type`] may flow through a query. The
+//! rest — every operation that can still fail on a value — is evaluated NULL-on-error per
+//! row by the guards of `guard.rs`, applied to the bounded plan.
 
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ScalarValue;
