@@ -497,10 +497,12 @@ fn chart(release: &Release) -> Option<String> {
             interval: cells.get(column).and_then(|m| m.interval),
         })
         .collect();
-    let extremes = bars
-        .iter()
-        .flat_map(|b| b.value.into_iter().chain(b.interval.into_iter().flatten()));
-    let (lo, hi) = extremes.fold((0.0_f64, 0.0_f64), |(l, h), v| (l.min(v), h.max(v)));
+    let (lo, hi) = axis_range(
+        &bars
+            .iter()
+            .map(|b| (b.value, b.interval))
+            .collect::<Vec<_>>(),
+    );
     let step = tick_step(hi - lo);
     let (lo, hi) = ((lo / step).floor() * step, (hi / step).ceil() * step);
     let span = if hi - lo > 0.0 { hi - lo } else { 1.0 };
@@ -554,7 +556,9 @@ fn chart(release: &Release) -> Option<String> {
                     esc(&number(v))
                 );
                 if let Some([ilo, ihi]) = b.interval {
-                    let (a, c, m) = (x(ilo), x(ihi), y + row_h / 2.0);
+                    // An interval wider than the axis is drawn to its edge; the label
+                    // beside the bar gives its ends.
+                    let (a, c, m) = (x(ilo.max(lo)), x(ihi.min(hi)), y + row_h / 2.0);
                     let _ = write!(
                         s,
                         "<line class=\"err\" x1=\"{a:.1}\" y1=\"{m:.1}\" x2=\"{c:.1}\" y2=\"{m:.1}\"/>\
@@ -569,7 +573,7 @@ fn chart(release: &Release) -> Option<String> {
                 let _ = write!(
                     s,
                     "<text class=\"muted\" x=\"{:.1}\" y=\"{:.1}\">{}</text>",
-                    x(b.interval.map_or(v, |i| i[1]).max(v)) + 5.0,
+                    x(b.interval.map_or(v, |i| i[1]).max(v).min(hi)) + 5.0,
                     y + row_h * 0.68,
                     esc(&match b.interval {
                         Some(i) if b.fraction => fixed(v, i),
@@ -611,6 +615,22 @@ fn chart(release: &Release) -> Option<String> {
 }
 
 /// A round step (1, 2 or 5 times a power of ten) that cuts `span` into about 4 to 8 parts.
+/// The span a chart's axis covers: zero and every released value, widened by the 95%
+/// intervals to at most twice the values' own span. One cell with a tiny noisy
+/// denominator (a rate over a group just above the suppression threshold) can have an
+/// interval hundreds of times wider than the values; scaled to it, every other bar would
+/// be a sliver.
+fn axis_range(bars: &[(Option<f64>, Option<[f64; 2]>)]) -> (f64, f64) {
+    let values = bars.iter().filter_map(|b| b.0).filter(|v| v.is_finite());
+    let (vlo, vhi) = values.fold((0.0_f64, 0.0_f64), |(l, h), v| (l.min(v), h.max(v)));
+    let reach = (vhi - vlo).max(f64::MIN_POSITIVE);
+    let ends = bars.iter().filter_map(|b| b.1).flatten();
+    ends.filter(|v| v.is_finite())
+        .fold((vlo, vhi), |(l, h), v| {
+            (l.min(v.max(vlo - reach)), h.max(v.min(vhi + reach)))
+        })
+}
+
 fn tick_step(span: f64) -> f64 {
     if !(span.is_finite() && span > 0.0) {
         return 1.0;
@@ -680,6 +700,22 @@ mod tests {
         assert_eq!(url_path("q1_rates-2.v1"), "q1_rates-2.v1");
         assert_eq!(url_path("javascript:alert(1)"), "javascript%3Aalert%281%29");
         assert_eq!(url_path("a b#?%é"), "a%20b%23%3F%25%C3%A9");
+    }
+
+    #[test]
+    fn one_wide_interval_does_not_flatten_the_chart() {
+        let bars = [
+            (Some(60.0), Some([50.0, 70.0])),
+            (Some(80.0), Some([-900.0, 40_000.0])),
+            (None, None),
+        ];
+        assert_eq!(axis_range(&bars), (-80.0, 160.0));
+        let narrow = [
+            (Some(10.0), Some([8.0, 12.5])),
+            (Some(5.0), Some([4.0, 6.0])),
+        ];
+        assert_eq!(axis_range(&narrow), (0.0, 12.5));
+        assert_eq!(axis_range(&[(None, None)]), (0.0, 0.0));
     }
 
     #[test]
