@@ -123,11 +123,14 @@ fn positive_stride(value: &ScalarValue) -> bool {
     }
 }
 
+/// The largest `n` of a `ROWS` or `GROUPS` frame's `n PRECEDING` / `n FOLLOWING`.
+const MAX_FRAME_OFFSET: u64 = 1_000_000;
+
 /// Expressions refused whatever their arguments: operators outside [`OPERATORS`],
 /// parameters, `UNNEST`, invalid literal regular expressions (rejected here rather than
 /// answered NULL on every row: a mistake in the pattern deserves a message), and window
 /// frames that compute their bounds from a row's value (`RANGE` with an offset: a date
-/// minus an interval can overflow).
+/// minus an interval can overflow) or whose offsets overflow a row index.
 fn refused_expression(e: &Expr) -> Option<Rejection> {
     use datafusion::logical_expr::{Like, WindowFrameBound, WindowFrameUnits};
     let pattern_error = |pattern: &Expr, case_insensitive: bool| {
@@ -224,16 +227,40 @@ fn refused_expression(e: &Expr) -> Option<Rejection> {
                 WindowFrameBound::Preceding(v) | WindowFrameBound::Following(v) => !v.is_null(),
                 WindowFrameBound::CurrentRow => false,
             };
-            (frame.units == WindowFrameUnits::Range
-                && (offset(&frame.start_bound) || offset(&frame.end_bound)))
-            .then(|| {
-                Rejection::new(
+            // DataFusion adds a ROWS or GROUPS offset to a row's index unchecked: an
+            // offset near 2^64 overflows on the second row of a partition, so whether the
+            // query fails would say whether a partition has two rows.
+            let huge = |b: &WindowFrameBound| match b {
+                WindowFrameBound::Preceding(v) | WindowFrameBound::Following(v) => {
+                    !v.is_null()
+                        && v.cast_to(&DataType::UInt64)
+                            .ok()
+                            .and_then(|v| match v {
+                                ScalarValue::UInt64(Some(n)) => Some(n),
+                                _ => None,
+                            })
+                            .is_none_or(|n| n > MAX_FRAME_OFFSET)
+                }
+                WindowFrameBound::CurrentRow => false,
+            };
+            if frame.units == WindowFrameUnits::Range
+                && (offset(&frame.start_bound) || offset(&frame.end_bound))
+            {
+                Some(Rejection::new(
                     RejectionKind::Window,
                     "a RANGE window frame with an offset",
                     "use ROWS BETWEEN n PRECEDING AND CURRENT ROW, or a join on person_id \
                      with a condition on the dates",
-                )
-            })
+                ))
+            } else if huge(&frame.start_bound) || huge(&frame.end_bound) {
+                Some(Rejection::new(
+                    RejectionKind::Window,
+                    "a window frame offset above 1,000,000 rows",
+                    "use UNBOUNDED PRECEDING or UNBOUNDED FOLLOWING for a frame without an end",
+                ))
+            } else {
+                None
+            }
         }
         _ => None,
     }
@@ -340,7 +367,7 @@ fn valid_literal_argument(name: &str, index: usize, value: &ScalarValue) -> bool
         ("substr" | "substring", 2) => int().is_some_and(|n| n >= 0),
         ("split_part", 2) => int().is_some_and(|n| n != 0),
         ("date_bin", 0) => positive_stride(value),
-        ("lpad" | "rpad", 1) => int().is_some_and(|n| (0..=10_000).contains(&n)),
+        ("lpad" | "rpad", 1) => int().is_some_and(|n| (0..=1_000).contains(&n)),
         _ => true,
     }
 }
@@ -1240,6 +1267,10 @@ impl Analyzer<'_> {
             let Expr::WindowFunction(w) = unalias(expr) else {
                 return Err(unsupported("a window expression of this form"));
             };
+            // The frame and the argument shapes, as for a window over released values.
+            if let Some(rejection) = refused_expression(unalias(expr)) {
+                return Err(rejection.at(location(expr)));
+            }
             let WindowFunction { fun, params } = w.as_ref();
             let name = fun.name().to_ascii_lowercase();
             if !WINDOW_FUNCTIONS.contains(&name.as_str()) {

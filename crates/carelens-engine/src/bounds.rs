@@ -8,8 +8,9 @@
 //! equality of constants, a key with one value, `ON TRUE` rewritten as an equality of
 //! expressions that are equal everywhere) has `M` = the public table's size; such joins
 //! are refused when `M` is over the policy's limit, so that whether one person's row is
-//! present cannot cost a minute of running time. (A join with no equality between the
-//! private and the public side is refused by the analysis.)
+//! present cannot cost a minute of running time. Several such joins multiply: their
+//! product is held to the same limit. (A join with no equality between the private and
+//! the public side is refused by the analysis.)
 //!
 //! Joins of private relations on the person are bounded by each person's own rows, which
 //! are private: they are capped at run time instead (`run.rs`).
@@ -86,13 +87,17 @@ pub(crate) fn public_joins(
 /// How long computing one join's fan-out may take before the query is refused.
 const FANOUT_CHECK_TIME: Duration = Duration::from_secs(20);
 
-/// Refuses the query if some private row could match more than `max_fanout` rows of a
-/// public relation it is joined to.
+/// Refuses the query if some private row could become more than `max_fanout` rows
+/// through the public relations it is joined to. Joins compose: a private row joined to
+/// a table matching `a` rows, then to one matching `b`, can become `a·b` rows, so the
+/// bound is the product over every public join of the plan (an over-estimate where the
+/// joins are in separate branches, never an under-estimate).
 pub(crate) async fn check_fanouts(
     ctx: &SessionContext,
     joins: &[PublicJoin],
     max_fanout: u64,
 ) -> Result<(), QueryError> {
+    let mut product: u64 = 1;
     for join in joins {
         let fanout = match tokio::time::timeout(FANOUT_CHECK_TIME, fanout(ctx, join)).await {
             Ok(result) => result?,
@@ -108,6 +113,14 @@ pub(crate) async fn check_fanouts(
                 "a join with a public table matches up to {fanout} of its rows to one private \
                  row (on {}); the policy allows {max_fanout}",
                 keys.join(", ")
+            )));
+        }
+        product = product.saturating_mul(fanout.max(1));
+        if product > max_fanout {
+            return Err(too_large(format!(
+                "the query's joins with public tables together match up to {product} public \
+                 rows to one private row (each join's matches multiply); the policy allows \
+                 {max_fanout}"
             )));
         }
     }

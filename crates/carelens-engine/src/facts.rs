@@ -393,8 +393,12 @@ fn domain(expr: &Expr, schema: &DFSchema, columns: &[Facts]) -> Option<Vec<Scala
         &RecordBatchOptions::new().with_row_count(Some(product)),
     )
     .ok()?;
+    // Guarded as in the plan: the values are the ones the query will compute (NULL where
+    // an operation fails, text no longer than the guard allows), and evaluating them here
+    // cannot fail or grow without bound either.
+    let expr = crate::guard::guard_expression(expr.clone(), schema).ok()?;
     let physical = create_physical_expr(
-        expr,
+        &expr,
         &df_schema,
         &ExecutionProps::new(),
         &PhysicalPlanningContext::default(),

@@ -54,6 +54,13 @@ pub(crate) fn guard_plan(plan: LogicalPlan) -> Result<LogicalPlan> {
     .and_then(|t| t.data.recompute_schema())
 }
 
+/// `e` over `schema` with every operation that can fail guarded, as [`guard_plan`] guards
+/// a plan's expressions (for evaluating an expression outside a plan, over a public
+/// domain).
+pub(crate) fn guard_expression(e: Expr, schema: &DFSchema) -> Result<Expr> {
+    Ok(e.transform_up(|e| guard_expr(e, Some(schema)))?.data)
+}
+
 /// The schema a node's expressions are evaluated over: its input's, or both inputs'
 /// for a join.
 fn input_schema(node: &LogicalPlan) -> Option<DFSchema> {
@@ -379,7 +386,7 @@ fn evaluate_total(
             .filter(|a| a.len() == rows && a.data_type() == data_type)
     }));
     if let Ok(Some(array)) = attempt {
-        return Ok(array);
+        return cap_text(array);
     }
     if rows <= 1 {
         return Ok(new_null_array(data_type, rows));
@@ -388,6 +395,53 @@ fn evaluate_total(
     let first = evaluate_total(physical, &batch.slice(0, mid), data_type)?;
     let second = evaluate_total(physical, &batch.slice(mid, rows - mid), data_type)?;
     Ok(concat(&[first.as_ref(), second.as_ref()])?)
+}
+
+/// The longest text or binary value a guarded operation yields, in bytes: a value any
+/// longer is NULL. Text grows only through guarded operations (`||`, `concat`, `lpad`,
+/// `replace`, …), so this bounds every value a query makes: without it, a chain of
+/// `s || s` doubles one row's text to gigabytes, and the time and memory that takes
+/// would say whether the row exists. 4,096 bytes hold the longest text constant (1,000
+/// characters) and the widest `lpad`/`rpad` (1,000 characters) in any encoding.
+pub(crate) const MAX_TEXT_BYTES: i64 = 4_096;
+
+/// `array` with every text or binary value longer than [`MAX_TEXT_BYTES`] made NULL.
+fn cap_text(array: ArrayRef) -> Result<ArrayRef> {
+    use datafusion::arrow::array::{BooleanArray, Scalar};
+    use datafusion::arrow::compute::kernels::cmp::gt;
+    use datafusion::arrow::compute::kernels::length::length;
+    use datafusion::arrow::compute::kernels::zip::zip;
+    use datafusion::arrow::compute::{cast, or_kleene};
+    let sized = matches!(
+        array.data_type(),
+        DataType::Utf8
+            | DataType::LargeUtf8
+            | DataType::Utf8View
+            | DataType::Binary
+            | DataType::LargeBinary
+            | DataType::BinaryView
+    );
+    if !sized {
+        return Ok(array);
+    }
+    let lengths = cast(&length(array.as_ref())?, &DataType::Int64)?;
+    let limit = datafusion::arrow::array::Int64Array::new_scalar(MAX_TEXT_BYTES);
+    let too_long = gt(&lengths, &limit)?;
+    // The slots to empty: the values too long, and every NULL. A NULL made by masking
+    // (`nullif`, a guard's own mask) can keep the bytes it hid, and some kernels
+    // (DataFusion's `||` over string views) compute every slot before applying the
+    // mask: hidden bytes would go on doubling where the cap cannot see them. A new array
+    // holds nothing in a NULL slot.
+    let empty = match array.logical_nulls() {
+        Some(nulls) if nulls.null_count() > 0 => {
+            let is_null = BooleanArray::new(!nulls.inner(), None);
+            or_kleene(&too_long, &is_null)?
+        }
+        _ if too_long.true_count() == 0 => return Ok(array),
+        _ => too_long,
+    };
+    let null = Scalar::new(new_null_array(array.data_type(), 1));
+    Ok(zip(&empty, &null, &array)?)
 }
 
 /// Whether any expression of `plan` still holds an operation the guard would wrap: the
@@ -482,5 +536,63 @@ mod tests {
         assert_eq!(valid, [true, false, false, true]);
         // 1970-01-01 + 240 years = 2210-01-01, 7,573,651,200 s after the epoch.
         assert_eq!(later.value(3), 7_573_651_200 * 1_000_000_000);
+    }
+
+    /// A guarded operation's text or binary value over the cap is NULL, in every text and
+    /// binary type, and only where it is over.
+    #[test]
+    fn values_over_the_text_cap_are_null_in_every_sized_type() {
+        use datafusion::arrow::array::{
+            BinaryArray, BinaryViewArray, LargeBinaryArray, LargeStringArray, StringArray,
+            StringViewArray,
+        };
+        let cap = usize::try_from(MAX_TEXT_BYTES).unwrap();
+        let values = [
+            Some("a".repeat(cap)),
+            Some("b".repeat(cap + 1)),
+            None,
+            Some(String::new()),
+        ];
+        let text = || values.iter().map(|v| v.as_deref());
+        let bytes = || values.iter().map(|v| v.as_deref().map(str::as_bytes));
+        let arrays: Vec<ArrayRef> = vec![
+            Arc::new(text().collect::<StringArray>()),
+            Arc::new(text().collect::<LargeStringArray>()),
+            Arc::new(text().collect::<StringViewArray>()),
+            Arc::new(bytes().collect::<BinaryArray>()),
+            Arc::new(bytes().collect::<LargeBinaryArray>()),
+            Arc::new(bytes().collect::<BinaryViewArray>()),
+        ];
+        for array in arrays {
+            let data_type = array.data_type().clone();
+            let capped = cap_text(array).unwrap();
+            assert_eq!(capped.data_type(), &data_type);
+            let valid: Vec<bool> = (0..capped.len()).map(|i| capped.is_valid(i)).collect();
+            assert_eq!(valid, [true, false, false, true], "{data_type}");
+            // The slot made NULL holds nothing: an operation that reads masked slots
+            // (string views) finds an empty value, not the long one.
+            if let Some(views) = capped.as_any().downcast_ref::<StringViewArray>() {
+                assert_eq!(views.views()[1] as u32, 0, "{data_type}");
+            }
+            if let Some(strings) = capped.as_any().downcast_ref::<StringArray>() {
+                assert_eq!(strings.value_length(1), 0, "{data_type}");
+            }
+        }
+        // A NULL made by masking keeps the bytes it hides until the cap empties it.
+        let masked = datafusion::arrow::compute::nullif(
+            &StringViewArray::from(vec!["a value hidden by a mask, not removed"]),
+            &datafusion::arrow::array::BooleanArray::from(vec![true]),
+        )
+        .unwrap();
+        let hidden = |a: &ArrayRef| {
+            a.as_any()
+                .downcast_ref::<StringViewArray>()
+                .unwrap()
+                .views()[0] as u32
+        };
+        assert!(masked.is_null(0) && hidden(&masked) > 0);
+        let cleaned = cap_text(masked).unwrap();
+        assert!(cleaned.is_null(0));
+        assert_eq!(hidden(&cleaned), 0);
     }
 }

@@ -7,7 +7,7 @@
 //! query that reaches a cap fails like any other failure after the charge: the failure
 //! is its stored outcome, served again to a retry at no cost (`docs/ledger.md`).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use datafusion::arrow::array::RecordBatch;
@@ -63,17 +63,69 @@ pub(crate) async fn collect(
         .build();
     let limited = SessionContext::new_with_state(state);
     let _running = crate::panics::Running::enter();
+    let deadline = Deadline::start(limits.time);
     let mut task =
         tokio::spawn(async move { limited.execute_logical_plan(plan).await?.collect().await });
+    let mut expired = deadline.expired;
     tokio::select! {
         joined = &mut task => match joined {
             Ok(result) => result.map_err(QueryError::Execute),
             Err(e) if e.is_panic() => Err(QueryError::Panicked),
             Err(_) => Err(QueryError::Internal("the query's task was cancelled")),
         },
-        () = tokio::time::sleep(limits.time) => {
+        Ok(()) = &mut expired => {
             task.abort();
             Err(QueryError::TimeLimit(limits.time))
+        }
+    }
+}
+
+/// A time limit kept by a thread of its own. A tokio timer fires only when a runtime
+/// worker is free to drive it, and a query's operators can keep every worker busy for
+/// as long as their batches take: the limit would stretch with the work, and the work
+/// with the data. The thread wakes the waiting task directly when the time is up; it
+/// ends as soon as the deadline is dropped.
+struct Deadline {
+    /// Resolves when the time is up.
+    expired: tokio::sync::oneshot::Receiver<()>,
+    /// Dropped with the deadline, which stops the thread.
+    _done: std::sync::mpsc::Sender<()>,
+}
+
+impl Deadline {
+    fn start(limit: Duration) -> Self {
+        let (fire, expired) = tokio::sync::oneshot::channel();
+        let fire = Arc::new(Mutex::new(Some(fire)));
+        let ring = {
+            let fire = Arc::clone(&fire);
+            move || {
+                if let Some(fire) = fire.lock().ok().and_then(|mut f| f.take()) {
+                    let _ = fire.send(());
+                }
+            }
+        };
+        let (done, stop) = std::sync::mpsc::channel::<()>();
+        let watch = {
+            let ring = ring.clone();
+            move || {
+                if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(limit) {
+                    ring();
+                }
+            }
+        };
+        let spawned = std::thread::Builder::new()
+            .name("carelens-deadline".into())
+            .spawn(watch);
+        if spawned.is_err() {
+            // Out of threads (not a property of the data): a runtime timer instead.
+            tokio::spawn(async move {
+                tokio::time::sleep(limit).await;
+                ring();
+            });
+        }
+        Self {
+            expired,
+            _done: done,
         }
     }
 }
@@ -92,5 +144,48 @@ pub(crate) async fn hold(started: tokio::time::Instant, limits: RunLimits) {
     if target > elapsed {
         let wait = u64::try_from(target - elapsed).unwrap_or(u64::MAX);
         tokio::time::sleep(Duration::from_nanos(wait)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::Deadline;
+
+    /// The runtime's only worker is stuck in a long computation (as in an operator's
+    /// kernel over a large batch); the deadline still fires on time, because its own
+    /// thread keeps it, and the waiting task is woken on the thread that waits for it.
+    #[test]
+    fn the_deadline_fires_while_every_worker_is_busy() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let waited = runtime.block_on(async {
+            let deadline = Deadline::start(Duration::from_millis(200));
+            tokio::spawn(async { std::thread::sleep(Duration::from_secs(3)) });
+            // Let the worker pick up the busy task.
+            std::thread::sleep(Duration::from_millis(50));
+            let started = Instant::now();
+            deadline.expired.await.expect("the deadline fires");
+            started.elapsed()
+        });
+        assert!(waited < Duration::from_secs(2), "fired after {waited:?}");
+        runtime.shutdown_background();
+    }
+
+    /// A deadline dropped before its time never fires, and its thread ends.
+    #[test]
+    fn a_dropped_deadline_stops_its_thread() {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            let Deadline { expired, _done } = Deadline::start(Duration::from_secs(3600));
+            drop(_done);
+            let started = Instant::now();
+            assert!(expired.await.is_err(), "the sender is gone, nothing fired");
+            assert!(started.elapsed() < Duration::from_secs(5));
+        });
     }
 }
