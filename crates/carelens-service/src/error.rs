@@ -1,0 +1,124 @@
+//! Why a service operation did not answer: one enum for every face, each reason with its
+//! exit code (the command line) and its HTTP status (the API).
+
+use carelens_engine::{QueryError, Rejection};
+use carelens_ledger::{Amount, LedgerError, Refusal, StoredFailure};
+
+/// Why a researcher's query on private data is refused outside the request workflow.
+pub const RESEARCHERS_ASK: &str = "researchers do not have an open budget: ask for a cohort \
+     count with `carelens request submit FILE.sql --purpose ...`, which an approver checks before \
+     it is released once";
+
+/// Exit code of a refusal (by the analysis, the policy, the budget or the workflow).
+const EXIT_REFUSED: u8 = 1;
+/// Exit code of an error (bad input, a failure, a fault).
+const EXIT_ERROR: u8 = 2;
+
+/// Why a service operation did not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The privacy analysis or the policy rejected the query; logged, nothing spent.
+    #[error(transparent)]
+    Rejected(Rejection),
+    /// A budget could not cover the query; nothing was spent and nothing ran.
+    #[error("query refused: {0}")]
+    OverBudget(Refusal),
+    /// A researcher asked outside the request workflow; logged, nothing spent.
+    #[error("{RESEARCHERS_ASK}")]
+    ResearchersAsk,
+    /// The query was charged, then failed; the budget stays spent, and this failure is the
+    /// query's answer from now on. `message` quotes no record values.
+    #[error("{message}")]
+    FailedAfterCharge {
+        /// Why it failed.
+        message: String,
+        /// What was debited for it now (nothing for an interrupted charge taken up).
+        spent: Amount,
+    },
+    /// An identical query failed after its charge before: that failure, served from the
+    /// ledger at no cost; nothing ran.
+    #[error("{}", .0.message)]
+    FailedBefore(StoredFailure),
+    /// The caller is not a user in the catalog.
+    #[error("{}", LedgerError::UnknownUser { name: name.clone() })]
+    UnknownUser {
+        /// The name given.
+        name: String,
+    },
+    /// The SQL could not be planned (a syntax or name error): nothing was logged or spent.
+    #[error(transparent)]
+    BadQuery(QueryError),
+    /// The ledger could not be read or written.
+    #[error(transparent)]
+    Ledger(LedgerError),
+    /// A fault of carelens or its environment.
+    #[error(transparent)]
+    Internal(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl ServiceError {
+    /// The command line's exit code: 1 for a refusal, 2 for an error.
+    pub fn exit_code(&self) -> u8 {
+        if self.is_refusal() {
+            EXIT_REFUSED
+        } else {
+            EXIT_ERROR
+        }
+    }
+
+    /// The HTTP status an API answers with.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            Self::Rejected(_) | Self::BadQuery(_) => 422,
+            Self::OverBudget(_) | Self::ResearchersAsk => 403,
+            Self::UnknownUser { .. } => 401,
+            // The query's answer is a failure, stored and served again like a release.
+            Self::FailedAfterCharge { .. } | Self::FailedBefore(_) => 500,
+            Self::Ledger(_) | Self::Internal(_) => 500,
+        }
+    }
+
+    /// Whether this is a refusal (the analysis, the policy, a budget or the workflow said
+    /// no) rather than an error.
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            Self::Rejected(_) | Self::OverBudget(_) | Self::ResearchersAsk
+        )
+    }
+
+    pub(crate) fn internal(err: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Internal(Box::new(err))
+    }
+}
+
+impl From<LedgerError> for ServiceError {
+    fn from(err: LedgerError) -> Self {
+        match err {
+            LedgerError::UnknownUser { name } => Self::UnknownUser { name },
+            other => Self::Ledger(other),
+        }
+    }
+}
+
+impl From<QueryError> for ServiceError {
+    fn from(err: QueryError) -> Self {
+        match err {
+            QueryError::Rejected(rejection) => Self::Rejected(rejection),
+            QueryError::Plan(_) => Self::BadQuery(err),
+            other => Self::internal(other),
+        }
+    }
+}
+
+/// A failed run's message with its causes, as logged and shown ("what: why: why").
+pub(crate) fn failure_message(err: QueryError) -> String {
+    let mut message = err.to_string();
+    let mut cause = std::error::Error::source(&err);
+    while let Some(c) = cause {
+        message.push_str(": ");
+        message.push_str(&c.to_string());
+        cause = c.source();
+    }
+    message
+}

@@ -1,0 +1,339 @@
+//! carelens-service: the release protocol and the governance rules, once, for every face
+//! of carelens (the command line today; the HTTP API and the web pages next).
+//!
+//! Layer: above the engine, the ledger, the catalog and the privacy crate; below the
+//! binary (see `docs/architecture.md`). Nothing above this crate decides a privacy or a
+//! governance question: a face turns its input into a [`Caller`] and SQL, calls a
+//! [`Service`] operation, and renders what comes back (a [`Released`] answer or a
+//! [`ServiceError`], which carries its exit code and HTTP status).
+//!
+//! The protocol of a query (the budget is debited before a result exists):
+//! prepare (parse, analyse, rewrite, calibrate — no data read; a rejection is logged at no
+//! cost) → who may spend (researchers only through approved requests) → ledger charge (or
+//! the stored answer of an identical earlier query — its release, or its failure — at no
+//! cost; or a refusal) → run → store the release in the ledger → answer. A failure after
+//! the charge is logged against it and is that query's answer from then on.
+//!
+//! A [`Service`] is shared by reference across threads and tasks: DataFusion work runs on
+//! the caller's tokio runtime, and every ledger call runs off it, on the blocking pool,
+//! through one SQLite connection behind a mutex (the ledger's own transactions and file
+//! locks order charges between processes; the mutex orders them within this one).
+
+mod error;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use carelens_catalog::{LoadedCatalog, Role};
+use carelens_engine::{Engine, PreparedQuery, QueryError, Release};
+use carelens_ledger::{
+    Amount, BudgetLine, Budgets, ChargeOutcome, Ledger, QueryRecord, Receipt, Verification,
+};
+
+pub use crate::error::{RESEARCHERS_ASK, ServiceError};
+
+/// Someone the face has authenticated, as the catalog knows them: made only by
+/// [`Service::caller`], so a role is always the catalog's, never a claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    name: String,
+    role: Role,
+}
+
+impl Caller {
+    /// The user's name in the catalog.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The user's role in the catalog.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+}
+
+/// A released answer.
+#[derive(Debug)]
+pub struct Released {
+    /// The release, with its ledger id.
+    pub release: Release,
+    /// What was debited for it now: nothing for an identical earlier query's answer or
+    /// for an interrupted charge taken up.
+    pub spent: Amount,
+    /// An identical earlier query's release, served from the ledger at no cost.
+    pub cached: bool,
+}
+
+/// The loaded catalog, the engine over its extract and the ledger: every operation a
+/// face offers.
+pub struct Service {
+    catalog: LoadedCatalog,
+    engine: Engine,
+    ledger: Arc<Mutex<Ledger>>,
+    ledger_path: PathBuf,
+}
+
+impl Service {
+    /// Opens the engine over `catalog`'s extract and the ledger at `ledger_path` (created
+    /// on first use, with the catalog's budgets).
+    pub async fn open(catalog: LoadedCatalog, ledger_path: &Path) -> Result<Self, ServiceError> {
+        let engine = Engine::open(&catalog)
+            .await
+            .map_err(ServiceError::internal)?;
+        let budgets = Budgets::from_catalog(catalog.catalog());
+        let path = ledger_path.to_path_buf();
+        let ledger = blocking(move || Ledger::open(&path, budgets)).await??;
+        Ok(Self {
+            catalog,
+            engine,
+            ledger: Arc::new(Mutex::new(ledger)),
+            ledger_path: ledger_path.to_path_buf(),
+        })
+    }
+
+    /// The catalog this service answers over.
+    pub fn catalog(&self) -> &LoadedCatalog {
+        &self.catalog
+    }
+
+    /// The ledger's file.
+    pub fn ledger_path(&self) -> &Path {
+        &self.ledger_path
+    }
+
+    /// The engine, for faces that only plan (explain needs no ledger).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The catalog's user `name`, who the face has authenticated.
+    pub fn caller(&self, name: &str) -> Result<Caller, ServiceError> {
+        let user = self
+            .catalog
+            .user(name)
+            .ok_or_else(|| ServiceError::UnknownUser {
+                name: name.to_owned(),
+            })?;
+        Ok(Caller {
+            name: user.name.clone(),
+            role: user.role,
+        })
+    }
+
+    /// Plans `sql` for `caller` without running it or spending anything; a rejection by
+    /// the privacy analysis or the policy is logged against the caller at no cost.
+    pub async fn prepare(&self, caller: &Caller, sql: &str) -> Result<PreparedQuery, ServiceError> {
+        match self.engine.prepare(sql).await {
+            Ok(prepared) => Ok(prepared),
+            Err(QueryError::Rejected(rejection)) => {
+                self.log_rejection(caller, sql, "", &rejection.to_string())
+                    .await?;
+                Err(ServiceError::Rejected(rejection))
+            }
+            Err(other) => Err(other.into()),
+        }
+    }
+
+    /// `carelens query`: plans, charges, runs and stores `sql` for `caller`.
+    pub async fn query(&self, caller: &Caller, sql: &str) -> Result<Released, ServiceError> {
+        let prepared = self.prepare(caller, sql).await?;
+        self.release(caller, &prepared).await
+    }
+
+    /// Charges, runs and stores a query prepared with [`Service::prepare`] — the step a
+    /// batch takes for each of its queries once it has shown their total cost. Researchers
+    /// spend only through approved requests: their queries on private data are refused
+    /// here (and logged at no cost).
+    pub async fn release(
+        &self,
+        caller: &Caller,
+        prepared: &PreparedQuery,
+    ) -> Result<Released, ServiceError> {
+        if !may_spend_openly(caller) && prepared.params().is_some() {
+            self.log_rejection(
+                caller,
+                prepared.sql(),
+                prepared.plan_hash(),
+                RESEARCHERS_ASK,
+            )
+            .await?;
+            return Err(ServiceError::ResearchersAsk);
+        }
+        self.answer(caller, prepared).await
+    }
+
+    /// Charges `caller` for an approved request's query and releases it. The request
+    /// workflow's approval checks come first, in the caller; they move into this service
+    /// with the workflow.
+    pub async fn release_approved(
+        &self,
+        caller: &Caller,
+        prepared: &PreparedQuery,
+    ) -> Result<Released, ServiceError> {
+        self.answer(caller, prepared).await
+    }
+
+    /// Whether `caller` may run a batch of queries on private data (researchers may not:
+    /// they spend only through requests).
+    pub fn may_run_batches(&self, caller: &Caller) -> Result<(), ServiceError> {
+        if may_spend_openly(caller) {
+            Ok(())
+        } else {
+            Err(ServiceError::ResearchersAsk)
+        }
+    }
+
+    /// `carelens budget`: the caller's own budget and the dataset's; every user's for
+    /// those who oversee (approvers and admins).
+    pub async fn budget(&self, caller: &Caller) -> Result<Vec<BudgetLine>, ServiceError> {
+        let scope = (!caller.role.oversees()).then(|| caller.name.clone());
+        self.with_ledger(move |ledger| ledger.budget_report(scope.as_deref()))
+            .await
+    }
+
+    /// `carelens audit verify`: the audit log's hash chain, order and charge/release
+    /// pairs. Anyone may ask: the answer says nothing about what was asked.
+    pub async fn verify(&self) -> Result<Verification, ServiceError> {
+        self.with_ledger(|ledger| ledger.verify()).await
+    }
+
+    /// The protocol: charge (or find the earlier answer, or be refused), run, store.
+    async fn answer(
+        &self,
+        caller: &Caller,
+        prepared: &PreparedQuery,
+    ) -> Result<Released, ServiceError> {
+        let data_version = self
+            .catalog
+            .data_version()
+            .map_err(ServiceError::internal)?;
+        let cache_key = prepared.cache_key(&data_version);
+        let (user, sql, plan_hash) = (
+            caller.name.clone(),
+            prepared.sql().to_owned(),
+            prepared.plan_hash().to_owned(),
+        );
+        let charge = prepared.charge();
+        let outcome = self
+            .with_ledger(move |ledger| {
+                let record = QueryRecord {
+                    sql: &sql,
+                    plan_hash: &plan_hash,
+                    cache_key: &cache_key,
+                };
+                ledger.charge(&user, &record, &charge)
+            })
+            .await?;
+        match outcome {
+            ChargeOutcome::Refused(refusal) => Err(ServiceError::OverBudget(refusal)),
+            ChargeOutcome::Failed(failure) => Err(ServiceError::FailedBefore(failure)),
+            ChargeOutcome::Cached(stored) => {
+                let mut release = stored_release(&stored.result)?;
+                release.release_id = Some(stored.release_seq);
+                release.notes.push(
+                    "an identical query was released before: this is that answer, at no cost"
+                        .to_owned(),
+                );
+                Ok(Released {
+                    release,
+                    spent: Amount::default(),
+                    cached: true,
+                })
+            }
+            ChargeOutcome::Charged(receipt) => {
+                let spent = if receipt.resumed {
+                    Amount::default()
+                } else {
+                    receipt.amount
+                };
+                match prepared.execute(&self.engine).await {
+                    Ok(release) => self.store(receipt, &release, spent).await,
+                    Err(e) => {
+                        let message = error::failure_message(e);
+                        let logged = message.clone();
+                        self.with_ledger(move |ledger| ledger.record_error(&receipt, &logged))
+                            .await?;
+                        Err(ServiceError::FailedAfterCharge { message, spent })
+                    }
+                }
+            }
+        }
+    }
+
+    /// Stores a release against its receipt; the answer is what the ledger stored.
+    async fn store(
+        &self,
+        receipt: Receipt,
+        release: &Release,
+        spent: Amount,
+    ) -> Result<Released, ServiceError> {
+        let bytes = serde_json::to_vec(release).map_err(ServiceError::internal)?;
+        let stored = self
+            .with_ledger(move |ledger| ledger.record_release(&receipt, &bytes))
+            .await?;
+        let mut release = stored_release(&stored.result)?;
+        release.release_id = Some(stored.release_seq);
+        Ok(Released {
+            release,
+            spent,
+            cached: false,
+        })
+    }
+
+    async fn log_rejection(
+        &self,
+        caller: &Caller,
+        sql: &str,
+        plan_hash: &str,
+        reason: &str,
+    ) -> Result<(), ServiceError> {
+        let (user, sql, plan_hash, reason) = (
+            caller.name.clone(),
+            sql.to_owned(),
+            plan_hash.to_owned(),
+            reason.to_owned(),
+        );
+        self.with_ledger(move |ledger| ledger.record_rejection(&user, &sql, &plan_hash, &reason))
+            .await
+    }
+
+    /// Runs `work` on the ledger off the async runtime.
+    async fn with_ledger<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Ledger) -> Result<T, carelens_ledger::LedgerError> + Send + 'static,
+    ) -> Result<T, ServiceError> {
+        let ledger = Arc::clone(&self.ledger);
+        blocking(move || {
+            let mut ledger = ledger
+                .lock()
+                .map_err(|_| ServiceError::Internal("the ledger's lock was poisoned".into()))?;
+            Ok(work(&mut ledger)?)
+        })
+        .await?
+    }
+}
+
+/// Researchers have no open budget: they spend only through approved requests.
+fn may_spend_openly(caller: &Caller) -> bool {
+    caller.role != Role::Researcher
+}
+
+fn stored_release(bytes: &[u8]) -> Result<Release, ServiceError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        ServiceError::Internal(
+            format!("the ledger's stored release is not a carelens result: {e}").into(),
+        )
+    })
+}
+
+/// Runs `work` on tokio's blocking pool.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ServiceError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ServiceError::Internal(format!("a ledger task stopped: {e}").into()))
+}
+
+#[cfg(test)]
+mod tests;
