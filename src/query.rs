@@ -12,19 +12,13 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use carelens_catalog::Role;
 use carelens_engine::{Engine, PreparedQuery, QueryError, Release};
-use carelens_ledger::{
-    Amount, Budgets, ChargeOutcome, Ledger, QueryRecord, Refusal, StoredFailure,
-};
+use carelens_ledger::{Amount, ChargeOutcome, Ledger, QueryRecord, Refusal, StoredFailure};
+pub(crate) use carelens_service::RESEARCHERS_ASK;
+use carelens_service::{Service, ServiceError};
 use clap::{Args, ValueEnum};
 
 use crate::governance::{Acting, LedgerLocation, acting_user, context};
-
-/// Why a researcher's query on private data is refused outside the request workflow.
-pub(crate) const RESEARCHERS_ASK: &str = "researchers do not have an open budget: ask for a cohort \
-     count with `carelens request submit FILE.sql --purpose ...`, which an approver checks before \
-     it is released once";
 
 /// The query was refused (privacy analysis, policy or budget): exit code 1. The message
 /// is complete as it stands (it is the rendered rejection).
@@ -112,55 +106,49 @@ pub fn explain(args: ExplainArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `carelens query`.
+/// `carelens query`: the service's release protocol, rendered.
 pub fn query(args: QueryArgs) -> anyhow::Result<()> {
     if args.format == OutputFormat::Parquet && args.output.is_none() {
         anyhow::bail!("--format parquet needs --output PATH");
     }
     let sql = read_sql(&args.file)?;
     let ctx = context(&args.location)?;
-    let (user, role) = acting_user(&ctx, &args.acting)?;
+    let (name, _) = acting_user(&ctx, &args.acting)?;
+    let name = name.to_owned();
+    let source = args.file.display().to_string();
     let release = runtime()?.block_on(async {
-        let engine = Engine::open(&ctx.catalog).await?;
-        let mut ledger = Ledger::open(
-            &ctx.ledger_path,
-            Budgets::from_catalog(ctx.catalog.catalog()),
-        )?;
-        let prepared = match engine.prepare(&sql).await {
-            Ok(p) => p,
-            Err(QueryError::Rejected(r)) => {
-                ledger.record_rejection(user, &sql, "", &r.to_string())?;
-                return Err(refuse(
-                    QueryError::Rejected(r),
-                    &args.file.display().to_string(),
-                ));
-            }
-            Err(e) => return Err(e.into()),
-        };
-        if role == Role::Researcher && prepared.params().is_some() {
-            let why = RESEARCHERS_ASK;
-            ledger.record_rejection(user, &sql, prepared.plan_hash(), why)?;
-            return Err(Refused(format!("error: {why}")).into());
-        }
-        let data_version = ctx.catalog.data_version()?;
-        match running(answer(&engine, &mut ledger, user, &prepared, &data_version)).await? {
-            Answer::Released { release, .. } => Ok(release),
-            Answer::Cached(release) => Ok(release),
-            Answer::Failed { message, spent } => Err(anyhow::anyhow!(
-                "{message} (epsilon {} was spent: the budget is charged before a query runs; \
-                 asking it again gets this failure from the ledger at no cost)",
-                carelens_engine::number(spent.epsilon_value())
-            )),
-            Answer::FailedBefore(failure) => Err(anyhow::anyhow!(failed_before(&failure))),
-            Answer::Refused(refusal) => Err(Refused(format!(
-                "error: query refused: {refusal}\nhint: ask for a smaller epsilon \
-                 (`-- carelens: epsilon=...`), or ask your information governance team for \
-                 more budget; `carelens budget` shows what is left"
-            ))
-            .into()),
+        let service = Service::open(ctx.catalog, &ctx.ledger_path)
+            .await
+            .map_err(anyhow::Error::new)?;
+        let caller = service.caller(&name).map_err(anyhow::Error::new)?;
+        match running(service.query(&caller, &sql)).await {
+            Ok(answered) => Ok(answered.release),
+            Err(err) => Err(render_refusal(err, &source)),
         }
     })?;
     write_release(&release, args.format, args.output.as_deref())
+}
+
+/// A service error as the command line says it: refusals as [`Refused`] (exit 1) with
+/// their hints, failures with what was spent, other errors as they are.
+pub(crate) fn render_refusal(err: ServiceError, source: &str) -> anyhow::Error {
+    match err {
+        ServiceError::Rejected(r) => Refused(r.render(source)).into(),
+        ServiceError::ResearchersAsk => Refused(format!("error: {RESEARCHERS_ASK}")).into(),
+        ServiceError::OverBudget(refusal) => Refused(format!(
+            "error: query refused: {refusal}\nhint: ask for a smaller epsilon \
+             (`-- carelens: epsilon=...`), or ask your information governance team for \
+             more budget; `carelens budget` shows what is left"
+        ))
+        .into(),
+        ServiceError::FailedAfterCharge { message, spent } => anyhow::anyhow!(
+            "{message} (epsilon {} was spent: the budget is charged before a query runs; \
+             asking it again gets this failure from the ledger at no cost)",
+            carelens_engine::number(spent.epsilon_value())
+        ),
+        ServiceError::FailedBefore(failure) => anyhow::anyhow!(failed_before(&failure)),
+        other => anyhow::Error::new(other),
+    }
 }
 
 /// What the ledger and the engine made of a prepared query.
