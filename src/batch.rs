@@ -14,13 +14,14 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use carelens_engine::{Engine, PreparedQuery, QueryError, Release, number};
-use carelens_ledger::{Amount, Budgets, Ledger, QueryRecord, Which};
+use carelens_engine::{Engine, PreparedQuery, Release, number};
+use carelens_ledger::Amount;
+use carelens_service::{BatchItem, Service, ServiceError};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::governance::{Acting, LedgerLocation, acting_user, context};
-use crate::query::{Answer, Refused, answer, cost_summary, read_sql, runtime};
+use crate::query::{Refused, cost_summary, failed_before, read_sql, render_refusal, runtime};
 use crate::report::{self, Report};
 
 #[derive(Debug, Args)]
@@ -188,149 +189,114 @@ impl Outcome {
     }
 }
 
-/// Prepares every file; a rejection is logged (when a ledger is given) and kept.
-async fn prepare_all(
-    engine: &Engine,
-    files: &[SqlFile],
-    mut log: Option<(&mut Ledger, &str)>,
-) -> anyhow::Result<Vec<Result<PreparedQuery, Outcome>>> {
+/// Prepares every file for `explain`: nothing is logged or spent.
+async fn prepare_all(engine: &Engine, files: &[SqlFile]) -> Vec<Result<PreparedQuery, Outcome>> {
     let mut prepared = Vec::with_capacity(files.len());
     for file in files {
-        prepared.push(match engine.prepare(&file.sql).await {
-            Ok(p) => Ok(p),
-            Err(QueryError::Rejected(r)) => {
-                if let Some((ledger, user)) = log.as_mut() {
-                    ledger.record_rejection(user, &file.sql, "", &r.to_string())?;
-                }
-                Err(Outcome::Rejected(
-                    r.render(&file.path.display().to_string()),
-                ))
-            }
-            Err(e) => Err(Outcome::Failed {
-                why: format!("{:#}", anyhow::Error::new(e)),
-                spent: Amount::default(),
-            }),
-        });
+        prepared.push(
+            engine
+                .prepare(&file.sql)
+                .await
+                .map_err(|e| outcome(&file.path, Err(e.into()))),
+        );
     }
-    Ok(prepared)
+    prepared
+}
+
+/// What the service's answer for one file means for the batch's summary and report.
+fn outcome(path: &Path, item: BatchItem) -> Outcome {
+    match item {
+        Ok(released) => Outcome::Released {
+            release: Box::new(released.release),
+            spent: released.spent,
+            cached: released.cached,
+        },
+        Err(ServiceError::Rejected(r)) => Outcome::Rejected(r.render(&path.display().to_string())),
+        Err(ServiceError::OverBudget(refusal)) => Outcome::Refused(refusal.to_string()),
+        Err(ServiceError::FailedAfterCharge { message, spent }) => Outcome::Failed {
+            why: message,
+            spent,
+        },
+        Err(ServiceError::FailedBefore(failure)) => Outcome::Failed {
+            why: failed_before(&failure),
+            spent: Amount::default(),
+        },
+        Err(other) => Outcome::Failed {
+            why: format!("{:#}", anyhow::Error::new(other)),
+            spent: Amount::default(),
+        },
+    }
 }
 
 /// `carelens run`.
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let files = sql_files(&args.paths)?;
     let ctx = context(&args.location)?;
-    let (user, role) = acting_user(&ctx, &args.acting)?;
-    if role == carelens_catalog::Role::Researcher {
-        return Err(Refused(format!("error: {}", crate::query::RESEARCHERS_ASK)).into());
-    }
+    let (user, _) = acting_user(&ctx, &args.acting)?;
+    let user = user.to_owned();
+    let catalog_path = ctx.catalog.path().display().to_string();
+    // Before the ledger is even opened.
     check_writable(&args.out)?;
     let started = chrono::Utc::now();
 
-    let (engine, outcomes, budget, unwritten) = runtime()?.block_on(async {
-        let engine = Engine::open(&ctx.catalog).await?;
-        let mut ledger = Ledger::open(
-            &ctx.ledger_path,
-            Budgets::from_catalog(ctx.catalog.catalog()),
-        )?;
-        let data_version = ctx.catalog.data_version()?;
-        let prepared = prepare_all(&engine, &files, Some((&mut ledger, user))).await?;
-
-        // The whole batch must fit before anything is spent.
-        let keys: Vec<Option<String>> = prepared
-            .iter()
-            .map(|p| p.as_ref().ok().map(|p| p.cache_key(&data_version)))
-            .collect();
-        let charges: Vec<_> = prepared
-            .iter()
-            .map(|p| p.as_ref().ok().map(PreparedQuery::charge))
-            .collect();
-        let records: Vec<_> = prepared
-            .iter()
-            .zip(keys.iter().zip(&charges))
-            .filter_map(|(p, (key, charge))| {
-                let (p, key, charge) = (p.as_ref().ok()?, key.as_deref()?, charge.as_ref()?);
-                let record = QueryRecord {
-                    sql: p.sql(),
-                    plan_hash: p.plan_hash(),
-                    cache_key: key,
-                };
-                Some((record, charge))
-            })
-            .collect();
-        let check = ledger.check_batch(user, &records)?;
-        if let Some(refusal) = check.refusal {
-            let mut message = format!(
-                "error: batch refused, nothing was run or spent: its {} new quer{} need epsilon {} and delta {}, but {} has epsilon {} and delta {} left",
-                check.new,
-                if check.new == 1 { "y" } else { "ies" },
-                number(refusal.requested.epsilon_value()),
-                number(refusal.requested.delta_value()),
-                match refusal.which {
-                    Which::User => "your budget",
-                    Which::Dataset => "the dataset's total budget",
-                },
-                number(refusal.remaining.epsilon_value()),
-                number(refusal.remaining.delta_value()),
-            );
-            message.push_str("\nhint: run fewer queries, lower their epsilon, or ask your information governance team for more budget; `carelens explain` shows each query's cost");
-            return Err(Refused(message).into());
-        }
+    let (service, outcomes, budget, unwritten) = runtime()?.block_on(async {
+        let service = Service::open(ctx.catalog, &ctx.ledger_path).await?;
+        let caller = service.caller(&user)?;
 
         let bar = ProgressBar::new(files.len() as u64).with_style(
             ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {wide_msg}")?
                 .progress_chars("=> "),
         );
         bar.set_prefix("running");
-        let mut outcomes = Vec::with_capacity(files.len());
-        let mut unwritten = Vec::new();
-        for (file, prepared) in files.iter().zip(prepared) {
-            bar.set_message(file.name.clone());
-            let outcome = match prepared {
-                Err(outcome) => outcome,
-                Ok(p) => match answer(&engine, &mut ledger, user, &p, &data_version).await {
-                    Ok(Answer::Released { release, spent }) => Outcome::Released {
-                        release: Box::new(release),
-                        spent,
-                        cached: false,
-                    },
-                    Ok(Answer::Cached(release)) => Outcome::Released {
-                        release: Box::new(release),
-                        spent: Amount::default(),
-                        cached: true,
-                    },
-                    Ok(Answer::Refused(refusal)) => Outcome::Refused(refusal.to_string()),
-                    Ok(Answer::Failed { message, spent }) => Outcome::Failed {
-                        why: message,
-                        spent,
-                    },
-                    Ok(Answer::FailedBefore(failure)) => Outcome::Failed {
-                        why: crate::query::failed_before(&failure),
-                        spent: Amount::default(),
-                    },
-                    Err(e) => Outcome::Failed {
-                        why: format!("{e:#}"),
-                        spent: Amount::default(),
-                    },
-                },
-            };
-            // A file that cannot be written does not stop the batch: the release is in the
-            // ledger, and the report and summary must still say what was spent.
-            if let Err(e) = write_outputs(&args.out, &file.name, &outcome) {
+        if let Some(first) = files.first() {
+            bar.set_message(first.name.clone());
+        }
+        let queries: Vec<String> = files.iter().map(|f| f.sql.clone()).collect();
+        // A file that cannot be written does not stop the batch: the release is in the
+        // ledger, and the report and summary must still say what was spent.
+        let mut written = Vec::with_capacity(files.len());
+        let items = service
+            .run_batch(&caller, &queries, |index, item| {
+                if let Ok(released) = item {
+                    written.push(write_release_files(
+                        &args.out,
+                        &files[index].name,
+                        &released.release,
+                    ));
+                }
+                if let Some(next) = files.get(index + 1) {
+                    bar.set_message(next.name.clone());
+                }
+                bar.inc(1);
+            })
+            .await
+            .map_err(|e| render_refusal(e, ""))?;
+        bar.finish_and_clear();
+        let mut unwritten: Vec<String> = written
+            .into_iter()
+            .filter_map(|w| w.err().map(|e| format!("{e:#}")))
+            .collect();
+        let outcomes: Vec<Outcome> = files
+            .iter()
+            .zip(items)
+            .map(|(file, item)| outcome(&file.path, item))
+            .collect();
+        for (file, outcome) in files.iter().zip(&outcomes) {
+            if !matches!(outcome, Outcome::Released { .. })
+                && let Err(e) = move_aside(&args.out, &file.name)
+            {
                 unwritten.push(format!("{e:#}"));
             }
-            bar.inc(1);
-            outcomes.push(outcome);
         }
-        bar.finish_and_clear();
-        let budget = ledger.budget_report(Some(user))?;
-        anyhow::Ok((engine, outcomes, budget, unwritten))
+        let budget = service.own_budget(&caller).await?;
+        anyhow::Ok((service, outcomes, budget, unwritten))
     })?;
 
-    let (policy_name, policy) = engine.disclosure();
+    let (policy_name, policy) = service.engine().disclosure();
     let report = Report {
         generated: started,
-        user,
-        catalog: &ctx.catalog.path().display().to_string(),
+        user: &user,
+        catalog: &catalog_path,
         policy_name,
         policy: &policy.describe(),
         marker: policy.marker.as_str(),
@@ -364,36 +330,34 @@ fn check_writable(out: &Path) -> anyhow::Result<()> {
     fs::remove_file(&probe).with_context(|| format!("could not remove {}", probe.display()))
 }
 
-/// Writes `NAME.csv` and `NAME.json` of a released query. For any other outcome, files of
-/// those names from an earlier run are renamed to `NAME.previous.csv` and
-/// `NAME.previous.json` (replacing older ones), so that nobody takes them for this run's
-/// results and nothing released is lost.
-fn write_outputs(out: &Path, name: &str, outcome: &Outcome) -> anyhow::Result<()> {
+/// Writes `NAME.csv` and `NAME.json` of a released query.
+fn write_release_files(out: &Path, name: &str, release: &Release) -> anyhow::Result<()> {
     let csv = out.join(format!("{name}.csv"));
     let json = out.join(format!("{name}.json"));
-    match outcome {
-        Outcome::Released { release, .. } => {
-            fs::write(&csv, release.to_csv())
-                .with_context(|| format!("could not write {}", csv.display()))?;
-            let mut text = release.to_json();
-            text.push('\n');
-            fs::write(&json, text).with_context(|| format!("could not write {}", json.display()))
-        }
-        _ => {
-            for (stale, ext) in [(csv, "csv"), (json, "json")] {
-                let kept = out.join(format!("{name}.previous.{ext}"));
-                match fs::rename(&stale, &kept) {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                        return Err(e).with_context(|| {
-                            format!("could not move the earlier {} aside", stale.display())
-                        });
-                    }
-                    _ => {}
-                }
+    fs::write(&csv, release.to_csv())
+        .with_context(|| format!("could not write {}", csv.display()))?;
+    let mut text = release.to_json();
+    text.push('\n');
+    fs::write(&json, text).with_context(|| format!("could not write {}", json.display()))
+}
+
+/// For a query not released by this run, renames `NAME.csv` and `NAME.json` of an
+/// earlier run to `NAME.previous.csv` and `NAME.previous.json` (replacing older ones), so
+/// that nobody takes them for this run's results and nothing released is lost.
+fn move_aside(out: &Path, name: &str) -> anyhow::Result<()> {
+    for ext in ["csv", "json"] {
+        let stale = out.join(format!("{name}.{ext}"));
+        let kept = out.join(format!("{name}.previous.{ext}"));
+        match fs::rename(&stale, &kept) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| {
+                    format!("could not move the earlier {} aside", stale.display())
+                });
             }
-            Ok(())
+            _ => {}
         }
     }
+    Ok(())
 }
 
 /// Prints one line per query and the budget left; the error says what was not released.
@@ -498,7 +462,7 @@ pub(crate) fn explain(paths: &[PathBuf], catalog: &Path) -> anyhow::Result<()> {
     let catalog = carelens_catalog::load(catalog)?;
     let prepared = runtime()?.block_on(async {
         let engine = Engine::open(&catalog).await?;
-        prepare_all(&engine, &files, None).await
+        anyhow::Ok(prepare_all(&engine, &files).await)
     })?;
     let data_version = catalog.data_version()?;
     let mut out = String::new();

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use carelens_engine::{Engine, PreparedQuery, QueryError, Release};
-use carelens_ledger::{Amount, ChargeOutcome, Ledger, QueryRecord, Refusal, StoredFailure};
+use carelens_ledger::StoredFailure;
 pub(crate) use carelens_service::RESEARCHERS_ASK;
 use carelens_service::{Service, ServiceError};
 use clap::{Args, ValueEnum};
@@ -141,6 +141,13 @@ pub(crate) fn render_refusal(err: ServiceError, source: &str) -> anyhow::Error {
              more budget; `carelens budget` shows what is left"
         ))
         .into(),
+        ServiceError::BatchOverBudget { .. } => Refused(format!(
+            "error: {err}\nhint: run fewer queries, lower their epsilon, or ask your \
+             information governance team for more budget; `carelens explain` shows each \
+             query's cost"
+        ))
+        .into(),
+        ServiceError::Workflow(refusal) => Refused(format!("error: {refusal}")).into(),
         ServiceError::FailedAfterCharge { message, spent } => anyhow::anyhow!(
             "{message} (epsilon {} was spent: the budget is charged before a query runs; \
              asking it again gets this failure from the ledger at no cost)",
@@ -151,23 +158,6 @@ pub(crate) fn render_refusal(err: ServiceError, source: &str) -> anyhow::Error {
     }
 }
 
-/// What the ledger and the engine made of a prepared query.
-pub(crate) enum Answer {
-    /// Charged (`spent`: what was debited now; nothing for an interrupted charge taken
-    /// up), run and stored.
-    Released { release: Release, spent: Amount },
-    /// An identical query was released before: its answer, at no cost.
-    Cached(Release),
-    /// A budget could not cover it; nothing was spent and nothing ran.
-    Refused(Refusal),
-    /// Charged (`spent`), then it failed; the failure is logged against the charge and
-    /// the budget stays spent. `message` is safe to show (it quotes no record values).
-    Failed { message: String, spent: Amount },
-    /// An identical query failed after its charge before: that failure, served from the
-    /// ledger at no cost; nothing ran.
-    FailedBefore(StoredFailure),
-}
-
 /// What to tell someone whose query is answered with a stored failure.
 pub(crate) fn failed_before(failure: &StoredFailure) -> String {
     format!(
@@ -176,59 +166,6 @@ pub(crate) fn failed_before(failure: &StoredFailure) -> String {
          again; change the query or its parameters to ask a new question)",
         failure.message, failure.charge_seq
     )
-}
-
-/// Charges `user` for `prepared` (or finds its earlier release or failure, or is refused),
-/// runs it and stores the release. A failure after the charge is logged against the charge
-/// and returned as [`Answer::Failed`] with what was spent; errors are the ledger's own.
-pub(crate) async fn answer(
-    engine: &Engine,
-    ledger: &mut Ledger,
-    user: &str,
-    prepared: &PreparedQuery,
-    data_version: &str,
-) -> anyhow::Result<Answer> {
-    let cache_key = prepared.cache_key(data_version);
-    let record = QueryRecord {
-        sql: prepared.sql(),
-        plan_hash: prepared.plan_hash(),
-        cache_key: &cache_key,
-    };
-    match ledger.charge(user, &record, &prepared.charge())? {
-        ChargeOutcome::Refused(refusal) => Ok(Answer::Refused(refusal)),
-        ChargeOutcome::Failed(failure) => Ok(Answer::FailedBefore(failure)),
-        ChargeOutcome::Cached(stored) => {
-            let mut release: Release = serde_json::from_slice(&stored.result)
-                .context("the ledger's stored release is not a carelens result")?;
-            release.release_id = Some(stored.release_seq);
-            release.notes.push(
-                "an identical query was released before: this is that answer, at no cost"
-                    .to_owned(),
-            );
-            Ok(Answer::Cached(release))
-        }
-        ChargeOutcome::Charged(receipt) => {
-            let spent = if receipt.resumed {
-                Amount::default()
-            } else {
-                receipt.amount
-            };
-            match prepared.execute(engine).await {
-                Ok(release) => {
-                    let bytes = serde_json::to_vec(&release)?;
-                    let stored = ledger.record_release(&receipt, &bytes)?;
-                    let mut release: Release = serde_json::from_slice(&stored.result)?;
-                    release.release_id = Some(stored.release_seq);
-                    Ok(Answer::Released { release, spent })
-                }
-                Err(e) => {
-                    let message = format!("{:#}", anyhow::Error::new(e));
-                    ledger.record_error(&receipt, &message)?;
-                    Ok(Answer::Failed { message, spent })
-                }
-            }
-        }
-    }
 }
 
 /// A prepared query's cost and each mechanism's expected 95% error, indented by `indent`.

@@ -1,21 +1,21 @@
 //! `carelens request`: approved cohort counts. A researcher submits a query with its
 //! purpose, an approver who is not the researcher approves (possibly at a lower ε) or
 //! rejects it, and the researcher releases it once; asking again shows the same answer at
-//! no cost. The workflow's rules live in the ledger (`carelens_ledger::Request`); this
-//! module prepares the queries, checks the plan hash and prints.
+//! no cost. The workflow's rules live in carelens-service and the ledger; this module reads
+//! the arguments and prints.
 
 use std::fmt::Write as _;
 use std::io::Write;
 use std::path::PathBuf;
 
-use anyhow::Context;
-use carelens_engine::{Engine, PreparedQuery, Release, definition_tokens, number};
-use carelens_ledger::{Budgets, Ledger, LedgerError, NewRequest, Request, RequestState};
+use carelens_engine::number;
+use carelens_ledger::{Request, RequestState};
+use carelens_service::{Caller, Service, ServiceError, ShownRequest};
 use clap::{Args, Subcommand};
 
-use crate::governance::{Acting, LedgerContext, LedgerLocation, acting_user, context};
+use crate::governance::{Acting, LedgerLocation, acting_user, context};
 use crate::query::{
-    Answer, OutputFormat, Refused, answer, cost_summary, read_sql, refuse, running, runtime,
+    OutputFormat, Refused, cost_summary, failed_before, read_sql, render_refusal, running, runtime,
     write_release,
 };
 
@@ -106,35 +106,30 @@ pub enum RequestCommand {
     },
 }
 
-/// A workflow refusal is exit code 1, like any refusal; other ledger errors stay errors.
-fn workflow(err: LedgerError) -> anyhow::Error {
-    match err {
-        LedgerError::Request { .. } | LedgerError::UnknownRequest { .. } => {
-            Refused(format!("error: {err}")).into()
-        }
-        other => other.into(),
-    }
+/// Opens the service and finds the acting user, then runs `work` for them; a service
+/// error is rendered with its place in `source` (a file name, or `request N`).
+fn with_service<T>(
+    who: &Who,
+    work: impl AsyncFnOnce(&Service, &Caller) -> Result<T, ServiceError>,
+    source: &str,
+) -> anyhow::Result<T> {
+    with_service_rendered(who, work, |e| render_refusal(e, source))
 }
 
-fn open_ledger(ctx: &LedgerContext) -> anyhow::Result<Ledger> {
-    Ok(Ledger::open(
-        &ctx.ledger_path,
-        Budgets::from_catalog(ctx.catalog.catalog()),
-    )?)
-}
-
-/// Prepares `sql` (at `epsilon` when given); a rejection is refused with its place.
-async fn prepare(
-    engine: &Engine,
-    sql: &str,
-    epsilon: Option<f64>,
-    name: &str,
-) -> anyhow::Result<PreparedQuery> {
-    let prepared = match epsilon {
-        Some(e) => engine.prepare_with_epsilon(sql, e).await,
-        None => engine.prepare(sql).await,
-    };
-    prepared.map_err(|e| refuse(e, name))
+/// [`with_service`] with its own rendering of a service error.
+fn with_service_rendered<T>(
+    who: &Who,
+    work: impl AsyncFnOnce(&Service, &Caller) -> Result<T, ServiceError>,
+    render: impl FnOnce(ServiceError) -> anyhow::Error,
+) -> anyhow::Result<T> {
+    let ctx = context(&who.location)?;
+    let (user, _) = acting_user(&ctx, &who.acting)?;
+    let user = user.to_owned();
+    runtime()?.block_on(async {
+        let service = Service::open(ctx.catalog, &ctx.ledger_path).await?;
+        let caller = service.caller(&user)?;
+        work(&service, &caller).await.map_err(render)
+    })
 }
 
 /// `carelens request`.
@@ -145,21 +140,54 @@ pub fn request(args: RequestArgs) -> anyhow::Result<()> {
             purpose,
             epsilon,
             who,
-        } => submit(&file, &purpose, epsilon, &who),
-        RequestCommand::List { who } => list(&who),
-        RequestCommand::Show { id, who } => show(id, &who),
+        } => {
+            let sql = read_sql(&file)?;
+            let (request, prepared) = with_service(
+                &who,
+                async |service, caller| {
+                    service
+                        .submit_request(caller, &sql, &purpose, epsilon)
+                        .await
+                },
+                &file.display().to_string(),
+            )?;
+            print(&describe(&request, Some(&cost_summary(&prepared, "  "))))
+        }
+        RequestCommand::List { who } => {
+            let requests = with_service(
+                &who,
+                async |service, caller| service.requests(caller).await,
+                "",
+            )?;
+            print(&list(&requests))
+        }
+        RequestCommand::Show { id, who } => {
+            let shown = with_service(
+                &who,
+                async |service, caller| service.show_request(caller, id).await,
+                "",
+            )?;
+            print(&show(shown))
+        }
         RequestCommand::Approve {
             id,
             epsilon,
             note,
             who,
-        } => approve(id, epsilon, &note, &who),
+        } => {
+            let (request, prepared) = with_service(
+                &who,
+                async |service, caller| service.approve_request(caller, id, epsilon, &note).await,
+                &format!("request {id}"),
+            )?;
+            print(&describe(&request, Some(&cost_summary(&prepared, "  "))))
+        }
         RequestCommand::Reject { id, note, who } => {
-            let ctx = context(&who.location)?;
-            let (user, _) = acting_user(&ctx, &who.acting)?;
-            let request = open_ledger(&ctx)?
-                .reject_request(user, id, &note)
-                .map_err(workflow)?;
+            let request = with_service(
+                &who,
+                async |service, caller| service.reject_request(caller, id, &note).await,
+                "",
+            )?;
             print(&describe(&request, None))
         }
         RequestCommand::Release {
@@ -177,58 +205,8 @@ fn print(text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn submit(
-    file: &std::path::Path,
-    purpose: &str,
-    epsilon: Option<f64>,
-    who: &Who,
-) -> anyhow::Result<()> {
-    let sql = read_sql(file)?;
-    let ctx = context(&who.location)?;
-    let (user, _) = acting_user(&ctx, &who.acting)?;
-    let name = file.display().to_string();
-    let (request, cost) = runtime()?.block_on(async {
-        let engine = Engine::open(&ctx.catalog).await?;
-        let mut ledger = open_ledger(&ctx)?;
-        let prepared = match prepare(&engine, &sql, epsilon, &name).await {
-            Ok(p) => p,
-            Err(e) => {
-                if let Some(refused) = e.downcast_ref::<Refused>() {
-                    ledger.record_rejection(user, &sql, "", &refused.0)?;
-                }
-                return Err(e);
-            }
-        };
-        if prepared.params().is_none() {
-            return Err(Refused(
-                "error: this query reads only public reference tables: it needs no approval, \
-                 run it with `carelens query`"
-                    .to_owned(),
-            )
-            .into());
-        }
-        let definition = definition_tokens(&sql)?;
-        let request = ledger
-            .submit_request(
-                user,
-                &NewRequest {
-                    sql: &sql,
-                    plan_hash: prepared.plan_hash(),
-                    purpose,
-                    epsilon: prepared.charge().epsilon(),
-                    definition: &definition,
-                },
-            )
-            .map_err(workflow)?;
-        anyhow::Ok((request, cost_summary(&prepared, "  ")))
-    })?;
-    print(&describe(&request, Some(&cost)))
-}
-
-fn list(who: &Who) -> anyhow::Result<()> {
-    let ctx = context(&who.location)?;
-    let (user, _) = acting_user(&ctx, &who.acting)?;
-    let requests = open_ledger(&ctx)?.requests(user)?;
+/// One line per request.
+fn list(requests: &[Request]) -> String {
     let mut out = String::new();
     if requests.is_empty() {
         out.push_str("no requests\n");
@@ -239,7 +217,7 @@ fn list(who: &Who) -> anyhow::Result<()> {
             "id", "state", "requester", "epsilon", "submitted", "flag"
         );
     }
-    for r in &requests {
+    for r in requests {
         let epsilon = r.approved_epsilon().unwrap_or(r.epsilon);
         let purpose: String = r.purpose.chars().take(50).collect();
         let _ = writeln!(
@@ -253,66 +231,39 @@ fn list(who: &Who) -> anyhow::Result<()> {
             if r.flag.is_some() { "yes" } else { "" },
         );
     }
-    print(&out)
+    out
 }
 
-fn show(id: i64, who: &Who) -> anyhow::Result<()> {
-    let ctx = context(&who.location)?;
-    let (user, _) = acting_user(&ctx, &who.acting)?;
-    let request = open_ledger(&ctx)?.request(user, id).map_err(workflow)?;
-    // The cost at the ε it would run with, from the stored SQL against today's catalog.
-    let epsilon = request.approved_epsilon().unwrap_or(request.epsilon);
-    let cost = runtime()?.block_on(async {
-        let engine = Engine::open(&ctx.catalog).await?;
-        let prepared = prepare(
-            &engine,
-            &request.sql,
-            Some(epsilon),
-            &format!("request {id}"),
-        )
-        .await?;
-        let mut cost = cost_summary(&prepared, "  ");
-        if prepared.plan_hash() != request.plan_hash {
-            cost.push_str(
-                "  note: the query no longer plans as it did when submitted (the catalog or \
-                 data changed): it cannot be released as it stands\n",
-            );
+/// A request in full: as [`describe`], with the cost at the ε it would run with (from the
+/// stored SQL against today's catalog) and the SQL.
+fn show(shown: ShownRequest) -> String {
+    let ShownRequest {
+        request,
+        plan,
+        plans_as_submitted,
+    } = shown;
+    let cost = match plan {
+        Ok(prepared) => {
+            let mut cost = cost_summary(&prepared, "  ");
+            if !plans_as_submitted {
+                cost.push_str(
+                    "  note: the query no longer plans as it did when submitted (the catalog \
+                     or data changed): it cannot be released as it stands\n",
+                );
+            }
+            cost
         }
-        anyhow::Ok(cost)
-    });
-    let cost = cost.unwrap_or_else(|e| format!("  cannot be prepared now: {e}\n"));
+        Err(e) => format!(
+            "  cannot be prepared now: {}\n",
+            render_refusal(e, &format!("request {}", request.id))
+        ),
+    };
     let mut out = describe(&request, Some(&cost));
     let _ = write!(out, "\nSQL:\n{}", request.sql);
     if !request.sql.ends_with('\n') {
         out.push('\n');
     }
-    print(&out)
-}
-
-fn approve(id: i64, epsilon: Option<f64>, note: &str, who: &Who) -> anyhow::Result<()> {
-    let ctx = context(&who.location)?;
-    let (user, _) = acting_user(&ctx, &who.acting)?;
-    let mut ledger = open_ledger(&ctx)?;
-    let request = ledger.request(user, id).map_err(workflow)?;
-    // The query must still prepare, at the ε to be approved (the policy's cap applies),
-    // to the plan the researcher submitted.
-    let at = epsilon.unwrap_or(request.epsilon);
-    let (cost, params) = runtime()?.block_on(async {
-        let engine = Engine::open(&ctx.catalog).await?;
-        let prepared = prepare(&engine, &request.sql, Some(at), &format!("request {id}")).await?;
-        if prepared.plan_hash() != request.plan_hash {
-            return Err(Refused(format!(
-                "error: request {id} no longer plans as it did when submitted (the catalog or \
-                 data changed); reject it and ask for a new request"
-            ))
-            .into());
-        }
-        anyhow::Ok((cost_summary(&prepared, "  "), query_params(&prepared)?))
-    })?;
-    let request = ledger
-        .approve_request(user, id, Some(at), &params, note)
-        .map_err(workflow)?;
-    print(&describe(&request, Some(&cost)))
+    out
 }
 
 fn release(
@@ -325,101 +276,39 @@ fn release(
     if format == OutputFormat::Parquet && output.is_none() {
         anyhow::bail!("--format parquet needs --output PATH");
     }
-    let sql_override = sql_file.as_deref().map(read_sql).transpose()?;
-    let ctx = context(&who.location)?;
-    let (user, _) = acting_user(&ctx, &who.acting)?;
-    let release = runtime()?.block_on(async {
-        let mut ledger = open_ledger(&ctx)?;
-        let request = ledger.releasable_request(user, id).map_err(workflow)?;
-        if request.state == RequestState::Released {
-            let stored = ledger.request_release_again(user, id).map_err(workflow)?;
-            let mut release: Release = serde_json::from_slice(&stored.result)
-                .context("the ledger's stored release is not a carelens result")?;
-            release.release_id = Some(stored.release_seq);
-            release.notes.push(format!(
-                "request {id} was released before: this is that answer, at no cost"
-            ));
-            return anyhow::Ok(release);
-        }
-        let epsilon = request
-            .approved_epsilon()
-            .context("an approved request without an approved epsilon")?;
-        let engine = Engine::open(&ctx.catalog).await?;
-        let sql = sql_override.as_deref().unwrap_or(&request.sql);
-        let name = sql_file
-            .as_ref()
-            .map_or_else(|| format!("request {id}"), |p| p.display().to_string());
-        let prepared = prepare(&engine, sql, Some(epsilon), &name).await?;
-        if prepared.plan_hash() != request.plan_hash {
-            return Err(Refused(format!(
-                "error: this is not the query approved in request {id}: its plan differs (the \
-                 SQL was changed, or the catalog changed since approval). Nothing was run or \
-                 spent; submit a new request for the new query"
-            ))
-            .into());
-        }
-        let approved_params = request
-            .decision
-            .as_ref()
-            .map(|d| d.query_params.as_str())
-            .unwrap_or_default();
-        let params = query_params(&prepared)?;
-        if params != approved_params {
-            return Err(Refused(format!(
-                "error: request {id} was approved with the DP parameters {approved_params}, but \
-                 this query would run with {params} (its directives or the catalog's policy \
-                 changed). Nothing was run or spent; submit a new request"
-            ))
-            .into());
-        }
-        let data_version = ctx.catalog.data_version()?;
-        let (release, _) =
-            match running(answer(&engine, &mut ledger, user, &prepared, &data_version)).await? {
-                Answer::Released { release, spent } => (release, spent),
-                Answer::Cached(release) => (release, Default::default()),
-                Answer::Failed { message, spent } => {
-                    anyhow::bail!(
-                        "request {id} failed while running: {message} (epsilon {} was spent; \
-                         the request stays approved, and releasing it again gets this failure \
-                         from the ledger at no cost)",
-                        number(spent.epsilon_value())
-                    );
-                }
-                Answer::FailedBefore(failure) => {
-                    anyhow::bail!(
-                        "request {id} failed: {}",
-                        crate::query::failed_before(&failure)
-                    );
-                }
-                Answer::Refused(refusal) => {
-                    return Err(Refused(format!(
-                        "error: request {id} cannot be released: {refusal}\nhint: ask your \
-                         information governance team for more budget, or an approver for a \
-                         smaller epsilon on a new request"
-                    ))
-                    .into());
-                }
-            };
-        let release_seq = release
-            .release_id
-            .context("a release without its ledger id")?;
-        let marked = ledger
-            .mark_request_released(user, id, release_seq)
-            .map_err(workflow)?;
-        if marked.release_seq != Some(release_seq) {
-            anyhow::bail!(
-                "request {id} was released meanwhile as release {:?}; run the release again to see it",
-                marked.release_seq
-            );
-        }
-        anyhow::Ok(release)
-    })?;
-    write_release(&release, format, output.as_deref())
+    let sql = sql_file.as_deref().map(read_sql).transpose()?;
+    let source = sql_file
+        .as_ref()
+        .map_or_else(|| format!("request {id}"), |p| p.display().to_string());
+    let released = with_service_rendered(
+        who,
+        async |service, caller| running(service.release_request(caller, id, sql.as_deref())).await,
+        |e| render_release_error(e, id, &source),
+    )?;
+    write_release(&released.release, format, output.as_deref())
 }
 
-/// The DP parameters a prepared query runs with (ε, δ, L0, L∞), as stored at approval.
-fn query_params(prepared: &PreparedQuery) -> anyhow::Result<String> {
-    Ok(serde_json::to_string(&prepared.params())?)
+/// A failure or a budget refusal of a request's release, worded for the request; other
+/// errors as any service error.
+fn render_release_error(err: ServiceError, id: i64, source: &str) -> anyhow::Error {
+    match err {
+        ServiceError::FailedAfterCharge { message, spent } => anyhow::anyhow!(
+            "request {id} failed while running: {message} (epsilon {} was spent; the request \
+             stays approved, and releasing it again gets this failure from the ledger at no \
+             cost)",
+            number(spent.epsilon_value())
+        ),
+        ServiceError::FailedBefore(failure) => {
+            anyhow::anyhow!("request {id} failed: {}", failed_before(&failure))
+        }
+        ServiceError::OverBudget(refusal) => Refused(format!(
+            "error: request {id} cannot be released: {refusal}\nhint: ask your information \
+             governance team for more budget, or an approver for a smaller epsilon on a new \
+             request"
+        ))
+        .into(),
+        other => render_refusal(other, source),
+    }
 }
 
 /// A request in a few lines: state, who, purpose, ε, flag, decision, and `cost` if given.

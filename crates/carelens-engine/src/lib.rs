@@ -127,7 +127,7 @@ pub struct Engine {
 }
 
 /// The DP parameters a query runs with, after defaults and caps.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct QueryParams {
     /// ε of the release.
     pub epsilon: f64,

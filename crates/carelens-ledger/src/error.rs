@@ -152,19 +152,14 @@ pub enum LedgerError {
         /// The name given.
         name: String,
     },
-    /// No cohort request has this id.
-    #[error("there is no cohort request {id}; `carelens request list` shows yours")]
-    UnknownRequest {
+    /// The cohort-request workflow refused the action.
+    #[error(transparent)]
+    Workflow(#[from] crate::ledger::WorkflowRefusal),
+    /// No stored release has this id.
+    #[error("there is no stored release {release_seq} in this ledger")]
+    UnknownRelease {
         /// The id given.
-        id: i64,
-    },
-    /// A cohort-request action the workflow does not allow (wrong state, wrong person).
-    #[error("{message}")]
-    Request {
-        /// The request.
-        id: i64,
-        /// What was refused and why, with what to do instead.
-        message: String,
+        release_seq: i64,
     },
     /// A receipt does not match a charge in this ledger.
     #[error("receipt for entry {seq} does not match a charge in this ledger")]

@@ -17,9 +17,11 @@ use crate::error::LedgerError;
 
 mod requests;
 mod running;
+mod workflow;
 
 pub use requests::{Decision, Flag, NewRequest, Request, RequestState};
 use running::{Mark, Running};
+pub use workflow::WorkflowRefusal;
 
 /// The schema version this build writes (`PRAGMA user_version`).
 pub const SCHEMA_VERSION: i64 = 3;
@@ -201,17 +203,23 @@ pub struct Refusal {
     pub which: Which,
 }
 
-impl std::fmt::Display for Refusal {
+impl std::fmt::Display for Which {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let which = match self.which {
+        f.write_str(match self {
             Which::User => "your budget",
             Which::Dataset => "the dataset's total budget",
-        };
+        })
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "the query needs epsilon {} and delta {}, but {which} has epsilon {} and delta {} left",
+            "the query needs epsilon {} and delta {}, but {} has epsilon {} and delta {} left",
             trim(self.requested.epsilon_value()),
             trim(self.requested.delta_value()),
+            self.which,
             trim(self.remaining.epsilon_value()),
             trim(self.remaining.delta_value()),
         )
@@ -1260,10 +1268,7 @@ fn stored_release_at(
             path: path.to_path_buf(),
             release_seq: stored.release_seq,
         }),
-        None => Err(LedgerError::Request {
-            id: 0,
-            message: format!("there is no stored release {release_seq} in this ledger"),
-        }),
+        None => Err(LedgerError::UnknownRelease { release_seq }),
     }
 }
 

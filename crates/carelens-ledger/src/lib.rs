@@ -68,7 +68,7 @@ pub use error::LedgerError;
 pub use ledger::{
     BatchCheck, BudgetLine, Budgets, ChargeOutcome, DATASET_USER, DEFAULT_WAIT, Decision, Failures,
     Flag, Ledger, NewRequest, QueryRecord, Receipt, Refusal, Request, RequestState, SCHEMA_VERSION,
-    STOPPED_TWICE, StoredFailure, StoredRelease, Which,
+    STOPPED_TWICE, StoredFailure, StoredRelease, Which, WorkflowRefusal,
 };
 
 #[cfg(test)]

@@ -99,7 +99,7 @@ fn release(ledger: &mut Ledger, user: &str, request: &Request) -> (Request, Amou
 
 fn refusal(err: LedgerError) -> String {
     match err {
-        LedgerError::Request { message, .. } => message,
+        LedgerError::Workflow(refusal) => refusal.to_string(),
         other => panic!("expected a workflow refusal, got {other}"),
     }
 }
@@ -179,7 +179,9 @@ fn submitted_approved_released_once() {
     assert_eq!(ledger.request("alan", request.id).unwrap().id, request.id);
     assert!(matches!(
         ledger.request("ravi", request.id),
-        Err(LedgerError::UnknownRequest { .. })
+        Err(LedgerError::Workflow(
+            WorkflowRefusal::UnknownRequest { .. }
+        ))
     ));
     assert_eq!(ledger.requests("ravi").unwrap().len(), 0);
     assert_eq!(ledger.requests("eve").unwrap().len(), 1);
@@ -218,7 +220,9 @@ fn four_eyes_and_roles() {
     assert!(message.contains("only its requester"), "{message}");
     assert!(matches!(
         ledger.releasable_request("rita", own.id),
-        Err(LedgerError::UnknownRequest { .. })
+        Err(LedgerError::Workflow(
+            WorkflowRefusal::UnknownRequest { .. }
+        ))
     ));
     intact(&ledger);
 }
@@ -265,7 +269,9 @@ fn other_transitions_are_refused_with_the_state_they_are_in() {
     );
     assert!(matches!(
         ledger.request("rita", 999),
-        Err(LedgerError::UnknownRequest { id: 999 })
+        Err(LedgerError::Workflow(WorkflowRefusal::UnknownRequest {
+            id: 999
+        }))
     ));
     // A bad ε is refused, not recorded.
     let c = submit(&mut ledger, "ravi", C2);

@@ -2,7 +2,7 @@
 //! exit code (the command line) and its HTTP status (the API).
 
 use carelens_engine::{QueryError, Rejection};
-use carelens_ledger::{Amount, LedgerError, Refusal, StoredFailure};
+use carelens_ledger::{Amount, LedgerError, Refusal, StoredFailure, WorkflowRefusal};
 
 /// Why a researcher's query on private data is refused outside the request workflow.
 pub const RESEARCHERS_ASK: &str = "researchers do not have an open budget: ask for a cohort \
@@ -26,6 +26,27 @@ pub enum ServiceError {
     /// A researcher asked outside the request workflow; logged, nothing spent.
     #[error("{RESEARCHERS_ASK}")]
     ResearchersAsk,
+    /// A batch's new queries together need more than a budget has left; nothing was run
+    /// or spent (the refusal is logged as one entry naming the batch's queries).
+    #[error(
+        "batch refused, nothing was run or spent: its {new} new quer{} need epsilon {} and \
+         delta {}, but {} has epsilon {} and delta {} left",
+        if *new == 1 { "y" } else { "ies" },
+        carelens_engine::number(refusal.requested.epsilon_value()),
+        carelens_engine::number(refusal.requested.delta_value()),
+        refusal.which,
+        carelens_engine::number(refusal.remaining.epsilon_value()),
+        carelens_engine::number(refusal.remaining.delta_value())
+    )]
+    BatchOverBudget {
+        /// How many distinct queries of the batch are not answered yet.
+        new: usize,
+        /// Which budget, what the batch needs and what is left.
+        refusal: Refusal,
+    },
+    /// The cohort-request workflow refused the action (one variant per reason).
+    #[error(transparent)]
+    Workflow(WorkflowRefusal),
     /// The query was charged, then failed; the budget stays spent, and this failure is the
     /// query's answer from now on. `message` quotes no record values.
     #[error("{message}")]
@@ -57,7 +78,8 @@ pub enum ServiceError {
 }
 
 impl ServiceError {
-    /// The command line's exit code: 1 for a refusal, 2 for an error.
+    /// The command line's exit code: 1 for a refusal (by the analysis, the policy, a
+    /// budget or the workflow), 2 for an error.
     pub fn exit_code(&self) -> u8 {
         if self.is_refusal() {
             EXIT_REFUSED
@@ -70,7 +92,11 @@ impl ServiceError {
     pub fn http_status(&self) -> u16 {
         match self {
             Self::Rejected(_) | Self::BadQuery(_) => 422,
-            Self::OverBudget(_) | Self::ResearchersAsk => 403,
+            Self::OverBudget(_) | Self::BatchOverBudget { .. } | Self::ResearchersAsk => 403,
+            Self::Workflow(WorkflowRefusal::UnknownRequest { .. }) => 404,
+            Self::Workflow(w) if w.is_forbidden() => 403,
+            Self::Workflow(w) if w.is_conflict() => 409,
+            Self::Workflow(_) => 422,
             Self::UnknownUser { .. } => 401,
             // The query's answer is a failure, stored and served again like a release.
             Self::FailedAfterCharge { .. } | Self::FailedBefore(_) => 500,
@@ -83,7 +109,11 @@ impl ServiceError {
     pub fn is_refusal(&self) -> bool {
         matches!(
             self,
-            Self::Rejected(_) | Self::OverBudget(_) | Self::ResearchersAsk
+            Self::Rejected(_)
+                | Self::OverBudget(_)
+                | Self::BatchOverBudget { .. }
+                | Self::ResearchersAsk
+                | Self::Workflow(_)
         )
     }
 
@@ -96,6 +126,7 @@ impl From<LedgerError> for ServiceError {
     fn from(err: LedgerError) -> Self {
         match err {
             LedgerError::UnknownUser { name } => Self::UnknownUser { name },
+            LedgerError::Workflow(refusal) => Self::Workflow(refusal),
             other => Self::Ledger(other),
         }
     }

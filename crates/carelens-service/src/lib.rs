@@ -19,18 +19,22 @@
 //! through one SQLite connection behind a mutex (the ledger's own transactions and file
 //! locks order charges between processes; the mutex orders them within this one).
 
+mod batch;
 mod error;
+mod requests;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use carelens_catalog::{LoadedCatalog, Role};
-use carelens_engine::{Engine, PreparedQuery, QueryError, Release};
+use carelens_engine::{Engine, PreparedQuery, Release};
 use carelens_ledger::{
     Amount, BudgetLine, Budgets, ChargeOutcome, Ledger, QueryRecord, Receipt, Verification,
 };
 
+pub use crate::batch::BatchItem;
 pub use crate::error::{RESEARCHERS_ASK, ServiceError};
+pub use crate::requests::ShownRequest;
 
 /// Someone the face has authenticated, as the catalog knows them: made only by
 /// [`Service::caller`], so a role is always the catalog's, never a claim.
@@ -123,15 +127,30 @@ impl Service {
     /// Plans `sql` for `caller` without running it or spending anything; a rejection by
     /// the privacy analysis or the policy is logged against the caller at no cost.
     pub async fn prepare(&self, caller: &Caller, sql: &str) -> Result<PreparedQuery, ServiceError> {
-        match self.engine.prepare(sql).await {
-            Ok(prepared) => Ok(prepared),
-            Err(QueryError::Rejected(rejection)) => {
+        match self.plan(sql, None).await {
+            Err(ServiceError::Rejected(rejection)) => {
                 self.log_rejection(caller, sql, "", &rejection.to_string())
                     .await?;
                 Err(ServiceError::Rejected(rejection))
             }
-            Err(other) => Err(other.into()),
+            other => other,
         }
+    }
+
+    /// `carelens explain`: plans `sql` (its cost, mechanisms and expected errors) without
+    /// running it, spending anything or logging it. Planning reads only the catalog and
+    /// public reference data, so anyone may ask.
+    pub async fn explain(&self, sql: &str) -> Result<PreparedQuery, ServiceError> {
+        self.plan(sql, None).await
+    }
+
+    /// Plans `sql`, at `epsilon` if given instead of its own; nothing is logged.
+    async fn plan(&self, sql: &str, epsilon: Option<f64>) -> Result<PreparedQuery, ServiceError> {
+        let prepared = match epsilon {
+            Some(epsilon) => self.engine.prepare_with_epsilon(sql, epsilon).await,
+            None => self.engine.prepare(sql).await,
+        };
+        Ok(prepared?)
     }
 
     /// `carelens query`: plans, charges, runs and stores `sql` for `caller`.
@@ -162,17 +181,6 @@ impl Service {
         self.answer(caller, prepared).await
     }
 
-    /// Charges `caller` for an approved request's query and releases it. The request
-    /// workflow's approval checks come first, in the caller; they move into this service
-    /// with the workflow.
-    pub async fn release_approved(
-        &self,
-        caller: &Caller,
-        prepared: &PreparedQuery,
-    ) -> Result<Released, ServiceError> {
-        self.answer(caller, prepared).await
-    }
-
     /// Whether `caller` may run a batch of queries on private data (researchers may not:
     /// they spend only through requests).
     pub fn may_run_batches(&self, caller: &Caller) -> Result<(), ServiceError> {
@@ -188,6 +196,13 @@ impl Service {
     pub async fn budget(&self, caller: &Caller) -> Result<Vec<BudgetLine>, ServiceError> {
         let scope = (!caller.role.oversees()).then(|| caller.name.clone());
         self.with_ledger(move |ledger| ledger.budget_report(scope.as_deref()))
+            .await
+    }
+
+    /// The caller's own budget and the dataset's, whatever their role (a batch's report).
+    pub async fn own_budget(&self, caller: &Caller) -> Result<Vec<BudgetLine>, ServiceError> {
+        let user = caller.name.clone();
+        self.with_ledger(move |ledger| ledger.budget_report(Some(&user)))
             .await
     }
 

@@ -12,6 +12,7 @@ use carelens_privacy::{DefinitionToken, Difference, near_duplicate};
 use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 
+use super::workflow::WorkflowRefusal;
 use super::{Ledger, SqliteErr, StoredRelease, stored_release_at};
 use crate::audit::{self, AuditEntry, Event, NewEntry};
 use crate::error::LedgerError;
@@ -178,7 +179,7 @@ fn load(
     let submitted = audit::entry_at(conn, id)
         .map_err(e)?
         .filter(|entry| entry.event == Event::RequestSubmitted)
-        .ok_or(LedgerError::UnknownRequest { id })?;
+        .ok_or(WorkflowRefusal::UnknownRequest { id })?;
     let params: Submitted = serde_json::from_str(&submitted.params).map_err(json_err(path))?;
     let mut request = Request {
         id,
@@ -231,41 +232,25 @@ fn apply(
     Ok(())
 }
 
-fn refused(id: i64, message: String) -> LedgerError {
-    LedgerError::Request { id, message }
-}
-
 /// What the current state allows, worded for the person who tried.
-fn wrong_state(request: &Request, action: &str) -> LedgerError {
-    let next = match request.state {
-        RequestState::Submitted => "it is waiting for an approver",
-        RequestState::Approved => "it is approved and waiting for its requester to release it",
-        RequestState::Rejected => "it was rejected; submit a new request if the question changed",
-        RequestState::Released => {
-            "it was released; `carelens request release` shows the answer again"
-        }
-    };
-    refused(
-        request.id,
-        format!(
-            "request {} is {}: it cannot be {action} ({next})",
-            request.id,
-            request.state.as_str()
-        ),
-    )
+fn wrong_state(request: &Request, action: &'static str) -> LedgerError {
+    WorkflowRefusal::WrongState {
+        id: request.id,
+        state: request.state,
+        action,
+    }
+    .into()
 }
 
 /// Whether `user` may release `request`: it is theirs, and approved (or released, to be
 /// shown again).
 fn releasable_by(request: &Request, user: &str) -> Result<(), LedgerError> {
     if request.requester != user {
-        return Err(refused(
-            request.id,
-            format!(
-                "request {} is {}'s: only its requester can release it",
-                request.id, request.requester
-            ),
-        ));
+        return Err(WorkflowRefusal::NotTheRequester {
+            id: request.id,
+            requester: request.requester.clone(),
+        }
+        .into());
     }
     match request.state {
         RequestState::Approved | RequestState::Released => Ok(()),
@@ -289,11 +274,7 @@ impl Ledger {
             });
         }
         if new.purpose.trim().is_empty() {
-            return Err(refused(
-                0,
-                "a request needs its purpose: say why the count is needed with --purpose"
-                    .to_owned(),
-            ));
+            return Err(WorkflowRefusal::NoPurpose.into());
         }
         let path = self.path.clone();
         self.write(|tx, e| {
@@ -329,7 +310,7 @@ impl Ledger {
         let e = |err| self.err(err);
         let loaded = load(&self.conn, id, &self.path, &e)?;
         if loaded.0.requester != user && !role.oversees() {
-            return Err(LedgerError::UnknownRequest { id });
+            return Err(WorkflowRefusal::UnknownRequest { id }.into());
         }
         with_live_flag(&self.conn, loaded, &self.path, &e)
     }
@@ -371,10 +352,7 @@ impl Ledger {
         note: &str,
     ) -> Result<Request, LedgerError> {
         if note.trim().is_empty() {
-            return Err(refused(
-                id,
-                "a rejection needs a note for the researcher: say why with --note".to_owned(),
-            ));
+            return Err(WorkflowRefusal::NoRejectionNote { id }.into());
         }
         self.decide(approver, id, None, note)
     }
@@ -395,51 +373,40 @@ impl Ledger {
             "rejected"
         };
         if !role.oversees() {
-            return Err(refused(
-                id,
-                format!(
-                    "only an approver or admin can decide on a request; you are listed as {role}"
-                ),
-            ));
+            return Err(WorkflowRefusal::NotAnApprover { id, role }.into());
         }
         let path = self.path.clone();
         self.write(|tx, e| {
             let (request, definition) = load(tx, id, &path, e)?;
             if request.requester == approver {
-                return Err(refused(
-                    id,
-                    format!(
-                        "request {id} is your own: another approver must decide on it (four eyes)"
-                    ),
-                ));
+                return Err(WorkflowRefusal::OwnRequest { id }.into());
             }
             if request.state != RequestState::Submitted {
                 return Err(wrong_state(&request, action));
             }
             // The flag as it stands now: other requests may have come since submission.
-            let flag = near_duplicate_among(tx, &request.requester, Some(id), &definition, &path, e)?;
+            let flag =
+                near_duplicate_among(tx, &request.requester, Some(id), &definition, &path, e)?;
             if let (Some(flag), Some(_)) = (&flag, epsilon)
                 && note.trim().is_empty()
             {
-                return Err(refused(
+                return Err(WorkflowRefusal::FlaggedNeedsNote {
                     id,
-                    format!(
-                        "request {id} is flagged — {flag}. Approve it only with a --note saying why the pair is safe to release (or reject it)"
-                    ),
-                ));
+                    flag: flag.clone(),
+                }
+                .into());
             }
             let approved_epsilon = match epsilon {
                 Some(Some(x)) if !(x.is_finite() && x > 0.0) => {
-                    return Err(refused(id, format!("epsilon {x} is not a positive number")));
+                    return Err(WorkflowRefusal::BadEpsilon { id, epsilon: x }.into());
                 }
                 Some(Some(x)) if x > request.epsilon => {
-                    return Err(refused(
+                    return Err(WorkflowRefusal::AboveAsked {
                         id,
-                        format!(
-                            "epsilon {x} is more than the {} asked for: an approver may lower a request's cost, not raise it",
-                            request.epsilon
-                        ),
-                    ));
+                        epsilon: x,
+                        asked: request.epsilon,
+                    }
+                    .into());
                 }
                 Some(x) => Some(x.unwrap_or(request.epsilon)),
                 None => None,
@@ -480,7 +447,7 @@ impl Ledger {
         let (request, _) = load(&self.conn, id, &self.path, &e)?;
         if request.requester != user && !role.oversees() {
             // Others do not learn that the request exists, or whose it is.
-            return Err(LedgerError::UnknownRequest { id });
+            return Err(WorkflowRefusal::UnknownRequest { id }.into());
         }
         releasable_by(&request, user)?;
         Ok(request)

@@ -1,0 +1,98 @@
+//! `carelens run`: a batch of queries, released one by one once the whole batch fits.
+
+use carelens_engine::PreparedQuery;
+use carelens_ledger::QueryRecord;
+
+use crate::{Caller, Released, Service, ServiceError};
+
+/// What became of one query of a batch: released (or answered again), or why not.
+pub type BatchItem = Result<Released, ServiceError>;
+
+impl Service {
+    /// Runs `queries` (SQL texts) for `caller` as one batch: each is prepared (a rejection
+    /// is logged and stays that query's answer); the batch runs only if the caller's budget
+    /// and the dataset's cover every query of it not answered before
+    /// ([`ServiceError::BatchOverBudget`] otherwise, with nothing run or spent); then each
+    /// is charged, run and stored in turn, as [`Service::release`] does. `done` is told of
+    /// each query's outcome as soon as it is known (in order), for progress and for
+    /// writing results while the rest run.
+    ///
+    /// The fit is checked, not reserved: a concurrent spender can still make a later query
+    /// of the batch be refused when its turn comes.
+    pub async fn run_batch(
+        &self,
+        caller: &Caller,
+        queries: &[String],
+        mut done: impl FnMut(usize, &BatchItem),
+    ) -> Result<Vec<BatchItem>, ServiceError> {
+        self.may_run_batches(caller)?;
+        let mut prepared = Vec::with_capacity(queries.len());
+        for sql in queries {
+            prepared.push(match self.prepare(caller, sql).await {
+                // The rejection could not be logged: nothing more should run.
+                Err(e @ ServiceError::Ledger(_)) => return Err(e),
+                other => other,
+            });
+        }
+        self.check_batch(caller, &prepared).await?;
+        let mut items = Vec::with_capacity(prepared.len());
+        for (index, query) in prepared.into_iter().enumerate() {
+            let item = match query {
+                Ok(query) => self.release(caller, &query).await,
+                Err(why) => Err(why),
+            };
+            done(index, &item);
+            items.push(item);
+        }
+        Ok(items)
+    }
+
+    /// Whether the budgets cover the prepared queries of a batch that are not answered
+    /// yet; a batch that does not fit is logged as one refusal.
+    async fn check_batch(
+        &self,
+        caller: &Caller,
+        prepared: &[Result<PreparedQuery, ServiceError>],
+    ) -> Result<(), ServiceError> {
+        let data_version = self
+            .catalog
+            .data_version()
+            .map_err(ServiceError::internal)?;
+        let owned: Vec<_> = prepared
+            .iter()
+            .filter_map(|p| p.as_ref().ok())
+            .map(|p| {
+                (
+                    p.sql().to_owned(),
+                    p.plan_hash().to_owned(),
+                    p.cache_key(&data_version),
+                    p.charge(),
+                )
+            })
+            .collect();
+        let user = caller.name.clone();
+        let check = self
+            .with_ledger(move |ledger| {
+                let records: Vec<_> = owned
+                    .iter()
+                    .map(|(sql, plan_hash, cache_key, charge)| {
+                        let record = QueryRecord {
+                            sql,
+                            plan_hash,
+                            cache_key,
+                        };
+                        (record, charge)
+                    })
+                    .collect();
+                ledger.check_batch(&user, &records)
+            })
+            .await?;
+        match check.refusal {
+            Some(refusal) => Err(ServiceError::BatchOverBudget {
+                new: check.new,
+                refusal,
+            }),
+            None => Ok(()),
+        }
+    }
+}
