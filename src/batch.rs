@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use carelens_engine::{Engine, PreparedQuery, Release, number};
 use carelens_ledger::Amount;
-use carelens_service::{BatchItem, Service, ServiceError};
+use carelens_service::{BatchItem, Caller, Service, ServiceError};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -232,16 +232,14 @@ fn outcome(path: &Path, item: BatchItem) -> Outcome {
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let files = sql_files(&args.paths)?;
     let ctx = context(&args.location)?;
-    let (user, _) = acting_user(&ctx, &args.acting)?;
-    let user = user.to_owned();
+    let caller = Caller::of(&ctx.catalog, acting_user(&args.acting)?)?;
     let catalog_path = ctx.catalog.path().display().to_string();
     // Before the ledger is even opened.
     check_writable(&args.out)?;
     let started = chrono::Utc::now();
 
-    let (service, outcomes, budget, unwritten) = runtime()?.block_on(async {
+    let (disclosure, outcomes, budget, unwritten) = runtime()?.block_on(async {
         let service = Service::open(ctx.catalog, &ctx.ledger_path).await?;
-        let caller = service.caller(&user)?;
 
         let bar = ProgressBar::new(files.len() as u64).with_style(
             ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {wide_msg}")?
@@ -289,13 +287,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             }
         }
         let budget = service.own_budget(&caller).await?;
-        anyhow::Ok((service, outcomes, budget, unwritten))
+        let (name, policy) = service.engine().await?.disclosure();
+        anyhow::Ok(((name.to_owned(), policy), outcomes, budget, unwritten))
     })?;
 
-    let (policy_name, policy) = service.engine().disclosure();
+    let (policy_name, policy) = (disclosure.0.as_str(), disclosure.1);
     let report = Report {
         generated: started,
-        user: &user,
+        user: caller.name(),
         catalog: &catalog_path,
         policy_name,
         policy: &policy.describe(),

@@ -4,12 +4,13 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use carelens_catalog::{LoadedCatalog, Role};
+use carelens_catalog::LoadedCatalog;
 use carelens_engine::number;
-use carelens_ledger::{
-    Amount, AuditEntry, BudgetLine, Budgets, DATASET_USER, Event, Ledger, LedgerError, Verification,
-};
+use carelens_ledger::{Amount, AuditEntry, BudgetLine, DATASET_USER, Event, Verification};
+use carelens_service::{Caller, Service, ServiceError};
 use clap::{Args, Subcommand, ValueEnum};
+
+use crate::query::{render_refusal, runtime};
 
 /// Where the catalog and ledger are, shared by the ledger commands.
 #[derive(Debug, Args)]
@@ -109,48 +110,39 @@ pub(crate) fn context(location: &LedgerLocation) -> anyhow::Result<LedgerContext
     })
 }
 
-/// Opens the ledger for reading without writing to it (a ledger under investigation is
-/// left exactly as it is); a missing ledger is created, as on any first use.
-fn open_for_reading(ctx: &LedgerContext) -> anyhow::Result<Ledger> {
-    let budgets = Budgets::from_catalog(ctx.catalog.catalog());
-    let ledger = if ctx.ledger_path.exists() {
-        Ledger::open_read_only(&ctx.ledger_path, budgets)
-    } else {
-        Ledger::open(&ctx.ledger_path, budgets)
-    };
-    Ok(ledger?)
+/// The acting user's name as given (the service checks it against the catalog).
+pub(crate) fn acting_user(acting: &Acting) -> anyhow::Result<&str> {
+    acting
+        .user
+        .as_deref()
+        .context("who is asking? give your user name with --user NAME or CARELENS_USER")
 }
 
-/// The acting user, who must be in the catalog.
-pub(crate) fn acting_user<'a>(
-    ctx: &'a LedgerContext,
-    acting: &Acting,
-) -> anyhow::Result<(&'a str, Role)> {
-    let Some(name) = acting.user.as_deref() else {
-        bail!("who is asking? give your user name with --user NAME or CARELENS_USER");
-    };
-    let user = ctx
-        .catalog
-        .user(name)
-        .ok_or_else(|| LedgerError::UnknownUser {
-            name: name.to_owned(),
-        })?;
-    Ok((user.name.as_str(), user.role))
+/// Opens the service over a ledger to read only (a ledger under investigation is left
+/// exactly as it is), and runs `work` on it.
+fn reading<T>(
+    ctx: LedgerContext,
+    work: impl AsyncFnOnce(&Service) -> Result<T, ServiceError>,
+) -> anyhow::Result<T> {
+    runtime()?.block_on(async {
+        let service = Service::open_read_only(ctx.catalog, &ctx.ledger_path).await?;
+        work(&service).await.map_err(|e| render_refusal(e, ""))
+    })
 }
 
 /// `carelens budget`.
 pub fn budget(args: BudgetArgs) -> anyhow::Result<()> {
     let ctx = context(&args.location)?;
-    let (user, role) = acting_user(&ctx, &args.acting)?;
-    let ledger = open_for_reading(&ctx)?;
-    let lines = ledger.budget_report(if role.oversees() { None } else { Some(user) })?;
+    let caller = Caller::of(&ctx.catalog, acting_user(&args.acting)?)?;
+    let ledger_path = ctx.ledger_path.clone();
+    let lines = reading(ctx, async |service| service.budget(&caller).await)?;
     let mut out = std::io::stdout().lock();
     match args.format {
         Format::Json => {
             let json: Vec<_> = lines.iter().map(budget_json).collect();
             writeln!(out, "{}", serde_json::to_string_pretty(&json)?)?;
         }
-        Format::Table => write_budget_table(&mut out, &lines, &ctx.ledger_path)?,
+        Format::Table => write_budget_table(&mut out, &lines, &ledger_path)?,
     }
     Ok(())
 }
@@ -264,11 +256,9 @@ pub fn audit(args: AuditArgs) -> anyhow::Result<()> {
         } => {
             let ctx = context(&location)?;
             let head = expect_head.as_deref().map(parse_head).transpose()?;
-            let ledger = open_for_reading(&ctx)?;
-            let verification = match &head {
-                Some((seq, hash)) => ledger.verify_against((*seq, hash))?,
-                None => ledger.verify()?,
-            };
+            let ledger_path = ctx.ledger_path.clone();
+            let expected = head.is_some();
+            let verification = reading(ctx, async |service| service.verify(head).await)?;
             match verification {
                 Verification::Intact {
                     entries,
@@ -281,7 +271,7 @@ pub fn audit(args: AuditArgs) -> anyhow::Result<()> {
                         "audit log intact: {entries} entries, every hash and link checked"
                     )?;
                     writeln!(out, "head: {head_seq}:{head_hash}")?;
-                    if head.is_some() {
+                    if expected {
                         writeln!(out, "the recorded head is still in the log")?;
                     } else {
                         writeln!(
@@ -293,7 +283,7 @@ pub fn audit(args: AuditArgs) -> anyhow::Result<()> {
                 }
                 Verification::Broken { seq, problem } => bail!(
                     "the audit log of {} is broken at entry {seq}: {problem}",
-                    ctx.ledger_path.display()
+                    ledger_path.display()
                 ),
             }
         }
@@ -306,20 +296,15 @@ pub fn audit(args: AuditArgs) -> anyhow::Result<()> {
             format,
         } => {
             let ctx = context(&location)?;
-            let (user, role) = acting_user(&ctx, &acting)?;
+            let caller = Caller::of(&ctx.catalog, acting_user(&acting)?)?;
             if let Some(since) = &since {
                 check_date(since)?;
             }
-            let filter = match (&of, role.oversees()) {
-                (Some(other), true) => Some(other.as_str()),
-                (Some(other), false) if other != user => {
-                    bail!("only approvers and admins may see other users' audit entries")
-                }
-                (_, true) => None,
-                (_, false) => Some(user),
-            };
-            let ledger = open_for_reading(&ctx)?;
-            let entries = ledger.audit_events(since.as_deref(), filter, event)?;
+            let entries = reading(ctx, async |service| {
+                service
+                    .audit_log(&caller, since.as_deref(), of.as_deref(), event)
+                    .await
+            })?;
             let mut out = std::io::stdout().lock();
             match format {
                 Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&entries)?)?,

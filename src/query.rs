@@ -15,7 +15,7 @@ use anyhow::Context;
 use carelens_engine::{Engine, PreparedQuery, QueryError, Release};
 use carelens_ledger::StoredFailure;
 pub(crate) use carelens_service::RESEARCHERS_ASK;
-use carelens_service::{Service, ServiceError};
+use carelens_service::{Caller, Service, ServiceError};
 use clap::{Args, ValueEnum};
 
 use crate::governance::{Acting, LedgerLocation, acting_user, context};
@@ -113,14 +113,12 @@ pub fn query(args: QueryArgs) -> anyhow::Result<()> {
     }
     let sql = read_sql(&args.file)?;
     let ctx = context(&args.location)?;
-    let (name, _) = acting_user(&ctx, &args.acting)?;
-    let name = name.to_owned();
+    let caller = Caller::of(&ctx.catalog, acting_user(&args.acting)?)?;
     let source = args.file.display().to_string();
     let release = runtime()?.block_on(async {
         let service = Service::open(ctx.catalog, &ctx.ledger_path)
             .await
             .map_err(anyhow::Error::new)?;
-        let caller = service.caller(&name).map_err(anyhow::Error::new)?;
         match running(service.query(&caller, &sql)).await {
             Ok(answered) => Ok(answered.release),
             Err(err) => Err(render_refusal(err, &source)),

@@ -123,11 +123,9 @@ fn with_service_rendered<T>(
     render: impl FnOnce(ServiceError) -> anyhow::Error,
 ) -> anyhow::Result<T> {
     let ctx = context(&who.location)?;
-    let (user, _) = acting_user(&ctx, &who.acting)?;
-    let user = user.to_owned();
+    let caller = Caller::of(&ctx.catalog, acting_user(&who.acting)?)?;
     runtime()?.block_on(async {
         let service = Service::open(ctx.catalog, &ctx.ledger_path).await?;
-        let caller = service.caller(&user)?;
         work(&service, &caller).await.map_err(render)
     })
 }

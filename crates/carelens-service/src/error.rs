@@ -60,6 +60,9 @@ pub enum ServiceError {
     /// ledger at no cost; nothing ran.
     #[error("{}", .0.message)]
     FailedBefore(StoredFailure),
+    /// Someone who does not oversee asked for other users' audit entries.
+    #[error("only approvers and admins may see other users' audit entries")]
+    OthersEntries,
     /// The caller is not a user in the catalog.
     #[error("{}", LedgerError::UnknownUser { name: name.clone() })]
     UnknownUser {
@@ -93,6 +96,7 @@ impl ServiceError {
         match self {
             Self::Rejected(_) | Self::BadQuery(_) => 422,
             Self::OverBudget(_) | Self::BatchOverBudget { .. } | Self::ResearchersAsk => 403,
+            Self::OthersEntries => 403,
             Self::Workflow(WorkflowRefusal::UnknownRequest { .. }) => 404,
             Self::Workflow(w) if w.is_forbidden() => 403,
             Self::Workflow(w) if w.is_conflict() => 409,

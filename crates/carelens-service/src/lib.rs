@@ -29,15 +29,17 @@ use std::sync::{Arc, Mutex};
 use carelens_catalog::{LoadedCatalog, Role};
 use carelens_engine::{Engine, PreparedQuery, Release};
 use carelens_ledger::{
-    Amount, BudgetLine, Budgets, ChargeOutcome, Ledger, QueryRecord, Receipt, Verification,
+    Amount, AuditEntry, BudgetLine, Budgets, ChargeOutcome, Event, Ledger, QueryRecord, Receipt,
+    Verification,
 };
 
 pub use crate::batch::BatchItem;
 pub use crate::error::{RESEARCHERS_ASK, ServiceError};
 pub use crate::requests::ShownRequest;
 
-/// Someone the face has authenticated, as the catalog knows them: made only by
-/// [`Service::caller`], so a role is always the catalog's, never a claim.
+/// Someone the face has authenticated, as the catalog knows them: made only from the
+/// catalog ([`Caller::of`], [`Service::caller`]), so a role is always the catalog's, never
+/// a claim.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
     name: String,
@@ -45,6 +47,21 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// The user `name` of `catalog`, whom the face has authenticated. (Also
+    /// [`Service::caller`]; this one needs no open service, so a face can refuse an
+    /// unknown user before it opens or creates anything.)
+    pub fn of(catalog: &LoadedCatalog, name: &str) -> Result<Self, ServiceError> {
+        let user = catalog
+            .user(name)
+            .ok_or_else(|| ServiceError::UnknownUser {
+                name: name.to_owned(),
+            })?;
+        Ok(Self {
+            name: user.name.clone(),
+            role: user.role,
+        })
+    }
+
     /// The user's name in the catalog.
     pub fn name(&self) -> &str {
         &self.name
@@ -72,7 +89,8 @@ pub struct Released {
 /// face offers.
 pub struct Service {
     catalog: LoadedCatalog,
-    engine: Engine,
+    /// Opened with the service, or on first use by one opened for reading only.
+    engine: tokio::sync::OnceCell<Engine>,
     ledger: Arc<Mutex<Ledger>>,
     ledger_path: PathBuf,
 }
@@ -84,12 +102,39 @@ impl Service {
         let engine = Engine::open(&catalog)
             .await
             .map_err(ServiceError::internal)?;
+        // (Eager here: a service that answers queries fails at start on a bad extract.)
         let budgets = Budgets::from_catalog(catalog.catalog());
         let path = ledger_path.to_path_buf();
         let ledger = blocking(move || Ledger::open(&path, budgets)).await??;
         Ok(Self {
             catalog,
-            engine,
+            engine: tokio::sync::OnceCell::new_with(Some(engine)),
+            ledger: Arc::new(Mutex::new(ledger)),
+            ledger_path: ledger_path.to_path_buf(),
+        })
+    }
+
+    /// Opens the ledger at `ledger_path` for reading only (a ledger under investigation
+    /// is left exactly as it is; a missing one is created, as on any first use), for the
+    /// operations that only read it: budgets and the audit log. The engine is opened only
+    /// if a query needs it (and charging one then fails: the ledger is read-only).
+    pub async fn open_read_only(
+        catalog: LoadedCatalog,
+        ledger_path: &Path,
+    ) -> Result<Self, ServiceError> {
+        let budgets = Budgets::from_catalog(catalog.catalog());
+        let path = ledger_path.to_path_buf();
+        let ledger = blocking(move || {
+            if path.exists() {
+                Ledger::open_read_only(&path, budgets)
+            } else {
+                Ledger::open(&path, budgets)
+            }
+        })
+        .await??;
+        Ok(Self {
+            catalog,
+            engine: tokio::sync::OnceCell::new(),
             ledger: Arc::new(Mutex::new(ledger)),
             ledger_path: ledger_path.to_path_buf(),
         })
@@ -105,23 +150,17 @@ impl Service {
         &self.ledger_path
     }
 
-    /// The engine, for faces that only plan (explain needs no ledger).
-    pub fn engine(&self) -> &Engine {
-        &self.engine
+    /// The engine over the catalog's extract (opened now if it was not yet).
+    pub async fn engine(&self) -> Result<&Engine, ServiceError> {
+        self.engine
+            .get_or_try_init(|| Engine::open(&self.catalog))
+            .await
+            .map_err(ServiceError::internal)
     }
 
     /// The catalog's user `name`, who the face has authenticated.
     pub fn caller(&self, name: &str) -> Result<Caller, ServiceError> {
-        let user = self
-            .catalog
-            .user(name)
-            .ok_or_else(|| ServiceError::UnknownUser {
-                name: name.to_owned(),
-            })?;
-        Ok(Caller {
-            name: user.name.clone(),
-            role: user.role,
-        })
+        Caller::of(&self.catalog, name)
     }
 
     /// Plans `sql` for `caller` without running it or spending anything; a rejection by
@@ -146,9 +185,10 @@ impl Service {
 
     /// Plans `sql`, at `epsilon` if given instead of its own; nothing is logged.
     async fn plan(&self, sql: &str, epsilon: Option<f64>) -> Result<PreparedQuery, ServiceError> {
+        let engine = self.engine().await?;
         let prepared = match epsilon {
-            Some(epsilon) => self.engine.prepare_with_epsilon(sql, epsilon).await,
-            None => self.engine.prepare(sql).await,
+            Some(epsilon) => engine.prepare_with_epsilon(sql, epsilon).await,
+            None => engine.prepare(sql).await,
         };
         Ok(prepared?)
     }
@@ -207,9 +247,42 @@ impl Service {
     }
 
     /// `carelens audit verify`: the audit log's hash chain, order and charge/release
-    /// pairs. Anyone may ask: the answer says nothing about what was asked.
-    pub async fn verify(&self) -> Result<Verification, ServiceError> {
-        self.with_ledger(|ledger| ledger.verify()).await
+    /// pairs, and that it still holds `expect_head` (an entry number and its hash, kept
+    /// outside the ledger) if given. Anyone may ask: the answer says nothing about what
+    /// was asked.
+    pub async fn verify(
+        &self,
+        expect_head: Option<(i64, String)>,
+    ) -> Result<Verification, ServiceError> {
+        self.with_ledger(move |ledger| match &expect_head {
+            Some((seq, hash)) => ledger.verify_against((*seq, hash)),
+            None => ledger.verify(),
+        })
+        .await
+    }
+
+    /// `carelens audit log`: audit entries from `since` on, of kind `event` if given —
+    /// the caller's own, or (for those who oversee) everyone's or those of `of`.
+    pub async fn audit_log(
+        &self,
+        caller: &Caller,
+        since: Option<&str>,
+        of: Option<&str>,
+        event: Option<Event>,
+    ) -> Result<Vec<AuditEntry>, ServiceError> {
+        let user = match (of, caller.role.oversees()) {
+            (Some(other), true) => Some(other.to_owned()),
+            (Some(other), false) if other != caller.name => {
+                return Err(ServiceError::OthersEntries);
+            }
+            (_, true) => None,
+            (_, false) => Some(caller.name.clone()),
+        };
+        let since = since.map(str::to_owned);
+        self.with_ledger(move |ledger| {
+            ledger.audit_events(since.as_deref(), user.as_deref(), event)
+        })
+        .await
     }
 
     /// The protocol: charge (or find the earlier answer, or be refused), run, store.
@@ -261,7 +334,7 @@ impl Service {
                 } else {
                     receipt.amount
                 };
-                match prepared.execute(&self.engine).await {
+                match prepared.execute(self.engine().await?).await {
                     Ok(release) => self.store(receipt, &release, spent).await,
                     Err(e) => {
                         let message = error::failure_message(e);

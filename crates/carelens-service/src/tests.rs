@@ -189,7 +189,7 @@ async fn concurrent_callers_never_overspend() {
     assert!((spent_by(&lines, "analyst") - 16.0 * 0.6).abs() < 1e-9);
     assert!((spent_by(&lines, "admin") - 0.9).abs() < 1e-9);
     assert!(matches!(
-        service.verify().await.unwrap(),
+        service.verify(None).await.unwrap(),
         Verification::Intact { .. }
     ));
 }
