@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use carelens_engine::{Engine, PreparedQuery, Release, number};
 use carelens_ledger::Amount;
-use carelens_service::{BatchItem, Caller, Service, ServiceError};
+use carelens_service::{BatchItem, Caller, Released, Service, ServiceError};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -256,11 +256,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         let items = service
             .run_batch(&caller, &queries, |index, item| {
                 if let Ok(released) = item {
-                    written.push(write_release_files(
-                        &args.out,
-                        &files[index].name,
-                        &released.release,
-                    ));
+                    written.push(write_release_files(&args.out, &files[index].name, released));
                 }
                 if let Some(next) = files.get(index + 1) {
                     bar.set_message(next.name.clone());
@@ -329,15 +325,13 @@ fn check_writable(out: &Path) -> anyhow::Result<()> {
     fs::remove_file(&probe).with_context(|| format!("could not remove {}", probe.display()))
 }
 
-/// Writes `NAME.csv` and `NAME.json` of a released query.
-fn write_release_files(out: &Path, name: &str, release: &Release) -> anyhow::Result<()> {
+/// Writes `NAME.csv` and `NAME.json` (the stored wire-format bytes) of a released query.
+fn write_release_files(out: &Path, name: &str, released: &Released) -> anyhow::Result<()> {
     let csv = out.join(format!("{name}.csv"));
     let json = out.join(format!("{name}.json"));
-    fs::write(&csv, release.to_csv())
+    fs::write(&csv, released.release.to_csv())
         .with_context(|| format!("could not write {}", csv.display()))?;
-    let mut text = release.to_json();
-    text.push('\n');
-    fs::write(&json, text).with_context(|| format!("could not write {}", json.display()))
+    fs::write(&json, &released.bytes).with_context(|| format!("could not write {}", json.display()))
 }
 
 /// For a query not released by this run, renames `NAME.csv` and `NAME.json` of an

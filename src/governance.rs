@@ -70,6 +70,16 @@ pub enum AuditCommand {
         #[arg(long, value_name = "SEQ:HASH")]
         expect_head: Option<String>,
     },
+    /// Check that a release file (`carelens.release/1` JSON, as `query --format json` or
+    /// `run` wrote it) is exactly what this ledger released: its SHA-256 is in a
+    /// `released` entry of an intact log.
+    CheckRelease {
+        /// The release as received.
+        #[arg(value_name = "FILE.json")]
+        file: PathBuf,
+        #[command(flatten)]
+        location: LedgerLocation,
+    },
     /// Show audit entries: your own, or everyone's for approvers and admins.
     Log {
         #[command(flatten)]
@@ -284,6 +294,41 @@ pub fn audit(args: AuditArgs) -> anyhow::Result<()> {
                 Verification::Broken { seq, problem } => bail!(
                     "the audit log of {} is broken at entry {seq}: {problem}",
                     ledger_path.display()
+                ),
+            }
+        }
+        AuditCommand::CheckRelease { file, location } => {
+            let bytes = std::fs::read(&file)
+                .with_context(|| format!("could not read {}", file.display()))?;
+            let ctx = context(&location)?;
+            let ledger_path = ctx.ledger_path.clone();
+            let check = reading(ctx, async |service| service.check_release(&bytes).await)?;
+            if let Verification::Broken { seq, problem } = check.log {
+                bail!(
+                    "the audit log of {} is broken at entry {seq}: {problem}; no release in it \
+                     can be vouched for",
+                    ledger_path.display()
+                );
+            }
+            match check.released {
+                Some((seq, at)) => {
+                    writeln!(
+                        std::io::stdout().lock(),
+                        "{} is release {seq} of {}, released at {at}, unchanged: its SHA-256 \
+                         {} is in audit entry {seq}, and the log is intact",
+                        file.display(),
+                        ledger_path.display(),
+                        check.result_hash
+                    )?;
+                    Ok(())
+                }
+                None => bail!(
+                    "{} is not a release of {} as released: no released entry holds its \
+                     SHA-256 {} (the file was changed, re-formatted, or comes from another \
+                     ledger)",
+                    file.display(),
+                    ledger_path.display(),
+                    check.result_hash
                 ),
             }
         }

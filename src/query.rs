@@ -12,10 +12,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use carelens_engine::{Engine, PreparedQuery, QueryError, Release};
+use carelens_engine::{Engine, PreparedQuery, QueryError};
 use carelens_ledger::StoredFailure;
 pub(crate) use carelens_service::RESEARCHERS_ASK;
-use carelens_service::{Caller, Service, ServiceError};
+use carelens_service::{Caller, Released, Service, ServiceError};
 use clap::{Args, ValueEnum};
 
 use crate::governance::{Acting, LedgerLocation, acting_user, context};
@@ -120,10 +120,13 @@ pub fn query(args: QueryArgs) -> anyhow::Result<()> {
             .await
             .map_err(anyhow::Error::new)?;
         match running(service.query(&caller, &sql)).await {
-            Ok(answered) => Ok(answered.release),
+            Ok(answered) => Ok(answered),
             Err(err) => Err(render_refusal(err, &source)),
         }
     })?;
+    if release.cached {
+        eprintln!("note: an identical query was released before: this is that answer, at no cost");
+    }
     write_release(&release, args.format, args.output.as_deref())
 }
 
@@ -197,24 +200,34 @@ pub(crate) async fn running<T>(work: impl std::future::Future<Output = T>) -> T 
     out
 }
 
+/// Writes a released answer in `format`, to `output` or standard output. JSON is the
+/// stored wire-format bytes exactly (their SHA-256 is in the audit log); the other formats
+/// are rendered from the release.
 pub(crate) fn write_release(
-    release: &Release,
+    released: &Released,
     format: OutputFormat,
     output: Option<&Path>,
 ) -> anyhow::Result<()> {
-    let bytes = match format {
-        OutputFormat::Table => release.to_table().into_bytes(),
-        OutputFormat::Csv => release.to_csv().into_bytes(),
-        OutputFormat::Json => {
-            let mut s = release.to_json();
-            s.push('\n');
-            s.into_bytes()
+    let release = &released.release;
+    let rendered;
+    let bytes: &[u8] = match format {
+        OutputFormat::Table => {
+            rendered = release.to_table().into_bytes();
+            &rendered
         }
-        OutputFormat::Parquet => release.to_parquet()?,
+        OutputFormat::Csv => {
+            rendered = release.to_csv().into_bytes();
+            &rendered
+        }
+        OutputFormat::Json => &released.bytes,
+        OutputFormat::Parquet => {
+            rendered = release.to_parquet()?;
+            &rendered
+        }
     };
     match output {
         Some(path) => {
-            fs::write(path, &bytes)
+            fs::write(path, bytes)
                 .with_context(|| format!("could not write {}", path.display()))?;
             if format != OutputFormat::Table {
                 eprintln!(
@@ -225,7 +238,7 @@ pub(crate) fn write_release(
                 );
             }
         }
-        None => std::io::stdout().lock().write_all(&bytes)?,
+        None => std::io::stdout().lock().write_all(bytes)?,
     }
     Ok(())
 }

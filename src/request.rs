@@ -283,7 +283,10 @@ fn release(
         async |service, caller| running(service.release_request(caller, id, sql.as_deref())).await,
         |e| render_release_error(e, id, &source),
     )?;
-    write_release(&released.release, format, output.as_deref())
+    if released.cached {
+        eprintln!("note: request {id} was released before: this is that answer, at no cost");
+    }
+    write_release(&released, format, output.as_deref())
 }
 
 /// A failure or a budget refusal of a request's release, worded for the request; other

@@ -238,6 +238,13 @@ fn read_entry(row: &rusqlite::Row<'_>) -> rusqlite::Result<AuditEntry> {
     })
 }
 
+/// The sequence number the next appended entry gets, inside the caller's transaction.
+pub(crate) fn next_seq(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM audit", [], |r| {
+        r.get(0)
+    })
+}
+
 /// Appends an entry after the current head, inside the caller's transaction.
 pub(crate) fn append(
     conn: &Connection,

@@ -888,6 +888,18 @@ impl Ledger {
         receipt: &Receipt,
         result: &[u8],
     ) -> Result<StoredRelease, LedgerError> {
+        self.record_numbered_release(receipt, |_| result.to_vec())
+    }
+
+    /// [`Ledger::record_release`] of the bytes `result` makes from the release's id (the
+    /// sequence number its `released` entry gets), so that the stored bytes — whose
+    /// SHA-256 the entry holds — can carry their own id. `result` is called only if the
+    /// release is new.
+    pub fn record_numbered_release(
+        &mut self,
+        receipt: &Receipt,
+        result: impl FnOnce(i64) -> Vec<u8>,
+    ) -> Result<StoredRelease, LedgerError> {
         let path = self.path.clone();
         let stored = self.write(|tx, e| {
             let charge = charge_for(tx, receipt, e)?;
@@ -911,13 +923,19 @@ impl Ledger {
                 return Ok(stored);
             }
             no_outcome_yet(tx, charge.seq, e)?;
-            let result_hash = audit::sha256_hex(result);
+            let release_seq = audit::next_seq(tx).map_err(e)?;
+            let result = result(release_seq);
+            let result_hash = audit::sha256_hex(&result);
             let release = NewEntry {
                 result_hash: &result_hash,
                 refers_to: Some(charge.seq),
                 ..base
             };
             let released = audit::append(tx, Event::Released, &release).map_err(e)?;
+            debug_assert_eq!(
+                released.seq, release_seq,
+                "one writer inside the transaction"
+            );
             tx.execute(
                 "INSERT INTO releases (cache_key, charge_seq, release_seq, result, result_hash) \
                  VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -931,7 +949,7 @@ impl Ledger {
             )
             .map_err(e)?;
             Ok(StoredRelease {
-                result: result.to_vec(),
+                result,
                 result_hash,
                 release_seq: released.seq,
                 charge_seq: charge.seq,
@@ -1048,6 +1066,25 @@ impl Ledger {
         event: Option<Event>,
     ) -> Result<Vec<AuditEntry>, LedgerError> {
         audit::entries(&self.conn, since, user, event).map_err(|e| self.err(e))
+    }
+
+    /// The `released` entry of the stored release whose bytes hash to `result_hash`
+    /// (SHA-256, lowercase hex), if this ledger holds one.
+    pub fn released_entry(&self, result_hash: &str) -> Result<Option<AuditEntry>, LedgerError> {
+        let e = |err| self.err(err);
+        let seq: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT release_seq FROM releases WHERE result_hash = ?1",
+                params![result_hash],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(e)?;
+        match seq {
+            Some(seq) => audit::entry_at(&self.conn, seq).map_err(e),
+            None => Ok(None),
+        }
     }
 
     /// Checks the whole audit log (see [`crate::audit`]).

@@ -30,7 +30,7 @@ use carelens_catalog::{LoadedCatalog, Role};
 use carelens_engine::{Engine, PreparedQuery, Release};
 use carelens_ledger::{
     Amount, AuditEntry, BudgetLine, Budgets, ChargeOutcome, Event, Ledger, QueryRecord, Receipt,
-    Verification,
+    StoredRelease, Verification,
 };
 
 pub use crate::batch::BatchItem;
@@ -78,11 +78,27 @@ impl Caller {
 pub struct Released {
     /// The release, with its ledger id.
     pub release: Release,
+    /// The release in the wire format (`carelens.release/1` JSON), exactly as stored in
+    /// the ledger: its SHA-256 is in the `released` audit entry, so anyone holding these
+    /// bytes and the log can check them. A face that answers in JSON sends these bytes.
+    pub bytes: Vec<u8>,
     /// What was debited for it now: nothing for an identical earlier query's answer or
     /// for an interrupted charge taken up.
     pub spent: Amount,
     /// An identical earlier query's release, served from the ledger at no cost.
     pub cached: bool,
+}
+
+/// What [`Service::check_release`] found.
+#[derive(Debug)]
+pub struct ReleaseCheck {
+    /// SHA-256 of the bytes checked (lowercase hex).
+    pub result_hash: String,
+    /// The release whose stored bytes these are: its id (the sequence number of its
+    /// `released` entry) and when it was released; `None` if no release has this hash.
+    pub released: Option<(i64, String)>,
+    /// The audit log's own check.
+    pub log: Verification,
 }
 
 /// The loaded catalog, the engine over its extract and the ledger: every operation a
@@ -261,6 +277,23 @@ impl Service {
         .await
     }
 
+    /// `carelens audit check-release`: whether `bytes` (a release as a caller received it
+    /// in the wire format) are exactly a release this ledger stored — its SHA-256 is in a
+    /// `released` entry — and whether the log holding that entry is intact. Anyone may
+    /// ask: the answer names only the release's id and time, which the bytes carry anyway.
+    pub async fn check_release(&self, bytes: &[u8]) -> Result<ReleaseCheck, ServiceError> {
+        let result_hash = carelens_ledger::audit::sha256_hex(bytes);
+        let hash = result_hash.clone();
+        let (entry, log) = self
+            .with_ledger(move |ledger| Ok((ledger.released_entry(&hash)?, ledger.verify()?)))
+            .await?;
+        Ok(ReleaseCheck {
+            result_hash,
+            released: entry.map(|e| (e.seq, e.at)),
+            log,
+        })
+    }
+
     /// `carelens audit log`: audit entries from `since` on, of kind `event` if given —
     /// the caller's own, or (for those who oversee) everyone's or those of `of`.
     pub async fn audit_log(
@@ -315,19 +348,7 @@ impl Service {
         match outcome {
             ChargeOutcome::Refused(refusal) => Err(ServiceError::OverBudget(refusal)),
             ChargeOutcome::Failed(failure) => Err(ServiceError::FailedBefore(failure)),
-            ChargeOutcome::Cached(stored) => {
-                let mut release = stored_release(&stored.result)?;
-                release.release_id = Some(stored.release_seq);
-                release.notes.push(
-                    "an identical query was released before: this is that answer, at no cost"
-                        .to_owned(),
-                );
-                Ok(Released {
-                    release,
-                    spent: Amount::default(),
-                    cached: true,
-                })
-            }
+            ChargeOutcome::Cached(stored) => answered_again(stored),
             ChargeOutcome::Charged(receipt) => {
                 let spent = if receipt.resumed {
                     Amount::default()
@@ -335,7 +356,7 @@ impl Service {
                     receipt.amount
                 };
                 match prepared.execute(self.engine().await?).await {
-                    Ok(release) => self.store(receipt, &release, spent).await,
+                    Ok(release) => self.store(receipt, release, spent).await,
                     Err(e) => {
                         let message = error::failure_message(e);
                         let logged = message.clone();
@@ -348,23 +369,26 @@ impl Service {
         }
     }
 
-    /// Stores a release against its receipt; the answer is what the ledger stored.
+    /// Stores a release against its receipt, numbered with its ledger id; the answer is
+    /// what the ledger stored.
     async fn store(
         &self,
         receipt: Receipt,
-        release: &Release,
+        mut release: Release,
         spent: Amount,
     ) -> Result<Released, ServiceError> {
-        let bytes = serde_json::to_vec(release).map_err(ServiceError::internal)?;
         let stored = self
-            .with_ledger(move |ledger| ledger.record_release(&receipt, &bytes))
+            .with_ledger(move |ledger| {
+                ledger.record_numbered_release(&receipt, |release_seq| {
+                    release.release_id = Some(release_seq);
+                    wire_bytes(&release)
+                })
+            })
             .await?;
-        let mut release = stored_release(&stored.result)?;
-        release.release_id = Some(stored.release_seq);
         Ok(Released {
-            release,
             spent,
             cached: false,
+            ..answered_again(stored)?
         })
     }
 
@@ -406,11 +430,29 @@ fn may_spend_openly(caller: &Caller) -> bool {
     caller.role != Role::Researcher
 }
 
-fn stored_release(bytes: &[u8]) -> Result<Release, ServiceError> {
-    serde_json::from_slice(bytes).map_err(|e| {
+/// A release in the wire format: pretty-printed JSON and a final newline.
+fn wire_bytes(release: &Release) -> Vec<u8> {
+    let mut bytes = serde_json::to_vec_pretty(release)
+        .expect("a release is plain data: serialising it cannot fail");
+    bytes.push(b'\n');
+    bytes
+}
+
+/// A stored release as an answer given again at no cost (`cached`; the caller of a new
+/// release overrides `spent` and `cached`).
+fn answered_again(stored: StoredRelease) -> Result<Released, ServiceError> {
+    let mut release: Release = serde_json::from_slice(&stored.result).map_err(|e| {
         ServiceError::Internal(
             format!("the ledger's stored release is not a carelens result: {e}").into(),
         )
+    })?;
+    // Releases stored before they carried their id.
+    release.release_id.get_or_insert(stored.release_seq);
+    Ok(Released {
+        release,
+        bytes: stored.result,
+        spent: Amount::default(),
+        cached: true,
     })
 }
 

@@ -157,16 +157,7 @@ impl Service {
             let stored = self
                 .with_ledger(move |ledger| ledger.request_release_again(&user, id))
                 .await?;
-            let mut release = crate::stored_release(&stored.result)?;
-            release.release_id = Some(stored.release_seq);
-            release.notes.push(format!(
-                "request {id} was released before: this is that answer, at no cost"
-            ));
-            return Ok(Released {
-                release,
-                spent: Default::default(),
-                cached: true,
-            });
+            return crate::answered_again(stored);
         }
         let epsilon = request.approved_epsilon().ok_or_else(|| {
             ServiceError::Internal("an approved request without an approved epsilon".into())
