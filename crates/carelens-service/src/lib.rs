@@ -23,6 +23,7 @@ mod batch;
 mod error;
 mod requests;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -109,6 +110,34 @@ pub struct Service {
     engine: tokio::sync::OnceCell<Engine>,
     ledger: Arc<Mutex<Ledger>>,
     ledger_path: PathBuf,
+    /// One user's identical queries in flight here, one at a time: the ledger finds a
+    /// second charge of a query its own handle is running "already running", so the
+    /// second ask waits here for the first's outcome and then gets it at no cost.
+    in_flight: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// A turn of one user's identical queries ([`Service::in_flight`]); the gate is removed
+/// with the last turn.
+struct Turn<'a> {
+    key: String,
+    gates: &'a Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        let Ok(mut gates) = self.gates.lock() else {
+            return;
+        };
+        // Others waiting hold the gate too; cloning happens only under this lock.
+        if gates
+            .get(&self.key)
+            .is_some_and(|gate| Arc::strong_count(gate) == 2)
+        {
+            gates.remove(&self.key);
+        }
+        self.guard.take();
+    }
 }
 
 impl Service {
@@ -127,6 +156,7 @@ impl Service {
             engine: tokio::sync::OnceCell::new_with(Some(engine)),
             ledger: Arc::new(Mutex::new(ledger)),
             ledger_path: ledger_path.to_path_buf(),
+            in_flight: Mutex::default(),
         })
     }
 
@@ -153,6 +183,7 @@ impl Service {
             engine: tokio::sync::OnceCell::new(),
             ledger: Arc::new(Mutex::new(ledger)),
             ledger_path: ledger_path.to_path_buf(),
+            in_flight: Mutex::default(),
         })
     }
 
@@ -334,6 +365,7 @@ impl Service {
             prepared.sql().to_owned(),
             prepared.plan_hash().to_owned(),
         );
+        let _turn = self.turn(format!("{user}\u{0}{cache_key}")).await?;
         let charge = prepared.charge();
         let outcome = self
             .with_ledger(move |ledger| {
@@ -407,6 +439,23 @@ impl Service {
         );
         self.with_ledger(move |ledger| ledger.record_rejection(&user, &sql, &plan_hash, &reason))
             .await
+    }
+
+    /// Waits until no other ask with `key` runs in this service, and holds the turn.
+    async fn turn(&self, key: String) -> Result<Turn<'_>, ServiceError> {
+        let gate = {
+            let mut gates = self
+                .in_flight
+                .lock()
+                .map_err(|_| ServiceError::Internal("the in-flight lock was poisoned".into()))?;
+            Arc::clone(gates.entry(key.clone()).or_default())
+        };
+        let guard = gate.lock_owned().await;
+        Ok(Turn {
+            key,
+            gates: &self.in_flight,
+            guard: Some(guard),
+        })
     }
 
     /// Runs `work` on the ledger off the async runtime.

@@ -133,40 +133,94 @@ enum Outcome {
     Budget(Result<Vec<BudgetLine>, ServiceError>),
 }
 
-/// 32 tasks on one service: analysts' and admins' queries that their budgets cover only
-/// in part, rejections and budget reads, all at once. Each budget is spent exactly up
-/// to what it covers, never over, and the audit log is intact.
+/// Which kind of concurrent task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Kind {
+    /// The analyst's distinct queries of 0.6 against a budget of 10: 16 of 20 fit.
+    Analyst,
+    /// The admin's distinct queries of 0.3 against a budget of 1: 3 of 4 fit.
+    Admin,
+    /// Queries the analysis rejects.
+    Rejected,
+    /// Budget reads by the approver.
+    Budget,
+    /// Two releases of each of 8 approved requests of 0.8 against the researcher's
+    /// budget of 5: 6 requests fit.
+    Request(i64),
+    /// One query asked 4 times at once by the approver: run once, then answered again.
+    Same,
+}
+
+/// 52 tasks on one service, all at once: queries that their users' budgets cover only in
+/// part, the same query asked four times, every approved request released twice,
+/// rejections and budget reads. Each budget is spent exactly up to what it covers, never
+/// over; an identical query or request is charged once; the audit log is intact.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_callers_never_overspend() {
     let dir = tempfile::tempdir().unwrap();
     let service = Arc::new(service(&dir).await);
+    let (researcher, approver) = (
+        service.caller("researcher").unwrap(),
+        service.caller("approver").unwrap(),
+    );
+    let mut requests = Vec::new();
+    for k in 0..8 {
+        let sql = format!(
+            "SELECT COUNT(DISTINCT person_id) AS n FROM person WHERE year_of_birth > {}",
+            1930 + k
+        );
+        let (request, _) = service
+            .submit_request(&researcher, &sql, "a feasibility count", Some(0.8))
+            .await
+            .unwrap();
+        // Later ones differ from earlier approved ones only in a constant: flagged, so
+        // the approval carries a note.
+        service
+            .approve_request(&approver, request.id, None, "independent thresholds")
+            .await
+            .unwrap();
+        requests.push(request.id);
+    }
+
+    let mut kinds: Vec<Kind> = Vec::new();
+    kinds.extend([Kind::Analyst; 20]);
+    kinds.extend([Kind::Admin; 4]);
+    kinds.extend([Kind::Rejected; 4]);
+    kinds.extend([Kind::Budget; 4]);
+    kinds.extend([Kind::Same; 4]);
+    for &id in &requests {
+        kinds.extend([Kind::Request(id); 2]);
+    }
     let mut tasks = tokio::task::JoinSet::new();
-    for i in 0..32 {
+    for (i, kind) in kinds.into_iter().enumerate() {
         let service = Arc::clone(&service);
+        let year = 1900 + i as i32;
         tasks.spawn(async move {
-            let (user, sql) = match i % 8 {
-                // 4 admin queries of 0.3 against a budget of 1: 3 fit.
-                0 => ("admin", count(0.3, 1900 + i)),
-                // 4 rejections.
-                1 => ("analyst", "SELECT person_id FROM person".to_owned()),
-                // 4 budget reads.
-                2 => {
+            let (user, sql) = match kind {
+                Kind::Analyst => ("analyst", count(0.6, year)),
+                Kind::Admin => ("admin", count(0.3, year)),
+                Kind::Rejected => ("analyst", "SELECT person_id FROM person".to_owned()),
+                Kind::Same => ("approver", count(0.5, 1960)),
+                Kind::Budget => {
                     let caller = service.caller("approver").unwrap();
-                    return (i, Outcome::Budget(service.budget(&caller).await));
+                    return (kind, Outcome::Budget(service.budget(&caller).await));
                 }
-                // 20 analyst queries of 0.6 against a budget of 10: 16 fit.
-                _ => ("analyst", count(0.6, 1900 + i)),
+                Kind::Request(id) => {
+                    let caller = service.caller("researcher").unwrap();
+                    let released = service.release_request(&caller, id, None).await;
+                    return (kind, Outcome::Query(released));
+                }
             };
             let caller = service.caller(user).unwrap();
-            (i, Outcome::Query(service.query(&caller, &sql).await))
+            (kind, Outcome::Query(service.query(&caller, &sql).await))
         });
     }
     // Nothing panics before every task is done: while queries run, the engine's panic
     // hook withholds a panic's message.
-    let (mut released, mut over_budget, mut rejected) = (0, 0, 0);
+    let mut tally: std::collections::HashMap<(Kind, &str), usize> = Default::default();
     let mut unexpected = Vec::new();
     while let Some(joined) = tasks.join_next().await {
-        match joined {
+        let outcome = match joined {
             Ok((_, Outcome::Budget(Ok(lines)))) => {
                 if lines
                     .iter()
@@ -174,20 +228,73 @@ async fn concurrent_callers_never_overspend() {
                 {
                     unexpected.push(format!("overspent: {lines:?}"));
                 }
+                continue;
             }
-            Ok((_, Outcome::Query(Ok(answer)))) if !answer.cached => released += 1,
-            Ok((_, Outcome::Query(Err(ServiceError::OverBudget(_))))) => over_budget += 1,
-            Ok((_, Outcome::Query(Err(ServiceError::Rejected(_))))) => rejected += 1,
-            Ok((i, outcome)) => unexpected.push(format!("task {i}: {outcome:?}")),
-            Err(e) => unexpected.push(format!("a task failed: {e}")),
-        }
+            Ok((kind, Outcome::Query(Ok(answer)))) if answer.cached => (kind, "again"),
+            Ok((kind, Outcome::Query(Ok(_)))) => (kind, "released"),
+            Ok((kind, Outcome::Query(Err(ServiceError::OverBudget(_))))) => (kind, "over"),
+            Ok((kind, Outcome::Query(Err(ServiceError::Rejected(_))))) => (kind, "rejected"),
+            Ok((kind, outcome)) => {
+                unexpected.push(format!("{kind:?}: {outcome:?}"));
+                continue;
+            }
+            Err(e) => {
+                unexpected.push(format!("a task failed: {e}"));
+                continue;
+            }
+        };
+        *tally.entry(outcome).or_default() += 1;
     }
     assert!(unexpected.is_empty(), "{unexpected:#?}");
-    assert_eq!((released, over_budget, rejected), (16 + 3, 4 + 1, 4));
+    let count = |kind, what| tally.get(&(kind, what)).copied().unwrap_or(0);
+    assert_eq!(
+        (
+            count(Kind::Analyst, "released"),
+            count(Kind::Analyst, "over")
+        ),
+        (16, 4),
+        "{tally:?}"
+    );
+    assert_eq!(
+        (count(Kind::Admin, "released"), count(Kind::Admin, "over")),
+        (3, 1),
+        "{tally:?}"
+    );
+    assert_eq!(count(Kind::Rejected, "rejected"), 4, "{tally:?}");
+    assert_eq!(
+        (count(Kind::Same, "released"), count(Kind::Same, "again")),
+        (1, 3),
+        "{tally:?}"
+    );
+    // Per request: both releases answered (once run, once again), or both refused.
+    let mut fitted = 0;
+    for &id in &requests {
+        let kind = Kind::Request(id);
+        match (
+            count(kind, "released"),
+            count(kind, "again"),
+            count(kind, "over"),
+        ) {
+            (1, 1, 0) => fitted += 1,
+            (0, 0, 2) => {}
+            other => panic!("request {id}: {other:?} in {tally:?}"),
+        }
+    }
+    assert_eq!(fitted, 6, "{tally:?}");
+
     let admin = service.caller("admin").unwrap();
     let lines = service.budget(&admin).await.unwrap();
-    assert!((spent_by(&lines, "analyst") - 16.0 * 0.6).abs() < 1e-9);
-    assert!((spent_by(&lines, "admin") - 0.9).abs() < 1e-9);
+    for (user, spent) in [
+        ("analyst", 16.0 * 0.6),
+        ("admin", 3.0 * 0.3),
+        ("researcher", 6.0 * 0.8),
+        ("approver", 0.5),
+    ] {
+        assert!(
+            (spent_by(&lines, user) - spent).abs() < 1e-9,
+            "{user}: {lines:?}"
+        );
+    }
     assert!(matches!(
         service.verify(None).await.unwrap(),
         Verification::Intact { .. }
