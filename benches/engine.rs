@@ -247,14 +247,7 @@ async fn inspect(engine: &Engine, sql: &str) -> (Option<bool>, Option<LogicalPla
     let Ok(prepared) = engine.prepare(sql).await else {
         return (None, None);
     };
-    let explain = prepared.explain();
-    let constant = if explain.contains("every group key is constant per person") {
-        Some(true)
-    } else if explain.contains("some group key is not constant per person") {
-        Some(false)
-    } else {
-        None
-    };
+    let constant = prepared.explain().private.map(|p| !p.groups_sampled);
     (constant, prepared.rewritten_plan().cloned())
 }
 

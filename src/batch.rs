@@ -14,14 +14,15 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use carelens_engine::{Engine, PreparedQuery, Release, number};
+use carelens_engine::{Engine, PreparedQuery, Release};
 use carelens_ledger::Amount;
+use carelens_render::{cost_summary, number};
 use carelens_service::{BatchItem, Caller, Released, Service, ServiceError};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::governance::{Acting, LedgerLocation, acting_user, context};
-use crate::query::{Refused, cost_summary, failed_before, read_sql, render_refusal, runtime};
+use crate::query::{Refused, failed_before, read_sql, render_refusal, runtime};
 use crate::report::{self, Report};
 
 #[derive(Debug, Args)]
@@ -329,7 +330,7 @@ fn check_writable(out: &Path) -> anyhow::Result<()> {
 fn write_release_files(out: &Path, name: &str, released: &Released) -> anyhow::Result<()> {
     let csv = out.join(format!("{name}.csv"));
     let json = out.join(format!("{name}.json"));
-    fs::write(&csv, released.release.to_csv())
+    fs::write(&csv, carelens_render::csv(&released.release))
         .with_context(|| format!("could not write {}", csv.display()))?;
     fs::write(&json, &released.bytes).with_context(|| format!("could not write {}", json.display()))
 }
@@ -476,7 +477,7 @@ pub(crate) fn explain(paths: &[PathBuf], catalog: &Path) -> anyhow::Result<()> {
                 } else {
                     out.push_str("  the same query as one above: paid once\n");
                 }
-                out.push_str(&cost_summary(p, "  "));
+                out.push_str(&cost_summary(&p.explain(), "  "));
             }
             Err(outcome) => {
                 if matches!(outcome, Outcome::Rejected(_)) {

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use carelens_catalog::LoadedCatalog;
-use carelens_engine::number;
 use carelens_ledger::{Amount, AuditEntry, BudgetLine, DATASET_USER, Event, Verification};
+use carelens_render::number;
 use carelens_service::{Caller, Service, ServiceError};
 use clap::{Args, Subcommand, ValueEnum};
 

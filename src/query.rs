@@ -12,8 +12,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use carelens_engine::{Engine, PreparedQuery, QueryError};
+use carelens_engine::{Engine, QueryError};
 use carelens_ledger::StoredFailure;
+use carelens_render::number;
 pub(crate) use carelens_service::RESEARCHERS_ASK;
 use carelens_service::{Caller, Released, Service, ServiceError};
 use clap::{Args, ValueEnum};
@@ -100,7 +101,7 @@ pub fn explain(args: ExplainArgs) -> anyhow::Result<()> {
             .prepare(&sql)
             .await
             .map_err(|e| refuse(e, &file.display().to_string()))?;
-        anyhow::Ok(prepared.explain())
+        anyhow::Ok(carelens_render::explain(&prepared.explain()))
     })?;
     write!(std::io::stdout().lock(), "{text}")?;
     Ok(())
@@ -152,7 +153,7 @@ pub(crate) fn render_refusal(err: ServiceError, source: &str) -> anyhow::Error {
         ServiceError::FailedAfterCharge { message, spent } => anyhow::anyhow!(
             "{message} (epsilon {} was spent: the budget is charged before a query runs; \
              asking it again gets this failure from the ledger at no cost)",
-            carelens_engine::number(spent.epsilon_value())
+            number(spent.epsilon_value())
         ),
         ServiceError::FailedBefore(failure) => anyhow::anyhow!(failed_before(&failure)),
         other => anyhow::Error::new(other),
@@ -167,25 +168,6 @@ pub(crate) fn failed_before(failure: &StoredFailure) -> String {
          again; change the query or its parameters to ask a new question)",
         failure.message, failure.charge_seq
     )
-}
-
-/// A prepared query's cost and each mechanism's expected 95% error, indented by `indent`.
-pub(crate) fn cost_summary(prepared: &PreparedQuery, indent: &str) -> String {
-    let charge = prepared.charge();
-    let mut out = format!(
-        "{indent}epsilon {}, delta {}\n",
-        carelens_engine::number(charge.epsilon()),
-        carelens_engine::number(charge.delta())
-    );
-    for m in prepared.mechanisms() {
-        let label: String = m.label.chars().take(60).collect();
-        let error = m
-            .error_95
-            .map(|e| format!("±{}", carelens_engine::number(e)))
-            .unwrap_or_else(|| "?".into());
-        out.push_str(&format!("{indent}  {label:<60}  95% error {error}\n"));
-    }
-    out
 }
 
 /// Runs `work` with a spinner on standard error (hidden when it is not a terminal).
@@ -212,16 +194,16 @@ pub(crate) fn write_release(
     let rendered;
     let bytes: &[u8] = match format {
         OutputFormat::Table => {
-            rendered = release.to_table().into_bytes();
+            rendered = carelens_render::table(release).into_bytes();
             &rendered
         }
         OutputFormat::Csv => {
-            rendered = release.to_csv().into_bytes();
+            rendered = carelens_render::csv(release).into_bytes();
             &rendered
         }
         OutputFormat::Json => &released.bytes,
         OutputFormat::Parquet => {
-            rendered = release.to_parquet()?;
+            rendered = carelens_render::parquet(release)?;
             &rendered
         }
     };
@@ -233,7 +215,7 @@ pub(crate) fn write_release(
                 eprintln!(
                     "released: {} rows, epsilon {} spent; written to {}",
                     release.rows.len(),
-                    carelens_engine::number(release.privacy.epsilon),
+                    number(release.privacy.epsilon),
                     path.display()
                 );
             }

@@ -6,8 +6,9 @@
 
 use std::fmt::Write as _;
 
-use carelens_engine::{ColumnRole, Release, number};
+use carelens_engine::{ColumnRole, Release};
 use carelens_ledger::{Amount, BudgetLine, DATASET_USER};
+use carelens_render::number;
 use serde_json::Value;
 
 use crate::batch::{Outcome, SqlFile};

@@ -8,15 +8,14 @@ use std::fmt::Write as _;
 use std::io::Write;
 use std::path::PathBuf;
 
-use carelens_engine::number;
 use carelens_ledger::{Request, RequestState};
+use carelens_render::{cost_summary, number};
 use carelens_service::{Caller, Service, ServiceError, ShownRequest};
 use clap::{Args, Subcommand};
 
 use crate::governance::{Acting, LedgerLocation, acting_user, context};
 use crate::query::{
-    OutputFormat, Refused, cost_summary, failed_before, read_sql, render_refusal, running, runtime,
-    write_release,
+    OutputFormat, Refused, failed_before, read_sql, render_refusal, running, runtime, write_release,
 };
 
 #[derive(Debug, Args)]
@@ -149,7 +148,10 @@ pub fn request(args: RequestArgs) -> anyhow::Result<()> {
                 },
                 &file.display().to_string(),
             )?;
-            print(&describe(&request, Some(&cost_summary(&prepared, "  "))))
+            print(&describe(
+                &request,
+                Some(&cost_summary(&prepared.explain(), "  ")),
+            ))
         }
         RequestCommand::List { who } => {
             let requests = with_service(
@@ -178,7 +180,10 @@ pub fn request(args: RequestArgs) -> anyhow::Result<()> {
                 async |service, caller| service.approve_request(caller, id, epsilon, &note).await,
                 &format!("request {id}"),
             )?;
-            print(&describe(&request, Some(&cost_summary(&prepared, "  "))))
+            print(&describe(
+                &request,
+                Some(&cost_summary(&prepared.explain(), "  ")),
+            ))
         }
         RequestCommand::Reject { id, note, who } => {
             let request = with_service(
@@ -242,7 +247,7 @@ fn show(shown: ShownRequest) -> String {
     } = shown;
     let cost = match plan {
         Ok(prepared) => {
-            let mut cost = cost_summary(&prepared, "  ");
+            let mut cost = cost_summary(&prepared.explain(), "  ");
             if !plans_as_submitted {
                 cost.push_str(
                     "  note: the query no longer plans as it did when submitted (the catalog \

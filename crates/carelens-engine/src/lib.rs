@@ -31,6 +31,7 @@ mod analysis;
 mod bounds;
 mod definition;
 mod directives;
+mod explain;
 mod facts;
 mod guard;
 mod keyed_hash;
@@ -47,12 +48,10 @@ mod total;
 #[cfg(test)]
 mod totality_tests;
 
-use std::fmt::Write as _;
-
 use carelens_catalog::{LoadedCatalog, Policy};
 use carelens_privacy::{
     AccuracyError, Alpha, Delta, DisclosurePolicy, Epsilon, MechanismError, ParamError,
-    PrivacyCharge,
+    PrivacyCharge, number,
 };
 use datafusion::common::ScalarValue;
 use datafusion::error::DataFusionError;
@@ -62,12 +61,13 @@ use sha2::{Digest, Sha256};
 
 pub use definition::definition_tokens;
 pub use directives::QueryOptions;
+pub use explain::{Clamp, Explain, Groups, Protection};
 pub use rejection::{Location, Rejection, RejectionKind};
-pub use result::{CellMeta, ColumnMeta, ColumnRole, FORMAT, PrivacySummary, Release, number};
+pub use result::{CellMeta, ColumnMeta, ColumnRole, FORMAT, PrivacySummary, Release};
 pub use run::RunLimits;
 pub use session::SessionError;
 
-use analysis::{AggKind, Analysis, Analyzer, DpAggregation};
+use analysis::{Analysis, Analyzer, DpAggregation};
 use release::{MAX_PUBLIC_GROUPS, Mechanisms, ReleaseInput};
 use rewrite::{BoundedPlan, Limits};
 
@@ -176,7 +176,6 @@ struct PrivatePlan {
     params: QueryParams,
     domains: Option<Vec<Vec<ScalarValue>>>,
     charge: PrivacyCharge,
-    limits_reason: String,
 }
 
 impl Engine {
@@ -324,15 +323,6 @@ impl Engine {
             max_rows: params.max_rows,
             sample_groups,
         };
-        let limits_reason = if sample_groups {
-            format!(
-                "L0 = {}: some group key is not constant per person, so each person's groups are sampled to at most {} by a keyed hash",
-                params.max_groups, params.max_groups
-            )
-        } else {
-            "L0 = 1: every group key is constant per person, so each person is in one group"
-                .to_owned()
-        };
         let bounded = rewrite::bound(&dp, limits, secret).map_err(plan_error)?;
         // Totals across persons are exact 64-bit integer sums: keep them far from overflow
         // for any population up to 10^8 people.
@@ -394,7 +384,6 @@ impl Engine {
             params,
             domains,
             charge,
-            limits_reason,
         })
     }
 
@@ -645,102 +634,11 @@ impl PreparedQuery {
         })
     }
 
-    /// What `carelens explain` prints: the limits, every mechanism with its sensitivity,
-    /// noise scale and expected 95% error, and the rewritten plan.
-    pub fn explain(&self) -> String {
-        let mut out = String::new();
-        let Prepared::Private(p) = &self.kind else {
-            out.push_str("reads only public reference tables: released exactly, no privacy cost\n");
-            return out;
-        };
-        let _ = writeln!(
-            out,
-            "privacy: epsilon {} and delta {} (basic composition over {} mechanism{})",
-            number(p.charge.epsilon()),
-            number(p.charge.delta()),
-            p.charge.items().len(),
-            if p.charge.items().len() == 1 { "" } else { "s" }
-        );
-        let keys: Vec<String> =
-            p.dp.aggregate
-                .group_expr
-                .iter()
-                .map(|g| g.schema_name().to_string())
-                .collect();
-        match &p.domains {
-            Some(d) if !keys.is_empty() => {
-                let sizes: Vec<String> = d.iter().map(|x| x.len().to_string()).collect();
-                let _ = writeln!(
-                    out,
-                    "groups: GROUP BY {} — public domains, {} = {} groups, all released (empty ones too)",
-                    keys.join(", "),
-                    sizes.join(" x "),
-                    d.iter().map(Vec::len).product::<usize>()
-                );
-            }
-            Some(_) => {
-                let _ = writeln!(out, "groups: one (no GROUP BY)");
-            }
-            None => {
-                let threshold = p
-                    .mechanisms
-                    .key_selection
-                    .as_ref()
-                    .map_or(0, |k| k.threshold());
-                let _ = writeln!(
-                    out,
-                    "groups: GROUP BY {} — not all keys public: DP key selection, a group is released if its noisy person count reaches {threshold}",
-                    keys.join(", ")
-                );
-            }
-        }
-        let _ = writeln!(
-            out,
-            "limits: {}; L∞ = {} rows per person per group",
-            p.limits_reason, p.limits.max_rows
-        );
-        let _ = writeln!(
-            out,
-            "\n{:<48} {:>10} {:>12} {:>12} {:>12}",
-            "mechanism", "epsilon", "sensitivity", "noise scale", "95% error"
-        );
-        for m in self.mechanisms() {
-            let label: String = m.label.chars().take(48).collect();
-            let _ = writeln!(
-                out,
-                "{:<48} {:>10} {:>12} {:>12} {:>12}",
-                label,
-                number(m.epsilon),
-                number(m.sensitivity),
-                number(m.noise_scale),
-                m.error_95
-                    .map(|e| format!("±{}", number(e)))
-                    .unwrap_or_else(|| "?".into())
-            );
-        }
-        for (kind, label) in p.dp.aggregates.iter().zip(&p.dp.aggregate.aggr_expr) {
-            if let AggKind::Sum(b) | AggKind::Avg(b) = kind {
-                let _ = writeln!(
-                    out,
-                    "bounds: {} clamps each value to [{}, {}] in units of {}",
-                    label.schema_name(),
-                    number(b.lo),
-                    number(b.hi),
-                    number(b.precision.unit())
-                );
-            }
-        }
-        let _ = writeln!(
-            out,
-            "\nrewritten plan (the group-sampling secret is drawn per query):\n{}",
-            p.bounded.plan.display_indent()
-        );
-        out
-    }
-
     /// The limits and the charge items, one line each (for snapshot tests).
     #[cfg(test)]
     fn explain_limits(&self) -> String {
+        use std::fmt::Write as _;
+
         let Prepared::Private(p) = &self.kind else {
             return "public".to_owned();
         };

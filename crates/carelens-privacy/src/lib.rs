@@ -77,6 +77,7 @@ pub mod differencing;
 pub mod disclosure;
 pub mod key_selection;
 pub mod noise;
+mod numbers;
 pub mod params;
 
 #[cfg(test)]
@@ -93,6 +94,7 @@ pub use disclosure::{
 };
 pub use key_selection::{KeySelection, selection_secret};
 pub use noise::{MechanismError, NoiseKind, NoiseMechanism, Noisy, Sensitivity};
+pub use numbers::number;
 pub use params::{
     Alpha, Bounds, ContributionBounds, Delta, Epsilon, FixedBounds, ParamError, Precision,
 };

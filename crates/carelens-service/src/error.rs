@@ -32,11 +32,11 @@ pub enum ServiceError {
         "batch refused, nothing was run or spent: its {new} new quer{} need epsilon {} and \
          delta {}, but {} has epsilon {} and delta {} left",
         if *new == 1 { "y" } else { "ies" },
-        carelens_engine::number(refusal.requested.epsilon_value()),
-        carelens_engine::number(refusal.requested.delta_value()),
+        carelens_privacy::number(refusal.requested.epsilon_value()),
+        carelens_privacy::number(refusal.requested.delta_value()),
         refusal.which,
-        carelens_engine::number(refusal.remaining.epsilon_value()),
-        carelens_engine::number(refusal.remaining.delta_value())
+        carelens_privacy::number(refusal.remaining.epsilon_value()),
+        carelens_privacy::number(refusal.remaining.delta_value())
     )]
     BatchOverBudget {
         /// How many distinct queries of the batch are not answered yet.

@@ -1,0 +1,119 @@
+//! A prepared query's cost and protection as text: `carelens explain` in full, and the
+//! few lines a batch or a request shows per query.
+
+use std::fmt::Write as _;
+
+use carelens_engine::{Explain, Groups};
+use carelens_privacy::number;
+
+/// What `carelens explain` prints: ε and δ, which groups are released, the limits, every
+/// mechanism with its sensitivity, noise scale and expected 95% error, the clamping
+/// bounds and the rewritten plan.
+pub fn explain(explain: &Explain) -> String {
+    let mut out = String::new();
+    let Some(p) = &explain.private else {
+        out.push_str("reads only public reference tables: released exactly, no privacy cost\n");
+        return out;
+    };
+    let _ = writeln!(
+        out,
+        "privacy: epsilon {} and delta {} (basic composition over {} mechanism{})",
+        number(explain.epsilon),
+        number(explain.delta),
+        p.mechanisms.len(),
+        if p.mechanisms.len() == 1 { "" } else { "s" }
+    );
+    match &p.groups {
+        Groups::Public { keys, sizes } => {
+            let shown: Vec<String> = sizes.iter().map(usize::to_string).collect();
+            let _ = writeln!(
+                out,
+                "groups: GROUP BY {} — public domains, {} = {} groups, all released (empty ones too)",
+                keys.join(", "),
+                shown.join(" x "),
+                sizes.iter().product::<usize>()
+            );
+        }
+        Groups::One => {
+            let _ = writeln!(out, "groups: one (no GROUP BY)");
+        }
+        Groups::Selected { keys, threshold } => {
+            let _ = writeln!(
+                out,
+                "groups: GROUP BY {} — not all keys public: DP key selection, a group is released if its noisy person count reaches {threshold}",
+                keys.join(", ")
+            );
+        }
+    }
+    let limits = if p.groups_sampled {
+        format!(
+            "L0 = {0}: some group key is not constant per person, so each person's groups are sampled to at most {0} by a keyed hash",
+            p.max_groups
+        )
+    } else {
+        "L0 = 1: every group key is constant per person, so each person is in one group".to_owned()
+    };
+    let _ = writeln!(
+        out,
+        "limits: {limits}; L∞ = {} rows per person per group",
+        p.max_rows
+    );
+    let _ = writeln!(
+        out,
+        "\n{:<48} {:>10} {:>12} {:>12} {:>12}",
+        "mechanism", "epsilon", "sensitivity", "noise scale", "95% error"
+    );
+    for m in &p.mechanisms {
+        let label: String = m.label.chars().take(48).collect();
+        let _ = writeln!(
+            out,
+            "{:<48} {:>10} {:>12} {:>12} {:>12}",
+            label,
+            number(m.epsilon),
+            number(m.sensitivity),
+            number(m.noise_scale),
+            error_95(m.error_95)
+        );
+    }
+    for b in &p.bounds {
+        let _ = writeln!(
+            out,
+            "bounds: {} clamps each value to [{}, {}] in units of {}",
+            b.aggregate,
+            number(b.lo),
+            number(b.hi),
+            number(b.unit)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nrewritten plan (the group-sampling secret is drawn per query):\n{}",
+        p.rewritten_plan
+    );
+    out
+}
+
+/// A query's cost and each mechanism's expected 95% error, indented by `indent` (a
+/// batch's or a request's view of one query).
+pub fn cost_summary(explain: &Explain, indent: &str) -> String {
+    let mut out = format!(
+        "{indent}epsilon {}, delta {}\n",
+        number(explain.epsilon),
+        number(explain.delta)
+    );
+    for m in explain.private.iter().flat_map(|p| &p.mechanisms) {
+        let label: String = m.label.chars().take(60).collect();
+        let _ = writeln!(
+            out,
+            "{indent}  {label:<60}  95% error {}",
+            error_95(m.error_95)
+        );
+    }
+    out
+}
+
+fn error_95(error: Option<f64>) -> String {
+    error
+        .map(|e| format!("±{}", number(e)))
+        .unwrap_or_else(|| "?".into())
+}

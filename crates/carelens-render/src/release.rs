@@ -1,0 +1,262 @@
+//! A release as an aligned text table, as CSV and as Parquet. Suppressed cells show the
+//! disclosure policy's marker (null in Parquet).
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+use carelens_engine::{ColumnMeta, ColumnRole, Release};
+use carelens_privacy::number;
+use parquet::arrow::ArrowWriter;
+use serde_json::Value;
+
+/// The release as CSV: a header, then one line per row.
+pub fn csv(release: &Release) -> String {
+    let mut out = String::new();
+    let header: Vec<String> = release.columns.iter().map(|c| csv_field(&c.name)).collect();
+    out.push_str(&header.join(","));
+    out.push('\n');
+    for row in &release.rows {
+        let fields: Vec<String> = release
+            .columns
+            .iter()
+            .map(|c| csv_field(&show(release, c, row.get(&c.name))))
+            .collect();
+        out.push_str(&fields.join(","));
+        out.push('\n');
+    }
+    out
+}
+
+/// The release as an aligned text table, with what was spent and the notes underneath.
+pub fn table(release: &Release) -> String {
+    let header: Vec<String> = release.columns.iter().map(|c| c.name.clone()).collect();
+    let body: Vec<Vec<String>> = release
+        .rows
+        .iter()
+        .map(|row| {
+            release
+                .columns
+                .iter()
+                .map(|c| show(release, c, row.get(&c.name)))
+                .collect()
+        })
+        .collect();
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in &body {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let numeric: Vec<bool> = release
+        .columns
+        .iter()
+        .map(|c| c.role != ColumnRole::Key || is_numeric_type(&c.data_type))
+        .collect();
+    let line = |cells: &[String]| {
+        let mut s = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i > 0 {
+                s.push_str("  ");
+            }
+            let pad = widths[i].saturating_sub(cell.chars().count());
+            if numeric[i] {
+                s.push_str(&" ".repeat(pad));
+                s.push_str(cell);
+            } else {
+                s.push_str(cell);
+                s.push_str(&" ".repeat(pad));
+            }
+        }
+        s.trim_end().to_owned()
+    };
+    let mut out = line(&header);
+    out.push('\n');
+    let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
+    out.push_str(&line(&rule));
+    out.push('\n');
+    for row in &body {
+        out.push_str(&line(row));
+        out.push('\n');
+    }
+    let _ = writeln!(
+        out,
+        "\n{} row{}; epsilon {} and delta {} spent{}; disclosure policy {}.",
+        release.rows.len(),
+        if release.rows.len() == 1 { "" } else { "s" },
+        number(release.privacy.epsilon),
+        number(release.privacy.delta),
+        release
+            .release_id
+            .map(|id| format!(" (release {id})"))
+            .unwrap_or_default(),
+        release.privacy.disclosure
+    );
+    for note in &release.notes {
+        let _ = writeln!(out, "note: {note}");
+    }
+    out
+}
+
+/// The release as Parquet: one column per result column (integers as Int64, other
+/// numbers as Float64, booleans, everything else as text); suppressed cells are null.
+pub fn parquet(release: &Release) -> Result<Vec<u8>, parquet::errors::ParquetError> {
+    let mut fields = Vec::new();
+    let mut arrays: Vec<ArrayRef> = Vec::new();
+    for c in &release.columns {
+        let values = release
+            .rows
+            .iter()
+            .map(|r| r.get(&c.name).unwrap_or(&Value::Null));
+        let t = c.data_type.as_str();
+        let (data_type, array): (DataType, ArrayRef) =
+            if t.starts_with("Int") || t.starts_with("UInt") {
+                (
+                    DataType::Int64,
+                    Arc::new(values.map(Value::as_i64).collect::<Int64Array>()),
+                )
+            } else if t.starts_with("Float") || t.starts_with("Decimal") {
+                (
+                    DataType::Float64,
+                    Arc::new(values.map(Value::as_f64).collect::<Float64Array>()),
+                )
+            } else if t == "Boolean" {
+                (
+                    DataType::Boolean,
+                    Arc::new(values.map(Value::as_bool).collect::<BooleanArray>()),
+                )
+            } else {
+                let text = values.map(|v| match v {
+                    Value::Null => None,
+                    Value::String(s) => Some(s.clone()),
+                    other => Some(other.to_string()),
+                });
+                (DataType::Utf8, Arc::new(text.collect::<StringArray>()))
+            };
+        fields.push(Field::new(&c.name, data_type, true));
+        arrays.push(array);
+    }
+    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)?;
+    let mut out = Vec::new();
+    let mut writer = ArrowWriter::try_new(&mut out, batch.schema(), None)?;
+    writer.write(&batch)?;
+    writer.close()?;
+    Ok(out)
+}
+
+/// One cell as text: empty for a missing key, the marker for a suppressed value.
+fn show(release: &Release, column: &ColumnMeta, value: Option<&Value>) -> String {
+    match value {
+        None | Some(Value::Null) if matches!(column.role, ColumnRole::Key | ColumnRole::Public) => {
+            String::new()
+        }
+        None | Some(Value::Null) => release.privacy.marker.clone(),
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => match n.as_f64() {
+            Some(x) if n.is_f64() => format_float(x),
+            _ => n.to_string(),
+        },
+        Some(other) => other.to_string(),
+    }
+}
+
+fn is_numeric_type(t: &str) -> bool {
+    t.starts_with("Int")
+        || t.starts_with("UInt")
+        || t.starts_with("Float")
+        || t.starts_with("Decimal")
+}
+
+/// Floats in tables: at most two decimals, enough for noisy rates and means.
+fn format_float(x: f64) -> String {
+    let s = format!("{x:.2}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s == "-0" { "0".into() } else { s.to_owned() }
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use carelens_engine::{CellMeta, FORMAT, PrivacySummary};
+    use carelens_privacy::CellStatus;
+
+    use super::*;
+
+    fn sample() -> Release {
+        let mut row = BTreeMap::new();
+        row.insert("place".to_owned(), Value::from("Poole, North"));
+        row.insert("n".to_owned(), Value::Null);
+        Release {
+            format: FORMAT.into(),
+            release_id: Some(7),
+            columns: vec![
+                ColumnMeta {
+                    name: "place".into(),
+                    role: ColumnRole::Key,
+                    data_type: "Utf8".into(),
+                },
+                ColumnMeta {
+                    name: "n".into(),
+                    role: ColumnRole::Count,
+                    data_type: "Int64".into(),
+                },
+            ],
+            rows: vec![row],
+            cells: vec![BTreeMap::from([(
+                "n".to_owned(),
+                CellMeta {
+                    status: CellStatus::Suppressed,
+                    interval: None,
+                },
+            )])],
+            privacy: PrivacySummary {
+                epsilon: 0.5,
+                delta: 0.0,
+                max_groups: 1,
+                max_rows: 1,
+                key_selection: false,
+                disclosure: "nhs".into(),
+                marker: "*".into(),
+            },
+            notes: vec![],
+        }
+    }
+
+    #[test]
+    fn csv_quotes_and_marks_suppressed_cells() {
+        assert_eq!(csv(&sample()), "place,n\n\"Poole, North\",*\n");
+    }
+
+    #[test]
+    fn table_aligns_and_reports_the_spend() {
+        let t = table(&sample());
+        assert!(
+            t.starts_with("place         n\n------------  -\nPoole, North  *\n"),
+            "{t}"
+        );
+        assert!(t.contains("epsilon 0.5 and delta 0 spent (release 7)"));
+    }
+
+    #[test]
+    fn parquet_has_a_null_for_a_suppressed_cell() {
+        use parquet::file::reader::{FileReader, SerializedFileReader};
+
+        let file = tempfile::tempfile().unwrap();
+        std::io::Write::write_all(&mut &file, &parquet(&sample()).unwrap()).unwrap();
+        let reader = SerializedFileReader::new(file).unwrap();
+        let meta = reader.metadata();
+        assert_eq!(meta.file_metadata().num_rows(), 1);
+        let stats = meta.row_group(0).column(1).statistics().unwrap();
+        assert_eq!(stats.null_count_opt(), Some(1));
+    }
+}
