@@ -17,7 +17,7 @@ use anyhow::{Context, bail};
 use carelens_engine::{Engine, PreparedQuery, Release};
 use carelens_ledger::Amount;
 use carelens_render::{cost_summary, number};
-use carelens_service::{BatchItem, Caller, Released, Service, ServiceError};
+use carelens_service::{BatchItem, Caller, Released, Service, ServiceError, batch_cost};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -459,9 +459,12 @@ pub(crate) fn explain(paths: &[PathBuf], catalog: &Path) -> anyhow::Result<()> {
         anyhow::Ok(prepare_all(&engine, &files).await)
     })?;
     let data_version = catalog.data_version()?;
+    let cost = batch_cost(
+        prepared.iter().filter_map(|p| p.as_ref().ok()),
+        &data_version,
+    );
+    let mut repeats = cost.repeats.iter();
     let mut out = String::new();
-    let mut total = Amount::default();
-    let mut counted = HashSet::new();
     let mut refused = 0;
     for (file, p) in files.iter().zip(&prepared) {
         let _ = writeln!(out, "{} ({})", file.name, file.path.display());
@@ -470,11 +473,7 @@ pub(crate) fn explain(paths: &[PathBuf], catalog: &Path) -> anyhow::Result<()> {
         }
         match p {
             Ok(p) => {
-                // The same question twice is paid once.
-                if counted.insert(p.cache_key(&data_version)) {
-                    let charge = p.charge();
-                    total = total.plus(Amount::charge(charge.epsilon(), charge.delta()));
-                } else {
+                if repeats.next() == Some(&true) {
                     out.push_str("  the same query as one above: paid once\n");
                 }
                 out.push_str(&cost_summary(&p.explain(), "  "));
@@ -500,10 +499,10 @@ pub(crate) fn explain(paths: &[PathBuf], catalog: &Path) -> anyhow::Result<()> {
     let _ = writeln!(
         out,
         "total: epsilon {} and delta {} for {} distinct quer{} ({} rejected, {} failing to plan); queries released before are answered at no cost. `carelens budget` shows what is left.",
-        number(total.epsilon_value()),
-        number(total.delta_value()),
-        counted.len(),
-        if counted.len() == 1 { "y" } else { "ies" },
+        number(cost.total.epsilon_value()),
+        number(cost.total.delta_value()),
+        cost.distinct,
+        if cost.distinct == 1 { "y" } else { "ies" },
         refused,
         prepared.iter().filter(|p| p.is_err()).count() - refused
     );

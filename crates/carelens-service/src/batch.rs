@@ -1,12 +1,51 @@
 //! `carelens run`: a batch of queries, released one by one once the whole batch fits.
 
+use std::collections::HashSet;
+
 use carelens_engine::PreparedQuery;
-use carelens_ledger::QueryRecord;
+use carelens_ledger::{Amount, QueryRecord};
 
 use crate::{Caller, Released, Service, ServiceError};
 
 /// What became of one query of a batch: released (or answered again), or why not.
 pub type BatchItem = Result<Released, ServiceError>;
+
+/// What a batch's queries cost together (`explain` of several queries), as a run of the
+/// batch would charge them when none was released before: each distinct query once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchCost {
+    /// The total.
+    pub total: Amount,
+    /// How many distinct queries are paid for.
+    pub distinct: usize,
+    /// Per query given, whether it repeats one before it (and so is paid once, there).
+    pub repeats: Vec<bool>,
+}
+
+/// The cost of running the prepared `queries` as one batch over the data of
+/// `data_version` (queries released before would be answered at no cost: the ledger
+/// knows those, `explain` does not ask it).
+pub fn batch_cost<'a>(
+    queries: impl IntoIterator<Item = &'a PreparedQuery>,
+    data_version: &str,
+) -> BatchCost {
+    let mut seen = HashSet::new();
+    let mut total = Amount::default();
+    let mut repeats = Vec::new();
+    for query in queries {
+        let first = seen.insert(query.cache_key(data_version));
+        if first {
+            let charge = query.charge();
+            total = total.plus(Amount::charge(charge.epsilon(), charge.delta()));
+        }
+        repeats.push(!first);
+    }
+    BatchCost {
+        total,
+        distinct: seen.len(),
+        repeats,
+    }
+}
 
 impl Service {
     /// Runs `queries` (SQL texts) for `caller` as one batch: each is prepared (a rejection

@@ -34,7 +34,7 @@ use carelens_ledger::{
     StoredRelease, Verification,
 };
 
-pub use crate::batch::BatchItem;
+pub use crate::batch::{BatchCost, BatchItem, batch_cost};
 pub use crate::error::{RESEARCHERS_ASK, ServiceError};
 pub use crate::requests::ShownRequest;
 
