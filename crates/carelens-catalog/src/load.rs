@@ -4,6 +4,8 @@ use std::fs;
 use std::io;
 use std::path::{Component, Path, PathBuf};
 
+use carelens_privacy::DisclosurePolicy;
+
 use crate::error::{CatalogError, Problem, location};
 use crate::model::{Catalog, Table};
 use crate::validate::validate;
@@ -18,6 +20,8 @@ pub struct LoadedCatalog {
     path: PathBuf,
     folder: PathBuf,
     files: Vec<TableFiles>,
+    /// The policy's disclosure rules, resolved (a preset's or the custom ones).
+    disclosure: DisclosurePolicy,
 }
 
 /// Where one table's data is: the resolved `path` and the Parquet files under it.
@@ -77,6 +81,16 @@ impl LoadedCatalog {
     /// Every table with its files, in catalog order.
     pub fn tables(&self) -> impl Iterator<Item = (&Table, &TableFiles)> {
         self.catalog.tables.iter().zip(&self.files)
+    }
+
+    /// The disclosure rules every release follows, with the name they are shown by (the
+    /// preset's, or `custom`). Resolved when the catalog was loaded: never a default.
+    pub fn disclosure(&self) -> (&str, DisclosurePolicy) {
+        let name = match &self.catalog.policy.disclosure {
+            crate::DisclosureSetting::Preset(name) => name.as_str(),
+            crate::DisclosureSetting::Custom(_) => "custom",
+        };
+        (name, self.disclosure)
     }
 
     /// The ledger's SQLite file: `[ledger] path`, or [`crate::DEFAULT_LEDGER_PATH`],
@@ -196,12 +210,15 @@ pub fn load(path: &Path) -> Result<LoadedCatalog, CatalogError> {
         }
     }
 
-    if problems.is_empty() {
+    // Validation names an unknown disclosure preset among the problems.
+    let disclosure = catalog.policy.disclosure.resolve();
+    if let (true, Ok(disclosure)) = (problems.is_empty(), disclosure) {
         Ok(LoadedCatalog {
             catalog,
             path: path.to_owned(),
             folder,
             files,
+            disclosure,
         })
     } else {
         Err(CatalogError::Invalid {

@@ -7,10 +7,11 @@
 //! — all without touching data, so the [`PrivacyCharge`] is known before anything runs.
 //! [`PreparedQuery::execute`] then runs the bounded plan, adds noise, applies the
 //! disclosure policy and the query's post-processing. The caller charges the ledger in
-//! between: the budget is debited before a result exists.
+//! between: the budget is debited before a result exists. What comes out is data
+//! ([`Release`], [`Explain`]); `carelens-render` shows it.
 //!
-//! Layer: above `carelens-privacy` and `carelens-catalog`; below the ledger and the binary
-//! (see `docs/architecture.md`). How queries are analysed: `docs/engine.md`.
+//! Layer: above `carelens-privacy` and `carelens-catalog`; below carelens-service, which
+//! runs the release protocol (see `docs/architecture.md`). How queries are analysed: `docs/engine.md`.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -19,10 +20,11 @@
 //! let query = engine
 //!     .prepare("SELECT sex, COUNT(DISTINCT person_id) AS n FROM person GROUP BY sex")
 //!     .await?;
-//! println!("{}", query.explain());
-//! // ... charge query.charge() to the ledger, then:
+//! let explain = query.explain(); // ε, δ, mechanisms and their expected errors, as data
+//! println!("epsilon {}", explain.epsilon);
+//! // ... charge query.charge() to the ledger (carelens-service does), then:
 //! let release = query.execute(&engine).await?;
-//! print!("{}", release.to_table());
+//! println!("{}", serde_json::to_string_pretty(&release)?);
 //! # Ok(())
 //! # }
 //! ```
@@ -53,6 +55,7 @@ use carelens_privacy::{
     AccuracyError, Alpha, Delta, DisclosurePolicy, Epsilon, MechanismError, ParamError,
     PrivacyCharge, number,
 };
+use carelens_privacy::{Calibration, CalibrationError, ReleaseShape};
 use datafusion::common::ScalarValue;
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::SessionContext;
@@ -68,7 +71,7 @@ pub use run::RunLimits;
 pub use session::SessionError;
 
 use analysis::{Analysis, Analyzer, DpAggregation};
-use release::{MAX_PUBLIC_GROUPS, Mechanisms, ReleaseInput};
+use release::{MAX_PUBLIC_GROUPS, ReleaseInput};
 use rewrite::{BoundedPlan, Limits};
 
 /// Why a query produced no release.
@@ -109,6 +112,16 @@ pub enum QueryError {
     Internal(&'static str),
 }
 
+impl From<CalibrationError> for QueryError {
+    fn from(err: CalibrationError) -> Self {
+        match err {
+            CalibrationError::Param(ParamError::BadWeights { .. }) => QueryError::EpsilonTooSmall,
+            CalibrationError::Param(e) => QueryError::Param(e),
+            CalibrationError::Mechanism(e) => QueryError::Mechanism(e),
+        }
+    }
+}
+
 impl QueryError {
     /// Whether the query was refused (exit code 1) rather than failed (exit code 2).
     pub fn is_rejection(&self) -> bool {
@@ -126,13 +139,14 @@ pub struct Engine {
     limits: RunLimits,
 }
 
-/// The DP parameters a query runs with, after defaults and caps.
+/// The DP parameters a query runs with, after defaults and caps. An approved request
+/// stores them, and its release must run with exactly these (compared as this struct).
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct QueryParams {
     /// ε of the release.
-    pub epsilon: f64,
+    pub epsilon: Epsilon,
     /// δ available to the release (charged only if used).
-    pub delta: f64,
+    pub delta: Delta,
     /// L0.
     pub max_groups: u32,
     /// L∞.
@@ -171,7 +185,7 @@ enum Prepared {
 struct PrivatePlan {
     dp: DpAggregation,
     bounded: BoundedPlan,
-    mechanisms: Mechanisms,
+    mechanisms: Calibration,
     limits: Limits,
     params: QueryParams,
     domains: Option<Vec<Vec<ScalarValue>>>,
@@ -184,12 +198,8 @@ impl Engine {
         panics::install();
         let (ctx, catalog) = session::open(loaded).await?;
         let policy = loaded.catalog().policy.clone();
-        let disclosure_name = match &policy.disclosure {
-            carelens_catalog::DisclosureSetting::Preset(name) => name.clone(),
-            carelens_catalog::DisclosureSetting::Custom(_) => "custom".to_owned(),
-        };
-        // The catalog was validated on load, so the preset resolves.
-        let disclosure = policy.disclosure.resolve().unwrap_or(DisclosurePolicy::NHS);
+        let (disclosure_name, disclosure) = loaded.disclosure();
+        let disclosure_name = disclosure_name.to_owned();
         Ok(Self {
             ctx,
             catalog,
@@ -349,7 +359,7 @@ impl Engine {
                 .try_fold(1usize, |acc, x| acc.checked_mul(x.len()))
                 .is_some_and(|n| n <= MAX_PUBLIC_GROUPS)
         });
-        if params.delta == 0.0 && domains.is_none() {
+        if params.delta.is_zero() && domains.is_none() {
             return Err(Rejection::new(
                 RejectionKind::Parameter,
                 "delta = 0, but the group keys are not all public, so the groups released \
@@ -359,7 +369,7 @@ impl Engine {
             )
             .into());
         }
-        if params.delta == 0.0 && self.policy.noise == carelens_privacy::NoiseKind::Gaussian {
+        if params.delta.is_zero() && self.policy.noise == carelens_privacy::NoiseKind::Gaussian {
             return Err(Rejection::new(
                 RejectionKind::Parameter,
                 "delta = 0, but the policy's Gaussian noise needs delta > 0",
@@ -367,15 +377,15 @@ impl Engine {
             )
             .into());
         }
-        let mechanisms = Mechanisms::calibrate(
-            &bounded,
-            limits,
-            domains.is_some(),
-            self.policy.noise,
-            Epsilon::new(params.epsilon)?,
-            Delta::new(params.delta)?,
-        )?;
-        let charge = mechanisms.charge(&bounded);
+        let per_group: Vec<u64> = bounded.parts.iter().map(|p| p.per_group).collect();
+        let shape = ReleaseShape {
+            noise: self.policy.noise,
+            public_keys: domains.is_some(),
+            max_groups: limits.max_groups,
+            parts: &per_group,
+        };
+        let mechanisms = carelens_privacy::calibrate(&shape, params.epsilon, params.delta)?;
+        let charge = mechanisms.charge(bounded.part_labels());
         Ok(PrivatePlan {
             dp,
             bounded,
@@ -473,9 +483,16 @@ impl Engine {
                 "smaller limits mean less noise; most people have few rows per group",
             ));
         }
+        let out_of_range = |e: ParamError| {
+            Rejection::new(
+                RejectionKind::Parameter,
+                e.to_string(),
+                "e.g. `-- carelens: epsilon=0.5, delta=1e-6`",
+            )
+        };
         Ok(QueryParams {
-            epsilon,
-            delta,
+            epsilon: Epsilon::new(epsilon).map_err(out_of_range)?,
+            delta: Delta::new(delta).map_err(out_of_range)?,
             max_groups,
             max_rows,
         })

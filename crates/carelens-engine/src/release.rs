@@ -12,8 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use carelens_privacy::{
-    Alpha, Cell, CellStatus, Delta, DisclosurePolicy, Epsilon, KeySelection, NoiseDistribution,
-    NoiseKind, NoiseMechanism, Noisy, PrivacyCharge, Sensitivity, split_epsilon,
+    Alpha, Calibration, Cell, CellStatus, DisclosurePolicy, NoiseDistribution, Noisy,
 };
 use datafusion::arrow::array::{
     Array, ArrayRef, Float64Array, Int64Array, RecordBatch, UInt64Array,
@@ -37,114 +36,11 @@ pub const MAX_PUBLIC_GROUPS: usize = 10_000;
 /// The column carrying each released row's group through post-processing.
 const GROUP: &str = "__carelens_group";
 
-/// The mechanisms of one release, calibrated before anything runs.
-#[derive(Debug, Clone)]
-pub(crate) struct Mechanisms {
-    /// Key selection on person counts, or `None` when the keys are public.
-    pub key_selection: Option<KeySelection>,
-    /// Noise on person counts when the keys are public.
-    pub persons: Option<NoiseMechanism>,
-    /// Noise per part.
-    pub parts: Vec<NoiseMechanism>,
-}
-
-impl Mechanisms {
-    /// Splits `epsilon` equally over the person count and every part; δ goes to key
-    /// selection (and is split with the parts under Gaussian noise).
-    pub fn calibrate(
-        bounded: &BoundedPlan,
-        limits: Limits,
-        public_keys: bool,
-        noise: NoiseKind,
-        epsilon: Epsilon,
-        delta: Delta,
-    ) -> Result<Self, QueryError> {
-        let n = bounded.parts.len() + 1;
-        let shares = split_epsilon(epsilon, &vec![1.0; n])?;
-        let share = |i: usize| {
-            shares
-                .get(i)
-                .copied()
-                .flatten()
-                .ok_or(QueryError::EpsilonTooSmall)
-        };
-        let needs_delta = usize::from(!public_keys)
-            + if noise == NoiseKind::Gaussian {
-                n - usize::from(!public_keys)
-            } else {
-                0
-            };
-        let delta_share = if needs_delta == 0 {
-            Delta::ZERO
-        } else {
-            Delta::new(delta.value() / needs_delta as f64)?
-        };
-        let persons_sensitivity = Sensitivity {
-            max_groups: limits.max_groups,
-            per_group: 1,
-        };
-        let (key_selection, persons) = if public_keys {
-            let m = NoiseMechanism::calibrate(noise, persons_sensitivity, share(0)?, delta_share)?;
-            (None, Some(m))
-        } else {
-            (
-                Some(KeySelection::calibrate(
-                    share(0)?,
-                    delta_share,
-                    limits.max_groups,
-                )?),
-                None,
-            )
-        };
-        let mut parts = Vec::with_capacity(bounded.parts.len());
-        for (i, part) in bounded.parts.iter().enumerate() {
-            let sensitivity = Sensitivity {
-                max_groups: limits.max_groups,
-                per_group: part.per_group.max(1),
-            };
-            parts.push(NoiseMechanism::calibrate(
-                noise,
-                sensitivity,
-                share(i + 1)?,
-                delta_share,
-            )?);
-        }
-        Ok(Self {
-            key_selection,
-            persons,
-            parts,
-        })
-    }
-
-    /// The privacy charge: one item per mechanism.
-    pub fn charge(&self, bounded: &BoundedPlan) -> PrivacyCharge {
-        let mut items = Vec::new();
-        if let Some(k) = &self.key_selection {
-            items.push(k.charge_item());
-        }
-        if let Some(p) = &self.persons {
-            items.push(p.charge_item("distinct persons per group"));
-        }
-        for (m, part) in self.parts.iter().zip(&bounded.parts) {
-            items.push(m.charge_item(part.label.clone()));
-        }
-        PrivacyCharge::new(items)
-    }
-
-    fn persons_distribution(&self) -> NoiseDistribution {
-        match (&self.key_selection, &self.persons) {
-            (Some(k), _) => k.distribution(),
-            (None, Some(p)) => p.distribution(),
-            (None, None) => NoiseDistribution::DiscreteLaplace { scale: 0.0 },
-        }
-    }
-}
-
 /// Everything the release step needs from planning.
 pub(crate) struct ReleaseInput<'a> {
     pub dp: &'a DpAggregation,
     pub bounded: &'a BoundedPlan,
-    pub mechanisms: &'a Mechanisms,
+    pub mechanisms: &'a Calibration,
     pub limits: Limits,
     pub domains: Option<Vec<Vec<ScalarValue>>>,
     pub policy: DisclosurePolicy,
@@ -823,7 +719,7 @@ fn build_release(
             metas.push(meta);
         }
     }
-    let charge = input.mechanisms.charge(input.bounded);
+    let charge = input.mechanisms.charge(input.bounded.part_labels());
     Ok(Release {
         format: FORMAT.into(),
         release_id: None,

@@ -87,6 +87,13 @@ pub(crate) struct Limits {
     pub sample_groups: bool,
 }
 
+impl BoundedPlan {
+    /// Each noisy part's label, in order (the charge's item labels).
+    pub fn part_labels(&self) -> impl Iterator<Item = String> + '_ {
+        self.parts.iter().map(|p| p.label.clone())
+    }
+}
+
 /// Builds the bounded plan of `dp` under `limits`; `secret` keys the group-sampling hash.
 pub(crate) fn bound(
     dp: &DpAggregation,

@@ -73,6 +73,7 @@
 
 pub mod accuracy;
 pub mod budget;
+pub mod calibration;
 pub mod differencing;
 pub mod disclosure;
 pub mod key_selection;
@@ -87,6 +88,7 @@ pub use accuracy::{AccuracyError, Interval, NoiseDistribution, ratio_interval};
 pub use budget::{
     ChargeItem, MechanismKind, PrivacyCharge, equal_weights, split_delta, split_epsilon,
 };
+pub use calibration::{Calibration, CalibrationError, ReleaseShape, calibrate};
 pub use differencing::{DefinitionToken, Difference, near_duplicate};
 pub use disclosure::{
     Cell, CellStatus, DisclosurePolicy, ErrorModel, Marker, Released, Rounding, UnknownPreset,
