@@ -185,51 +185,10 @@ fn csv_field(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
-    use carelens_engine::{CellMeta, FORMAT, PrivacySummary};
-    use carelens_privacy::CellStatus;
-
     use super::*;
 
     fn sample() -> Release {
-        let mut row = BTreeMap::new();
-        row.insert("place".to_owned(), Value::from("Poole, North"));
-        row.insert("n".to_owned(), Value::Null);
-        Release {
-            format: FORMAT.into(),
-            release_id: Some(7),
-            columns: vec![
-                ColumnMeta {
-                    name: "place".into(),
-                    role: ColumnRole::Key,
-                    data_type: "Utf8".into(),
-                },
-                ColumnMeta {
-                    name: "n".into(),
-                    role: ColumnRole::Count,
-                    data_type: "Int64".into(),
-                },
-            ],
-            rows: vec![row],
-            cells: vec![BTreeMap::from([(
-                "n".to_owned(),
-                CellMeta {
-                    status: CellStatus::Suppressed,
-                    interval: None,
-                },
-            )])],
-            privacy: PrivacySummary {
-                epsilon: 0.5,
-                delta: 0.0,
-                max_groups: 1,
-                max_rows: 1,
-                key_selection: false,
-                disclosure: "nhs".into(),
-                marker: "*".into(),
-            },
-            notes: vec![],
-        }
+        Release::example()
     }
 
     #[test]
