@@ -41,6 +41,8 @@ pub enum Command {
     Budget(crate::governance::BudgetArgs),
     /// Check or read the hash-chained audit log.
     Audit(crate::governance::AuditArgs),
+    /// API tokens for `carelens serve`: issue (the secret is shown once), list, revoke.
+    Token(crate::tokens::TokenArgs),
 }
 
 #[derive(Debug, Args)]

@@ -9,6 +9,7 @@ mod governance;
 mod query;
 mod report;
 mod request;
+mod tokens;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -35,6 +36,7 @@ fn main() -> ExitCode {
         Command::Request(args) => request::request(args),
         Command::Budget(args) => governance::budget(args),
         Command::Audit(args) => governance::audit(args),
+        Command::Token(args) => tokens::token(args),
     };
     match result {
         Ok(()) => ExitCode::from(EXIT_OK),

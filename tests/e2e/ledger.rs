@@ -172,3 +172,66 @@ fn a_tampered_ledger_fails_verify_with_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr.contains("broken at entry 2"), "{stderr}");
 }
+
+/// `carelens token`: the secret is printed once, on standard output alone; the list and
+/// the log hold no secret; a revoked token is marked; an unknown user gets no token.
+#[test]
+fn tokens_are_issued_once_listed_without_secrets_and_revoked() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger.sqlite");
+    let (out, secret, stderr) = run(&mut ledger_cmd(
+        &ledger,
+        &["token", "issue", "--user", "analyst", "--expires", "30d"],
+    ));
+    assert!(out.status.success(), "{stderr}");
+    let secret = secret.trim();
+    assert!(
+        secret.starts_with("carelens_") && secret.len() == 9 + 64,
+        "{secret}"
+    );
+    assert!(
+        !stderr.contains(secret) && stderr.contains("shown only now"),
+        "{stderr}"
+    );
+    let id = stderr
+        .strip_prefix("token ")
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+
+    let (out, listed, _) = run(&mut ledger_cmd(&ledger, &["token", "list"]));
+    assert!(out.status.success());
+    assert!(
+        listed.contains("analyst") && !listed.contains(&secret[9..]),
+        "{listed}"
+    );
+    let (out, revoked, stderr) = run(&mut ledger_cmd(&ledger, &["token", "revoke", &id]));
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        revoked.contains(&format!("token {id} of analyst revoked")),
+        "{revoked}"
+    );
+
+    let (out, _, stderr) = run(&mut ledger_cmd(
+        &ledger,
+        &["token", "issue", "--user", "mallory"],
+    ));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr.contains("unknown user `mallory`"), "{stderr}");
+    let (out, _, stderr) = run(&mut ledger_cmd(
+        &ledger,
+        &["token", "issue", "--user", "analyst", "--expires", "soon"],
+    ));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr.contains("not a duration"), "{stderr}");
+
+    let (out, log, _) = run(&mut ledger_cmd(
+        &ledger,
+        &["audit", "log", "--user", "admin", "--format", "json"],
+    ));
+    assert!(out.status.success());
+    assert!(log.contains("token_issued") && log.contains("token_revoked"));
+    assert!(!log.contains(&secret[9..]), "the log holds no secret");
+    let (out, _, _) = run(&mut ledger_cmd(&ledger, &["audit", "verify"]));
+    assert!(out.status.success());
+}

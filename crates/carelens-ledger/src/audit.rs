@@ -52,11 +52,16 @@ pub enum Event {
     RequestRejected,
     /// The requester released an approved request (`params` names the release).
     RequestReleased,
+    /// An API token was issued for the entry's user (the entry's sequence number is the
+    /// token's id; the secret is not recorded).
+    TokenIssued,
+    /// An API token was revoked (`refers_to` names it).
+    TokenRevoked,
 }
 
 impl Event {
     /// Every kind, in the order of the documentation.
-    pub const ALL: [Event; 13] = [
+    pub const ALL: [Event; 15] = [
         Event::Budget,
         Event::Charged,
         Event::Released,
@@ -70,6 +75,8 @@ impl Event {
         Event::RequestApproved,
         Event::RequestRejected,
         Event::RequestReleased,
+        Event::TokenIssued,
+        Event::TokenRevoked,
     ];
 
     /// The stored spelling.
@@ -88,6 +95,8 @@ impl Event {
             Event::RequestApproved => "request_approved",
             Event::RequestRejected => "request_rejected",
             Event::RequestReleased => "request_released",
+            Event::TokenIssued => "token_issued",
+            Event::TokenRevoked => "token_revoked",
         }
     }
 
@@ -107,6 +116,8 @@ impl Event {
             "request_approved" => Event::RequestApproved,
             "request_rejected" => Event::RequestRejected,
             "request_released" => Event::RequestReleased,
+            "token_issued" => Event::TokenIssued,
+            "token_revoked" => Event::TokenRevoked,
             _ => return None,
         })
     }
@@ -374,11 +385,14 @@ pub enum Verification {
 }
 
 /// The append-only triggers every ledger has.
-const TRIGGERS: [&str; 4] = [
+/// The append-only triggers; the last two since schema 4 (tokens).
+const TRIGGERS: [&str; 6] = [
     "audit_no_update",
     "audit_no_delete",
     "releases_no_update",
     "releases_no_delete",
+    "tokens_no_delete",
+    "tokens_revoke_only",
 ];
 
 /// Walks the whole log and checks the chain and the order; that every release names an
@@ -404,6 +418,8 @@ pub(crate) fn verify(
     let mut errors: std::collections::HashMap<i64, String> = Default::default();
     // request id -> (requester, last event)
     let mut requests: std::collections::HashMap<i64, (String, Event)> = Default::default();
+    // Token id -> (user, revoked).
+    let mut tokens: std::collections::HashMap<i64, (String, bool)> = Default::default();
     let mut anchor_seen = false;
     while let Some(row) = rows.next()? {
         let entry = match read_entry(row) {
@@ -529,6 +545,21 @@ pub(crate) fn verify(
                     errors.insert(entry.seq, entry.cache_key.clone());
                 }
             }
+            Event::TokenIssued => {
+                tokens.insert(entry.seq, (entry.user.clone(), false));
+            }
+            Event::TokenRevoked => {
+                let Some(token) = entry.refers_to.and_then(|r| tokens.get_mut(&r)) else {
+                    return broken(entry.seq, "a revocation that names no token".to_owned());
+                };
+                if token.0 != entry.user || token.1 {
+                    return broken(
+                        entry.seq,
+                        "a token revoked twice, or under another user's name".to_owned(),
+                    );
+                }
+                token.1 = true;
+            }
             Event::CachedFailure => {
                 let names_failure = entry
                     .refers_to
@@ -584,6 +615,39 @@ pub(crate) fn verify(
             );
         }
     }
+    // The token table (what the server accepts) says what the log says. A ledger of
+    // schema 3 or older, read without migrating it, has no token table and no tokens.
+    let has_tokens: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'tokens')",
+        [],
+        |r| r.get(0),
+    )?;
+    let token_rows = if has_tokens {
+        "SELECT issued_seq, user, revoked_seq IS NOT NULL FROM tokens"
+    } else {
+        "SELECT 0, '', 0 WHERE 0"
+    };
+    let mut stmt = conn.prepare(token_rows)?;
+    let mut rows = stmt.query([])?;
+    let mut in_table = 0;
+    while let Some(row) = rows.next()? {
+        let (id, user, revoked): (i64, String, bool) = (row.get(0)?, row.get(1)?, row.get(2)?);
+        in_table += 1;
+        if tokens.get(&id) != Some(&(user, revoked)) {
+            return broken(
+                id,
+                "the token table does not match the log (a token added, moved to another user \
+                 or un-revoked outside carelens)"
+                    .to_owned(),
+            );
+        }
+    }
+    if in_table != tokens.len() {
+        return broken(
+            head_seq,
+            "a token in the log is missing from the token table".to_owned(),
+        );
+    }
     let mut stmt = conn.prepare("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'")?;
     let present: Vec<(String, String)> = stmt
         .query_map([], |r| {
@@ -593,7 +657,12 @@ pub(crate) fn verify(
             ))
         })?
         .collect::<rusqlite::Result<_>>()?;
-    let all_there = TRIGGERS.iter().all(|name| {
+    let expected = if has_tokens {
+        &TRIGGERS[..]
+    } else {
+        &TRIGGERS[..4]
+    };
+    let all_there = expected.iter().all(|name| {
         present
             .iter()
             .any(|(n, sql)| n == name && sql.contains("RAISE(ABORT"))

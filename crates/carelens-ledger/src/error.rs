@@ -155,6 +155,12 @@ pub enum LedgerError {
     /// The cohort-request workflow refused the action.
     #[error(transparent)]
     Workflow(#[from] crate::ledger::WorkflowRefusal),
+    /// No API token has this id.
+    #[error("there is no API token {id}; `carelens token list` shows them")]
+    UnknownToken {
+        /// The id given.
+        id: i64,
+    },
     /// No stored release has this id.
     #[error("there is no stored release {release_seq} in this ledger")]
     UnknownRelease {

@@ -435,7 +435,7 @@ fn version_2_ledger(dir: &std::path::Path) -> std::path::PathBuf {
     }
     let conn = raw(&path);
     conn.execute_batch(
-        "DROP INDEX audit_by_cache_key_event; PRAGMA user_version = 2;
+        "DROP INDEX audit_by_cache_key_event; DROP TABLE tokens; PRAGMA user_version = 2;
          CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
          BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
          CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit

@@ -17,14 +17,16 @@ use crate::error::LedgerError;
 
 mod requests;
 mod running;
+mod tokens;
 mod workflow;
 
 pub use requests::{Decision, Flag, NewRequest, Request, RequestState};
 use running::{Mark, Running};
+pub use tokens::TokenInfo;
 pub use workflow::WorkflowRefusal;
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// The marker in the `meta` table that says a SQLite file is a carelens ledger.
 const FORMAT: &str = "carelens-ledger";
@@ -91,6 +93,29 @@ CREATE INDEX audit_by_refers_to_event ON audit (refers_to, event);
     // for free.
     r#"
 CREATE INDEX audit_by_cache_key_event ON audit (cache_key, event);
+"#,
+    // Version 4: API tokens for `carelens serve` (`token_issued` and `token_revoked`
+    // entries; the table is the index a call's token is looked up in, by its hash). Older
+    // builds must not use this ledger: they do not know the new entries.
+    r#"
+CREATE TABLE tokens (
+    token_hash  TEXT PRIMARY KEY,
+    user        TEXT NOT NULL,
+    issued_seq  INTEGER NOT NULL UNIQUE,
+    issued_at   TEXT NOT NULL,
+    expires_at  TEXT NOT NULL,
+    revoked_seq INTEGER,
+    revoked_at  TEXT
+) STRICT;
+
+CREATE TRIGGER tokens_no_delete BEFORE DELETE ON tokens
+BEGIN SELECT RAISE(ABORT, 'tokens are kept for the record: revoke one instead'); END;
+CREATE TRIGGER tokens_revoke_only BEFORE UPDATE ON tokens
+WHEN OLD.revoked_seq IS NOT NULL
+  OR NEW.token_hash IS NOT OLD.token_hash OR NEW.user IS NOT OLD.user
+  OR NEW.issued_seq IS NOT OLD.issued_seq OR NEW.issued_at IS NOT OLD.issued_at
+  OR NEW.expires_at IS NOT OLD.expires_at
+BEGIN SELECT RAISE(ABORT, 'a token can only be revoked, once'); END;
 "#,
 ];
 

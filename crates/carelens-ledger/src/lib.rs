@@ -68,7 +68,7 @@ pub use error::LedgerError;
 pub use ledger::{
     BatchCheck, BudgetLine, Budgets, ChargeOutcome, DATASET_USER, DEFAULT_WAIT, Decision, Failures,
     Flag, Ledger, NewRequest, QueryRecord, Receipt, Refusal, Request, RequestState, SCHEMA_VERSION,
-    STOPPED_TWICE, StoredFailure, StoredRelease, Which, WorkflowRefusal,
+    STOPPED_TWICE, StoredFailure, StoredRelease, TokenInfo, Which, WorkflowRefusal,
 };
 
 #[cfg(test)]
@@ -77,3 +77,5 @@ mod failure_tests;
 mod request_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod token_tests;

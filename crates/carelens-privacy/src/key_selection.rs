@@ -209,7 +209,13 @@ impl KeySelection {
 /// bounding stays a per-person transformation; the secret keeps the choice from favouring
 /// any key an analyst could aim at. It is drawn per query and never shown.
 pub fn selection_secret() -> Result<String, MechanismError> {
-    let mut bytes = [0u8; 16];
+    random_hex(16)
+}
+
+/// `n` fresh random bytes from opendp's CSPRNG (OpenSSL), as `2n` lowercase hex digits:
+/// for secrets (the sampling key, API tokens), never for noise.
+pub fn random_hex(n: usize) -> Result<String, MechanismError> {
+    let mut bytes = vec![0u8; n];
     opendp::traits::samplers::fill_bytes(&mut bytes)?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }

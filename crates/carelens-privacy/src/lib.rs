@@ -94,7 +94,7 @@ pub use disclosure::{
     Cell, CellStatus, DisclosurePolicy, ErrorModel, Marker, Released, Rounding, UnknownPreset,
     ZeroPolicy,
 };
-pub use key_selection::{KeySelection, selection_secret};
+pub use key_selection::{KeySelection, random_hex, selection_secret};
 pub use noise::{MechanismError, NoiseKind, NoiseMechanism, Noisy, Sensitivity};
 pub use numbers::number;
 pub use params::{

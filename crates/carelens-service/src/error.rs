@@ -63,6 +63,13 @@ pub enum ServiceError {
     /// Someone who does not oversee asked for other users' audit entries.
     #[error("only approvers and admins may see other users' audit entries")]
     OthersEntries,
+    /// No valid token: missing, unknown, expired or revoked, or its user left the
+    /// catalog (which of these is not said).
+    #[error("not signed in: give a valid API token (`carelens token issue` makes one)")]
+    Unauthenticated,
+    /// The input is not what the operation takes.
+    #[error("{0}")]
+    BadInput(String),
     /// The caller is not a user in the catalog.
     #[error("{}", LedgerError::UnknownUser { name: name.clone() })]
     UnknownUser {
@@ -101,7 +108,8 @@ impl ServiceError {
             Self::Workflow(w) if w.is_forbidden() => 403,
             Self::Workflow(w) if w.is_conflict() => 409,
             Self::Workflow(_) => 422,
-            Self::UnknownUser { .. } => 401,
+            Self::UnknownUser { .. } | Self::Unauthenticated => 401,
+            Self::BadInput(_) => 400,
             // The query's answer is a failure, stored and served again like a release.
             Self::FailedAfterCharge { .. } | Self::FailedBefore(_) => 500,
             Self::Ledger(_) | Self::Internal(_) => 500,

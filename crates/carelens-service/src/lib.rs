@@ -22,6 +22,7 @@
 mod batch;
 mod error;
 mod requests;
+mod tokens;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -37,6 +38,7 @@ use carelens_ledger::{
 pub use crate::batch::{BatchCost, BatchItem, batch_cost};
 pub use crate::error::{RESEARCHERS_ASK, ServiceError};
 pub use crate::requests::ShownRequest;
+pub use crate::tokens::{IssuedToken, TOKEN_PREFIX};
 
 /// Someone the face has authenticated, as the catalog knows them: made only from the
 /// catalog ([`Caller::of`], [`Service::caller`]), so a role is always the catalog's, never
@@ -116,6 +118,13 @@ pub struct Service {
     in_flight: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
+/// How a service holds its ledger.
+#[derive(Debug, Clone, Copy)]
+enum Access {
+    ReadWrite,
+    ReadOnly,
+}
+
 /// A turn of one user's identical queries ([`Service::in_flight`]); the gate is removed
 /// with the last turn.
 struct Turn<'a> {
@@ -142,22 +151,24 @@ impl Drop for Turn<'_> {
 
 impl Service {
     /// Opens the engine over `catalog`'s extract and the ledger at `ledger_path` (created
-    /// on first use, with the catalog's budgets).
+    /// on first use, with the catalog's budgets). The engine opens now, so that a service
+    /// that answers queries fails at its start on a bad extract.
     pub async fn open(catalog: LoadedCatalog, ledger_path: &Path) -> Result<Self, ServiceError> {
         let engine = Engine::open(&catalog)
             .await
             .map_err(ServiceError::internal)?;
-        // (Eager here: a service that answers queries fails at start on a bad extract.)
-        let budgets = Budgets::from_catalog(catalog.catalog());
-        let path = ledger_path.to_path_buf();
-        let ledger = blocking(move || Ledger::open(&path, budgets)).await??;
-        Ok(Self {
-            catalog,
-            engine: tokio::sync::OnceCell::new_with(Some(engine)),
-            ledger: Arc::new(Mutex::new(ledger)),
-            ledger_path: ledger_path.to_path_buf(),
-            in_flight: Mutex::default(),
-        })
+        let mut service = Self::open_ledger(catalog, ledger_path, Access::ReadWrite).await?;
+        service.engine = tokio::sync::OnceCell::new_with(Some(engine));
+        Ok(service)
+    }
+
+    /// Opens the ledger at `ledger_path` for the operations that only keep the ledger
+    /// (tokens); the engine is opened only if a query needs it.
+    pub async fn open_for_ledger(
+        catalog: LoadedCatalog,
+        ledger_path: &Path,
+    ) -> Result<Self, ServiceError> {
+        Self::open_ledger(catalog, ledger_path, Access::ReadWrite).await
     }
 
     /// Opens the ledger at `ledger_path` for reading only (a ledger under investigation
@@ -168,14 +179,19 @@ impl Service {
         catalog: LoadedCatalog,
         ledger_path: &Path,
     ) -> Result<Self, ServiceError> {
+        Self::open_ledger(catalog, ledger_path, Access::ReadOnly).await
+    }
+
+    async fn open_ledger(
+        catalog: LoadedCatalog,
+        ledger_path: &Path,
+        access: Access,
+    ) -> Result<Self, ServiceError> {
         let budgets = Budgets::from_catalog(catalog.catalog());
         let path = ledger_path.to_path_buf();
-        let ledger = blocking(move || {
-            if path.exists() {
-                Ledger::open_read_only(&path, budgets)
-            } else {
-                Ledger::open(&path, budgets)
-            }
+        let ledger = blocking(move || match access {
+            Access::ReadOnly if path.exists() => Ledger::open_read_only(&path, budgets),
+            _ => Ledger::open(&path, budgets),
         })
         .await??;
         Ok(Self {

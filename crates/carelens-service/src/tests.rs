@@ -126,6 +126,72 @@ async fn refusals_are_logged_at_no_cost_with_their_codes() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_stands_for_its_user_until_it_expires_or_is_revoked() {
+    use std::time::Duration;
+
+    let dir = tempfile::tempdir().unwrap();
+    let service = service(&dir).await;
+    let issued = service
+        .issue_token("analyst", Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert!(issued.secret.starts_with(TOKEN_PREFIX));
+    assert_eq!(issued.secret.len(), TOKEN_PREFIX.len() + 64);
+    let caller = service.authenticate(&issued.secret).await.unwrap();
+    assert_eq!((caller.name(), caller.role()), ("analyst", Role::Analyst));
+
+    let other = service
+        .issue_token("analyst", Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert_ne!(other.secret, issued.secret, "every token is fresh");
+    let expired = service
+        .issue_token("analyst", Duration::ZERO)
+        .await
+        .unwrap();
+    let mut wrong = issued.secret.clone();
+    wrong.pop();
+    wrong.push(if issued.secret.ends_with('0') {
+        '1'
+    } else {
+        '0'
+    });
+    for bad in [
+        expired.secret.as_str(),
+        wrong.as_str(),
+        &issued.secret[TOKEN_PREFIX.len()..],
+        "",
+    ] {
+        let err = service.authenticate(bad).await.unwrap_err();
+        assert!(
+            matches!(err, ServiceError::Unauthenticated),
+            "{bad}: {err:?}"
+        );
+        assert_eq!(err.http_status(), 401);
+    }
+
+    service.revoke_token(issued.info.id).await.unwrap();
+    assert!(matches!(
+        service.authenticate(&issued.secret).await,
+        Err(ServiceError::Unauthenticated)
+    ));
+    assert!(service.authenticate(&other.secret).await.is_ok());
+    assert!(matches!(
+        service
+            .issue_token("mallory", Duration::from_secs(60))
+            .await,
+        Err(ServiceError::UnknownUser { .. })
+    ));
+    let listed = service.tokens(Some("analyst")).await.unwrap();
+    assert_eq!(listed.len(), 3);
+    assert_eq!(listed.iter().filter(|t| t.revoked_at.is_some()).count(), 1);
+    assert!(matches!(
+        service.verify(None).await.unwrap(),
+        Verification::Intact { .. }
+    ));
+}
+
 /// What one concurrent task got.
 #[derive(Debug)]
 enum Outcome {
