@@ -149,32 +149,12 @@ pub fn budget(args: BudgetArgs) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     match args.format {
         Format::Json => {
-            let json: Vec<_> = lines.iter().map(budget_json).collect();
+            let json: Vec<_> = lines.iter().map(carelens_render::budget_json).collect();
             writeln!(out, "{}", serde_json::to_string_pretty(&json)?)?;
         }
         Format::Table => write_budget_table(&mut out, &lines, &ledger_path)?,
     }
     Ok(())
-}
-
-fn budget_json(line: &BudgetLine) -> serde_json::Value {
-    let amount =
-        |a: Amount| serde_json::json!({ "epsilon": a.epsilon_value(), "delta": a.delta_value() });
-    let failed = line.failed.map(|f| {
-        serde_json::json!({
-            "count": f.count,
-            "epsilon": f.spent.epsilon_value(),
-            "delta": f.spent.delta_value(),
-        })
-    });
-    serde_json::json!({
-        "name": if line.name == DATASET_USER { "dataset" } else { line.name.as_str() },
-        "role": line.role,
-        "budget": amount(line.budget),
-        "spent": amount(line.spent),
-        "remaining": amount(line.remaining),
-        "failed": failed,
-    })
 }
 
 fn write_budget_table(

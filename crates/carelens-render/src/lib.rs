@@ -7,9 +7,11 @@
 //! reads only released, protected values. The wire format (JSON) is not rendered here:
 //! it is the stored bytes, which the service hands over as they are.
 
+mod budget;
 mod explain;
 mod release;
 
+pub use budget::budget_json;
 pub use carelens_engine::{Explain, Release};
 pub use carelens_privacy::number;
 pub use explain::{cost_summary, explain};
