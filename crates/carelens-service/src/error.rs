@@ -116,6 +116,26 @@ impl ServiceError {
         }
     }
 
+    /// A stable name for the reason, for programs (the HTTP API's `error.code`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Rejected(_) => "rejected",
+            Self::OverBudget(_) => "over_budget",
+            Self::ResearchersAsk => "researchers_ask",
+            Self::BatchOverBudget { .. } => "batch_over_budget",
+            Self::Workflow(w) => w.code(),
+            Self::FailedAfterCharge { .. } => "failed_after_charge",
+            Self::FailedBefore(_) => "failed_before",
+            Self::OthersEntries => "others_entries",
+            Self::Unauthenticated => "unauthenticated",
+            Self::BadInput(_) => "bad_input",
+            Self::UnknownUser { .. } => "unknown_user",
+            Self::BadQuery(_) => "bad_query",
+            Self::Ledger(_) => "ledger",
+            Self::Internal(_) => "internal",
+        }
+    }
+
     /// Whether this is a refusal (the analysis, the policy, a budget or the workflow said
     /// no) rather than an error.
     pub fn is_refusal(&self) -> bool {

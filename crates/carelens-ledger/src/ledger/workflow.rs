@@ -150,6 +150,27 @@ pub enum WorkflowRefusal {
 }
 
 impl WorkflowRefusal {
+    /// A stable name for the reason, for programs.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::UnknownRequest { .. } => "unknown_request",
+            Self::NoPurpose => "no_purpose",
+            Self::NoRejectionNote { .. } => "no_rejection_note",
+            Self::NotAnApprover { .. } => "not_an_approver",
+            Self::OwnRequest { .. } => "own_request",
+            Self::NotTheRequester { .. } => "not_the_requester",
+            Self::WrongState { .. } => "wrong_state",
+            Self::FlaggedNeedsNote { .. } => "flagged_needs_note",
+            Self::BadEpsilon { .. } => "bad_epsilon",
+            Self::AboveAsked { .. } => "above_asked",
+            Self::NeedsNoApproval => "needs_no_approval",
+            Self::PlanChanged { .. } => "plan_changed",
+            Self::NotTheApprovedQuery { .. } => "not_the_approved_query",
+            Self::ParametersChanged { .. } => "parameters_changed",
+            Self::ReleasedMeanwhile { .. } => "released_meanwhile",
+        }
+    }
+
     /// Whether the refusal is about who asked (rather than what or when): the asker may
     /// not do this at all.
     pub fn is_forbidden(&self) -> bool {
