@@ -122,12 +122,7 @@ const MAX_FRAME_OFFSET: u64 = 1_000_000;
 pub(super) fn refused_expression(e: &Expr) -> Option<Rejection> {
     use datafusion::logical_expr::{Like, WindowFrameBound, WindowFrameUnits};
     let pattern_error = |pattern: &Expr, case_insensitive: bool| {
-        let text = match literal_value(pattern)? {
-            ScalarValue::Utf8(Some(s))
-            | ScalarValue::Utf8View(Some(s))
-            | ScalarValue::LargeUtf8(Some(s)) => s.clone(),
-            _ => return None,
-        };
+        let text = literal_text(literal_value(pattern)?)?.to_owned();
         let full = if case_insensitive {
             format!("(?i){text}")
         } else {
@@ -177,13 +172,9 @@ pub(super) fn refused_expression(e: &Expr) -> Option<Rejection> {
         // `replace` can multiply a text's length (each match of a short pattern by a long
         // replacement): with a replacement no longer than its pattern it never grows.
         Expr::ScalarFunction(f) if f.name() == "replace" => {
-            let text = |i: usize| match f.args.get(i).and_then(literal_value) {
-                Some(
-                    ScalarValue::Utf8(Some(s))
-                    | ScalarValue::Utf8View(Some(s))
-                    | ScalarValue::LargeUtf8(Some(s)),
-                ) => Some(s.chars().count()),
-                _ => None,
+            let text = |i: usize| {
+                let value = f.args.get(i).and_then(literal_value)?;
+                literal_text(value).map(|s| s.chars().count())
             };
             match (text(1), text(2)) {
                 (Some(from), Some(to)) if from > 0 && to <= from => None,
@@ -261,8 +252,8 @@ fn window_arguments_valid(name: &str, args: &[Expr]) -> bool {
     let constant_int = |i: usize, least: i64| {
         args.get(i)
             .and_then(literal_value)
-            .and_then(|v| v.cast_to(&DataType::Int64).ok())
-            .is_some_and(|v| matches!(v, ScalarValue::Int64(Some(n)) if n >= least))
+            .and_then(literal_int)
+            .is_some_and(|n| n >= least)
     };
     match name {
         "first_value" | "last_value" => args.len() == 1,
@@ -337,25 +328,16 @@ fn valid_literal_argument(name: &str, index: usize, value: &ScalarValue) -> bool
         "quarter",
         "year",
     ];
-    let text = || match value {
-        ScalarValue::Utf8(Some(s))
-        | ScalarValue::Utf8View(Some(s))
-        | ScalarValue::LargeUtf8(Some(s)) => Some(s.to_ascii_lowercase()),
-        _ => None,
-    };
-    let int = || match value.cast_to(&DataType::Int64).ok()? {
-        ScalarValue::Int64(x) => x,
-        _ => None,
-    };
+    let text = || literal_text(value).map(str::to_ascii_lowercase);
     match (name, index) {
         ("date_trunc" | "datetrunc", 0) => {
             text().is_some_and(|u| TRUNC_UNITS.contains(&u.as_str()))
         }
         ("date_part" | "datepart", 0) => text().is_some_and(|u| PART_UNITS.contains(&u.as_str())),
-        ("substr" | "substring", 2) => int().is_some_and(|n| n >= 0),
-        ("split_part", 2) => int().is_some_and(|n| n != 0),
+        ("substr" | "substring", 2) => literal_int(value).is_some_and(|n| n >= 0),
+        ("split_part", 2) => literal_int(value).is_some_and(|n| n != 0),
         ("date_bin", 0) => positive_stride(value),
-        ("lpad" | "rpad", 1) => int().is_some_and(|n| (0..=1_000).contains(&n)),
+        ("lpad" | "rpad", 1) => literal_int(value).is_some_and(|n| (0..=1_000).contains(&n)),
         _ => true,
     }
 }
@@ -367,6 +349,24 @@ fn literal_value(e: &Expr) -> Option<&ScalarValue> {
         Expr::Cast(c) => literal_value(&c.expr),
         Expr::TryCast(c) => literal_value(&c.expr),
         Expr::Alias(a) => literal_value(&a.expr),
+        _ => None,
+    }
+}
+
+/// The text of a string literal, of any of Arrow's string types.
+fn literal_text(value: &ScalarValue) -> Option<&str> {
+    match value {
+        ScalarValue::Utf8(Some(s))
+        | ScalarValue::Utf8View(Some(s))
+        | ScalarValue::LargeUtf8(Some(s)) => Some(s),
+        _ => None,
+    }
+}
+
+/// A literal cast to a 64-bit integer, if the cast succeeds and is not NULL.
+fn literal_int(value: &ScalarValue) -> Option<i64> {
+    match value.cast_to(&DataType::Int64).ok()? {
+        ScalarValue::Int64(x) => x,
         _ => None,
     }
 }
