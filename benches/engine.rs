@@ -1,7 +1,7 @@
 //! Benchmark: carelens against plain DataFusion on the population-health queries.
 //!
-//! For every `accept` record of `tests/slt/queries.slt` (QUERIES.md Q1..Q10 and C1..C3, in
-//! the versions carelens releases) it times
+//! For every `accept` record of `crates/carelens-engine/tests/slt/queries.slt` (QUERIES.md
+//! Q1..Q10 and C1..C3, in the versions carelens releases) it times
 //!
 //! - **plain**: the same SQL text in a plain DataFusion `SessionContext` with the extract's
 //!   Parquet files registered, all batches collected, and
@@ -37,15 +37,9 @@ use std::time::{Duration, Instant};
 
 use carelens_catalog::LoadedCatalog;
 use carelens_engine::Engine;
+use carelens_engine::slt::{self, error_chain};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
-
-// The benchmark reads only `accept` records: the other fields are the tests' business.
-#[allow(dead_code)]
-#[path = "../tests/e2e/slt_records.rs"]
-mod slt_records;
-
-use slt_records::error_chain;
 
 /// Timed runs per query and mode (after one warm-up), unless `CARELENS_BENCH_REPS` says.
 const REPS: usize = 5;
@@ -94,18 +88,18 @@ fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The `accept` records of `tests/slt/queries.slt`, `{{name}}` expanded from `define`
-/// records (format: `tests/slt/README.md`).
+/// The `accept` records of the engine's `queries.slt`, `{{name}}` expanded from `define`
+/// records (format: `crates/carelens-engine/tests/slt/README.md`).
 fn queries() -> Vec<Query> {
-    slt_records::parse(&repo().join("tests/slt/queries.slt"))
+    slt::parse(&slt::dir().join("queries.slt"))
         .into_iter()
         .filter_map(|record| match record {
-            slt_records::Record::Accept { name, sql, .. } => Some(Query {
+            slt::Record::Accept { name, sql, .. } => Some(Query {
                 id: name.split_whitespace().next().unwrap_or(&name).to_owned(),
                 name,
                 sql,
             }),
-            slt_records::Record::Reject { .. } => None,
+            slt::Record::Reject { .. } => None,
         })
         .collect()
 }

@@ -6,11 +6,11 @@ use std::fs;
 use std::path::Path;
 use std::process::Output;
 
+use carelens_engine::slt::check_nhs_counts;
 use carelens_engine::{FORMAT, Release};
 
 use crate::common::{repo, run};
 use crate::query::{cmd, spent, write_sql};
-use crate::slt::check_nhs_counts;
 
 /// The library's `.sql` files, by stem.
 fn library() -> Vec<String> {

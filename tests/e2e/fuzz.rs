@@ -6,6 +6,7 @@ use std::fs::File;
 use std::path::Path;
 use std::time::Duration;
 
+use carelens_engine::slt;
 use carelens_fuzz::extreme::{self, EVENT_ROWS, EXTREME_PERSON};
 use carelens_fuzz::sql::{Cte, Expr, Query, Select, SetExpr, TableRef};
 use carelens_fuzz::{Config, FindingKind, Generator, Oracle, Outcome, Verdict, compare};
@@ -195,9 +196,10 @@ async fn one_person_never_decides_whether_a_query_succeeds() {
     assert!(report.findings.is_empty(), "{}", report.summary());
 }
 
-/// Every accepted regression record of the privacy reviews (`tests/slt/review.slt`, the
-/// constructions that once failed on one person's row among them) runs alike on the sample
-/// and on the sample plus each variant of the extreme person: released on both.
+/// Every accepted regression record of the privacy reviews
+/// (`crates/carelens-engine/tests/slt/review.slt`, the constructions that once failed on one
+/// person's row among them) runs alike on the sample and on the sample plus each variant of
+/// the extreme person: released on both.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn review_records_run_alike_with_and_without_the_extreme_person() {
     let sample = sample_data().join("carelens.toml");
@@ -210,10 +212,10 @@ async fn review_records_run_alike_with_and_without_the_extreme_person() {
     )
     .await
     .unwrap();
-    let records = crate::slt_records::parse(&crate::common::repo().join("tests/slt/review.slt"));
+    let records = slt::parse(&slt::dir().join("review.slt"));
     let mut judged = 0;
     for record in records {
-        let crate::slt_records::Record::Accept { name, sql, .. } = record else {
+        let slt::Record::Accept { name, sql, .. } = record else {
             continue;
         };
         for variant in 0..oracle.variants() {

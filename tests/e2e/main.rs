@@ -15,5 +15,3 @@ mod query;
 mod realism;
 mod request;
 mod sample_data;
-mod slt;
-mod slt_records;

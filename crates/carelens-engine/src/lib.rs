@@ -46,6 +46,8 @@ mod result;
 mod rewrite;
 mod run;
 mod session;
+#[cfg(any(test, feature = "testing"))]
+pub mod slt;
 mod total;
 #[cfg(test)]
 mod totality_tests;

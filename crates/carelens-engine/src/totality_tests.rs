@@ -27,9 +27,9 @@ use datafusion::logical_expr::{
     BinaryExpr, Expr, LogicalPlan, LogicalPlanBuilder, Operator, ScalarUDF, col,
 };
 
-use crate::analysis::{
-    Analyzer, OPERATORS, PART_UNITS, PERSON_AGGREGATES, SCALAR_FUNCTIONS, WINDOW_FUNCTIONS,
-    literal_arguments,
+use crate::analysis::Analyzer;
+use crate::analysis::functions::{
+    OPERATORS, PART_UNITS, PERSON_AGGREGATES, SCALAR_FUNCTIONS, WINDOW_FUNCTIONS, literal_arguments,
 };
 use crate::guard::guard_plan;
 use crate::run::{RunLimits, collect};

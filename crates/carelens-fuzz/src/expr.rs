@@ -1,7 +1,8 @@
 //! Typed expressions over the columns in scope: the operators and the allowlisted scalar
-//! functions of the analysis (`SCALAR_FUNCTIONS` in `carelens-engine`'s `analysis.rs`),
-//! with extreme literals — the largest and smallest integers, NaN and infinities, empty
-//! and long strings, broken patterns, zero and huge intervals, invalid units.
+//! functions of the analysis (`SCALAR_FUNCTIONS` in `carelens-engine`'s
+//! `analysis/functions.rs`), with extreme literals — the largest and smallest integers, NaN
+//! and infinities, empty and long strings, broken patterns, zero and huge intervals, invalid
+//! units.
 
 use rand::RngExt;
 use rand::seq::IndexedRandom;
