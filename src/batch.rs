@@ -14,16 +14,16 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use carelens_engine::{Engine, PreparedQuery, Release};
+use carelens_engine::{Engine, PreparedQuery};
 use carelens_ledger::Amount;
+use carelens_render::report::{self, Header, Outcome, Report, ReportQuery};
 use carelens_render::{cost_summary, number};
-use carelens_service::{BatchItem, Caller, Released, Service, ServiceError, batch_cost};
+use carelens_service::{Caller, Released, Service, batch_cost};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::governance::{Acting, LedgerLocation, acting_user, context};
-use crate::query::{Refused, failed_before, read_sql, render_refusal, runtime};
-use crate::report::{self, Report};
+use crate::query::{Refused, read_sql, render_refusal, runtime};
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -51,55 +51,6 @@ pub(crate) struct SqlFile {
     pub sql: String,
     /// What its header comment says about it.
     pub header: Header,
-}
-
-/// The header comment of a library query: a title line, then paragraphs that start with
-/// `What:`, `Who:`, `DP:` (or any `Word:`). `-- carelens:` directive lines are left out.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct Header {
-    /// The first line.
-    pub title: String,
-    /// `(label, text)`; the label is empty for a paragraph without one.
-    pub paragraphs: Vec<(String, String)>,
-}
-
-impl Header {
-    pub(crate) fn parse(sql: &str) -> Header {
-        let mut header = Header::default();
-        for line in sql.lines().map(str::trim) {
-            if line.is_empty() {
-                continue;
-            }
-            let Some(text) = line.strip_prefix("--") else {
-                break;
-            };
-            let text = text.trim();
-            if text.is_empty() || text.starts_with("carelens:") {
-                continue;
-            }
-            if header.title.is_empty() {
-                header.title = text.to_owned();
-                continue;
-            }
-            let label = text
-                .split_once(':')
-                .filter(|(word, _)| {
-                    word.starts_with(|c: char| c.is_ascii_uppercase())
-                        && word.len() <= 12
-                        && word.chars().all(char::is_alphanumeric)
-                })
-                .map(|(word, rest)| (word.to_owned(), rest.trim().to_owned()));
-            match (label, header.paragraphs.last_mut()) {
-                (Some((word, rest)), _) => header.paragraphs.push((word, rest)),
-                (None, Some((_, last))) => {
-                    last.push(' ');
-                    last.push_str(text);
-                }
-                (None, None) => header.paragraphs.push((String::new(), text.to_owned())),
-            }
-        }
-        header
-    }
 }
 
 /// The SQL files named by `paths`: files as given, folders' `.sql` files in name order.
@@ -154,42 +105,6 @@ pub(crate) fn sql_files(paths: &[PathBuf]) -> anyhow::Result<Vec<SqlFile>> {
     Ok(files)
 }
 
-/// What became of one query of a batch.
-pub(crate) enum Outcome {
-    /// Released now (`spent` debited) or answered from an earlier release (`cached`).
-    Released {
-        release: Box<Release>,
-        spent: Amount,
-        cached: bool,
-    },
-    /// The privacy analysis or the policy rejected it (the rendered rejection).
-    Rejected(String),
-    /// A budget could not cover it when its turn came.
-    Refused(String),
-    /// It failed: to plan (nothing spent), or to run after it was charged (`spent`).
-    Failed { why: String, spent: Amount },
-}
-
-impl Outcome {
-    pub(crate) fn label(&self) -> &'static str {
-        match self {
-            Outcome::Released { cached: false, .. } => "released",
-            Outcome::Released { cached: true, .. } => "released (earlier answer, no cost)",
-            Outcome::Rejected(_) => "rejected",
-            Outcome::Refused(_) => "refused (budget)",
-            Outcome::Failed { .. } => "failed",
-        }
-    }
-
-    /// What this run spent on the query (a failure after the charge spent it too).
-    pub(crate) fn spent(&self) -> Amount {
-        match self {
-            Outcome::Released { spent, .. } | Outcome::Failed { spent, .. } => *spent,
-            _ => Amount::default(),
-        }
-    }
-}
-
 /// Prepares every file for `explain`: nothing is logged or spent.
 async fn prepare_all(engine: &Engine, files: &[SqlFile]) -> Vec<Result<PreparedQuery, Outcome>> {
     let mut prepared = Vec::with_capacity(files.len());
@@ -198,35 +113,10 @@ async fn prepare_all(engine: &Engine, files: &[SqlFile]) -> Vec<Result<PreparedQ
             engine
                 .prepare(&file.sql)
                 .await
-                .map_err(|e| outcome(&file.path, Err(e.into()))),
+                .map_err(|e| Outcome::of(&file.path.display().to_string(), Err(e.into()))),
         );
     }
     prepared
-}
-
-/// What the service's answer for one file means for the batch's summary and report.
-fn outcome(path: &Path, item: BatchItem) -> Outcome {
-    match item {
-        Ok(released) => Outcome::Released {
-            release: Box::new(released.release),
-            spent: released.spent,
-            cached: released.cached,
-        },
-        Err(ServiceError::Rejected(r)) => Outcome::Rejected(r.render(&path.display().to_string())),
-        Err(ServiceError::OverBudget(refusal)) => Outcome::Refused(refusal.to_string()),
-        Err(ServiceError::FailedAfterCharge { message, spent }) => Outcome::Failed {
-            why: message,
-            spent,
-        },
-        Err(ServiceError::FailedBefore(failure)) => Outcome::Failed {
-            why: failed_before(&failure),
-            spent: Amount::default(),
-        },
-        Err(other) => Outcome::Failed {
-            why: format!("{:#}", anyhow::Error::new(other)),
-            spent: Amount::default(),
-        },
-    }
 }
 
 /// `carelens run`.
@@ -274,7 +164,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         let outcomes: Vec<Outcome> = files
             .iter()
             .zip(items)
-            .map(|(file, item)| outcome(&file.path, item))
+            .map(|(file, item)| Outcome::of(&file.path.display().to_string(), item))
             .collect();
         for (file, outcome) in files.iter().zip(&outcomes) {
             if !matches!(outcome, Outcome::Released { .. })
@@ -289,6 +179,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     })?;
 
     let (policy_name, policy) = (disclosure.0.as_str(), disclosure.1);
+    let report_queries: Vec<ReportQuery> = files
+        .iter()
+        .map(|file| ReportQuery {
+            name: file.name.clone(),
+            source: file.path.display().to_string(),
+            header: file.header.clone(),
+        })
+        .collect();
     let report = Report {
         generated: started,
         user: caller.name(),
@@ -298,7 +196,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         marker: policy.marker.as_str(),
         small_number_rules: policy.suppress_at_or_below.is_some()
             || policy.rounding.max_error() > 0.0,
-        files: &files,
+        files: &report_queries,
         outcomes: &outcomes,
         budget: &budget,
     };

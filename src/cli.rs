@@ -43,6 +43,9 @@ pub enum Command {
     Audit(crate::governance::AuditArgs),
     /// API tokens for `carelens serve`: issue (the secret is shown once), list, revoke.
     Token(crate::tokens::TokenArgs),
+    /// Serve the authenticated HTTP API (docs/server.md): every call needs a token from
+    /// `carelens token issue`; HTTPS with --tls-cert/--tls-key.
+    Serve(crate::serve::ServeArgs),
 }
 
 #[derive(Debug, Args)]

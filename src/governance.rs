@@ -1,15 +1,17 @@
 //! `carelens budget` and `carelens audit`: the ledger seen from the command line.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use carelens_catalog::LoadedCatalog;
-use carelens_ledger::{Amount, AuditEntry, BudgetLine, DATASET_USER, Event, Verification};
+use carelens_ledger::{Amount, AuditEntry, DATASET_USER, Event, Verification};
 use carelens_render::number;
 use carelens_service::{Caller, Service, ServiceError};
 use clap::{Args, Subcommand, ValueEnum};
+use serde_json::Value;
 
+use crate::client::{Client, api_error};
 use crate::query::{render_refusal, runtime};
 
 /// Where the catalog and ledger are, shared by the ledger commands.
@@ -47,6 +49,8 @@ pub struct BudgetArgs {
     pub location: LedgerLocation,
     #[command(flatten)]
     pub acting: Acting,
+    #[command(flatten)]
+    pub remote: crate::query::Remote,
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
@@ -142,46 +146,64 @@ fn reading<T>(
 
 /// `carelens budget`.
 pub fn budget(args: BudgetArgs) -> anyhow::Result<()> {
-    let ctx = context(&args.location)?;
-    let caller = Caller::of(&ctx.catalog, acting_user(&args.acting)?)?;
-    let ledger_path = ctx.ledger_path.clone();
-    let lines = reading(ctx, async |service| service.budget(&caller).await)?;
+    let (lines, source) = match &args.remote.server {
+        Some(url) => {
+            let answer = Client::new(url)?.call("GET", "/budget", None)?;
+            if answer.status != 200 {
+                return Err(api_error(&answer, ""));
+            }
+            let lines: Vec<Value> =
+                serde_json::from_slice(&answer.body).context("the server's budget")?;
+            (lines, format!("server: {url}"))
+        }
+        None => {
+            let ctx = context(&args.location)?;
+            let caller = Caller::of(&ctx.catalog, acting_user(&args.acting)?)?;
+            let source = format!("ledger: {}", ctx.ledger_path.display());
+            let lines = reading(ctx, async |service| service.budget(&caller).await)?;
+            (
+                lines.iter().map(carelens_render::budget_json).collect(),
+                source,
+            )
+        }
+    };
     let mut out = std::io::stdout().lock();
     match args.format {
-        Format::Json => {
-            let json: Vec<_> = lines.iter().map(carelens_render::budget_json).collect();
-            writeln!(out, "{}", serde_json::to_string_pretty(&json)?)?;
-        }
-        Format::Table => write_budget_table(&mut out, &lines, &ledger_path)?,
+        Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&lines)?)?,
+        Format::Table => write_budget_table(&mut out, &lines, &source)?,
     }
     Ok(())
 }
 
-fn write_budget_table(
-    out: &mut impl Write,
-    lines: &[BudgetLine],
-    ledger: &Path,
-) -> anyhow::Result<()> {
+/// The budget lines (as [`carelens_render::budget_json`] makes them, here or on a
+/// server) as a table; `source` says where they were read.
+fn write_budget_table(out: &mut impl Write, lines: &[Value], source: &str) -> anyhow::Result<()> {
+    let eps = |v: &Value| number(v["epsilon"].as_f64().unwrap_or(f64::NAN));
+    let delta = |v: &Value| number(v["delta"].as_f64().unwrap_or(f64::NAN));
     let rows: Vec<[String; 10]> = lines
         .iter()
         .map(|l| {
-            let (failed, failed_epsilon) = match l.failed {
-                Some(f) => (f.count.to_string(), number(f.spent.epsilon_value())),
+            let (failed, failed_epsilon) = match l["failed"].as_object() {
+                Some(f) => (
+                    f.get("count").map_or("-".to_owned(), Value::to_string),
+                    number(f.get("epsilon").and_then(Value::as_f64).unwrap_or(f64::NAN)),
+                ),
                 None => ("-".to_owned(), "-".to_owned()),
             };
+            let role = l["role"].as_str().unwrap_or_default();
             [
-                if l.name == DATASET_USER {
+                if role.is_empty() {
                     "(dataset)".to_owned()
                 } else {
-                    l.name.clone()
+                    l["name"].as_str().unwrap_or_default().to_owned()
                 },
-                l.role.clone(),
-                number(l.spent.epsilon_value()),
-                number(l.remaining.epsilon_value()),
-                number(l.budget.epsilon_value()),
-                number(l.spent.delta_value()),
-                number(l.remaining.delta_value()),
-                number(l.budget.delta_value()),
+                role.to_owned(),
+                eps(&l["spent"]),
+                eps(&l["remaining"]),
+                eps(&l["budget"]),
+                delta(&l["spent"]),
+                delta(&l["remaining"]),
+                delta(&l["budget"]),
                 failed,
                 failed_epsilon,
             ]
@@ -233,7 +255,7 @@ fn write_budget_table(
         out,
         "\nfailed: charged queries that failed after their charge (their ε is in ε spent)"
     )?;
-    writeln!(out, "ledger: {}", ledger.display())?;
+    writeln!(out, "{source}")?;
     Ok(())
 }
 

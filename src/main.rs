@@ -5,10 +5,11 @@
 
 mod batch;
 mod cli;
+mod client;
 mod governance;
 mod query;
-mod report;
 mod request;
+mod serve;
 mod tokens;
 
 use std::io::Write;
@@ -37,6 +38,7 @@ fn main() -> ExitCode {
         Command::Budget(args) => governance::budget(args),
         Command::Audit(args) => governance::audit(args),
         Command::Token(args) => tokens::token(args),
+        Command::Serve(args) => serve::serve(args),
     };
     match result {
         Ok(()) => ExitCode::from(EXIT_OK),

@@ -12,13 +12,16 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use carelens_engine::{Engine, QueryError};
-use carelens_ledger::StoredFailure;
+use carelens_engine::{Engine, Explain, QueryError, Release};
 use carelens_render::number;
+use carelens_render::report::failed_before;
 pub(crate) use carelens_service::RESEARCHERS_ASK;
-use carelens_service::{Caller, Released, Service, ServiceError};
+use carelens_service::{Caller, Service, ServiceError};
 use clap::{Args, ValueEnum};
 
+use serde_json::json;
+
+use crate::client::{Client, api_error};
 use crate::governance::{Acting, LedgerLocation, acting_user, context};
 
 /// The query was refused (privacy analysis, policy or budget): exit code 1. The message
@@ -56,6 +59,18 @@ pub struct QueryArgs {
     /// Write the result here instead of standard output.
     #[arg(long, value_name = "PATH")]
     pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub remote: Remote,
+}
+
+/// Where a command runs: here over the catalog's files and the ledger, or on a carelens
+/// server.
+#[derive(Debug, Args)]
+pub struct Remote {
+    /// Ask the carelens server at URL instead of reading the files here (the token in
+    /// CARELENS_TOKEN says who you are; --user, --config and --ledger are not used).
+    #[arg(long, value_name = "URL", env = "CARELENS_SERVER")]
+    pub server: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -65,6 +80,8 @@ pub struct ExplainArgs {
     pub paths: Vec<PathBuf>,
     #[command(flatten)]
     pub catalog: crate::cli::CatalogArgs,
+    #[command(flatten)]
+    pub remote: Remote,
 }
 
 pub(crate) fn read_sql(path: &Path) -> anyhow::Result<String> {
@@ -91,9 +108,28 @@ pub(crate) fn refuse(err: QueryError, source: &str) -> anyhow::Error {
 pub fn explain(args: ExplainArgs) -> anyhow::Result<()> {
     let file = match args.paths.as_slice() {
         [one] if !one.is_dir() => one,
+        _ if args.remote.server.is_some() => anyhow::bail!(
+            "explain of several files runs here, not on a server yet: give one file with \
+             --server, or run it where the catalog is"
+        ),
         _ => return crate::batch::explain(&args.paths, &args.catalog.config),
     };
     let sql = read_sql(file)?;
+    if let Some(url) = &args.remote.server {
+        let client = Client::new(url)?;
+        let answer = client.call("POST", "/explain", Some(&json!({ "sql": sql })))?;
+        if answer.status != 200 {
+            return Err(api_error(&answer, &file.display().to_string()));
+        }
+        let explained: Explain =
+            serde_json::from_slice(&answer.body).context("the server's explanation")?;
+        write!(
+            std::io::stdout().lock(),
+            "{}",
+            carelens_render::explain(&explained)
+        )?;
+        return Ok(());
+    }
     let catalog = carelens_catalog::load(&args.catalog.config)?;
     let text = runtime()?.block_on(async {
         let engine = Engine::open(&catalog).await?;
@@ -113,9 +149,29 @@ pub fn query(args: QueryArgs) -> anyhow::Result<()> {
         anyhow::bail!("--format parquet needs --output PATH");
     }
     let sql = read_sql(&args.file)?;
+    let source = args.file.display().to_string();
+    if let Some(url) = &args.remote.server {
+        let client = Client::new(url)?;
+        let spinner = indicatif::ProgressBar::new_spinner();
+        spinner.set_message("asking the server (the budget is charged before the query runs)");
+        spinner.enable_steady_tick(std::time::Duration::from_millis(120));
+        let answer = client.call("POST", "/queries", Some(&json!({ "sql": sql })));
+        spinner.finish_and_clear();
+        let answer = answer?;
+        if answer.status != 200 {
+            return Err(api_error(&answer, &source));
+        }
+        let release: Release =
+            serde_json::from_slice(&answer.body).context("the server's release")?;
+        if answer.header("carelens-cached") == Some("true") {
+            eprintln!(
+                "note: an identical query was released before: this is that answer, at no cost"
+            );
+        }
+        return write_release(&release, &answer.body, args.format, args.output.as_deref());
+    }
     let ctx = context(&args.location)?;
     let caller = Caller::of(&ctx.catalog, acting_user(&args.acting)?)?;
-    let source = args.file.display().to_string();
     let release = runtime()?.block_on(async {
         let service = Service::open(ctx.catalog, &ctx.ledger_path)
             .await
@@ -128,7 +184,12 @@ pub fn query(args: QueryArgs) -> anyhow::Result<()> {
     if release.cached {
         eprintln!("note: an identical query was released before: this is that answer, at no cost");
     }
-    write_release(&release, args.format, args.output.as_deref())
+    write_release(
+        &release.release,
+        &release.bytes,
+        args.format,
+        args.output.as_deref(),
+    )
 }
 
 /// A service error as the command line says it: refusals as [`Refused`] (exit 1) with
@@ -160,16 +221,6 @@ pub(crate) fn render_refusal(err: ServiceError, source: &str) -> anyhow::Error {
     }
 }
 
-/// What to tell someone whose query is answered with a stored failure.
-pub(crate) fn failed_before(failure: &StoredFailure) -> String {
-    format!(
-        "{} (served from the ledger at no cost: this query failed after its charge in entry \
-         {}, and a failure is kept as the query's answer like a release, so it is not run \
-         again; change the query or its parameters to ask a new question)",
-        failure.message, failure.charge_seq
-    )
-}
-
 /// Runs `work` with a spinner on standard error (hidden when it is not a terminal).
 pub(crate) async fn running<T>(work: impl std::future::Future<Output = T>) -> T {
     let spinner = indicatif::ProgressBar::new_spinner();
@@ -186,11 +237,11 @@ pub(crate) async fn running<T>(work: impl std::future::Future<Output = T>) -> T 
 /// stored wire-format bytes exactly (their SHA-256 is in the audit log); the other formats
 /// are rendered from the release.
 pub(crate) fn write_release(
-    released: &Released,
+    release: &Release,
+    stored: &[u8],
     format: OutputFormat,
     output: Option<&Path>,
 ) -> anyhow::Result<()> {
-    let release = &released.release;
     let rendered;
     let bytes: &[u8] = match format {
         OutputFormat::Table => {
@@ -201,7 +252,7 @@ pub(crate) fn write_release(
             rendered = carelens_render::csv(release).into_bytes();
             &rendered
         }
-        OutputFormat::Json => &released.bytes,
+        OutputFormat::Json => stored,
         OutputFormat::Parquet => {
             rendered = carelens_render::parquet(release)?;
             &rendered

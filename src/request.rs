@@ -9,13 +9,14 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use carelens_ledger::{Request, RequestState};
+use carelens_render::report::failed_before;
 use carelens_render::{cost_summary, number};
 use carelens_service::{Caller, Service, ServiceError, ShownRequest};
 use clap::{Args, Subcommand};
 
 use crate::governance::{Acting, LedgerLocation, acting_user, context};
 use crate::query::{
-    OutputFormat, Refused, failed_before, read_sql, render_refusal, running, runtime, write_release,
+    OutputFormat, Refused, read_sql, render_refusal, running, runtime, write_release,
 };
 
 #[derive(Debug, Args)]
@@ -291,7 +292,12 @@ fn release(
     if released.cached {
         eprintln!("note: request {id} was released before: this is that answer, at no cost");
     }
-    write_release(&released, format, output.as_deref())
+    write_release(
+        &released.release,
+        &released.bytes,
+        format,
+        output.as_deref(),
+    )
 }
 
 /// A failure or a budget refusal of a request's release, worded for the request; other

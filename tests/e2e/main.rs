@@ -15,3 +15,4 @@ mod query;
 mod realism;
 mod request;
 mod sample_data;
+mod serve;

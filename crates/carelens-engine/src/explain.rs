@@ -4,13 +4,13 @@
 //! (`carelens-render`); nothing here is prose.
 
 use datafusion::logical_expr::Expr;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::analysis::AggKind;
 use crate::{MechanismSummary, Prepared, PreparedQuery};
 
 /// A prepared query's cost and protection.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Explain {
     /// ε of the release (0 for a query over public tables only).
     pub epsilon: f64,
@@ -22,7 +22,7 @@ pub struct Explain {
 }
 
 /// How a query over private tables is protected.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Protection {
     /// Which groups are released.
     pub groups: Groups,
@@ -43,7 +43,7 @@ pub struct Protection {
 }
 
 /// Which groups a release shows.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Groups {
     /// One (no GROUP BY).
@@ -66,7 +66,7 @@ pub enum Groups {
 }
 
 /// The bounds a summed or averaged value is clamped to.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Clamp {
     /// The aggregate, as the query writes it.
     pub aggregate: String,

@@ -156,7 +156,7 @@ pub struct QueryParams {
 }
 
 /// One noise mechanism of a prepared query, as `explain` shows it.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct MechanismSummary {
     /// What it measures (`distinct persons per group`, an aggregate's text).
     pub label: String,

@@ -6,10 +6,10 @@
 
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Which rule a query broke.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RejectionKind {
     /// Not a single `SELECT` (DDL, DML, `COPY`, `SET`, `EXPLAIN`, several statements).
@@ -39,7 +39,7 @@ pub enum RejectionKind {
 }
 
 /// A place in the SQL text, 1-based.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Location {
     /// Line, from 1.
     pub line: u64,
@@ -48,7 +48,7 @@ pub struct Location {
 }
 
 /// A query the engine will not run, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[error("query rejected: {what}")]
 pub struct Rejection {
     /// The rule broken.

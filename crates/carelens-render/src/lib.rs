@@ -10,9 +10,10 @@
 mod budget;
 mod explain;
 mod release;
+pub mod report;
 
 pub use budget::budget_json;
 pub use carelens_engine::{Explain, Release};
 pub use carelens_privacy::number;
 pub use explain::{cost_summary, explain};
-pub use release::{csv, parquet, table};
+pub use release::{arrow_ipc, csv, parquet, table};

@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use arrow::array::{ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
+use arrow::error::ArrowError;
+use arrow::ipc::writer::StreamWriter;
 use carelens_engine::{ColumnMeta, ColumnRole, Release};
 use carelens_privacy::number;
 use parquet::arrow::ArrowWriter;
@@ -102,6 +104,28 @@ pub fn table(release: &Release) -> String {
 /// The release as Parquet: one column per result column (integers as Int64, other
 /// numbers as Float64, booleans, everything else as text); suppressed cells are null.
 pub fn parquet(release: &Release) -> Result<Vec<u8>, parquet::errors::ParquetError> {
+    let batch = record_batch(release)?;
+    let mut out = Vec::new();
+    let mut writer = ArrowWriter::try_new(&mut out, batch.schema(), None)?;
+    writer.write(&batch)?;
+    writer.close()?;
+    Ok(out)
+}
+
+/// The release as an Arrow IPC stream (`application/vnd.apache.arrow.stream`), with the
+/// columns and types of [`parquet`].
+pub fn arrow_ipc(release: &Release) -> Result<Vec<u8>, ArrowError> {
+    let batch = record_batch(release)?;
+    let mut out = Vec::new();
+    let mut writer = StreamWriter::try_new(&mut out, &batch.schema())?;
+    writer.write(&batch)?;
+    writer.finish()?;
+    drop(writer);
+    Ok(out)
+}
+
+/// The release's rows as one Arrow record batch (see [`parquet`]).
+fn record_batch(release: &Release) -> Result<RecordBatch, ArrowError> {
     let mut fields = Vec::new();
     let mut arrays: Vec<ArrayRef> = Vec::new();
     for c in &release.columns {
@@ -137,12 +161,7 @@ pub fn parquet(release: &Release) -> Result<Vec<u8>, parquet::errors::ParquetErr
         fields.push(Field::new(&c.name, data_type, true));
         arrays.push(array);
     }
-    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)?;
-    let mut out = Vec::new();
-    let mut writer = ArrowWriter::try_new(&mut out, batch.schema(), None)?;
-    writer.write(&batch)?;
-    writer.close()?;
-    Ok(out)
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)
 }
 
 /// One cell as text: empty for a missing key, the marker for a suppressed value.

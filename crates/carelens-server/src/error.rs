@@ -1,12 +1,17 @@
 //! Every error as JSON, with the status the service gives it:
-//! `{"error": {"code": "...", "message": "...", "rejection": {...}}}`.
+//! `{"error": {"code": "...", "message": "...", "refusal": false, "rejection": {...}}}`.
+//! `refusal` says whether the service refused on a privacy or governance ground (an
+//! analysis rejection, the budget, the workflow, a role) rather than the call being
+//! malformed or failing.
 
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use carelens_service::ServiceError;
-use serde_json::json;
+use serde_json::{Value, json};
+
+use crate::observe::Outcome;
 
 /// Why a call got no answer.
 #[derive(Debug)]
@@ -15,8 +20,10 @@ pub enum ApiError {
     Service(ServiceError),
     /// The request itself is malformed (not JSON, too large, a missing field).
     Request {
-        /// Its status (400, 413, 415, 422).
+        /// Its status (400, 404, 413, 415, 422, 429, 503).
         status: StatusCode,
+        /// A stable name for the problem: `bad_request`, `not_found`, `busy`, `stopping`.
+        code: &'static str,
         /// What is wrong with it.
         message: String,
     },
@@ -30,38 +37,80 @@ impl From<ServiceError> for ApiError {
 
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
+        Self::bad_request(rejection.status(), rejection.body_text())
+    }
+}
+
+impl ApiError {
+    /// A malformed call: `bad_request` with `status`.
+    pub(crate) fn bad_request(status: StatusCode, message: impl Into<String>) -> Self {
         Self::Request {
-            status: rejection.status(),
-            message: rejection.body_text(),
+            status,
+            code: "bad_request",
+            message: message.into(),
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let (status, body) = match self {
-            Self::Request { status, message } => (
+        let (status, body, outcome) = match self {
+            Self::Request {
                 status,
-                json!({ "error": { "code": "bad_request", "message": message } }),
+                code,
+                message,
+            } => (
+                status,
+                json!({ "error": { "code": code, "message": message, "refusal": false } }),
+                Outcome::Error {
+                    code,
+                    refusal: false,
+                    detail: None,
+                },
             ),
             Self::Service(err) => {
                 let status = StatusCode::from_u16(err.http_status())
                     .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-                let message = match &err {
-                    // Details of our own faults stay in the server's log, not the answer.
-                    ServiceError::Ledger(_) | ServiceError::Internal(_) => {
-                        eprintln!("carelens serve: {err}");
-                        "an internal error; the operator's log has the details".to_owned()
-                    }
-                    other => other.to_string(),
+                let (error, detail) = service_error_json(&err);
+                let outcome = Outcome::Error {
+                    code: err.code(),
+                    refusal: err.is_refusal(),
+                    detail,
                 };
-                let mut error = json!({ "code": err.code(), "message": message });
-                if let ServiceError::Rejected(rejection) = &err {
-                    error["rejection"] = json!(rejection);
-                }
-                (status, json!({ "error": error }))
+                (status, json!({ "error": error }), outcome)
             }
         };
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            // RFC 6750 §3: a 401 names the scheme the caller should use.
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer realm=\"carelens\""),
+            );
+        }
+        response.extensions_mut().insert(outcome);
+        response
     }
+}
+
+/// A service error as the API shows it (`code`, `message`, `refusal`, and the analysis's
+/// `rejection` with its place in the SQL and its hint), and the detail withheld from the
+/// caller for the operator's log: our own faults are not described to callers.
+pub(crate) fn service_error_json(err: &ServiceError) -> (Value, Option<String>) {
+    let (message, detail) = match err {
+        ServiceError::Ledger(_) | ServiceError::Internal(_) => (
+            "an internal error; the operator's log has the details".to_owned(),
+            Some(err.to_string()),
+        ),
+        other => (other.to_string(), None),
+    };
+    let mut error = json!({
+        "code": err.code(),
+        "message": message,
+        "refusal": err.is_refusal(),
+    });
+    if let ServiceError::Rejected(rejection) = err {
+        error["rejection"] = json!(rejection);
+    }
+    (error, detail)
 }

@@ -12,51 +12,116 @@
 
 mod auth;
 mod error;
+mod limits;
+mod observe;
+mod openapi;
 mod routes;
+mod tls;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::serve::{Listener, ListenerExt};
 use carelens_service::Service;
 
 pub use crate::error::ApiError;
+pub use crate::limits::Drain;
+pub use crate::observe::{LogFormat, REQUEST_ID};
+pub use crate::tls::{TlsError, TlsListener, load_tls};
 
 /// What a server accepts.
 #[derive(Debug, Clone, Copy)]
 pub struct ServerOptions {
     /// The largest request body, in bytes (SQL and its JSON envelope).
     pub max_body_bytes: usize,
+    /// Calls that plan or run queries (`/queries`, `/explain`, `/batches`, the request
+    /// workflow) at once; more wait in the queue.
+    pub max_running: usize,
+    /// Such calls that may wait for a turn; beyond them a call is answered 429.
+    pub max_waiting: usize,
+    /// How each call is logged to standard error.
+    pub log_format: LogFormat,
 }
 
 impl Default for ServerOptions {
     fn default() -> Self {
         Self {
             max_body_bytes: 256 * 1024,
+            max_running: 4,
+            max_waiting: 64,
+            log_format: LogFormat::Text,
         }
     }
 }
 
-/// What every handler shares: the one service.
+/// What every handler shares: the one service, and the server's own bookkeeping.
 #[derive(Clone)]
 pub(crate) struct AppState {
     pub service: Arc<Service>,
+    pub failures: Arc<auth::Failures>,
+    pub observer: Arc<observe::Observer>,
 }
 
-/// The API's routes over `service`.
-pub fn router(service: Arc<Service>, options: ServerOptions) -> Router {
-    routes::routes(options).with_state(AppState { service })
-}
-
-/// Serves `router` on `listener` until `shutdown` resolves; calls already running finish
-/// (a release being made is stored and answered), new connections are refused.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
+/// The API over one service, ready to serve.
+pub struct Server {
     router: Router,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    drain: Drain,
+}
+
+impl Server {
+    /// The API's routes over `service`, with its limits and its log.
+    pub fn new(service: Arc<Service>, options: ServerOptions) -> Self {
+        let drain = Drain::new();
+        let state = AppState {
+            service,
+            failures: Arc::default(),
+            observer: Arc::new(observe::Observer::new(options.log_format)),
+        };
+        let router = routes::routes(options, state, drain.clone());
+        Self { router, drain }
+    }
+
+    /// The routes, for serving them some other way (tests call them in process).
+    pub fn router(&self) -> Router {
+        self.router.clone()
+    }
+
+    /// The switch that makes the server refuse new calls (503) while running ones finish;
+    /// [`Server::serve`] pulls it when its shutdown signal fires.
+    pub fn drain(&self) -> Drain {
+        self.drain.clone()
+    }
+
+    /// Serves on `listener` (a [`tokio::net::TcpListener`] or a [`TlsListener`]) until
+    /// `shutdown` resolves. Then new calls are answered 503, no new connection is
+    /// accepted, and the calls already running finish — a release being made is stored
+    /// and answered — before this returns.
+    pub async fn serve<L>(
+        self,
+        listener: L,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()>
+    where
+        L: Listener<Addr = SocketAddr>,
+    {
+        let drain = self.drain.clone();
+        let signal = async move {
+            shutdown.await;
+            drain.start();
+        };
+        let service = self
+            .router
+            .into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(listener.tap_io(|_| ()), service)
+            .with_graceful_shutdown(signal)
+            .await
+    }
+}
+
+/// The API's routes over `service` (as [`Server::router`]).
+pub fn router(service: Arc<Service>, options: ServerOptions) -> Router {
+    Server::new(service, options).router()
 }
 
 #[cfg(test)]

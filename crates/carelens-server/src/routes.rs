@@ -1,6 +1,8 @@
 //! The routes of `/api/v1`: each reads its input, authenticates its caller, calls one
 //! service operation and answers what comes back.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::Router;
 use axum::body::Body;
@@ -8,35 +10,99 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::header::{ACCEPT, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use carelens_ledger::Event;
-use carelens_service::{Released, ServiceError};
-use serde::Deserialize;
+use axum::routing::{MethodRouter, get, post};
+use carelens_ledger::{Amount, Event, Verification};
+use carelens_render::report::{self, Header, Report, ReportQuery};
+use carelens_service::{BatchItem, Released, ServiceError};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use crate::auth::Authenticated;
-use crate::{ApiError, AppState, ServerOptions};
+use crate::error::service_error_json;
+use crate::limits::{Gate, queue, refuse_when_draining};
+use crate::observe::{Outcome, observe};
+use crate::{ApiError, AppState, Drain, ServerOptions};
 
 /// The media type of Parquet.
 const PARQUET: &str = "application/vnd.apache.parquet";
+/// The media type of an Arrow IPC stream.
+const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
 
-pub(crate) fn routes(options: ServerOptions) -> Router<AppState> {
-    let api = Router::new()
-        .route("/health", get(health))
-        .route("/queries", post(query))
-        .route("/explain", post(explain))
-        .route("/budget", get(budget))
-        .route("/audit", get(audit))
-        .route("/requests", post(submit_request).get(requests))
-        .route("/requests/{id}", get(show_request))
-        .route("/requests/{id}/approve", post(approve_request))
-        .route("/requests/{id}/reject", post(reject_request))
-        .route("/requests/{id}/release", post(release_request));
+/// Most queries in one batch.
+const MAX_BATCH: usize = 100;
+
+/// Every route under `/api/v1`: its path, its methods (as the OpenAPI document names
+/// them), whether it plans or runs queries (and so waits for a turn at the gate), and its
+/// handlers. The router is built from this table and a test checks the OpenAPI document
+/// against it, both ways.
+pub(crate) fn api_routes() -> Vec<(
+    &'static str,
+    &'static [&'static str],
+    bool,
+    MethodRouter<AppState>,
+)> {
+    vec![
+        ("/health", &["get"], false, get(health)),
+        ("/openapi.json", &["get"], false, get(openapi)),
+        ("/catalog", &["get"], false, get(catalog)),
+        ("/budget", &["get"], false, get(budget)),
+        ("/audit", &["get"], false, get(audit)),
+        ("/audit/verify", &["get"], false, get(verify)),
+        ("/metrics", &["get"], false, get(metrics)),
+        ("/queries", &["post"], true, post(query)),
+        ("/explain", &["post"], true, post(explain)),
+        ("/batches", &["post"], true, post(batch)),
+        (
+            "/requests",
+            &["get", "post"],
+            true,
+            post(submit_request).get(requests),
+        ),
+        ("/requests/{id}", &["get"], true, get(show_request)),
+        (
+            "/requests/{id}/approve",
+            &["post"],
+            true,
+            post(approve_request),
+        ),
+        (
+            "/requests/{id}/reject",
+            &["post"],
+            true,
+            post(reject_request),
+        ),
+        (
+            "/requests/{id}/release",
+            &["post"],
+            true,
+            post(release_request),
+        ),
+    ]
+}
+
+pub(crate) fn routes(options: ServerOptions, state: AppState, drain: Drain) -> Router {
+    let gate = Arc::new(Gate::new(options.max_running, options.max_waiting));
+    let (mut open, mut planning) = (Router::new(), Router::new());
+    for (path, _, plans, handlers) in api_routes() {
+        if plans {
+            planning = planning.route(path, handlers);
+        } else {
+            open = open.route(path, handlers);
+        }
+    }
+    // Calls that plan or run queries wait for a turn at the gate.
+    let api = open.merge(planning.route_layer(from_fn_with_state(gate, queue)));
+    let observer = Arc::clone(&state.observer);
     Router::new()
         .nest("/api/v1", api)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(options.max_body_bytes))
+        .layer(from_fn_with_state(drain, refuse_when_draining))
+        .with_state(state)
+        .layer(from_fn_with_state(observer, observe))
 }
 
 type Answer = Result<Response, ApiError>;
@@ -49,8 +115,211 @@ async fn health() -> Json<Value> {
 async fn not_found() -> ApiError {
     ApiError::Request {
         status: StatusCode::NOT_FOUND,
-        message: "no such route; the API is under /api/v1".to_owned(),
+        code: "not_found",
+        message: "no such route; the API is under /api/v1 (its description: \
+                  GET /api/v1/openapi.json)"
+            .to_owned(),
     }
+}
+
+/// `GET /openapi.json`: the API's description (OpenAPI 3.1).
+async fn openapi() -> Response {
+    (
+        [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        crate::openapi::DOCUMENT,
+    )
+        .into_response()
+}
+
+/// `GET /catalog`: what the caller may know about the extract — the declarations for
+/// everyone; row counts, the files' warnings and the users for admins only.
+async fn catalog(State(state): State<AppState>, Authenticated(caller): Authenticated) -> Answer {
+    Ok(Json(state.service.catalog_view(&caller).await?).into_response())
+}
+
+/// `GET /audit/verify`: the audit log's own check. Anyone signed in may ask: the answer
+/// says nothing about what was asked.
+async fn verify(State(state): State<AppState>, Authenticated(_): Authenticated) -> Answer {
+    let answer = match state.service.verify(None).await? {
+        Verification::Intact {
+            entries,
+            head_seq,
+            head_hash,
+        } => json!({
+            "intact": true,
+            "entries": entries,
+            "head": { "seq": head_seq, "hash": head_hash },
+        }),
+        Verification::Broken { seq, problem } => json!({
+            "intact": false,
+            "broken_at": seq,
+            "problem": problem,
+        }),
+    };
+    Ok(Json(answer).into_response())
+}
+
+/// `GET /metrics`: the server's counters in the Prometheus text format; admins only
+/// (they count refusals and rejections, which an operator watches and analysts need
+/// not).
+async fn metrics(State(state): State<AppState>, Authenticated(caller): Authenticated) -> Answer {
+    state.service.may_operate(&caller, "the server's metrics")?;
+    Ok((
+        [(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        state.observer.metrics.render(),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Batch {
+    queries: Vec<NamedSql>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NamedSql {
+    name: String,
+    sql: String,
+}
+
+/// `POST /batches`: several named queries, checked whole against the budgets (nothing
+/// runs if they do not fit) and then released in order, each as `POST /queries` would.
+async fn batch(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    body: JsonBody<Batch>,
+) -> Answer {
+    let Json(body) = body?;
+    if body.queries.is_empty() || body.queries.len() > MAX_BATCH {
+        return Err(ApiError::bad_request(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("a batch has 1 to {MAX_BATCH} queries"),
+        ));
+    }
+    let sql: Vec<String> = body.queries.iter().map(|q| q.sql.clone()).collect();
+    let started = chrono::Utc::now();
+    let items = state.service.run_batch(&caller, &sql, |_, _| {}).await?;
+    let (mut released, mut cached, mut spent) = (0, 0, Amount::default());
+    let mut answers = Vec::with_capacity(items.len());
+    let mut outcomes = Vec::with_capacity(items.len());
+    for (named, item) in body.queries.iter().zip(items) {
+        answers.push(batch_item(&named.name, &item, &mut spent)?);
+        match &item {
+            Ok(r) if r.cached => cached += 1,
+            Ok(_) => released += 1,
+            Err(_) => {}
+        }
+        outcomes.push(report::Outcome::of(&named.name, item));
+    }
+    let queries: Vec<ReportQuery> = body
+        .queries
+        .iter()
+        .map(|q| ReportQuery {
+            name: q.name.clone(),
+            source: q.name.clone(),
+            header: Header::parse(&q.sql),
+        })
+        .collect();
+    let budget = state.service.own_budget(&caller).await?;
+    let (policy_name, policy) = state.service.engine().await?.disclosure();
+    let html = report::render(&Report {
+        generated: started,
+        user: caller.name(),
+        catalog: &state.service.catalog().catalog().dataset.name,
+        policy_name,
+        policy: &policy.describe(),
+        marker: policy.marker.as_str(),
+        small_number_rules: policy.suppress_at_or_below.is_some()
+            || policy.rounding.max_error() > 0.0,
+        files: &queries,
+        outcomes: &outcomes,
+        budget: &budget,
+    });
+    let answer = BatchAnswer {
+        items: answers,
+        spent: amount_json(spent),
+        report_html: html,
+    };
+    let mut response = Json(answer).into_response();
+    response.extensions_mut().insert(Outcome::Batch {
+        released,
+        cached,
+        epsilon: spent.epsilon_value(),
+    });
+    Ok(response)
+}
+
+/// A batch's answer. (A struct, not a `json!` value: a [`RawValue`] inside a `Value`
+/// would be parsed and written anew, and the release's bytes would not be the stored
+/// ones.)
+#[derive(Serialize)]
+struct BatchAnswer {
+    items: Vec<BatchAnswerItem>,
+    spent: Value,
+    report_html: String,
+}
+
+#[derive(Serialize)]
+struct BatchAnswerItem {
+    name: String,
+    outcome: &'static str,
+    spent: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    release: Option<Box<RawValue>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<Value>,
+}
+
+/// One query of a batch: its release as stored (the wire-format bytes, verbatim but for
+/// the final newline), or its error; what it spent, added to `total`.
+fn batch_item(
+    name: &str,
+    item: &BatchItem,
+    total: &mut Amount,
+) -> Result<BatchAnswerItem, ApiError> {
+    Ok(match item {
+        Ok(released) => {
+            *total = total.plus(released.spent);
+            let text = std::str::from_utf8(&released.bytes)
+                .map_err(|e| ServiceError::Internal(Box::new(e)))?;
+            let raw = RawValue::from_string(text.trim_end().to_owned())
+                .map_err(|e| ServiceError::Internal(Box::new(e)))?;
+            BatchAnswerItem {
+                name: name.to_owned(),
+                outcome: if released.cached {
+                    "cached"
+                } else {
+                    "released"
+                },
+                spent: amount_json(released.spent),
+                release: Some(raw),
+                error: None,
+            }
+        }
+        Err(err) => {
+            let spent = match err {
+                ServiceError::FailedAfterCharge { spent, .. } => *spent,
+                _ => Amount::default(),
+            };
+            *total = total.plus(spent);
+            BatchAnswerItem {
+                name: name.to_owned(),
+                outcome: "error",
+                spent: amount_json(spent),
+                release: None,
+                error: Some(service_error_json(err).0),
+            }
+        }
+    })
+}
+
+fn amount_json(amount: Amount) -> Value {
+    json!({ "epsilon": amount.epsilon_value(), "delta": amount.delta_value() })
 }
 
 #[derive(Deserialize)]
@@ -106,10 +375,7 @@ async fn audit(
     Authenticated(caller): Authenticated,
     filter: Result<Query<AuditFilter>, axum::extract::rejection::QueryRejection>,
 ) -> Answer {
-    let Query(filter) = filter.map_err(|e| ApiError::Request {
-        status: StatusCode::BAD_REQUEST,
-        message: e.body_text(),
-    })?;
+    let Query(filter) = filter.map_err(|e| ApiError::bad_request(e.status(), e.body_text()))?;
     let event = filter
         .event
         .as_deref()
@@ -239,7 +505,7 @@ async fn release_request(
 }
 
 /// A release as the caller asked for it (`Accept`): the stored wire-format bytes as they
-/// are (JSON, the default), or CSV or Parquet rendered from them. Whether it was answered
+/// are (JSON, the default), or CSV, Parquet or an Arrow IPC stream rendered from them. Whether it was answered
 /// again at no cost and what it cost now are headers, never part of the release.
 fn release_response(released: Released, headers: &HeaderMap) -> Answer {
     let accept = headers
@@ -255,6 +521,10 @@ fn release_response(released: Released, headers: &HeaderMap) -> Answer {
         let bytes = carelens_render::parquet(&released.release)
             .map_err(|e| ServiceError::Internal(Box::new(e)))?;
         (PARQUET, bytes)
+    } else if accept.contains(ARROW_STREAM) {
+        let bytes = carelens_render::arrow_ipc(&released.release)
+            .map_err(|e| ServiceError::Internal(Box::new(e)))?;
+        (ARROW_STREAM, bytes)
     } else {
         ("application/json", released.bytes)
     };
@@ -270,5 +540,9 @@ fn release_response(released: Released, headers: &HeaderMap) -> Answer {
     {
         headers.insert("carelens-epsilon-spent", spent);
     }
+    response.extensions_mut().insert(Outcome::Released {
+        cached: released.cached,
+        epsilon: released.spent.epsilon_value(),
+    });
     Ok(response)
 }

@@ -63,6 +63,12 @@ pub enum ServiceError {
     /// Someone who does not oversee asked for other users' audit entries.
     #[error("only approvers and admins may see other users' audit entries")]
     OthersEntries,
+    /// Someone who is not an admin asked for what only those who run the service see.
+    #[error("only admins may see {what}")]
+    AdminsOnly {
+        /// What was asked for.
+        what: &'static str,
+    },
     /// No valid token: missing, unknown, expired or revoked, or its user left the
     /// catalog (which of these is not said).
     #[error("not signed in: give a valid API token (`carelens token issue` makes one)")]
@@ -103,7 +109,7 @@ impl ServiceError {
         match self {
             Self::Rejected(_) | Self::BadQuery(_) => 422,
             Self::OverBudget(_) | Self::BatchOverBudget { .. } | Self::ResearchersAsk => 403,
-            Self::OthersEntries => 403,
+            Self::OthersEntries | Self::AdminsOnly { .. } => 403,
             Self::Workflow(WorkflowRefusal::UnknownRequest { .. }) => 404,
             Self::Workflow(w) if w.is_forbidden() => 403,
             Self::Workflow(w) if w.is_conflict() => 409,
@@ -127,6 +133,7 @@ impl ServiceError {
             Self::FailedAfterCharge { .. } => "failed_after_charge",
             Self::FailedBefore(_) => "failed_before",
             Self::OthersEntries => "others_entries",
+            Self::AdminsOnly { .. } => "admins_only",
             Self::Unauthenticated => "unauthenticated",
             Self::BadInput(_) => "bad_input",
             Self::UnknownUser { .. } => "unknown_user",

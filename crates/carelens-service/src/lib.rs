@@ -20,6 +20,7 @@
 //! locks order charges between processes; the mutex orders them within this one).
 
 mod batch;
+mod catalog;
 mod error;
 mod requests;
 mod tokens;
@@ -36,6 +37,7 @@ use carelens_ledger::{
 };
 
 pub use crate::batch::{BatchCost, BatchItem, batch_cost};
+pub use crate::catalog::{CatalogView, DisclosureView, TableView};
 pub use crate::error::{RESEARCHERS_ASK, ServiceError};
 pub use crate::requests::ShownRequest;
 pub use crate::tokens::{IssuedToken, TOKEN_PREFIX};
@@ -294,6 +296,16 @@ impl Service {
         }
     }
 
+    /// Whether `caller` may see the operator's views of the service (its metrics): admins
+    /// only.
+    pub fn may_operate(&self, caller: &Caller, what: &'static str) -> Result<(), ServiceError> {
+        if caller.role == Role::Admin {
+            Ok(())
+        } else {
+            Err(ServiceError::AdminsOnly { what })
+        }
+    }
+
     /// `carelens budget`: the caller's own budget and the dataset's; every user's for
     /// those who oversee (approvers and admins).
     pub async fn budget(&self, caller: &Caller) -> Result<Vec<BudgetLine>, ServiceError> {
@@ -522,7 +534,7 @@ fn answered_again(stored: StoredRelease) -> Result<Released, ServiceError> {
 }
 
 /// Runs `work` on tokio's blocking pool.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, ServiceError> {
     tokio::task::spawn_blocking(work)

@@ -7,28 +7,43 @@
 use std::fmt::Write as _;
 
 use carelens_engine::{ColumnRole, Release};
-use carelens_ledger::{Amount, BudgetLine, DATASET_USER};
-use carelens_render::number;
+use carelens_ledger::{Amount, BudgetLine, DATASET_USER, StoredFailure};
+use carelens_service::{BatchItem, ServiceError};
 use serde_json::Value;
 
-use crate::batch::{Outcome, SqlFile};
+use crate::number;
+
+/// One query of a batch as the report names it.
+#[derive(Debug, Clone)]
+pub struct ReportQuery {
+    /// Its short name (a file's stem), unique in the batch: the report links
+    /// `NAME.csv` and `NAME.json` beside it.
+    pub name: String,
+    /// Where it came from (a file's path), shown with its SQL.
+    pub source: String,
+    /// What its header comment says about it.
+    pub header: Header,
+}
 
 /// Everything the report shows.
-pub(crate) struct Report<'a> {
+pub struct Report<'a> {
     /// When the run started.
     pub generated: chrono::DateTime<chrono::Utc>,
     /// Who ran it.
     pub user: &'a str,
     /// The catalog file.
     pub catalog: &'a str,
-    /// The disclosure policy's name, its rules in plain English, the text shown for a
-    /// hidden cell, and whether it hides or rounds small numbers at all.
+    /// The disclosure policy's name.
     pub policy_name: &'a str,
+    /// Its rules in plain English.
     pub policy: &'a str,
+    /// The text shown for a hidden cell.
     pub marker: &'a str,
+    /// Whether it hides or rounds small numbers at all.
     pub small_number_rules: bool,
-    /// The queries and what became of them, in order.
-    pub files: &'a [SqlFile],
+    /// The queries, in order.
+    pub files: &'a [ReportQuery],
+    /// What became of each.
     pub outcomes: &'a [Outcome],
     /// The user's and the dataset's budget after the run.
     pub budget: &'a [BudgetLine],
@@ -80,7 +95,7 @@ a { color: var(--accent); }
 "#;
 
 /// The report as one HTML document.
-pub(crate) fn render(r: &Report<'_>) -> String {
+pub fn render(r: &Report<'_>) -> String {
     let mut h = String::new();
     let released = r
         .outcomes
@@ -168,7 +183,7 @@ pub(crate) fn render(r: &Report<'_>) -> String {
     h
 }
 
-fn title(file: &SqlFile) -> &str {
+fn title(file: &ReportQuery) -> &str {
     if file.header.title.is_empty() {
         &file.name
     } else {
@@ -239,7 +254,7 @@ fn explainer(h: &mut String, r: &Report<'_>) {
 fn query_section(
     h: &mut String,
     i: usize,
-    file: &SqlFile,
+    file: &ReportQuery,
     outcome: &Outcome,
     policy_name: &str,
     policy: &str,
@@ -249,7 +264,7 @@ fn query_section(
         "<section class=\"query\" id=\"q{i}\">\n<h2>{} {}</h2>\n<p class=\"meta\">{}</p>\n<div class=\"purpose\">\n",
         esc(title(file)),
         badge(outcome),
-        esc(&file.path.display().to_string()),
+        esc(&file.source),
     );
     for (label, text) in &file.header.paragraphs {
         let label = match label.as_str() {
@@ -660,7 +675,7 @@ fn url_path(name: &str) -> String {
 }
 
 /// Text made safe for HTML content and attribute values.
-pub(crate) fn esc(s: &str) -> String {
+pub fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -673,6 +688,151 @@ pub(crate) fn esc(s: &str) -> String {
         }
     }
     out
+}
+
+/// The header comment of a library query: a title line, then paragraphs that start with
+/// `What:`, `Who:`, `DP:` (or any `Word:`). `-- carelens:` directive lines are left out.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Header {
+    /// The first line.
+    pub title: String,
+    /// `(label, text)`; the label is empty for a paragraph without one.
+    pub paragraphs: Vec<(String, String)>,
+}
+
+impl Header {
+    /// The header comment at the top of `sql`.
+    pub fn parse(sql: &str) -> Header {
+        let mut header = Header::default();
+        for line in sql.lines().map(str::trim) {
+            if line.is_empty() {
+                continue;
+            }
+            let Some(text) = line.strip_prefix("--") else {
+                break;
+            };
+            let text = text.trim();
+            if text.is_empty() || text.starts_with("carelens:") {
+                continue;
+            }
+            if header.title.is_empty() {
+                header.title = text.to_owned();
+                continue;
+            }
+            let label = text
+                .split_once(':')
+                .filter(|(word, _)| {
+                    word.starts_with(|c: char| c.is_ascii_uppercase())
+                        && word.len() <= 12
+                        && word.chars().all(char::is_alphanumeric)
+                })
+                .map(|(word, rest)| (word.to_owned(), rest.trim().to_owned()));
+            match (label, header.paragraphs.last_mut()) {
+                (Some((word, rest)), _) => header.paragraphs.push((word, rest)),
+                (None, Some((_, last))) => {
+                    last.push(' ');
+                    last.push_str(text);
+                }
+                (None, None) => header.paragraphs.push((String::new(), text.to_owned())),
+            }
+        }
+        header
+    }
+}
+
+/// What became of one query of a batch.
+pub enum Outcome {
+    /// Released now (`spent` debited) or answered from an earlier release (`cached`).
+    Released {
+        /// The release.
+        release: Box<Release>,
+        /// What was debited for it now.
+        spent: Amount,
+        /// An identical earlier query's release, answered again at no cost.
+        cached: bool,
+    },
+    /// The privacy analysis or the policy rejected it (the rendered rejection).
+    Rejected(String),
+    /// A budget could not cover it when its turn came.
+    Refused(String),
+    /// It failed: to plan (nothing spent), or to run after it was charged (`spent`).
+    Failed {
+        /// Why.
+        why: String,
+        /// What was debited for it now.
+        spent: Amount,
+    },
+}
+
+impl Outcome {
+    /// The outcome in a few words.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Released { cached: false, .. } => "released",
+            Outcome::Released { cached: true, .. } => "released (earlier answer, no cost)",
+            Outcome::Rejected(_) => "rejected",
+            Outcome::Refused(_) => "refused (budget)",
+            Outcome::Failed { .. } => "failed",
+        }
+    }
+
+    /// What this run spent on the query (a failure after the charge spent it too).
+    pub fn spent(&self) -> Amount {
+        match self {
+            Outcome::Released { spent, .. } | Outcome::Failed { spent, .. } => *spent,
+            _ => Amount::default(),
+        }
+    }
+}
+
+impl Outcome {
+    /// What the service's answer for one query of a batch means for its report;
+    /// `source` names the query in a rejection's message (a file's path).
+    pub fn of(source: &str, item: BatchItem) -> Outcome {
+        match item {
+            Ok(released) => Outcome::Released {
+                release: Box::new(released.release),
+                spent: released.spent,
+                cached: released.cached,
+            },
+            Err(ServiceError::Rejected(r)) => Outcome::Rejected(r.render(source)),
+            Err(ServiceError::OverBudget(refusal)) => Outcome::Refused(refusal.to_string()),
+            Err(ServiceError::FailedAfterCharge { message, spent }) => Outcome::Failed {
+                why: message,
+                spent,
+            },
+            Err(ServiceError::FailedBefore(failure)) => Outcome::Failed {
+                why: failed_before(&failure),
+                spent: Amount::default(),
+            },
+            Err(other) => Outcome::Failed {
+                why: with_causes(&other),
+                spent: Amount::default(),
+            },
+        }
+    }
+}
+
+/// A failure after the charge, served again from the ledger: what it was and why it is
+/// not run again.
+pub fn failed_before(failure: &StoredFailure) -> String {
+    format!(
+        "{} (served from the ledger at no cost: this query failed after its charge in entry \
+         {}, and a failure is kept as the query's answer like a release, so it is not run \
+         again; change the query or its parameters to ask a new question)",
+        failure.message, failure.charge_seq
+    )
+}
+
+/// An error and its causes on one line: `what: why: why`.
+fn with_causes(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(why) = cause {
+        let _ = write!(text, ": {why}");
+        cause = why.source();
+    }
+    text
 }
 
 #[cfg(test)]

@@ -15,14 +15,31 @@ use super::*;
 
 const COUNT: &str = "-- carelens: epsilon=0.5\nSELECT COUNT(*) AS n FROM person";
 
+mod load;
+mod ops;
+mod tls;
+
 struct Fixture {
     _dir: tempfile::TempDir,
     service: Arc<Service>,
     router: axum::Router,
+    drain: Drain,
+}
+
+/// The options tests serve with: no request log on the test output.
+fn quiet() -> ServerOptions {
+    ServerOptions {
+        log_format: LogFormat::Off,
+        ..ServerOptions::default()
+    }
 }
 
 impl Fixture {
     async fn new() -> Self {
+        Self::with(quiet()).await
+    }
+
+    async fn with(options: ServerOptions) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let catalog = carelens_catalog::load(
             &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sample-data/carelens.toml"),
@@ -33,11 +50,12 @@ impl Fixture {
                 .await
                 .unwrap(),
         );
-        let router = router(Arc::clone(&service), ServerOptions::default());
+        let server = Server::new(Arc::clone(&service), options);
         Self {
             _dir: dir,
             service,
-            router,
+            router: server.router(),
+            drain: server.drain(),
         }
     }
 
@@ -120,7 +138,9 @@ async fn health_needs_no_token_and_everything_else_does() {
         .unwrap()
         .secret;
     let valid = f.token("analyst").await;
-    let wrong = format!("{}0", &valid[..valid.len() - 1]);
+    // The valid token with its last digit changed.
+    let last = if valid.ends_with('0') { '1' } else { '0' };
+    let wrong = format!("{}{last}", &valid[..valid.len() - 1]);
     for token in [
         None,
         Some("nonsense"),
@@ -152,7 +172,7 @@ async fn health_needs_no_token_and_everything_else_does() {
     let (status, answer) = f.json("GET", "/api/v1/nowhere", Some(&valid), None).await;
     assert_eq!(
         (status, code(&answer)),
-        (StatusCode::NOT_FOUND, "bad_request")
+        (StatusCode::NOT_FOUND, "not_found")
     );
 }
 
@@ -234,6 +254,25 @@ async fn a_query_answers_the_stored_release_and_its_renderings() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(headers["content-type"], PARQUET_TYPE);
     assert_eq!(&parquet[..4], b"PAR1");
+    let (status, headers, stream) = f
+        .call(
+            "POST",
+            "/api/v1/queries",
+            Some(&analyst),
+            Some(json!({ "sql": COUNT })),
+            Some("application/vnd.apache.arrow.stream"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        headers["content-type"],
+        "application/vnd.apache.arrow.stream"
+    );
+    let reader = arrow::ipc::reader::StreamReader::try_new(stream.as_slice(), None).unwrap();
+    let batches: Vec<_> = reader.collect::<Result<_, _>>().unwrap();
+    assert_eq!(batches.len(), 1);
+    assert_eq!(batches[0].num_rows(), 1);
+    assert_eq!(batches[0].schema().field(0).name(), "n");
 }
 
 const PARQUET_TYPE: &str = "application/vnd.apache.parquet";

@@ -1,0 +1,291 @@
+//! `carelens serve` as an operator runs it: it refuses plain HTTP off loopback, and a
+//! `kill -9` in the middle of charges loses or doubles none of them.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::common::{carelens, run, sample_data};
+
+/// Starts `carelens serve` on a free loopback port over `ledger`; the child and its
+/// address (read from its first line on standard error).
+fn start(ledger: &Path) -> (Child, SocketAddr) {
+    let mut child = carelens()
+        .arg("serve")
+        .arg("--config")
+        .arg(sample_data().join("carelens.toml"))
+        .arg("--ledger")
+        .arg(ledger)
+        .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    let address = line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    // Keep reading the log so that the server never blocks on a full pipe.
+    std::thread::spawn(move || {
+        let mut sink = String::new();
+        let _ = stderr.read_to_string(&mut sink);
+    });
+    (child, address)
+}
+
+/// One HTTP/1.1 call; the status and the body, or `None` if the connection failed.
+fn call(address: SocketAddr, path: &str, token: &str, body: &Value) -> Option<(u16, Vec<u8>)> {
+    let mut stream = TcpStream::connect(address).ok()?;
+    let body = body.to_string();
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\
+         authorization: Bearer {token}\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut bytes = Vec::new();
+    stream.read_to_end(&mut bytes).ok()?;
+    let split = bytes.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let status = String::from_utf8_lossy(&bytes[..split])
+        .split(' ')
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some((status, bytes[split + 4..].to_vec()))
+}
+
+fn issue_token(ledger: &Path, user: &str) -> String {
+    let (output, stdout, stderr) = run(carelens()
+        .args(["token", "issue", "--user", user, "--config"])
+        .arg(sample_data().join("carelens.toml"))
+        .arg("--ledger")
+        .arg(ledger));
+    assert!(output.status.success(), "{stderr}");
+    stdout
+        .split_whitespace()
+        .find(|word| word.starts_with("carelens_"))
+        .unwrap_or_else(|| panic!("no token in {stdout:?}"))
+        .to_owned()
+}
+
+#[test]
+fn plain_http_off_loopback_needs_an_explicit_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let (output, _, stderr) = run(carelens()
+        .arg("serve")
+        .arg("--config")
+        .arg(sample_data().join("carelens.toml"))
+        .arg("--ledger")
+        .arg(dir.path().join("ledger.sqlite"))
+        .args(["--listen", "0.0.0.0:0"]));
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("refusing to serve plain HTTP"), "{stderr}");
+    assert!(stderr.contains("--tls-cert"), "{stderr}");
+    assert!(
+        !dir.path().join("ledger.sqlite").exists(),
+        "nothing is created before the refusal"
+    );
+
+    let mut child = carelens()
+        .arg("serve")
+        .arg("--config")
+        .arg(sample_data().join("carelens.toml"))
+        .arg("--ledger")
+        .arg(dir.path().join("ledger.sqlite"))
+        .args(["--listen", "0.0.0.0:0", "--insecure-http"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stderr.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(line.starts_with("WARNING"), "{line}");
+    assert!(line.contains("UNENCRYPTED"), "{line}");
+}
+
+#[test]
+fn a_killed_server_loses_and_doubles_no_charge() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger.sqlite");
+    let token = issue_token(&ledger, "analyst");
+    let queries: Vec<Value> = (0..8)
+        .map(|i| {
+            json!({ "sql": format!(
+                "-- carelens: epsilon=0.25\nSELECT sex, COUNT(*) AS n FROM person \
+                 WHERE year_of_birth >= {} GROUP BY sex",
+                1930 + i
+            )})
+        })
+        .collect();
+
+    // Eight queries in flight at once; the server is killed while they run (each is held
+    // to the one-second response quantum, so most are mid-flight at 600 ms).
+    let (mut server, address) = start(&ledger);
+    let clients: Vec<_> = queries
+        .iter()
+        .cloned()
+        .map(|body| {
+            let token = token.clone();
+            std::thread::spawn(move || call(address, "/api/v1/queries", &token, &body))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(600));
+    server.kill().unwrap();
+    server.wait().unwrap();
+    for client in clients {
+        // Answered before the kill, or cut off by it; never a failure on our side.
+        if let Some((status, body)) = client.join().unwrap() {
+            assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        }
+    }
+
+    // After a restart the log is intact and every query is answered; each was charged
+    // exactly once in all, whether it was answered before the kill, interrupted by it,
+    // or not yet charged.
+    let (mut server, address) = start(&ledger);
+    for body in &queries {
+        let (status, answer) = call(address, "/api/v1/queries", &token, body).unwrap();
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
+    }
+    for body in &queries {
+        let (status, _) = call(address, "/api/v1/queries", &token, body).unwrap();
+        assert_eq!(status, 200);
+    }
+    server.kill().unwrap();
+    server.wait().unwrap();
+
+    let (output, stdout, stderr) = run(carelens()
+        .args(["audit", "verify", "--config"])
+        .arg(sample_data().join("carelens.toml"))
+        .arg("--ledger")
+        .arg(&ledger));
+    assert!(output.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("intact"), "{stdout}");
+    let (output, stdout, stderr) = run(carelens()
+        .args([
+            "budget", "--user", "analyst", "--format", "json", "--config",
+        ])
+        .arg(sample_data().join("carelens.toml"))
+        .arg("--ledger")
+        .arg(&ledger));
+    assert!(output.status.success(), "{stderr}");
+    let lines: Value = serde_json::from_str(&stdout).unwrap();
+    let own = lines
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == "analyst")
+        .unwrap();
+    let spent = own["spent"]["epsilon"].as_f64().unwrap();
+    assert!(
+        (spent - 8.0 * 0.25).abs() < 1e-9,
+        "spent {spent}, not 2: {own}"
+    );
+}
+
+#[test]
+fn the_client_answers_as_local_mode_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger.sqlite");
+    let token = issue_token(&ledger, "analyst");
+    let count = dir.path().join("count.sql");
+    std::fs::write(
+        &count,
+        "-- carelens: epsilon=0.5\nSELECT sex, COUNT(*) AS n FROM person GROUP BY sex\n",
+    )
+    .unwrap();
+    let rejected = dir.path().join("rows.sql");
+    std::fs::write(&rejected, "SELECT COUNT(*) AS n\nFROM persons\n").unwrap();
+    let (mut server, address) = start(&ledger);
+    let url = format!("http://{address}");
+    let local = |args: &[&str], file: &Path| {
+        run(carelens()
+            .args(args)
+            .arg(file)
+            .args(["--user", "analyst", "--config"])
+            .arg(sample_data().join("carelens.toml"))
+            .arg("--ledger")
+            .arg(&ledger))
+    };
+    let remote = |args: &[&str], file: &Path| {
+        run(carelens()
+            .args(args)
+            .arg(file)
+            .args(["--server", &url])
+            .env("CARELENS_TOKEN", &token)
+            .current_dir(dir.path()))
+    };
+
+    // Released here, then answered again by the server: the same bytes.
+    let (output, here, stderr) = local(&["query", "--format", "json"], &count);
+    assert!(output.status.success(), "{stderr}");
+    let (output, there, stderr) = remote(&["query", "--format", "json"], &count);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("at no cost"), "{stderr}");
+    assert_eq!(here, there, "the client's JSON differs from local mode's");
+    for format in ["table", "csv"] {
+        let (_, here, _) = local(&["query", "--format", format], &count);
+        let (_, there, _) = remote(&["query", "--format", format], &count);
+        assert_eq!(here, there, "--format {format}");
+    }
+    // `explain` spends nothing and names no user or ledger.
+    let (output, here, stderr) = run(carelens()
+        .arg("explain")
+        .arg(&count)
+        .arg("--config")
+        .arg(sample_data().join("carelens.toml")));
+    assert!(output.status.success(), "{stderr}");
+    let (output, there, stderr) = remote(&["explain"], &count);
+    assert!(output.status.success(), "{stderr}");
+    assert_eq!(here, there, "explain");
+
+    // A rejection: exit 1 and the same message, with its place in the file.
+    let (output, _, here) = local(&["query"], &rejected);
+    assert_eq!(output.status.code(), Some(1));
+    let (output, _, there) = remote(&["query"], &rejected);
+    assert_eq!(output.status.code(), Some(1), "{there}");
+    assert_eq!(here, there);
+    assert!(there.contains("rows.sql:2:6"), "{there}");
+
+    // The budget as the server sees it, the same numbers as here.
+    let budget = |extra: &[&str]| {
+        let mut cmd = carelens();
+        cmd.args(["budget", "--format", "json"]).args(extra);
+        run(cmd.env("CARELENS_TOKEN", &token))
+    };
+    let (_, here, _) = budget(&[
+        "--user",
+        "analyst",
+        "--config",
+        sample_data().join("carelens.toml").to_str().unwrap(),
+        "--ledger",
+        ledger.to_str().unwrap(),
+    ]);
+    let (output, there, stderr) = budget(&["--server", &url]);
+    assert!(output.status.success(), "{stderr}");
+    assert_eq!(here, there, "budget");
+
+    // A wrong token is an error (exit 2) that says which variable to check.
+    let (output, _, stderr) = run(carelens()
+        .args(["query"])
+        .arg(&count)
+        .args(["--server", &url])
+        .env("CARELENS_TOKEN", "clt_not-a-token"));
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("CARELENS_TOKEN"), "{stderr}");
+    server.kill().unwrap();
+    server.wait().unwrap();
+}
