@@ -12,7 +12,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use serde_json::Value;
 
 use crate::client::{Client, api_error};
-use crate::query::{render_refusal, runtime};
+use crate::query::{Remote, render_refusal, runtime};
 
 /// Where the catalog and ledger are, shared by the ledger commands.
 #[derive(Debug, Args)]
@@ -50,7 +50,7 @@ pub struct BudgetArgs {
     #[command(flatten)]
     pub acting: Acting,
     #[command(flatten)]
-    pub remote: crate::query::Remote,
+    pub remote: Remote,
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
@@ -68,6 +68,8 @@ pub enum AuditCommand {
     Verify {
         #[command(flatten)]
         location: LedgerLocation,
+        #[command(flatten)]
+        remote: Remote,
         /// A head printed by an earlier `audit verify` and kept outside the ledger
         /// (`SEQ:HASH`): also check that the log still holds it, which shows entries cut
         /// off its end or a chain rewritten after an edit.
@@ -88,6 +90,8 @@ pub enum AuditCommand {
     Log {
         #[command(flatten)]
         location: LedgerLocation,
+        #[command(flatten)]
+        remote: Remote,
         #[command(flatten)]
         acting: Acting,
         /// Only entries from this date (YYYY-MM-DD) or time (RFC 3339, UTC) on.
@@ -264,13 +268,25 @@ pub fn audit(args: AuditArgs) -> anyhow::Result<()> {
     match args.command {
         AuditCommand::Verify {
             location,
+            remote,
             expect_head,
         } => {
-            let ctx = context(&location)?;
             let head = expect_head.as_deref().map(parse_head).transpose()?;
-            let ledger_path = ctx.ledger_path.clone();
             let expected = head.is_some();
-            let verification = reading(ctx, async |service| service.verify(head).await)?;
+            let (verification, where_) = match &remote.server {
+                Some(url) => (
+                    remote_verify(url, head.as_ref())?,
+                    format!("the server {url}"),
+                ),
+                None => {
+                    let ctx = context(&location)?;
+                    let where_ = ctx.ledger_path.display().to_string();
+                    (
+                        reading(ctx, async |service| service.verify(head).await)?,
+                        where_,
+                    )
+                }
+            };
             match verification {
                 Verification::Intact {
                     entries,
@@ -293,10 +309,9 @@ pub fn audit(args: AuditArgs) -> anyhow::Result<()> {
                     }
                     Ok(())
                 }
-                Verification::Broken { seq, problem } => bail!(
-                    "the audit log of {} is broken at entry {seq}: {problem}",
-                    ledger_path.display()
-                ),
+                Verification::Broken { seq, problem } => {
+                    bail!("the audit log of {where_} is broken at entry {seq}: {problem}")
+                }
             }
         }
         AuditCommand::CheckRelease { file, location } => {
@@ -336,22 +351,28 @@ pub fn audit(args: AuditArgs) -> anyhow::Result<()> {
         }
         AuditCommand::Log {
             location,
+            remote,
             acting,
             since,
             of,
             event,
             format,
         } => {
-            let ctx = context(&location)?;
-            let caller = Caller::of(&ctx.catalog, acting_user(&acting)?)?;
             if let Some(since) = &since {
                 check_date(since)?;
             }
-            let entries = reading(ctx, async |service| {
-                service
-                    .audit_log(&caller, since.as_deref(), of.as_deref(), event)
-                    .await
-            })?;
+            let entries = match &remote.server {
+                Some(url) => remote_log(url, since.as_deref(), of.as_deref(), event)?,
+                None => {
+                    let ctx = context(&location)?;
+                    let caller = Caller::of(&ctx.catalog, acting_user(&acting)?)?;
+                    reading(ctx, async |service| {
+                        service
+                            .audit_log(&caller, since.as_deref(), of.as_deref(), event)
+                            .await
+                    })?
+                }
+            };
             let mut out = std::io::stdout().lock();
             match format {
                 Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&entries)?)?,
@@ -362,6 +383,77 @@ pub fn audit(args: AuditArgs) -> anyhow::Result<()> {
     }
 }
 
+/// `audit verify` on a server: its answer as the service's [`Verification`].
+fn remote_verify(url: &str, head: Option<&(i64, String)>) -> anyhow::Result<Verification> {
+    let path = match head {
+        Some((seq, hash)) => format!("/audit/verify?expect_head={seq}:{hash}"),
+        None => "/audit/verify".to_owned(),
+    };
+    let answer = Client::new(url)?.call("GET", &path, None)?;
+    if answer.status != 200 {
+        return Err(api_error(&answer, ""));
+    }
+    let v = answer.json()?;
+    let text = |v: &Value| v.as_str().map(str::to_owned);
+    let parsed = if v["intact"] == true {
+        (|| {
+            Some(Verification::Intact {
+                entries: v["entries"].as_i64()?,
+                head_seq: v["head"]["seq"].as_i64()?,
+                head_hash: text(&v["head"]["hash"])?,
+            })
+        })()
+    } else {
+        (|| {
+            Some(Verification::Broken {
+                seq: v["broken_at"].as_i64()?,
+                problem: text(&v["problem"])?,
+            })
+        })()
+    };
+    parsed.with_context(|| format!("the server's verification is not understood: {v}"))
+}
+
+/// `audit log` on a server: the entries the token's user may see, filtered there.
+fn remote_log(
+    url: &str,
+    since: Option<&str>,
+    of: Option<&str>,
+    event: Option<Event>,
+) -> anyhow::Result<Vec<AuditEntry>> {
+    let filters: Vec<String> = [
+        since.map(|s| format!("since={}", percent_encode(s))),
+        of.map(|o| format!("of={}", percent_encode(o))),
+        event.map(|e| format!("event={}", e.as_str())),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let path = if filters.is_empty() {
+        "/audit".to_owned()
+    } else {
+        format!("/audit?{}", filters.join("&"))
+    };
+    let answer = Client::new(url)?.call("GET", &path, None)?;
+    if answer.status != 200 {
+        return Err(api_error(&answer, ""));
+    }
+    serde_json::from_slice(&answer.body).context("the server's audit entries")
+}
+
+/// `text` as a URL query value: unreserved characters as they are, every other byte as
+/// `%XX`.
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 fn parse_event(text: &str) -> Result<Event, String> {
     Event::parse(text).ok_or_else(|| {
         let kinds: Vec<&str> = Event::ALL.iter().map(|e| e.as_str()).collect();
@@ -370,13 +462,7 @@ fn parse_event(text: &str) -> Result<Event, String> {
 }
 
 fn parse_head(text: &str) -> anyhow::Result<(i64, String)> {
-    let parsed = text.split_once(':').and_then(|(seq, hash)| {
-        let seq: i64 = seq.trim().parse().ok()?;
-        let hash = hash.trim();
-        (hash.len() == 64 && hash.chars().all(|c| c.is_ascii_hexdigit()))
-            .then(|| (seq, hash.to_ascii_lowercase()))
-    });
-    parsed.with_context(|| {
+    carelens_ledger::parse_head(text).with_context(|| {
         format!("--expect-head {text:?} is not SEQ:HASH (an entry number and a 64-digit hash, as `audit verify` prints)")
     })
 }

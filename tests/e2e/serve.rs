@@ -13,7 +13,17 @@ use crate::common::{carelens, run, sample_data};
 
 /// Starts `carelens serve` on a free loopback port over `ledger`; the child and its
 /// address (read from its first line on standard error).
-fn start(ledger: &Path) -> (Child, SocketAddr) {
+/// A running `carelens serve`, killed when dropped (also when a test panics).
+struct Serving(Child);
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(ledger: &Path) -> (Serving, SocketAddr) {
     let mut child = carelens()
         .arg("serve")
         .arg("--config")
@@ -39,7 +49,7 @@ fn start(ledger: &Path) -> (Child, SocketAddr) {
         let mut sink = String::new();
         let _ = stderr.read_to_string(&mut sink);
     });
-    (child, address)
+    (Serving(child), address)
 }
 
 /// One HTTP/1.1 call; the status and the body, or `None` if the connection failed.
@@ -133,7 +143,7 @@ fn a_killed_server_loses_and_doubles_no_charge() {
 
     // Eight queries in flight at once; the server is killed while they run (each is held
     // to the one-second response quantum, so most are mid-flight at 600 ms).
-    let (mut server, address) = start(&ledger);
+    let (server, address) = start(&ledger);
     let clients: Vec<_> = queries
         .iter()
         .cloned()
@@ -143,8 +153,7 @@ fn a_killed_server_loses_and_doubles_no_charge() {
         })
         .collect();
     std::thread::sleep(Duration::from_millis(600));
-    server.kill().unwrap();
-    server.wait().unwrap();
+    drop(server); // SIGKILL (`Child::kill`): nothing is finished or flushed
     for client in clients {
         // Answered before the kill, or cut off by it; never a failure on our side.
         if let Some((status, body)) = client.join().unwrap() {
@@ -155,7 +164,7 @@ fn a_killed_server_loses_and_doubles_no_charge() {
     // After a restart the log is intact and every query is answered; each was charged
     // exactly once in all, whether it was answered before the kill, interrupted by it,
     // or not yet charged.
-    let (mut server, address) = start(&ledger);
+    let (server, address) = start(&ledger);
     for body in &queries {
         let (status, answer) = call(address, "/api/v1/queries", &token, body).unwrap();
         assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
@@ -164,8 +173,7 @@ fn a_killed_server_loses_and_doubles_no_charge() {
         let (status, _) = call(address, "/api/v1/queries", &token, body).unwrap();
         assert_eq!(status, 200);
     }
-    server.kill().unwrap();
-    server.wait().unwrap();
+    drop(server);
 
     let (output, stdout, stderr) = run(carelens()
         .args(["audit", "verify", "--config"])
@@ -209,7 +217,7 @@ fn the_client_answers_as_local_mode_does() {
     .unwrap();
     let rejected = dir.path().join("rows.sql");
     std::fs::write(&rejected, "SELECT COUNT(*) AS n\nFROM persons\n").unwrap();
-    let (mut server, address) = start(&ledger);
+    let (server, address) = start(&ledger);
     let url = format!("http://{address}");
     let local = |args: &[&str], file: &Path| {
         run(carelens()
@@ -278,6 +286,55 @@ fn the_client_answers_as_local_mode_does() {
     assert!(output.status.success(), "{stderr}");
     assert_eq!(here, there, "budget");
 
+    // The audit log and its check, as here.
+    let here_args = |args: &[&str]| {
+        run(carelens()
+            .args(args)
+            .args(["--user", "analyst", "--config"])
+            .arg(sample_data().join("carelens.toml"))
+            .arg("--ledger")
+            .arg(&ledger))
+    };
+    let there_args = |args: &[&str]| {
+        run(carelens()
+            .args(args)
+            .args(["--server", &url])
+            .env("CARELENS_TOKEN", &token))
+    };
+    let (output, here, stderr) = here_args(&["audit", "log", "--event", "released"]);
+    assert!(output.status.success(), "{stderr}");
+    let (output, there, stderr) = there_args(&["audit", "log", "--event", "released"]);
+    assert!(output.status.success(), "{stderr}");
+    assert_eq!(here, there, "audit log");
+    assert!(here.contains("released"), "{here}");
+    let (output, here, stderr) = run(carelens()
+        .args(["audit", "verify", "--config"])
+        .arg(sample_data().join("carelens.toml"))
+        .arg("--ledger")
+        .arg(&ledger));
+    assert!(output.status.success(), "{stderr}");
+    let (output, there, stderr) = there_args(&["audit", "verify"]);
+    assert!(output.status.success(), "{stderr}");
+    assert_eq!(here, there, "audit verify");
+    let head = here
+        .lines()
+        .find_map(|l| l.strip_prefix("head: "))
+        .expect("a head")
+        .to_owned();
+    let (output, there, stderr) = there_args(&["audit", "verify", "--expect-head", &head]);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        there.contains("the recorded head is still in the log"),
+        "{there}"
+    );
+    let other = format!("{}:{}", 1, "0".repeat(64));
+    let (output, _, stderr) = there_args(&["audit", "verify", "--expect-head", &other]);
+    assert!(
+        !output.status.success(),
+        "a head the log never held is reported"
+    );
+    assert!(stderr.contains("broken"), "{stderr}");
+
     // A wrong token is an error (exit 2) that says which variable to check.
     let (output, _, stderr) = run(carelens()
         .args(["query"])
@@ -286,6 +343,5 @@ fn the_client_answers_as_local_mode_does() {
         .env("CARELENS_TOKEN", "clt_not-a-token"));
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("CARELENS_TOKEN"), "{stderr}");
-    server.kill().unwrap();
-    server.wait().unwrap();
+    drop(server);
 }

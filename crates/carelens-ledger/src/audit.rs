@@ -13,14 +13,14 @@
 //! pass it back (`--expect-head SEQ:HASH`): [`verify`] then checks the log still holds it.
 
 use rusqlite::{Connection, OptionalExtension, params};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// The previous hash of the first entry.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// What an entry records.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Event {
     /// A budget was debited for a query (before it ran).
@@ -140,7 +140,7 @@ pub(crate) struct NewEntry<'a> {
 }
 
 /// One entry of the audit log, as stored.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditEntry {
     /// Position in the log: 1, 2, 3, … with no gaps.
     pub seq: i64,
@@ -384,7 +384,16 @@ pub enum Verification {
     },
 }
 
-/// The append-only triggers every ledger has.
+/// A head as `audit verify` prints it, `SEQ:HASH` (an entry number and a 64-digit hex
+/// hash), as the entry number and the hash in lower case; `None` when it is not one.
+pub fn parse_head(text: &str) -> Option<(i64, String)> {
+    let (seq, hash) = text.split_once(':')?;
+    let seq: i64 = seq.trim().parse().ok()?;
+    let hash = hash.trim();
+    (hash.len() == 64 && hash.chars().all(|c| c.is_ascii_hexdigit()))
+        .then(|| (seq, hash.to_ascii_lowercase()))
+}
+
 /// The append-only triggers; the last two since schema 4 (tokens).
 const TRIGGERS: [&str; 6] = [
     "audit_no_update",

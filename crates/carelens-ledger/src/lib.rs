@@ -63,7 +63,7 @@ mod error;
 mod ledger;
 
 pub use amount::{Amount, DELTA_UNITS, EPSILON_UNITS};
-pub use audit::{AuditEntry, Event, Verification};
+pub use audit::{AuditEntry, Event, Verification, parse_head};
 pub use error::LedgerError;
 pub use ledger::{
     BatchCheck, BudgetLine, Budgets, ChargeOutcome, DATASET_USER, DEFAULT_WAIT, Decision, Failures,

@@ -137,10 +137,31 @@ async fn catalog(State(state): State<AppState>, Authenticated(caller): Authentic
     Ok(Json(state.service.catalog_view(&caller).await?).into_response())
 }
 
-/// `GET /audit/verify`: the audit log's own check. Anyone signed in may ask: the answer
-/// says nothing about what was asked.
-async fn verify(State(state): State<AppState>, Authenticated(_): Authenticated) -> Answer {
-    let answer = match state.service.verify(None).await? {
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VerifyQuery {
+    /// A head kept outside the ledger (`SEQ:HASH`, as an earlier verify answered it).
+    expect_head: Option<String>,
+}
+
+/// `GET /audit/verify[?expect_head=SEQ:HASH]`: the audit log's own check, and whether it
+/// still holds a head recorded earlier. Anyone signed in may ask: the answer says nothing
+/// about what was asked.
+async fn verify(
+    State(state): State<AppState>,
+    Authenticated(_): Authenticated,
+    query: Result<Query<VerifyQuery>, axum::extract::rejection::QueryRejection>,
+) -> Answer {
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.status(), e.body_text()))?;
+    let head = match query.expect_head.as_deref() {
+        None => None,
+        Some(text) => Some(carelens_ledger::parse_head(text).ok_or_else(|| {
+            ServiceError::BadInput(format!(
+                "expect_head {text:?} is not SEQ:HASH (an entry number and a 64-digit hash)"
+            ))
+        })?),
+    };
+    let answer = match state.service.verify(head).await? {
         Verification::Intact {
             entries,
             head_seq,
@@ -505,8 +526,9 @@ async fn release_request(
 }
 
 /// A release as the caller asked for it (`Accept`): the stored wire-format bytes as they
-/// are (JSON, the default), or CSV, Parquet or an Arrow IPC stream rendered from them. Whether it was answered
-/// again at no cost and what it cost now are headers, never part of the release.
+/// are (JSON, the default), or CSV, Parquet or an Arrow IPC stream rendered from them.
+/// Whether it was answered again at no cost and what it cost now are headers, never part
+/// of the release.
 fn release_response(released: Released, headers: &HeaderMap) -> Answer {
     let accept = headers
         .get(ACCEPT)
