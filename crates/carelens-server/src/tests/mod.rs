@@ -97,6 +97,16 @@ impl Fixture {
         (status, headers, bytes.to_vec())
     }
 
+    /// `POST /api/v1/queries` with `body` as `token`'s user, answered in JSON.
+    async fn query(
+        &self,
+        token: &str,
+        body: Value,
+    ) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+        self.call("POST", "/api/v1/queries", Some(token), Some(body), None)
+            .await
+    }
+
     async fn json(
         &self,
         method: &str,
@@ -181,15 +191,7 @@ async fn a_query_answers_the_stored_release_and_its_renderings() {
     let f = Fixture::new().await;
     let analyst = f.token("analyst").await;
     let sql = json!({ "sql": COUNT });
-    let (status, headers, first) = f
-        .call(
-            "POST",
-            "/api/v1/queries",
-            Some(&analyst),
-            Some(sql.clone()),
-            None,
-        )
-        .await;
+    let (status, headers, first) = f.query(&analyst, sql.clone()).await;
     assert_eq!(
         status,
         StatusCode::OK,
@@ -207,15 +209,7 @@ async fn a_query_answers_the_stored_release_and_its_renderings() {
         release["release_id"].as_i64()
     );
 
-    let (status, headers, again) = f
-        .call(
-            "POST",
-            "/api/v1/queries",
-            Some(&analyst),
-            Some(sql.clone()),
-            None,
-        )
-        .await;
+    let (status, headers, again) = f.query(&analyst, sql.clone()).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(again, first, "the same bytes again");
     assert_eq!(
@@ -341,15 +335,7 @@ async fn every_refusal_has_its_status_and_code() {
     );
 
     // Malformed requests: not JSON, a missing field, an unknown field, too large.
-    let (status, _, _) = f
-        .call(
-            "POST",
-            "/api/v1/queries",
-            Some(&analyst),
-            Some(json!("SELECT 1")),
-            None,
-        )
-        .await;
+    let (status, _, _) = f.query(&analyst, json!("SELECT 1")).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     let (status, body) = f
         .json(

@@ -73,15 +73,7 @@ async fn the_audit_log_checks_itself_for_anyone_signed_in() {
 async fn metrics_count_calls_for_admins_and_hold_no_result() {
     let f = Fixture::new().await;
     let (analyst, admin) = (f.token("analyst").await, f.token("admin").await);
-    let (_, _, bytes) = f
-        .call(
-            "POST",
-            "/api/v1/queries",
-            Some(&analyst),
-            Some(json!({ "sql": COUNT })),
-            None,
-        )
-        .await;
+    let (_, _, bytes) = f.query(&analyst, json!({ "sql": COUNT })).await;
     let release: Value = serde_json::from_slice(&bytes).unwrap();
     let _ = f
         .json(
@@ -209,15 +201,7 @@ async fn a_batch_is_checked_whole_and_answers_each_release_as_stored() {
     // Each release is the stored bytes, verbatim: the same as asking for it alone (now
     // at no cost), and known to the ledger.
     let total = answer.items[0].release.as_ref().unwrap().get();
-    let (status, headers, alone) = f
-        .call(
-            "POST",
-            "/api/v1/queries",
-            Some(&analyst),
-            Some(json!({ "sql": COUNT })),
-            None,
-        )
-        .await;
+    let (status, headers, alone) = f.query(&analyst, json!({ "sql": COUNT })).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(headers["carelens-cached"], "true");
     assert_eq!(format!("{total}\n").as_bytes(), alone.as_slice());
