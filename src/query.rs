@@ -21,7 +21,7 @@ use clap::{Args, ValueEnum};
 
 use serde_json::json;
 
-use crate::client::{Client, api_error};
+use crate::client::{Answer, Client, api_error};
 use crate::governance::{Acting, LedgerLocation, acting_user, context};
 
 /// The query was refused (privacy analysis, policy or budget): exit code 1. The message
@@ -161,14 +161,12 @@ pub fn query(args: QueryArgs) -> anyhow::Result<()> {
         if answer.status != 200 {
             return Err(api_error(&answer, &source));
         }
-        let release: Release =
-            serde_json::from_slice(&answer.body).context("the server's release")?;
-        if answer.header("carelens-cached") == Some("true") {
-            eprintln!(
-                "note: an identical query was released before: this is that answer, at no cost"
-            );
-        }
-        return write_release(&release, &answer.body, args.format, args.output.as_deref());
+        return write_answered_release(
+            &answer,
+            "an identical query was released before",
+            args.format,
+            args.output.as_deref(),
+        );
     }
     let ctx = context(&args.location)?;
     let caller = Caller::of(&ctx.catalog, acting_user(&args.acting)?)?;
@@ -190,6 +188,21 @@ pub fn query(args: QueryArgs) -> anyhow::Result<()> {
         args.format,
         args.output.as_deref(),
     )
+}
+
+/// A release a server answered with: `again` is said when it was answered again at no
+/// cost, then it is written as `format` (to `output`, or standard output).
+pub(crate) fn write_answered_release(
+    answer: &Answer,
+    again: &str,
+    format: OutputFormat,
+    output: Option<&Path>,
+) -> anyhow::Result<()> {
+    let release: Release = serde_json::from_slice(&answer.body).context("the server's release")?;
+    if answer.header("carelens-cached") == Some("true") {
+        eprintln!("note: {again}: this is that answer, at no cost");
+    }
+    write_release(&release, &answer.body, format, output)
 }
 
 /// A service error as the command line says it: refusals as [`Refused`] (exit 1) with

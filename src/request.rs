@@ -8,15 +8,21 @@ use std::fmt::Write as _;
 use std::io::Write;
 use std::path::PathBuf;
 
+use anyhow::Context;
+use carelens_engine::Explain;
 use carelens_ledger::{Request, RequestState};
 use carelens_render::report::failed_before;
 use carelens_render::{cost_summary, number};
 use carelens_service::{Caller, Service, ServiceError, ShownRequest};
 use clap::{Args, Subcommand};
+use serde::Deserialize;
+use serde_json::{Value, json};
 
+use crate::client::{Answer, Client, api_error};
 use crate::governance::{Acting, LedgerLocation, acting_user, context};
 use crate::query::{
-    OutputFormat, Refused, read_sql, render_refusal, running, runtime, write_release,
+    OutputFormat, Refused, Remote, read_sql, render_refusal, running, runtime,
+    write_answered_release, write_release,
 };
 
 #[derive(Debug, Args)]
@@ -25,13 +31,28 @@ pub struct RequestArgs {
     pub command: RequestCommand,
 }
 
-/// Where the catalog and ledger are, and who is acting.
+/// Where the catalog and ledger are, and who is acting; or the server that knows.
 #[derive(Debug, Args)]
 pub struct Who {
     #[command(flatten)]
     pub location: LedgerLocation,
     #[command(flatten)]
     pub acting: Acting,
+    #[command(flatten)]
+    pub remote: Remote,
+}
+
+impl RequestCommand {
+    fn who(&self) -> &Who {
+        match self {
+            Self::Submit { who, .. }
+            | Self::List { who }
+            | Self::Show { who, .. }
+            | Self::Approve { who, .. }
+            | Self::Reject { who, .. }
+            | Self::Release { who, .. } => who,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -132,6 +153,9 @@ fn with_service_rendered<T>(
 
 /// `carelens request`.
 pub fn request(args: RequestArgs) -> anyhow::Result<()> {
+    if let Some(url) = args.command.who().remote.server.clone() {
+        return remote(&Client::new(&url)?, args.command);
+    }
     match args.command {
         RequestCommand::Submit {
             file,
@@ -163,12 +187,19 @@ pub fn request(args: RequestArgs) -> anyhow::Result<()> {
             print(&list(&requests))
         }
         RequestCommand::Show { id, who } => {
-            let shown = with_service(
+            let ShownRequest {
+                request,
+                plan,
+                plans_as_submitted,
+            } = with_service(
                 &who,
                 async |service, caller| service.show_request(caller, id).await,
                 "",
             )?;
-            print(&show(shown))
+            let plan = plan
+                .map(|prepared| prepared.explain())
+                .map_err(|e| render_refusal(e, &format!("request {id}")).to_string());
+            print(&show(request, plan, plans_as_submitted))
         }
         RequestCommand::Approve {
             id,
@@ -201,6 +232,113 @@ pub fn request(args: RequestArgs) -> anyhow::Result<()> {
             output,
             who,
         } => release(id, sql, format, output, &who),
+    }
+}
+
+/// `carelens request … --server URL`: the same workflow over the API, printed as here.
+fn remote(client: &Client, command: RequestCommand) -> anyhow::Result<()> {
+    /// A request and its cost, as the server answers a submission or an approval.
+    #[derive(Deserialize)]
+    struct Costed {
+        request: Request,
+        cost: Explain,
+    }
+    /// A request as `GET /requests/{id}` answers it.
+    #[derive(Deserialize)]
+    struct Shown {
+        request: Request,
+        cost: Option<Explain>,
+        plans_as_submitted: bool,
+        cannot_be_prepared: Option<Value>,
+    }
+    let ok = |answer: Answer, expected: u16, source: &str| {
+        if answer.status == expected {
+            Ok(answer)
+        } else {
+            Err(api_error(&answer, source))
+        }
+    };
+    let costed = |answer: &Answer| -> anyhow::Result<String> {
+        let Costed { request, cost } =
+            serde_json::from_slice(&answer.body).context("the server's request")?;
+        Ok(describe(&request, Some(&cost_summary(&cost, "  "))))
+    };
+    match command {
+        RequestCommand::Submit {
+            file,
+            purpose,
+            epsilon,
+            ..
+        } => {
+            let sql = read_sql(&file)?;
+            let body = json!({ "sql": sql, "purpose": purpose, "epsilon": epsilon });
+            let answer = client.call("POST", "/requests", Some(&body))?;
+            print(&costed(&ok(answer, 201, &file.display().to_string())?)?)
+        }
+        RequestCommand::List { .. } => {
+            let answer = ok(client.call("GET", "/requests", None)?, 200, "")?;
+            let requests: Vec<Request> =
+                serde_json::from_slice(&answer.body).context("the server's requests")?;
+            print(&list(&requests))
+        }
+        RequestCommand::Show { id, .. } => {
+            let answer = ok(
+                client.call("GET", &format!("/requests/{id}"), None)?,
+                200,
+                "",
+            )?;
+            let shown: Shown =
+                serde_json::from_slice(&answer.body).context("the server's request")?;
+            let plan = match (shown.cost, shown.cannot_be_prepared) {
+                (Some(cost), _) => Ok(cost),
+                (None, problem) => Err(problem
+                    .as_ref()
+                    .and_then(|p| p["message"].as_str())
+                    .unwrap_or("the server did not say why")
+                    .to_owned()),
+            };
+            print(&show(shown.request, plan, shown.plans_as_submitted))
+        }
+        RequestCommand::Approve {
+            id, epsilon, note, ..
+        } => {
+            let body = json!({ "epsilon": epsilon, "note": note });
+            let answer = client.call("POST", &format!("/requests/{id}/approve"), Some(&body))?;
+            print(&costed(&ok(answer, 200, &format!("request {id}"))?)?)
+        }
+        RequestCommand::Reject { id, note, .. } => {
+            let body = json!({ "note": note });
+            let answer = client.call("POST", &format!("/requests/{id}/reject"), Some(&body))?;
+            let answer = ok(answer, 200, "")?;
+            let request: Request =
+                serde_json::from_slice(&answer.body).context("the server's request")?;
+            print(&describe(&request, None))
+        }
+        RequestCommand::Release {
+            id,
+            sql,
+            format,
+            output,
+            ..
+        } => {
+            if sql.is_some() {
+                anyhow::bail!(
+                    "--sql is checked where the ledger is, not on a server yet: release request \
+                     {id} without it (the server runs the approved SQL)"
+                );
+            }
+            if format == OutputFormat::Parquet && output.is_none() {
+                anyhow::bail!("--format parquet needs --output PATH");
+            }
+            let answer = client.call("POST", &format!("/requests/{id}/release"), None)?;
+            let answer = ok(answer, 200, &format!("request {id}"))?;
+            write_answered_release(
+                &answer,
+                &format!("request {id} was released before"),
+                format,
+                output.as_deref(),
+            )
+        }
     }
 }
 
@@ -240,15 +378,10 @@ fn list(requests: &[Request]) -> String {
 
 /// A request in full: as [`describe`], with the cost at the ε it would run with (from the
 /// stored SQL against today's catalog) and the SQL.
-fn show(shown: ShownRequest) -> String {
-    let ShownRequest {
-        request,
-        plan,
-        plans_as_submitted,
-    } = shown;
+fn show(request: Request, plan: Result<Explain, String>, plans_as_submitted: bool) -> String {
     let cost = match plan {
-        Ok(prepared) => {
-            let mut cost = cost_summary(&prepared.explain(), "  ");
+        Ok(explained) => {
+            let mut cost = cost_summary(&explained, "  ");
             if !plans_as_submitted {
                 cost.push_str(
                     "  note: the query no longer plans as it did when submitted (the catalog \
@@ -257,10 +390,7 @@ fn show(shown: ShownRequest) -> String {
             }
             cost
         }
-        Err(e) => format!(
-            "  cannot be prepared now: {}\n",
-            render_refusal(e, &format!("request {}", request.id))
-        ),
+        Err(why) => format!("  cannot be prepared now: {why}\n"),
     };
     let mut out = describe(&request, Some(&cost));
     let _ = write!(out, "\nSQL:\n{}", request.sql);

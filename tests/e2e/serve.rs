@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::common::{carelens, run, sample_data};
+use crate::common::{carelens, repo, run, sample_data};
 
 /// Starts `carelens serve` on a free loopback port over `ledger`; the child and its
 /// address (read from its first line on standard error).
@@ -343,5 +343,80 @@ fn the_client_answers_as_local_mode_does() {
         .env("CARELENS_TOKEN", "clt_not-a-token"));
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("CARELENS_TOKEN"), "{stderr}");
+    drop(server);
+}
+
+#[test]
+fn the_request_workflow_runs_over_the_server_as_it_does_here() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger.sqlite");
+    let researcher = issue_token(&ledger, "researcher");
+    let approver = issue_token(&ledger, "approver");
+    let cohort = repo().join("queries/cohort_t2dm_high_hba1c.sql");
+    let (server, address) = start(&ledger);
+    let url = format!("http://{address}");
+    let there = |token: &str, args: &[&str]| {
+        run(carelens()
+            .arg("request")
+            .args(args)
+            .args(["--server", &url])
+            .env("CARELENS_TOKEN", token)
+            .current_dir(dir.path()))
+    };
+    let here = |user: &str, args: &[&str]| {
+        run(carelens()
+            .arg("request")
+            .args(args)
+            .args(["--user", user, "--config"])
+            .arg(sample_data().join("carelens.toml"))
+            .arg("--ledger")
+            .arg(&ledger))
+    };
+
+    let (output, submitted, stderr) = there(
+        &researcher,
+        &[
+            "submit",
+            cohort.to_str().unwrap(),
+            "--purpose",
+            "Feasibility of a trial",
+        ],
+    );
+    assert!(output.status.success(), "{stderr}");
+    let id = submitted
+        .split_whitespace()
+        .nth(1)
+        .expect("request N — submitted")
+        .to_owned();
+    assert!(submitted.contains("— submitted"), "{submitted}");
+    assert!(submitted.contains("95% error"), "{submitted}");
+
+    // The researcher cannot decide their own; the approver can.
+    let (output, _, stderr) = there(&researcher, &["approve", &id]);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let (output, approved, stderr) = there(
+        &approver,
+        &["approve", &id, "--epsilon", "0.4", "--note", "checked"],
+    );
+    assert!(output.status.success(), "{stderr}");
+    assert!(approved.contains("— approved"), "{approved}");
+
+    // What the approver sees, there as here.
+    for args in [vec!["list"], vec!["show", id.as_str()]] {
+        let (output, remote, stderr) = there(&approver, &args);
+        assert!(output.status.success(), "{stderr}");
+        let (_, local, _) = here("approver", &args);
+        assert_eq!(remote, local, "request {args:?}");
+    }
+
+    // Released once (charged to the researcher), then the same answer at no cost.
+    let (output, first, stderr) = there(&researcher, &["release", &id, "--format", "json"]);
+    assert!(output.status.success(), "{stderr}");
+    let (output, again, stderr) = there(&researcher, &["release", &id, "--format", "json"]);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("at no cost"), "{stderr}");
+    assert_eq!(first, again);
+    let (_, local, _) = here("researcher", &["release", &id, "--format", "json"]);
+    assert_eq!(first, local, "the stored release, byte for byte");
     drop(server);
 }

@@ -18,7 +18,7 @@ use crate::audit::{self, AuditEntry, Event, NewEntry};
 use crate::error::LedgerError;
 
 /// Where a request is in the workflow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RequestState {
     /// Waiting for an approver.
@@ -80,7 +80,7 @@ impl std::fmt::Display for Flag {
 }
 
 /// An approver's decision.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Decision {
     /// Who decided.
     pub by: String,
@@ -96,7 +96,7 @@ pub struct Decision {
 }
 
 /// A cohort request as the log records it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Request {
     /// Its id: the sequence number of its `request_submitted` entry.
     pub id: i64,
