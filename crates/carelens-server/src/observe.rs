@@ -9,11 +9,13 @@
 //! spent; like the log they never hold a value of a release.
 
 use std::collections::BTreeMap;
+use std::collections::hash_map::RandomState;
 use std::fmt::Write as _;
+use std::hash::BuildHasher;
 use std::io::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use axum::extract::{Request, State};
 use axum::http::HeaderValue;
@@ -210,20 +212,19 @@ pub(crate) struct Observer {
     pub metrics: Metrics,
     format: LogFormat,
     next_id: AtomicU64,
-    /// Makes request ids differ between runs of the server.
-    epoch: u64,
+    /// The keys that turn the call counter into a request id: SipHash under random keys
+    /// drawn per process, so an id says nothing about how many calls others made or when
+    /// the server started.
+    ids: RandomState,
 }
 
 impl Observer {
     pub(crate) fn new(format: LogFormat) -> Self {
-        let epoch = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
         Self {
             metrics: Metrics::default(),
             format,
             next_id: AtomicU64::new(1),
-            epoch,
+            ids: RandomState::new(),
         }
     }
 }
@@ -255,9 +256,10 @@ pub(crate) async fn observe(
 ) -> Response {
     let started = Instant::now();
     let id = format!(
-        "{:x}-{}",
-        observer.epoch,
-        observer.next_id.fetch_add(1, Ordering::Relaxed)
+        "{:016x}",
+        observer
+            .ids
+            .hash_one(observer.next_id.fetch_add(1, Ordering::Relaxed))
     );
     let slot = CallerSlot::default();
     request.extensions_mut().insert(slot.clone());

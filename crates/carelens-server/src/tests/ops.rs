@@ -342,8 +342,21 @@ async fn every_answer_carries_a_request_id() {
     for path in ["/api/v1/health", "/api/v1/budget", "/nowhere"] {
         let (_, headers, _) = f.call("GET", path, None, None, None).await;
         let id = headers[REQUEST_ID].to_str().unwrap().to_owned();
+        // 64 bits under the process's keys: no count of calls, no start time in it.
+        assert!(
+            id.len() == 16 && id.chars().all(|c| c.is_ascii_hexdigit()),
+            "{id}"
+        );
         assert!(ids.insert(id), "request ids repeat");
     }
+    let ids: Vec<u64> = ids
+        .iter()
+        .map(|id| u64::from_str_radix(id, 16).unwrap())
+        .collect();
+    assert!(
+        ids.windows(2).all(|w| w[1].abs_diff(w[0]) > 1_000),
+        "consecutive calls get unrelated ids: {ids:x?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
