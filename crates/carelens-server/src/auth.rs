@@ -8,7 +8,7 @@
 //! for at most [`MAX_ADDRESSES`] addresses, so the memory they take is bounded.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -65,7 +65,7 @@ impl FromRequestParts<AppState> for Authenticated {
                 if let (Some(_), Some(ConnectInfo(address))) = (token, address)
                     && matches!(err, ServiceError::Unauthenticated)
                 {
-                    let delay = state.failures.fail(address.ip(), Instant::now());
+                    let delay = state.failures.fail(guesser(address.ip()), Instant::now());
                     tokio::time::sleep(delay).await;
                 }
                 Err(err.into())
@@ -116,6 +116,19 @@ impl Failures {
     }
 }
 
+/// Who a failure is counted against: an IPv4 address as it is (also when it arrives
+/// IPv4-mapped), an IPv6 address by its /64 — one host usually holds a whole /64, and
+/// would otherwise get a fresh allowance from every address in it.
+fn guesser(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !u128::from(u64::MAX))),
+        },
+    }
+}
+
 /// The delay before answering an address's `failures`-th failure.
 fn delay_after(failures: u32) -> Duration {
     match failures.checked_sub(FREE_FAILURES + 1) {
@@ -150,6 +163,28 @@ mod tests {
         );
         // A quarter of an hour later the address starts afresh.
         assert_eq!(failures.fail(address, t0 + FORGET_AFTER), Duration::ZERO);
+    }
+
+    #[test]
+    fn an_ipv6_host_is_one_guesser_across_its_64() {
+        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff:ffff:ffff:fffe".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(guesser(a), guesser(b));
+        assert_ne!(guesser(a), guesser(other));
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        assert_eq!(guesser(mapped), "192.0.2.7".parse::<IpAddr>().unwrap());
+        let failures = Failures::default();
+        let t0 = Instant::now();
+        // Four addresses of one /64, one failure each: the fourth is slowed.
+        let delays: Vec<Duration> = (1..=4u128)
+            .map(|i| {
+                let IpAddr::V6(base) = a else { unreachable!() };
+                let address = IpAddr::V6(Ipv6Addr::from(u128::from(base) + i));
+                failures.fail(guesser(address), t0)
+            })
+            .collect();
+        assert_eq!(delays[3], Duration::from_millis(250), "{delays:?}");
     }
 
     #[test]
