@@ -455,5 +455,8 @@ async fn derived_rates_carry_intervals() {
             }
         }
     }
-    assert!(with_interval >= 8, "{:?}", release.rows);
+    // BCP, Dorset and Hampshire hold 31, 57 and 81 care-home residents, far above the
+    // suppression threshold at this noise, so their two rates always come with intervals;
+    // the other places hold 8-11 and are suppressed about a third of the time each.
+    assert!(with_interval >= 6, "{:?}", release.rows);
 }
