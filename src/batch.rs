@@ -14,16 +14,20 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use carelens_engine::{Engine, PreparedQuery};
+use carelens_engine::{Engine, Explain, PreparedQuery, Release};
 use carelens_ledger::Amount;
 use carelens_render::report::{self, Header, Outcome, Report, ReportQuery};
 use carelens_render::{cost_summary, number};
-use carelens_service::{Caller, Released, Service, batch_cost};
+use carelens_service::{Caller, Service, batch_cost};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
 
+use crate::client::{Client, api_error};
 use crate::governance::{Acting, LedgerLocation, acting_user, context};
-use crate::query::{Refused, read_sql, render_refusal, runtime};
+use crate::query::{Refused, Remote, read_sql, render_refusal, runtime};
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -38,6 +42,8 @@ pub struct RunArgs {
     pub location: LedgerLocation,
     #[command(flatten)]
     pub acting: Acting,
+    #[command(flatten)]
+    pub remote: Remote,
 }
 
 /// One SQL file of a batch.
@@ -122,6 +128,9 @@ async fn prepare_all(engine: &Engine, files: &[SqlFile]) -> Vec<Result<PreparedQ
 /// `carelens run`.
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let files = sql_files(&args.paths)?;
+    if let Some(url) = &args.remote.server {
+        return run_on_server(&Client::new(url)?, &files, &args.out);
+    }
     let ctx = context(&args.location)?;
     let caller = Caller::of(&ctx.catalog, acting_user(&args.acting)?)?;
     let catalog_path = ctx.catalog.path().display().to_string();
@@ -147,7 +156,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         let items = service
             .run_batch(&caller, &queries, |index, item| {
                 if let Ok(released) = item {
-                    written.push(write_release_files(&args.out, &files[index].name, released));
+                    written.push(write_release_files(
+                        &args.out,
+                        &files[index].name,
+                        &released.release,
+                        &released.bytes,
+                    ));
                 }
                 if let Some(next) = files.get(index + 1) {
                     bar.set_message(next.name.clone());
@@ -200,10 +214,149 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         outcomes: &outcomes,
         budget: &budget,
     };
-    let report_path = args.out.join("report.html");
-    fs::write(&report_path, report::render(&report))
+    finish(
+        &args.out,
+        &files,
+        &outcomes,
+        &budget
+            .iter()
+            .map(carelens_render::budget_json)
+            .collect::<Vec<_>>(),
+        &report::render(&report),
+        &unwritten,
+    )
+}
+
+/// `carelens run --server URL`: the batch sent whole to the server, which checks it
+/// against the budgets and releases each query in turn; the files, report and summary
+/// written here as in local mode.
+fn run_on_server(client: &Client, files: &[SqlFile], out: &Path) -> anyhow::Result<()> {
+    check_writable(out)?;
+    let queries = batch_queries(files);
+    let spinner = ProgressBar::new_spinner();
+    spinner.set_message(format!(
+        "running {} quer{} on the server (each is charged before it runs)",
+        files.len(),
+        if files.len() == 1 { "y" } else { "ies" }
+    ));
+    spinner.enable_steady_tick(std::time::Duration::from_millis(120));
+    let answer = client.call("POST", "/batches", Some(&json!({ "queries": queries })));
+    spinner.finish_and_clear();
+    let answer = answer?;
+    if answer.status != 200 {
+        return Err(api_error(&answer, ""));
+    }
+    let batch: ServerBatch =
+        serde_json::from_slice(&answer.body).context("the server's batch answer")?;
+    if batch.items.len() != files.len() {
+        bail!(
+            "the server answered {} of the batch's {} queries",
+            batch.items.len(),
+            files.len()
+        );
+    }
+    let mut outcomes = Vec::with_capacity(files.len());
+    let mut unwritten = Vec::new();
+    for (file, item) in files.iter().zip(batch.items) {
+        let (outcome, bytes) = item
+            .outcome()
+            .with_context(|| format!("the server's answer for {}", file.name))?;
+        let written = match &outcome {
+            Outcome::Released { release, .. } => {
+                write_release_files(out, &file.name, release, &bytes)
+            }
+            _ => move_aside(out, &file.name),
+        };
+        if let Err(e) = written {
+            unwritten.push(format!("{e:#}"));
+        }
+        outcomes.push(outcome);
+    }
+    finish(
+        out,
+        files,
+        &outcomes,
+        &batch.budget,
+        &batch.report_html,
+        &unwritten,
+    )
+}
+
+/// The files as a server's batch takes them: each one's name, SQL and where it is.
+fn batch_queries(files: &[SqlFile]) -> Vec<Value> {
+    files
+        .iter()
+        .map(|f| json!({ "name": f.name, "sql": f.sql, "source": f.path.display().to_string() }))
+        .collect()
+}
+
+/// A batch as the server answers it (`POST /batches`).
+#[derive(Deserialize)]
+struct ServerBatch {
+    items: Vec<ServerItem>,
+    report_html: String,
+    budget: Vec<Value>,
+}
+
+/// One query of a server's batch.
+#[derive(Deserialize)]
+struct ServerItem {
+    outcome: String,
+    spent: ServerAmount,
+    release: Option<Box<RawValue>>,
+    why: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ServerAmount {
+    epsilon: f64,
+    delta: f64,
+}
+
+impl ServerItem {
+    /// The outcome as local mode has it, and a release's stored bytes.
+    fn outcome(self) -> anyhow::Result<(Outcome, Vec<u8>)> {
+        let spent = Amount::charge(self.spent.epsilon, self.spent.delta);
+        let why = || self.why.clone().unwrap_or_default();
+        let outcome = match self.outcome.as_str() {
+            "released" | "cached" => {
+                let raw = self.release.context("a release without its result")?;
+                let release = serde_json::from_str(raw.get()).context("a release")?;
+                // The stored bytes end with a newline, which the batch's JSON leaves out.
+                let bytes = format!("{}\n", raw.get()).into_bytes();
+                let cached = self.outcome == "cached";
+                return Ok((
+                    Outcome::Released {
+                        release: Box::new(release),
+                        spent,
+                        cached,
+                    },
+                    bytes,
+                ));
+            }
+            "rejected" => Outcome::Rejected(why()),
+            "refused" => Outcome::Refused(why()),
+            "failed" => Outcome::Failed { why: why(), spent },
+            other => bail!("an outcome this client does not know: {other:?}"),
+        };
+        Ok((outcome, Vec::new()))
+    }
+}
+
+/// Writes the report and prints the summary; the error says what was not released, or
+/// what was released but could not be written.
+fn finish(
+    out: &Path,
+    files: &[SqlFile],
+    outcomes: &[Outcome],
+    budget: &[Value],
+    report_html: &str,
+    unwritten: &[String],
+) -> anyhow::Result<()> {
+    let report_path = out.join("report.html");
+    fs::write(&report_path, report_html)
         .with_context(|| format!("could not write {}", report_path.display()))?;
-    let summary = summarise(&files, &outcomes, &budget, &report_path);
+    let summary = summarise(files, outcomes, budget, &report_path);
     if !unwritten.is_empty() {
         bail!(
             "some results were released but could not be written (run the batch again to \
@@ -225,12 +378,17 @@ fn check_writable(out: &Path) -> anyhow::Result<()> {
 }
 
 /// Writes `NAME.csv` and `NAME.json` (the stored wire-format bytes) of a released query.
-fn write_release_files(out: &Path, name: &str, released: &Released) -> anyhow::Result<()> {
+fn write_release_files(
+    out: &Path,
+    name: &str,
+    release: &Release,
+    stored: &[u8],
+) -> anyhow::Result<()> {
     let csv = out.join(format!("{name}.csv"));
     let json = out.join(format!("{name}.json"));
-    fs::write(&csv, carelens_render::csv(&released.release))
+    fs::write(&csv, carelens_render::csv(release))
         .with_context(|| format!("could not write {}", csv.display()))?;
-    fs::write(&json, &released.bytes).with_context(|| format!("could not write {}", json.display()))
+    fs::write(&json, stored).with_context(|| format!("could not write {}", json.display()))
 }
 
 /// For a query not released by this run, renames `NAME.csv` and `NAME.json` of an
@@ -256,7 +414,7 @@ fn move_aside(out: &Path, name: &str) -> anyhow::Result<()> {
 fn summarise(
     files: &[SqlFile],
     outcomes: &[Outcome],
-    budget: &[carelens_ledger::BudgetLine],
+    budget: &[Value],
     report_path: &Path,
 ) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
@@ -292,19 +450,20 @@ fn summarise(
         number(spent.epsilon_value()),
         number(spent.delta_value())
     )?;
+    // Lines as `carelens_render::budget_json` makes them, here or on a server.
     for line in budget {
-        let who = if line.name == carelens_ledger::DATASET_USER {
-            "the dataset".to_owned()
-        } else {
-            line.name.clone()
+        let who = match line["name"].as_str().unwrap_or("?") {
+            "dataset" => "the dataset",
+            name => name,
         };
+        let value = |amount: &str, of: &str| number(line[amount][of].as_f64().unwrap_or(f64::NAN));
         writeln!(
             out,
             "left: {who}: epsilon {} of {}, delta {} of {}",
-            number(line.remaining.epsilon_value()),
-            number(line.budget.epsilon_value()),
-            number(line.remaining.delta_value()),
-            number(line.budget.delta_value())
+            value("remaining", "epsilon"),
+            value("budget", "epsilon"),
+            value("remaining", "delta"),
+            value("budget", "delta")
         )?;
     }
     writeln!(out, "report: {}", report_path.display())?;
@@ -348,41 +507,143 @@ fn summarise(
 }
 
 /// `carelens explain` of several files or a folder: each query's cost and expected
-/// errors, and the batch's total, without running or spending anything.
-pub(crate) fn explain(paths: &[PathBuf], catalog: &Path) -> anyhow::Result<()> {
+/// errors, and the batch's total, without running or spending anything — here over the
+/// catalog, or on the server at `server`.
+pub(crate) fn explain(
+    paths: &[PathBuf],
+    catalog: &Path,
+    server: Option<&str>,
+) -> anyhow::Result<()> {
     let files = sql_files(paths)?;
+    let (items, total, distinct) = match server {
+        Some(url) => explain_on_server(&Client::new(url)?, &files)?,
+        None => explain_here(&files, catalog)?,
+    };
+    render_explained(&files, &items, total, distinct)
+}
+
+/// One query of a batch explained: planned (and whether it repeats one before it, so is
+/// paid once, there), or why it would not be released.
+enum Explained {
+    Planned { explain: Explain, repeat: bool },
+    Not(Outcome),
+}
+
+/// A batch explained: each query, the total cost and how many distinct queries pay it.
+type BatchExplained = (Vec<Explained>, Amount, usize);
+
+fn explain_here(files: &[SqlFile], catalog: &Path) -> anyhow::Result<BatchExplained> {
     let catalog = carelens_catalog::load(catalog)?;
     let prepared = runtime()?.block_on(async {
         let engine = Engine::open(&catalog).await?;
-        anyhow::Ok(prepare_all(&engine, &files).await)
+        anyhow::Ok(prepare_all(&engine, files).await)
     })?;
-    let data_version = catalog.data_version()?;
     let cost = batch_cost(
         prepared.iter().filter_map(|p| p.as_ref().ok()),
-        &data_version,
+        &catalog.data_version()?,
     );
     let mut repeats = cost.repeats.iter();
+    let items = prepared
+        .into_iter()
+        .map(|p| match p {
+            Ok(p) => Explained::Planned {
+                explain: p.explain(),
+                repeat: repeats.next() == Some(&true),
+            },
+            Err(outcome) => Explained::Not(outcome),
+        })
+        .collect();
+    Ok((items, cost.total, cost.distinct))
+}
+
+fn explain_on_server(client: &Client, files: &[SqlFile]) -> anyhow::Result<BatchExplained> {
+    let answer = client.call(
+        "POST",
+        "/batches/explain",
+        Some(&json!({ "queries": batch_queries(files) })),
+    )?;
+    if answer.status != 200 {
+        return Err(api_error(&answer, ""));
+    }
+    #[derive(Deserialize)]
+    struct Answer {
+        items: Vec<Item>,
+        total: ServerAmount,
+        distinct: usize,
+    }
+    #[derive(Deserialize)]
+    struct Item {
+        outcome: String,
+        repeat: bool,
+        explain: Option<Explain>,
+        why: Option<String>,
+    }
+    let answer: Answer =
+        serde_json::from_slice(&answer.body).context("the server's batch explanation")?;
+    if answer.items.len() != files.len() {
+        bail!(
+            "the server explained {} of the batch's {} queries",
+            answer.items.len(),
+            files.len()
+        );
+    }
+    let items = answer
+        .items
+        .into_iter()
+        .map(|item| {
+            let why = item.why.unwrap_or_default();
+            Ok(match (item.outcome.as_str(), item.explain) {
+                ("planned", Some(explain)) => Explained::Planned {
+                    explain,
+                    repeat: item.repeat,
+                },
+                ("rejected", _) => Explained::Not(Outcome::Rejected(why)),
+                ("refused", _) => Explained::Not(Outcome::Refused(why)),
+                ("failed", _) => Explained::Not(Outcome::Failed {
+                    why,
+                    spent: Amount::default(),
+                }),
+                (other, _) => bail!("an outcome this client does not know: {other:?}"),
+            })
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let total = Amount::charge(answer.total.epsilon, answer.total.delta);
+    Ok((items, total, answer.distinct))
+}
+
+/// Prints each query's cost (or why it would not be released) and the total; the error
+/// says how many would be rejected or could not be planned.
+fn render_explained(
+    files: &[SqlFile],
+    items: &[Explained],
+    total: Amount,
+    distinct: usize,
+) -> anyhow::Result<()> {
     let mut out = String::new();
-    let mut refused = 0;
-    for (file, p) in files.iter().zip(&prepared) {
+    let (mut refused, mut not_planned) = (0, 0);
+    for (file, item) in files.iter().zip(items) {
         let _ = writeln!(out, "{} ({})", file.name, file.path.display());
         if !file.header.title.is_empty() {
             let _ = writeln!(out, "  {}", file.header.title);
         }
-        match p {
-            Ok(p) => {
-                if repeats.next() == Some(&true) {
+        match item {
+            Explained::Planned { explain, repeat } => {
+                if *repeat {
                     out.push_str("  the same query as one above: paid once\n");
                 }
-                out.push_str(&cost_summary(&p.explain(), "  "));
+                out.push_str(&cost_summary(explain, "  "));
             }
-            Err(outcome) => {
+            Explained::Not(outcome) => {
                 if matches!(outcome, Outcome::Rejected(_)) {
                     refused += 1;
+                } else {
+                    not_planned += 1;
                 }
                 let why = match outcome {
-                    Outcome::Rejected(why) | Outcome::Failed { why, .. } => why.as_str(),
-                    _ => "",
+                    Outcome::Rejected(why)
+                    | Outcome::Refused(why)
+                    | Outcome::Failed { why, .. } => why.as_str(),
+                    Outcome::Released { .. } => "",
                 };
                 let _ = writeln!(
                     out,
@@ -397,19 +658,17 @@ pub(crate) fn explain(paths: &[PathBuf], catalog: &Path) -> anyhow::Result<()> {
     let _ = writeln!(
         out,
         "total: epsilon {} and delta {} for {} distinct quer{} ({} rejected, {} failing to plan); queries released before are answered at no cost. `carelens budget` shows what is left.",
-        number(cost.total.epsilon_value()),
-        number(cost.total.delta_value()),
-        cost.distinct,
-        if cost.distinct == 1 { "y" } else { "ies" },
+        number(total.epsilon_value()),
+        number(total.delta_value()),
+        distinct,
+        if distinct == 1 { "y" } else { "ies" },
         refused,
-        prepared.iter().filter(|p| p.is_err()).count() - refused
+        not_planned
     );
     write!(std::io::stdout().lock(), "{out}")?;
-    let not_prepared = prepared.iter().filter(|p| p.is_err()).count();
-    if not_prepared > refused {
+    if not_planned > 0 {
         bail!(
-            "{} of {} queries could not be planned (see above)",
-            not_prepared - refused,
+            "{not_planned} of {} queries could not be planned (see above)",
             files.len()
         );
     }

@@ -244,7 +244,11 @@ pub(crate) fn api_error(answer: &Answer, source: &str) -> anyhow::Error {
         return Refused(rejection.render(source)).into();
     }
     if error["refusal"].as_bool() == Some(true) {
-        return Refused(format!("error: {message}")).into();
+        return match error["hint"].as_str() {
+            Some(hint) => Refused(format!("error: {message}\nhint: {hint}")),
+            None => Refused(format!("error: {message}")),
+        }
+        .into();
     }
     let code = error["code"].as_str().unwrap_or("");
     match code {

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use carelens_engine::{Engine, Explain, QueryError, Release};
 use carelens_render::number;
-use carelens_render::report::failed_before;
+use carelens_render::report::{failed_after_charge, failed_before};
 pub(crate) use carelens_service::RESEARCHERS_ASK;
 use carelens_service::{Caller, Service, ServiceError};
 use clap::{Args, ValueEnum};
@@ -108,11 +108,13 @@ pub(crate) fn refuse(err: QueryError, source: &str) -> anyhow::Error {
 pub fn explain(args: ExplainArgs) -> anyhow::Result<()> {
     let file = match args.paths.as_slice() {
         [one] if !one.is_dir() => one,
-        _ if args.remote.server.is_some() => anyhow::bail!(
-            "explain of several files runs here, not on a server yet: give one file with \
-             --server, or run it where the catalog is"
-        ),
-        _ => return crate::batch::explain(&args.paths, &args.catalog.config),
+        _ => {
+            return crate::batch::explain(
+                &args.paths,
+                &args.catalog.config,
+                args.remote.server.as_deref(),
+            );
+        }
     };
     let sql = read_sql(file)?;
     if let Some(url) = &args.remote.server {
@@ -211,24 +213,14 @@ pub(crate) fn render_refusal(err: ServiceError, source: &str) -> anyhow::Error {
     match err {
         ServiceError::Rejected(r) => Refused(r.render(source)).into(),
         ServiceError::ResearchersAsk => Refused(format!("error: {RESEARCHERS_ASK}")).into(),
-        ServiceError::OverBudget(refusal) => Refused(format!(
-            "error: query refused: {refusal}\nhint: ask for a smaller epsilon \
-             (`-- carelens: epsilon=...`), or ask your information governance team for \
-             more budget; `carelens budget` shows what is left"
-        ))
-        .into(),
-        ServiceError::BatchOverBudget { .. } => Refused(format!(
-            "error: {err}\nhint: run fewer queries, lower their epsilon, or ask your \
-             information governance team for more budget; `carelens explain` shows each \
-             query's cost"
-        ))
-        .into(),
+        ServiceError::OverBudget(_) | ServiceError::BatchOverBudget { .. } => {
+            let hint = err.hint().unwrap_or_default();
+            Refused(format!("error: {err}\nhint: {hint}")).into()
+        }
         ServiceError::Workflow(refusal) => Refused(format!("error: {refusal}")).into(),
-        ServiceError::FailedAfterCharge { message, spent } => anyhow::anyhow!(
-            "{message} (epsilon {} was spent: the budget is charged before a query runs; \
-             asking it again gets this failure from the ledger at no cost)",
-            number(spent.epsilon_value())
-        ),
+        ServiceError::FailedAfterCharge { message, spent } => {
+            anyhow::anyhow!(failed_after_charge(&message, spent))
+        }
         ServiceError::FailedBefore(failure) => anyhow::anyhow!(failed_before(&failure)),
         other => anyhow::Error::new(other),
     }

@@ -321,17 +321,20 @@ fn remote(client: &Client, command: RequestCommand) -> anyhow::Result<()> {
             output,
             ..
         } => {
-            if sql.is_some() {
-                anyhow::bail!(
-                    "--sql is checked where the ledger is, not on a server yet: release request \
-                     {id} without it (the server runs the approved SQL)"
-                );
-            }
             if format == OutputFormat::Parquet && output.is_none() {
                 anyhow::bail!("--format parquet needs --output PATH");
             }
-            let answer = client.call("POST", &format!("/requests/{id}/release"), None)?;
-            let answer = ok(answer, 200, &format!("request {id}"))?;
+            // Your copy of the SQL, which the server checks plans to the approved query.
+            let body = sql
+                .as_deref()
+                .map(read_sql)
+                .transpose()?
+                .map(|sql| json!({ "sql": sql }));
+            let source = sql
+                .as_ref()
+                .map_or_else(|| format!("request {id}"), |p| p.display().to_string());
+            let answer = client.call("POST", &format!("/requests/{id}/release"), body.as_ref())?;
+            let answer = ok(answer, 200, &source)?;
             write_answered_release(
                 &answer,
                 &format!("request {id} was released before"),

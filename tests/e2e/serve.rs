@@ -409,8 +409,37 @@ fn the_request_workflow_runs_over_the_server_as_it_does_here() {
         assert_eq!(remote, local, "request {args:?}");
     }
 
-    // Released once (charged to the researcher), then the same answer at no cost.
-    let (output, first, stderr) = there(&researcher, &["release", &id, "--format", "json"]);
+    // The researcher's own copy of the SQL is checked against the approved query there as
+    // here: another query is refused with nothing spent.
+    let other = dir.path().join("other.sql");
+    std::fs::write(
+        &other,
+        "SELECT COUNT(DISTINCT person_id) AS people FROM person\n",
+    )
+    .unwrap();
+    let (output, _, stderr) = there(
+        &researcher,
+        &["release", &id, "--sql", other.to_str().unwrap()],
+    );
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("not the query approved in request {id}")),
+        "{stderr}"
+    );
+
+    // Released once (charged to the researcher) from the researcher's copy, then the same
+    // answer at no cost.
+    let (output, first, stderr) = there(
+        &researcher,
+        &[
+            "release",
+            &id,
+            "--sql",
+            cohort.to_str().unwrap(),
+            "--format",
+            "json",
+        ],
+    );
     assert!(output.status.success(), "{stderr}");
     let (output, again, stderr) = there(&researcher, &["release", &id, "--format", "json"]);
     assert!(output.status.success(), "{stderr}");
@@ -418,5 +447,109 @@ fn the_request_workflow_runs_over_the_server_as_it_does_here() {
     assert_eq!(first, again);
     let (_, local, _) = here("researcher", &["release", &id, "--format", "json"]);
     assert_eq!(first, local, "the stored release, byte for byte");
+    drop(server);
+}
+
+#[test]
+fn a_batch_runs_and_is_explained_over_the_server_as_here() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger.sqlite");
+    let token = issue_token(&ledger, "analyst");
+    let queries = dir.path().join("q");
+    std::fs::create_dir_all(&queries).unwrap();
+    for (name, sql) in [
+        (
+            "a_by_sex.sql",
+            "-- People by sex\n-- carelens: epsilon=0.5\nSELECT sex, COUNT(*) AS n FROM person GROUP BY sex\n",
+        ),
+        ("b_rows.sql", "SELECT COUNT(*) AS n\nFROM persons\n"),
+        (
+            "c_birth.sql",
+            "-- carelens: epsilon=0.25\nSELECT place, AVG(year_of_birth) AS born FROM person GROUP BY place\n",
+        ),
+    ] {
+        std::fs::write(queries.join(name), sql).unwrap();
+    }
+    let (server, address) = start(&ledger);
+    let url = format!("http://{address}");
+    let there = |args: &[&str]| {
+        run(carelens()
+            .args(args)
+            .arg(&queries)
+            .args(["--server", &url])
+            .env("CARELENS_TOKEN", &token))
+    };
+    let here = |args: &[&str]| {
+        run(carelens()
+            .args(args)
+            .arg(&queries)
+            .args(["--user", "analyst", "--config"])
+            .arg(sample_data().join("carelens.toml"))
+            .arg("--ledger")
+            .arg(&ledger))
+    };
+
+    // Explained: each query's cost and the total, the rejection with its place; exit 1.
+    let (output, remote, stderr) = there(&["explain"]);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let (output, local, stderr) = run(carelens()
+        .arg("explain")
+        .arg(&queries)
+        .arg("--config")
+        .arg(sample_data().join("carelens.toml")));
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert_eq!(remote, local, "explain of a folder");
+    assert!(remote.contains("b_rows.sql:2:6"), "{remote}");
+    assert!(remote.contains("total: epsilon 0.75"), "{remote}");
+
+    // Run on the server: two released and written, one rejected (exit 1), an earlier
+    // result of the rejected one moved aside.
+    let first = dir.path().join("first");
+    std::fs::create_dir_all(&first).unwrap();
+    std::fs::write(first.join("b_rows.csv"), "stale\n").unwrap();
+    fn out(folder: &Path) -> [&str; 2] {
+        ["--out", folder.to_str().unwrap()]
+    }
+    let (output, summary, stderr) = there(&[&["run"][..], &out(&first)].concat());
+    assert_eq!(output.status.code(), Some(1), "{summary}{stderr}");
+    assert!(
+        summary.contains("2 of 3 released; epsilon 0.75"),
+        "{summary}"
+    );
+    assert!(stderr.contains("b_rows.sql:2:6"), "{stderr}");
+    assert!(!first.join("b_rows.csv").exists());
+    assert_eq!(
+        std::fs::read_to_string(first.join("b_rows.previous.csv")).unwrap(),
+        "stale\n"
+    );
+    let report = std::fs::read_to_string(first.join("report.html")).unwrap();
+    for needle in ["People by sex", "c_birth", "b_rows.sql"] {
+        assert!(report.contains(needle), "the report lacks {needle:?}");
+    }
+
+    // Again on the server and here: the same answers at no cost, the same files and
+    // summary byte for byte (but for the folder's name).
+    let (second, third) = (dir.path().join("second"), dir.path().join("third"));
+    let (output, remote, remote_err) = there(&[&["run"][..], &out(&second)].concat());
+    assert_eq!(output.status.code(), Some(1), "{remote_err}");
+    let (output, local, local_err) = here(&[&["run"][..], &out(&third)].concat());
+    assert_eq!(output.status.code(), Some(1), "{local_err}");
+    assert!(remote.contains("epsilon 0 and delta 0 spent"), "{remote}");
+    assert_eq!(
+        remote.replace(second.to_str().unwrap(), "OUT"),
+        local.replace(third.to_str().unwrap(), "OUT"),
+        "the summary"
+    );
+    assert_eq!(remote_err, local_err);
+    for file in [
+        "a_by_sex.json",
+        "a_by_sex.csv",
+        "c_birth.json",
+        "c_birth.csv",
+    ] {
+        let bytes = |folder: &Path| std::fs::read(folder.join(file)).unwrap();
+        assert_eq!(bytes(&first), bytes(&second), "{file}");
+        assert_eq!(bytes(&second), bytes(&third), "{file}");
+    }
     drop(server);
 }

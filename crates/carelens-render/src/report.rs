@@ -813,6 +813,16 @@ impl Outcome {
     }
 }
 
+/// A failure after the charge, as it is first told: what it was and that the charge
+/// stays.
+pub fn failed_after_charge(message: &str, spent: Amount) -> String {
+    format!(
+        "{message} (epsilon {} was spent: the budget is charged before a query runs; asking \
+         it again gets this failure from the ledger at no cost)",
+        number(spent.epsilon_value())
+    )
+}
+
 /// A failure after the charge, served again from the ledger: what it was and why it is
 /// not run again.
 pub fn failed_before(failure: &StoredFailure) -> String {

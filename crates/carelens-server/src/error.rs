@@ -8,6 +8,7 @@ use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use carelens_render::report;
 use carelens_service::ServiceError;
 use serde_json::{Value, json};
 
@@ -102,6 +103,11 @@ pub(crate) fn service_error_json(err: &ServiceError) -> (Value, Option<String>) 
             "an internal error; the operator's log has the details".to_owned(),
             Some(err.to_string()),
         ),
+        // Told as the command line tells them: what was spent, and why it is not run again.
+        ServiceError::FailedAfterCharge { message, spent } => {
+            (report::failed_after_charge(message, *spent), None)
+        }
+        ServiceError::FailedBefore(failure) => (report::failed_before(failure), None),
         other => (other.to_string(), None),
     };
     let mut error = json!({
@@ -109,6 +115,9 @@ pub(crate) fn service_error_json(err: &ServiceError) -> (Value, Option<String>) 
         "message": message,
         "refusal": err.is_refusal(),
     });
+    if let Some(hint) = err.hint() {
+        error["hint"] = json!(hint);
+    }
     if let ServiceError::Rejected(rejection) = err {
         error["rejection"] = json!(rejection);
     }

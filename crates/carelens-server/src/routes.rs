@@ -55,6 +55,7 @@ pub(crate) fn api_routes() -> Vec<(
         ("/queries", &["post"], true, post(query)),
         ("/explain", &["post"], true, post(explain)),
         ("/batches", &["post"], true, post(batch)),
+        ("/batches/explain", &["post"], true, post(explain_batch)),
         (
             "/requests",
             &["get", "post"],
@@ -206,6 +207,16 @@ struct Batch {
 struct NamedSql {
     name: String,
     sql: String,
+    /// Where the SQL came from (the analyst's file), as the report and rejections name
+    /// it; the name if not given.
+    #[serde(default)]
+    source: Option<String>,
+}
+
+impl NamedSql {
+    fn source(&self) -> &str {
+        self.source.as_deref().unwrap_or(&self.name)
+    }
 }
 
 /// `POST /batches`: several named queries, checked whole against the budgets (nothing
@@ -229,20 +240,28 @@ async fn batch(
     let mut answers = Vec::with_capacity(items.len());
     let mut outcomes = Vec::with_capacity(items.len());
     for (named, item) in body.queries.iter().zip(items) {
-        answers.push(batch_item(&named.name, &item, &mut spent)?);
+        let mut answer = batch_item(&named.name, &item, &mut spent)?;
         match &item {
             Ok(r) if r.cached => cached += 1,
             Ok(_) => released += 1,
             Err(_) => {}
         }
-        outcomes.push(report::Outcome::of(&named.name, item));
+        let outcome = report::Outcome::of(named.source(), item);
+        (answer.outcome, answer.why) = match &outcome {
+            report::Outcome::Released { .. } => (answer.outcome, None),
+            report::Outcome::Rejected(why) => ("rejected", Some(why.clone())),
+            report::Outcome::Refused(why) => ("refused", Some(why.clone())),
+            report::Outcome::Failed { why, .. } => ("failed", Some(why.clone())),
+        };
+        answers.push(answer);
+        outcomes.push(outcome);
     }
     let queries: Vec<ReportQuery> = body
         .queries
         .iter()
         .map(|q| ReportQuery {
             name: q.name.clone(),
-            source: q.name.clone(),
+            source: q.source().to_owned(),
             header: Header::parse(&q.sql),
         })
         .collect();
@@ -265,6 +284,7 @@ async fn batch(
         items: answers,
         spent: amount_json(spent),
         report_html: html,
+        budget: budget.iter().map(carelens_render::budget_json).collect(),
     };
     let mut response = Json(answer).into_response();
     response.extensions_mut().insert(Outcome::Batch {
@@ -275,6 +295,87 @@ async fn batch(
     Ok(response)
 }
 
+/// `POST /batches/explain`: each query of a batch planned — its cost and expected errors,
+/// or why it would be rejected — and the batch's total, without running, spending or
+/// logging anything.
+async fn explain_batch(
+    State(state): State<AppState>,
+    Authenticated(_): Authenticated,
+    body: JsonBody<Batch>,
+) -> Answer {
+    let Json(body) = body?;
+    if body.queries.is_empty() || body.queries.len() > MAX_BATCH {
+        return Err(ApiError::bad_request(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("a batch has 1 to {MAX_BATCH} queries"),
+        ));
+    }
+    let sql: Vec<String> = body.queries.iter().map(|q| q.sql.clone()).collect();
+    let (prepared, cost) = state.service.explain_batch(&sql).await?;
+    let mut repeats = cost.repeats.iter();
+    let items = body
+        .queries
+        .iter()
+        .zip(prepared)
+        .map(|(named, prepared)| match prepared {
+            Ok(prepared) => ExplainedItem {
+                name: named.name.clone(),
+                outcome: "planned",
+                repeat: repeats.next() == Some(&true),
+                explain: Some(prepared.explain()),
+                error: None,
+                why: None,
+            },
+            Err(err) => {
+                let error = service_error_json(&err).0;
+                let (outcome, why) = match report::Outcome::of(named.source(), Err(err)) {
+                    report::Outcome::Rejected(why) => ("rejected", why),
+                    report::Outcome::Refused(why) => ("refused", why),
+                    report::Outcome::Failed { why, .. } => ("failed", why),
+                    report::Outcome::Released { .. } => ("failed", String::new()),
+                };
+                ExplainedItem {
+                    name: named.name.clone(),
+                    outcome,
+                    repeat: false,
+                    explain: None,
+                    error: Some(error),
+                    why: Some(why),
+                }
+            }
+        })
+        .collect();
+    Ok(Json(ExplainedBatch {
+        items,
+        total: amount_json(cost.total),
+        distinct: cost.distinct,
+    })
+    .into_response())
+}
+
+/// A batch explained.
+#[derive(Serialize)]
+struct ExplainedBatch {
+    items: Vec<ExplainedItem>,
+    total: Value,
+    distinct: usize,
+}
+
+/// One query of a batch explained.
+#[derive(Serialize)]
+struct ExplainedItem {
+    name: String,
+    outcome: &'static str,
+    /// The same query as one before it in the batch: paid once, there.
+    repeat: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    explain: Option<carelens_engine::Explain>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    why: Option<String>,
+}
+
 /// A batch's answer. (A struct, not a `json!` value: a [`RawValue`] inside a `Value`
 /// would be parsed and written anew, and the release's bytes would not be the stored
 /// ones.)
@@ -283,6 +384,8 @@ struct BatchAnswer {
     items: Vec<BatchAnswerItem>,
     spent: Value,
     report_html: String,
+    /// The caller's budget and the dataset's after the batch, as `GET /budget` shows them.
+    budget: Vec<Value>,
 }
 
 #[derive(Serialize)]
@@ -294,6 +397,9 @@ struct BatchAnswerItem {
     release: Option<Box<RawValue>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<Value>,
+    /// Why it was not released, in words, as the report says it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    why: Option<String>,
 }
 
 /// One query of a batch: its release as stored (the wire-format bytes, verbatim but for
@@ -320,6 +426,7 @@ fn batch_item(
                 spent: amount_json(released.spent),
                 release: Some(raw),
                 error: None,
+                why: None,
             }
         }
         Err(err) => {
@@ -330,10 +437,11 @@ fn batch_item(
             *total = total.plus(spent);
             BatchAnswerItem {
                 name: name.to_owned(),
-                outcome: "error",
+                outcome: "failed",
                 spent: amount_json(spent),
                 release: None,
                 error: Some(service_error_json(err).0),
+                why: None,
             }
         }
     })
@@ -520,8 +628,20 @@ async fn release_request(
     Authenticated(caller): Authenticated,
     Path(id): Path<i64>,
     headers: HeaderMap,
+    body: axum::body::Bytes,
 ) -> Answer {
-    let released = state.service.release_request(&caller, id, None).await?;
+    // No body: the approved SQL as stored. `{"sql": ...}`: the requester's copy, which must
+    // plan to the approved query (refused otherwise, with nothing spent).
+    let sql = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        let Json(Sql { sql }) = Json::<Sql>::from_bytes(&body).map_err(ApiError::from)?;
+        Some(sql)
+    };
+    let released = state
+        .service
+        .release_request(&caller, id, sql.as_deref())
+        .await?;
     release_response(released, &headers)
 }
 

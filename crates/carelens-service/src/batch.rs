@@ -48,6 +48,28 @@ pub fn batch_cost<'a>(
 }
 
 impl Service {
+    /// `carelens explain` of a batch: plans each of `queries` (SQL texts) without running,
+    /// spending or logging anything, and what the batch would cost (queries released
+    /// before would be answered at no cost; the ledger is not asked).
+    pub async fn explain_batch(
+        &self,
+        queries: &[String],
+    ) -> Result<(Vec<Result<PreparedQuery, ServiceError>>, BatchCost), ServiceError> {
+        let mut prepared = Vec::with_capacity(queries.len());
+        for sql in queries {
+            prepared.push(self.explain(sql).await);
+        }
+        let data_version = self
+            .catalog
+            .data_version()
+            .map_err(ServiceError::internal)?;
+        let cost = batch_cost(
+            prepared.iter().filter_map(|p| p.as_ref().ok()),
+            &data_version,
+        );
+        Ok((prepared, cost))
+    }
+
     /// Runs `queries` (SQL texts) for `caller` as one batch: each is prepared (a rejection
     /// is logged and stays that query's answer); the batch runs only if the caller's budget
     /// and the dataset's cover every query of it not answered before

@@ -9,6 +9,13 @@ pub const RESEARCHERS_ASK: &str = "researchers do not have an open budget: ask f
      count with `carelens request submit FILE.sql --purpose ...`, which an approver checks before \
      it is released once";
 
+/// What to do about a query the budget cannot cover.
+const OVER_BUDGET_HINT: &str = "ask for a smaller epsilon (`-- carelens: epsilon=...`), or ask \
+     your information governance team for more budget; `carelens budget` shows what is left";
+/// What to do about a batch the budget cannot cover.
+const BATCH_OVER_BUDGET_HINT: &str = "run fewer queries, lower their epsilon, or ask your \
+     information governance team for more budget; `carelens explain` shows each query's cost";
+
 /// Exit code of a refusal (by the analysis, the policy, the budget or the workflow).
 const EXIT_REFUSED: u8 = 1;
 /// Exit code of an error (bad input, a failure, a fault).
@@ -101,6 +108,16 @@ impl ServiceError {
             EXIT_REFUSED
         } else {
             EXIT_ERROR
+        }
+    }
+
+    /// What the caller can do about it, when there is more to say than the message (a
+    /// rejection carries its own hint).
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            Self::OverBudget(_) => Some(OVER_BUDGET_HINT),
+            Self::BatchOverBudget { .. } => Some(BATCH_OVER_BUDGET_HINT),
+            _ => None,
         }
     }
 

@@ -138,6 +138,7 @@ struct BatchItem {
     spent: Value,
     release: Option<Box<RawValue>>,
     error: Option<Value>,
+    why: Option<String>,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -149,7 +150,8 @@ async fn a_batch_is_checked_whole_and_answers_each_release_as_stored() {
     let batch = json!({ "queries": [
         { "name": "total", "sql": COUNT },
         { "name": "by_sex", "sql": count_by_sex },
-        { "name": "identifiers", "sql": "SELECT person_id FROM person" },
+        { "name": "identifiers", "sql": "SELECT person_id FROM person",
+          "source": "mine/identifiers.sql" },
     ]});
     let (status, _, bytes) = f
         .call(
@@ -177,7 +179,7 @@ async fn a_batch_is_checked_whole_and_answers_each_release_as_stored() {
         [
             ("total", "released"),
             ("by_sex", "released"),
-            ("identifiers", "error")
+            ("identifiers", "rejected")
         ]
     );
     assert_eq!(answer.spent["epsilon"], 1.0);
@@ -188,10 +190,14 @@ async fn a_batch_is_checked_whole_and_answers_each_release_as_stored() {
         "{}",
         &html[..100.min(html.len())]
     );
-    for needle in ["total", "by_sex", "identifiers", "rejected"] {
+    for needle in ["total", "by_sex", "mine/identifiers.sql", "rejected"] {
         assert!(html.contains(needle), "the report lacks {needle:?}");
     }
     assert_eq!(answer.items[2].spent["epsilon"], 0.0);
+    // Why, in words, naming the source the client gave.
+    let why = answer.items[2].why.as_deref().unwrap();
+    assert!(why.contains("--> mine/identifiers.sql"), "{why}");
+    assert!(answer.items[0].why.is_none());
     let error = answer.items[2].error.as_ref().unwrap();
     assert_eq!(
         (error["code"].as_str(), error["refusal"].as_bool()),
