@@ -25,7 +25,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
-use crate::client::{Client, api_error};
+use crate::client::{Client, READ_TIMEOUT, api_error};
 use crate::governance::{Acting, LedgerLocation, acting_user, context};
 use crate::query::{Refused, Remote, read_sql, render_refusal, runtime};
 
@@ -240,7 +240,14 @@ fn run_on_server(client: &Client, files: &[SqlFile], out: &Path) -> anyhow::Resu
         if files.len() == 1 { "y" } else { "ies" }
     ));
     spinner.enable_steady_tick(std::time::Duration::from_millis(120));
-    let answer = client.call("POST", "/batches", Some(&json!({ "queries": queries })));
+    // The answer starts when the last query has run: wait as long as each may take.
+    let wait = READ_TIMEOUT.saturating_mul(u32::try_from(files.len()).unwrap_or(u32::MAX));
+    let answer = client.call_waiting(
+        "POST",
+        "/batches",
+        Some(&json!({ "queries": queries })),
+        wait,
+    );
     spinner.finish_and_clear();
     let answer = answer?;
     if answer.status != 200 {

@@ -28,7 +28,7 @@ const CA_ENV: &str = "CARELENS_CA_CERT";
 /// How long to wait for the server to accept, and between bytes of its answer (a query
 /// may run for the policy's time limit, 300 s by default, before its answer starts).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-const READ_TIMEOUT: Duration = Duration::from_secs(600);
+pub(crate) const READ_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// A server and the token to call it with.
 pub(crate) struct Client {
@@ -121,6 +121,18 @@ impl Client {
         path: &str,
         body: Option<&Value>,
     ) -> anyhow::Result<Answer> {
+        self.call_waiting(method, path, body, READ_TIMEOUT)
+    }
+
+    /// As [`Client::call`], waiting up to `wait` for the answer to start or go on (a batch
+    /// answers when its last query has run).
+    pub(crate) fn call_waiting(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        wait: Duration,
+    ) -> anyhow::Result<Answer> {
         let body = body.map(Value::to_string).unwrap_or_default();
         let host = if self.host.contains(':') {
             format!("[{}]", self.host)
@@ -137,19 +149,19 @@ impl Client {
             body.len()
         );
         let bytes = self
-            .exchange(request.as_bytes())
+            .exchange(request.as_bytes(), wait)
             .with_context(|| format!("could not reach the carelens server at {}", self.url))?;
         parse(&bytes).with_context(|| format!("the server at {} answered oddly", self.url))
     }
 
-    fn exchange(&self, request: &[u8]) -> anyhow::Result<Vec<u8>> {
+    fn exchange(&self, request: &[u8], wait: Duration) -> anyhow::Result<Vec<u8>> {
         use std::net::ToSocketAddrs;
         let address = (self.host.as_str(), self.port)
             .to_socket_addrs()?
             .next()
             .context("the host has no address")?;
         let tcp = TcpStream::connect_timeout(&address, CONNECT_TIMEOUT)?;
-        tcp.set_read_timeout(Some(READ_TIMEOUT))?;
+        tcp.set_read_timeout(Some(wait))?;
         let mut bytes = Vec::new();
         match &self.tls {
             None => {

@@ -52,16 +52,29 @@ fn start(ledger: &Path) -> (Serving, SocketAddr) {
     (Serving(child), address)
 }
 
-/// One HTTP/1.1 call; the status and the body, or `None` if the connection failed.
-fn call(address: SocketAddr, path: &str, token: &str, body: &Value) -> Option<(u16, Vec<u8>)> {
-    let mut stream = TcpStream::connect(address).ok()?;
-    let body = body.to_string();
-    let request = format!(
-        "POST {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\
+/// A `method path` call's bytes, with `body` as JSON (empty for a GET).
+fn request(method: &str, path: &str, token: &str, body: &str) -> String {
+    format!(
+        "{method} {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\
          authorization: Bearer {token}\r\ncontent-type: application/json\r\n\
          content-length: {}\r\n\r\n{body}",
         body.len()
-    );
+    )
+}
+
+/// One HTTP/1.1 call; the status and the body, or `None` if the connection failed.
+fn call(address: SocketAddr, path: &str, token: &str, body: &Value) -> Option<(u16, Vec<u8>)> {
+    exchange(address, &request("POST", path, token, &body.to_string()))
+}
+
+/// One `GET path`; the status and the body as JSON.
+fn get(address: SocketAddr, path: &str, token: &str) -> (u16, Value) {
+    let (status, body) = exchange(address, &request("GET", path, token, "")).unwrap();
+    (status, serde_json::from_slice(&body).unwrap())
+}
+
+fn exchange(address: SocketAddr, request: &str) -> Option<(u16, Vec<u8>)> {
+    let mut stream = TcpStream::connect(address).ok()?;
     stream.write_all(request.as_bytes()).ok()?;
     let mut bytes = Vec::new();
     stream.read_to_end(&mut bytes).ok()?;
@@ -552,4 +565,80 @@ fn a_batch_runs_and_is_explained_over_the_server_as_here() {
         assert_eq!(bytes(&second), bytes(&third), "{file}");
     }
     drop(server);
+}
+
+/// A caller who hangs up while a query runs does not cut its release short: the charge,
+/// the run and the stored release happen as if they had waited, and asking again gets
+/// that release at no cost — never a second charge, never a lost one.
+#[test]
+fn a_caller_who_hangs_up_does_not_cut_a_release_short() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger.sqlite");
+    let token = issue_token(&ledger, "analyst");
+    let (server, address) = start(&ledger);
+    let sql =
+        std::fs::read_to_string(repo().join("queries/emergency_los_by_provider.sql")).unwrap();
+    let body = json!({ "sql": sql }).to_string();
+    let mut stream = TcpStream::connect(address).unwrap();
+    stream
+        .write_all(request("POST", "/api/v1/queries", &token, &body).as_bytes())
+        .unwrap();
+    // Long enough for the server to have read the call and begun; then gone.
+    std::thread::sleep(Duration::from_millis(100));
+    stream.shutdown(std::net::Shutdown::Both).unwrap();
+    drop(stream);
+
+    let released = || {
+        let (status, entries) = get(address, "/api/v1/audit?event=released", &token);
+        assert_eq!(status, 200, "{entries}");
+        entries.as_array().unwrap().len()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while released() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the release of the abandoned call was never stored"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (status, _) = call(address, "/api/v1/queries", &token, &json!({ "sql": sql })).unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(released(), 1, "asked again, it must be answered at no cost");
+    let (_, lines) = get(address, "/api/v1/budget", &token);
+    let own = lines
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == "analyst")
+        .unwrap();
+    assert_eq!(own["spent"]["epsilon"], 1.0, "charged exactly once: {own}");
+
+    // Hung up on, then the server told to stop at once: the call still ends, and is
+    // stored, before the process does.
+    let mut server = server;
+    let sql = std::fs::read_to_string(repo().join("queries/emergency_admissions.sql")).unwrap();
+    let body = json!({ "sql": sql }).to_string();
+    let mut stream = TcpStream::connect(address).unwrap();
+    stream
+        .write_all(request("POST", "/api/v1/queries", &token, &body).as_bytes())
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    stream.shutdown(std::net::Shutdown::Both).unwrap();
+    drop(stream);
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &server.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let stopped = server.0.wait().unwrap();
+    assert!(stopped.success(), "{stopped:?}");
+    let (output, log, stderr) = run(carelens()
+        .args(["audit", "log", "--event", "released", "--format", "json"])
+        .args(["--user", "analyst", "--config"])
+        .arg(sample_data().join("carelens.toml"))
+        .arg("--ledger")
+        .arg(&ledger));
+    assert!(output.status.success(), "{stderr}");
+    let entries: Value = serde_json::from_str(&log).unwrap();
+    assert_eq!(entries.as_array().unwrap().len(), 2, "{log}");
 }

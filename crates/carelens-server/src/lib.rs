@@ -67,6 +67,7 @@ pub(crate) struct AppState {
 pub struct Server {
     router: Router,
     drain: Drain,
+    gate: Arc<limits::Gate>,
 }
 
 impl Server {
@@ -78,8 +79,13 @@ impl Server {
             failures: Arc::default(),
             observer: Arc::new(observe::Observer::new(options.log_format)),
         };
-        let router = routes::routes(options, state, drain.clone());
-        Self { router, drain }
+        let gate = Arc::new(limits::Gate::new(options.max_running, options.max_waiting));
+        let router = routes::routes(options, state, drain.clone(), Arc::clone(&gate));
+        Self {
+            router,
+            drain,
+            gate,
+        }
     }
 
     /// The routes, for serving them some other way (tests call them in process).
@@ -96,7 +102,7 @@ impl Server {
     /// Serves on `listener` (a [`tokio::net::TcpListener`] or a [`TlsListener`]) until
     /// `shutdown` resolves. Then new calls are answered 503, no new connection is
     /// accepted, and the calls already running finish — a release being made is stored
-    /// and answered — before this returns.
+    /// and answered, also when its caller has hung up — before this returns.
     pub async fn serve<L>(
         self,
         listener: L,
@@ -115,7 +121,10 @@ impl Server {
             .into_make_service_with_connect_info::<SocketAddr>();
         axum::serve(listener.tap_io(|_| ()), service)
             .with_graceful_shutdown(signal)
-            .await
+            .await?;
+        // Calls whose callers hung up are still running on their own.
+        self.gate.idle().await;
+        Ok(())
     }
 }
 

@@ -45,7 +45,9 @@ impl Drain {
 /// beyond both is answered 429 at once, before anything is planned, charged or logged.
 #[derive(Debug)]
 pub(crate) struct Gate {
-    running: Semaphore,
+    running: Arc<Semaphore>,
+    /// How many calls may run at once.
+    capacity: u32,
     waiting: AtomicUsize,
     max_waiting: usize,
 }
@@ -53,10 +55,19 @@ pub(crate) struct Gate {
 impl Gate {
     pub(crate) fn new(running: usize, waiting: usize) -> Self {
         Self {
-            running: Semaphore::new(running.max(1)),
+            running: Arc::new(Semaphore::new(running.max(1))),
+            capacity: u32::try_from(running.max(1)).unwrap_or(u32::MAX),
             waiting: AtomicUsize::new(0),
             max_waiting: waiting,
         }
+    }
+}
+
+impl Gate {
+    /// Waits until no call is running: those whose callers hung up run on their own, and
+    /// must end (their releases stored) before the server's process does.
+    pub(crate) async fn idle(&self) {
+        let _ = self.running.acquire_many(self.capacity).await;
     }
 }
 
@@ -71,7 +82,7 @@ impl Drop for Waiting<'_> {
 
 /// Middleware on the query routes: a turn at the gate, or 429.
 pub(crate) async fn queue(State(gate): State<Arc<Gate>>, request: Request, next: Next) -> Response {
-    let permit = match gate.running.try_acquire() {
+    let permit = match Arc::clone(&gate.running).try_acquire_owned() {
         Ok(permit) => permit,
         Err(_) => {
             let queued = gate.waiting.fetch_add(1, Ordering::SeqCst);
@@ -84,7 +95,7 @@ pub(crate) async fn queue(State(gate): State<Arc<Gate>>, request: Request, next:
                     "too many queries are running or waiting; try again shortly",
                 );
             }
-            let permit = gate.running.acquire().await;
+            let permit = Arc::clone(&gate.running).acquire_owned().await;
             drop(waiting);
             match permit {
                 Ok(permit) => permit,
@@ -99,9 +110,23 @@ pub(crate) async fn queue(State(gate): State<Arc<Gate>>, request: Request, next:
             }
         }
     };
-    let response = next.run(request).await;
-    drop(permit);
-    response
+    // The call runs to its end on its own task, holding its turn, even if the caller hangs
+    // up: a query charged must be run and stored (or its failure stored), never cut short
+    // half way — the caller, or anyone asking the same, gets the stored answer at no cost.
+    let call = tokio::spawn(async move {
+        let response = next.run(request).await;
+        drop(permit);
+        response
+    });
+    match call.await {
+        Ok(response) => response,
+        Err(_) => ApiError::Request {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: "internal",
+            message: "an internal error; the operator's log has the details".to_owned(),
+        }
+        .into_response(),
+    }
 }
 
 /// Middleware on every route: 503 once the server is stopping.

@@ -84,8 +84,12 @@ pub(crate) fn api_routes() -> Vec<(
     ]
 }
 
-pub(crate) fn routes(options: ServerOptions, state: AppState, drain: Drain) -> Router {
-    let gate = Arc::new(Gate::new(options.max_running, options.max_waiting));
+pub(crate) fn routes(
+    options: ServerOptions,
+    state: AppState,
+    drain: Drain,
+    gate: Arc<Gate>,
+) -> Router {
     let (mut open, mut planning) = (Router::new(), Router::new());
     for (path, _, plans, handlers) in api_routes() {
         if plans {
