@@ -36,6 +36,7 @@ mod directives;
 mod explain;
 mod facts;
 mod guard;
+mod identity;
 mod keyed_hash;
 mod panics;
 #[cfg(test)]
@@ -287,8 +288,7 @@ impl Engine {
             .execute_and_check(plan, state.config_options(), |_, _| {})
             .map_err(plan_error)?;
         let analysed = total::try_casts(analysed).map_err(plan_error)?;
-        let plan_hash =
-            hex(Sha256::digest(format!("{}", analysed.display_indent()).as_bytes()).as_slice());
+        let plan_hash = identity::plan_hash(&analysed)?;
         let analyzer = Analyzer {
             catalog: &self.catalog,
         };

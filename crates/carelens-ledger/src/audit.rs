@@ -419,14 +419,16 @@ pub(crate) fn verify(
     let mut rows = stmt.query([])?;
     let mut expected_seq = 1i64;
     let mut prev = GENESIS.to_owned();
-    // charge seq -> (user, cache key, released?)
-    let mut charges: std::collections::HashMap<i64, (String, String, bool)> = Default::default();
+    // charge seq -> (user, cache key, released?, plan hash)
+    let mut charges: std::collections::HashMap<i64, (String, String, bool, String)> =
+        Default::default();
     // release seq -> (charge seq, cache key, result hash)
     let mut releases: std::collections::HashMap<i64, (i64, String, String)> = Default::default();
     // error seq -> cache key of the failed query
     let mut errors: std::collections::HashMap<i64, String> = Default::default();
-    // request id -> (requester, last event)
-    let mut requests: std::collections::HashMap<i64, (String, Event)> = Default::default();
+    // request id -> (requester, last event, the approved query's plan hash)
+    let mut requests: std::collections::HashMap<i64, (String, Event, String)> =
+        Default::default();
     // Token id -> (user, revoked).
     let mut tokens: std::collections::HashMap<i64, (String, bool)> = Default::default();
     let mut anchor_seen = false;
@@ -482,7 +484,12 @@ pub(crate) fn verify(
             Event::Charged => {
                 charges.insert(
                     entry.seq,
-                    (entry.user.clone(), entry.cache_key.clone(), false),
+                    (
+                        entry.user.clone(),
+                        entry.cache_key.clone(),
+                        false,
+                        entry.plan_hash.clone(),
+                    ),
                 );
             }
             Event::Released => {
@@ -512,7 +519,14 @@ pub(crate) fn verify(
                 );
             }
             Event::RequestSubmitted => {
-                requests.insert(entry.seq, (entry.user.clone(), Event::RequestSubmitted));
+                requests.insert(
+                    entry.seq,
+                    (
+                        entry.user.clone(),
+                        Event::RequestSubmitted,
+                        entry.plan_hash.clone(),
+                    ),
+                );
             }
             Event::RequestApproved | Event::RequestRejected | Event::RequestReleased => {
                 let Some(request) = entry.refers_to.and_then(|r| requests.get_mut(&r)) else {
@@ -536,6 +550,23 @@ pub(crate) fn verify(
                         entry.seq,
                         "a request changed state out of order (submitted, then approved or rejected by an approver or admin other than its requester, then released by its requester)".to_owned(),
                     );
+                }
+                if entry.event == Event::RequestReleased {
+                    // The release it names ran the approved query: its charge's plan is the
+                    // request's.
+                    let ran = serde_json::from_str::<serde_json::Value>(&entry.params)
+                        .ok()
+                        .and_then(|p| p["release_seq"].as_i64())
+                        .and_then(|seq| releases.get(&seq))
+                        .and_then(|(charge, _, _)| charges.get(charge))
+                        .map(|c| c.3.as_str());
+                    // (The release may be another user's earlier answer to the same query.)
+                    if ran != Some(request.2.as_str()) || entry.plan_hash != request.2 {
+                        return broken(
+                            entry.seq,
+                            "a request marked released with a release of another query than the approved one".to_owned(),
+                        );
+                    }
                 }
                 request.1 = entry.event;
             }

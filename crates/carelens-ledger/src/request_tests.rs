@@ -431,3 +431,37 @@ fn verify_catches_a_request_approved_by_its_requester() {
         intact => panic!("{intact:?}"),
     }
 }
+
+/// `verify` checks that a request was released with a run of the approved query: a
+/// request marked released with the release of another plan (as a faulty or forged
+/// release step would write it) breaks the log there.
+#[test]
+fn a_request_released_with_another_query_breaks_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ledger = ledger(dir.path());
+    let request = submit(&mut ledger, "rita", C1);
+    ledger
+        .approve_request("alan", request.id, None, PARAMS, "")
+        .unwrap();
+    let record = QueryRecord {
+        sql: C2,
+        plan_hash: "plan of another query",
+        cache_key: "key of another query",
+    };
+    let ChargeOutcome::Charged(receipt) = ledger.charge("rita", &record, &charge(0.5)).unwrap()
+    else {
+        panic!("not charged")
+    };
+    let stored = ledger.record_release(&receipt, b"{\"n\": 125}").unwrap();
+    intact(&ledger);
+    let released = ledger
+        .mark_request_released("rita", request.id, stored.release_seq)
+        .unwrap();
+    assert_eq!(released.state, RequestState::Released);
+    match ledger.verify().unwrap() {
+        Verification::Broken { problem, .. } => {
+            assert!(problem.contains("another query"), "{problem}")
+        }
+        intact => panic!("a request released with another query passed: {intact:?}"),
+    }
+}
