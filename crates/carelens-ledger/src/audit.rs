@@ -427,8 +427,7 @@ pub(crate) fn verify(
     // error seq -> cache key of the failed query
     let mut errors: std::collections::HashMap<i64, String> = Default::default();
     // request id -> (requester, last event, the approved query's plan hash)
-    let mut requests: std::collections::HashMap<i64, (String, Event, String)> =
-        Default::default();
+    let mut requests: std::collections::HashMap<i64, (String, Event, String)> = Default::default();
     // Token id -> (user, revoked).
     let mut tokens: std::collections::HashMap<i64, (String, bool)> = Default::default();
     let mut anchor_seen = false;

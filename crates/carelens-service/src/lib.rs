@@ -283,7 +283,7 @@ impl Service {
             .await?;
             return Err(ServiceError::ResearchersAsk);
         }
-        self.answer(caller, prepared).await
+        self.answer(caller, prepared, None).await
     }
 
     /// Whether `caller` may run a batch of queries on private data (researchers may not:
@@ -382,12 +382,19 @@ impl Service {
         &self,
         caller: &Caller,
         prepared: &PreparedQuery,
+        request: Option<i64>,
     ) -> Result<Released, ServiceError> {
         let data_version = self
             .catalog
             .data_version()
             .map_err(ServiceError::internal)?;
-        let cache_key = prepared.cache_key(&data_version);
+        let cache_key = match request {
+            None => prepared.cache_key(&data_version),
+            // A release under a request stays with it: the same query asked outside the
+            // request (or under another) is another question, charged and released afresh
+            // — the four-eyes release to one researcher is not anyone's free answer.
+            Some(id) => format!("{}:request-{id}", prepared.cache_key(&data_version)),
+        };
         let (user, sql, plan_hash) = (
             caller.name.clone(),
             prepared.sql().to_owned(),

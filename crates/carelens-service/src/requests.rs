@@ -182,7 +182,7 @@ impl Service {
             }
             .into());
         }
-        let released = self.answer(caller, &prepared).await?;
+        let released = self.answer(caller, &prepared, Some(id)).await?;
         let release_seq = released
             .release
             .release_id

@@ -366,3 +366,70 @@ async fn concurrent_callers_never_overspend() {
         Verification::Intact { .. }
     ));
 }
+
+/// A release made under a request stays with the request: the same SQL asked by an
+/// analyst afterwards is charged and released afresh, not answered with the researcher's
+/// number (which would sidestep the four-eyes release to one person); and a request
+/// released after an analyst asked the same is not answered with the analyst's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_under_a_request_stays_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = service(&dir).await;
+    let (researcher, approver, analyst) = (
+        service.caller("researcher").unwrap(),
+        service.caller("approver").unwrap(),
+        service.caller("analyst").unwrap(),
+    );
+    let request_for = async |sql: &str| {
+        let (request, _) = service
+            .submit_request(&researcher, sql, "a feasibility count", Some(0.5))
+            .await
+            .unwrap();
+        service
+            .approve_request(&approver, request.id, None, "thresholds checked")
+            .await
+            .unwrap();
+        request.id
+    };
+
+    let first = "SELECT COUNT(DISTINCT person_id) AS n FROM person WHERE year_of_birth > 1950";
+    let id = request_for(first).await;
+    let released = service
+        .release_request(&researcher, id, None)
+        .await
+        .unwrap();
+    assert!(!released.cached);
+    let asked = service
+        .query(&analyst, &format!("-- carelens: epsilon=0.5\n{first}"))
+        .await
+        .unwrap();
+    assert!(!asked.cached, "the analyst got the researcher's release");
+    assert_eq!(asked.spent.epsilon_value(), 0.5);
+    // The researcher asking again gets their own release, at no cost.
+    let again = service
+        .release_request(&researcher, id, None)
+        .await
+        .unwrap();
+    assert!(again.cached);
+    assert_eq!(again.bytes, released.bytes);
+
+    let second = "SELECT COUNT(DISTINCT person_id) AS n FROM person WHERE year_of_birth > 1960";
+    let by_analyst = service
+        .query(&analyst, &format!("-- carelens: epsilon=0.5\n{second}"))
+        .await
+        .unwrap();
+    let id = request_for(second).await;
+    let released = service
+        .release_request(&researcher, id, None)
+        .await
+        .unwrap();
+    assert!(
+        !released.cached,
+        "the request was answered with the analyst's release"
+    );
+    assert_ne!(released.bytes, by_analyst.bytes);
+    assert!(matches!(
+        service.verify(None).await.unwrap(),
+        Verification::Intact { .. }
+    ));
+}
