@@ -26,7 +26,7 @@ use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use crate::client::{Client, READ_TIMEOUT, api_error};
-use crate::governance::{Acting, LedgerLocation, acting_user, context};
+use crate::governance::{Acting, LedgerLocation, acting_user, context, note_created};
 use crate::query::{Refused, Remote, read_sql, render_refusal, runtime};
 
 #[derive(Debug, Args)]
@@ -140,6 +140,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
 
     let (disclosure, outcomes, budget, unwritten) = runtime()?.block_on(async {
         let service = Service::open(ctx.catalog, &ctx.ledger_path).await?;
+        note_created(&service);
 
         let bar = ProgressBar::new(files.len() as u64).with_style(
             ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {wide_msg}")?

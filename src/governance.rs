@@ -128,6 +128,18 @@ pub(crate) fn context(location: &LedgerLocation) -> anyhow::Result<LedgerContext
     })
 }
 
+/// Says so when opening the service created its ledger: a mistyped path would otherwise
+/// pass for a new ledger with every budget full.
+pub(crate) fn note_created(service: &Service) {
+    if service.created_ledger() {
+        eprintln!(
+            "note: created a new ledger at {} (every budget starts full); if you meant an \
+             existing one, check --ledger or the catalog's `ledger`",
+            service.ledger_path().display()
+        );
+    }
+}
+
 /// The acting user's name as given (the service checks it against the catalog).
 pub(crate) fn acting_user(acting: &Acting) -> anyhow::Result<&str> {
     acting

@@ -22,7 +22,7 @@ use clap::{Args, ValueEnum};
 use serde_json::json;
 
 use crate::client::{Answer, Client, api_error};
-use crate::governance::{Acting, LedgerLocation, acting_user, context};
+use crate::governance::{Acting, LedgerLocation, acting_user, context, note_created};
 
 /// The query was refused (privacy analysis, policy or budget): exit code 1. The message
 /// is complete as it stands (it is the rendered rejection).
@@ -176,6 +176,7 @@ pub fn query(args: QueryArgs) -> anyhow::Result<()> {
         let service = Service::open(ctx.catalog, &ctx.ledger_path)
             .await
             .map_err(anyhow::Error::new)?;
+        note_created(&service);
         match running(service.query(&caller, &sql)).await {
             Ok(answered) => Ok(answered),
             Err(err) => Err(render_refusal(err, &source)),

@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::client::{Answer, Client, api_error};
-use crate::governance::{Acting, LedgerLocation, acting_user, context};
+use crate::governance::{Acting, LedgerLocation, acting_user, context, note_created};
 use crate::query::{
     OutputFormat, Refused, Remote, read_sql, render_refusal, running, runtime,
     write_answered_release, write_release,
@@ -147,7 +147,24 @@ fn with_service_rendered<T>(
     let caller = Caller::of(&ctx.catalog, acting_user(&who.acting)?)?;
     runtime()?.block_on(async {
         let service = Service::open(ctx.catalog, &ctx.ledger_path).await?;
+        note_created(&service);
         work(&service, &caller).await.map_err(render)
+    })
+}
+
+/// [`with_service`] over a ledger opened to read only (a missing one is an error, never
+/// created), for the commands that only look.
+fn reading_service<T>(
+    who: &Who,
+    work: impl AsyncFnOnce(&Service, &Caller) -> Result<T, ServiceError>,
+) -> anyhow::Result<T> {
+    let ctx = context(&who.location)?;
+    let caller = Caller::of(&ctx.catalog, acting_user(&who.acting)?)?;
+    runtime()?.block_on(async {
+        let service = Service::open_read_only(ctx.catalog, &ctx.ledger_path).await?;
+        work(&service, &caller)
+            .await
+            .map_err(|e| render_refusal(e, ""))
     })
 }
 
@@ -179,11 +196,8 @@ pub fn request(args: RequestArgs) -> anyhow::Result<()> {
             ))
         }
         RequestCommand::List { who } => {
-            let requests = with_service(
-                &who,
-                async |service, caller| service.requests(caller).await,
-                "",
-            )?;
+            let requests =
+                reading_service(&who, async |service, caller| service.requests(caller).await)?;
             print(&list(&requests))
         }
         RequestCommand::Show { id, who } => {
@@ -191,11 +205,9 @@ pub fn request(args: RequestArgs) -> anyhow::Result<()> {
                 request,
                 plan,
                 plans_as_submitted,
-            } = with_service(
-                &who,
-                async |service, caller| service.show_request(caller, id).await,
-                "",
-            )?;
+            } = reading_service(&who, async |service, caller| {
+                service.show_request(caller, id).await
+            })?;
             let plan = plan
                 .map(|prepared| prepared.explain())
                 .map_err(|e| render_refusal(e, &format!("request {id}")).to_string());

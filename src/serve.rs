@@ -89,6 +89,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let service = Service::open(ctx.catalog, &ctx.ledger_path)
             .await
             .context("could not open the service")?;
+        crate::governance::note_created(&service);
         let server = Server::new(Arc::new(service), options);
         let tcp = tokio::net::TcpListener::bind(args.listen)
             .await

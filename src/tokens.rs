@@ -58,9 +58,14 @@ pub fn token(args: TokenArgs) -> anyhow::Result<()> {
     };
     let ctx = context(location)?;
     let runtime = runtime()?;
-    let service = runtime
-        .block_on(Service::open_for_ledger(ctx.catalog, &ctx.ledger_path))
-        .map_err(|e| render_refusal(e, ""))?;
+    // Listing only reads: a missing ledger is an error, never created.
+    let opened = if matches!(args.command, TokenCommand::List { .. }) {
+        runtime.block_on(Service::open_read_only(ctx.catalog, &ctx.ledger_path))
+    } else {
+        runtime.block_on(Service::open_for_ledger(ctx.catalog, &ctx.ledger_path))
+    };
+    let service = opened.map_err(|e| render_refusal(e, ""))?;
+    crate::governance::note_created(&service);
     let mut out = std::io::stdout().lock();
     match args.command {
         TokenCommand::Issue { user, expires, .. } => {

@@ -17,14 +17,26 @@ fn ledger_cmd(ledger: &Path, args: &[&str]) -> Command {
     cmd
 }
 
+/// A new ledger at `path`, with the sample catalog's budgets, as the first command that
+/// spends makes it.
+fn new_ledger(path: &Path) {
+    let catalog = carelens_catalog::load(&sample_data().join("carelens.toml")).unwrap();
+    let ledger = carelens_ledger::Ledger::open(
+        path,
+        carelens_ledger::Budgets::from_catalog(catalog.catalog()),
+    )
+    .unwrap();
+    assert!(ledger.created());
+}
+
 #[test]
 fn budget_shows_a_fresh_ledger_for_the_acting_user() {
     let dir = tempfile::tempdir().unwrap();
     let ledger = dir.path().join("ledger.sqlite");
+    new_ledger(&ledger);
     let (out, stdout, stderr) =
         run(ledger_cmd(&ledger, &["budget"]).env("CARELENS_USER", "analyst"));
     assert!(out.status.success(), "{stderr}");
-    assert!(ledger.exists(), "created on first use");
     let lines: Vec<&str> = stdout.lines().collect();
     assert!(lines[0].starts_with("who"), "{stdout}");
     assert!(
@@ -78,6 +90,7 @@ fn unknown_or_missing_users_are_refused() {
 fn audit_verify_and_log_on_the_sample() {
     let dir = tempfile::tempdir().unwrap();
     let ledger = dir.path().join("ledger.sqlite");
+    new_ledger(&ledger);
     let (out, stdout, stderr) = run(&mut ledger_cmd(&ledger, &["audit", "verify"]));
     assert!(out.status.success(), "{stderr}");
     // Five budget grants: the dataset and four users.
@@ -155,6 +168,7 @@ fn audit_verify_and_log_on_the_sample() {
 fn a_tampered_ledger_fails_verify_with_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let ledger = dir.path().join("ledger.sqlite");
+    new_ledger(&ledger);
     assert!(
         run(&mut ledger_cmd(&ledger, &["audit", "verify"]))
             .0
@@ -193,8 +207,11 @@ fn tokens_are_issued_once_listed_without_secrets_and_revoked() {
         !stderr.contains(secret) && stderr.contains("shown only now"),
         "{stderr}"
     );
+    // The first command that spends creates the ledger, and says so.
+    assert!(stderr.starts_with("note: created a new ledger"), "{stderr}");
     let id = stderr
-        .strip_prefix("token ")
+        .lines()
+        .find_map(|l| l.strip_prefix("token "))
         .and_then(|s| s.split_whitespace().next())
         .unwrap()
         .to_owned();
@@ -234,4 +251,74 @@ fn tokens_are_issued_once_listed_without_secrets_and_revoked() {
     assert!(!log.contains(&secret[9..]), "the log holds no secret");
     let (out, _, _) = run(&mut ledger_cmd(&ledger, &["audit", "verify"]));
     assert!(out.status.success());
+}
+
+/// Commands that only read a ledger never create one: a mistyped path is an error naming
+/// it, not a fresh "intact" ledger with full budgets; the first command that spends
+/// creates it and says so.
+#[test]
+fn reading_a_missing_ledger_is_an_error_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("typo").join("ledger.sqlite");
+    for args in [
+        &["budget", "--user", "analyst"][..],
+        &["audit", "verify"],
+        &["audit", "log", "--user", "admin"],
+        &["request", "list", "--user", "approver"],
+        &["token", "list"],
+    ] {
+        let (out, _, stderr) = run(&mut ledger_cmd(&ledger, args));
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("there is no ledger at"),
+            "{args:?}: {stderr}"
+        );
+        assert!(!dir.path().join("typo").exists(), "{args:?} made folders");
+    }
+    let query = dir.path().join("n.sql");
+    std::fs::write(&query, "SELECT COUNT(*) AS n FROM person").unwrap();
+    let (out, _, stderr) = run(ledger_cmd(&ledger, &["query", "--user", "analyst"]).arg(&query));
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("note: created a new ledger at"), "{stderr}");
+    let (out, _, stderr) = run(ledger_cmd(&ledger, &["query", "--user", "analyst"]).arg(&query));
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("created a new ledger"), "{stderr}");
+}
+
+/// A SQLite file that is not a ledger is refused before anything in it changes (it was
+/// switched to WAL, rewriting its header, before the refusal).
+#[test]
+fn a_foreign_sqlite_file_is_refused_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let foreign = dir.path().join("practice.sqlite");
+    {
+        let conn = rusqlite::Connection::open(&foreign).unwrap();
+        conn.execute_batch("CREATE TABLE visits (id INTEGER); INSERT INTO visits VALUES (1);")
+            .unwrap();
+    }
+    let before = std::fs::read(&foreign).unwrap();
+    let query = dir.path().join("n.sql");
+    std::fs::write(&query, "SELECT COUNT(*) AS n FROM person").unwrap();
+    for args in [
+        &["query", "--user", "analyst"][..],
+        &["budget", "--user", "analyst"],
+    ] {
+        let mut cmd = ledger_cmd(&foreign, args);
+        if args[0] == "query" {
+            cmd.arg(&query);
+        }
+        let (out, _, stderr) = run(&mut cmd);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("not a carelens ledger"),
+            "{args:?}: {stderr}"
+        );
+        assert_eq!(
+            std::fs::read(&foreign).unwrap(),
+            before,
+            "{args:?} changed the file"
+        );
+    }
+    let wal = dir.path().join("practice.sqlite-wal");
+    assert!(!wal.exists() || std::fs::metadata(&wal).unwrap().len() == 0);
 }

@@ -122,6 +122,7 @@ fn rejected_queries_exit_1_with_what_where_and_hint_and_are_logged() {
     let (out, stdout, stderr) = run(&mut cmd(&ledger, "analyst", &["query", &sql]));
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stdout.is_empty());
+    let stderr = after_creation_note(&stderr);
     assert!(
         stderr.starts_with(
             "error: query rejected: the person column `person_id` cannot be used in a filter\n"
@@ -400,6 +401,7 @@ fn an_epsilon_below_the_policy_minimum_is_rejected_with_a_hint() {
     let (out, stdout, stderr) = run(&mut cmd(&ledger, "analyst", &["query", &sql]));
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stdout.is_empty());
+    let stderr = after_creation_note(&stderr);
     assert!(
         stderr.starts_with(
             "error: query rejected: epsilon = 0.001 is below the policy's minimum of 0.01\n"
@@ -553,4 +555,14 @@ fn a_printed_release_hashes_to_its_audit_entry() {
         assert_eq!(out.status.code(), Some(2), "{stderr}");
         assert!(stderr.contains("is not a release of"), "{stderr}");
     }
+}
+
+/// `stderr` after the note that the first command over a new ledger created it.
+fn after_creation_note(stderr: &str) -> &str {
+    let (note, rest) = stderr.split_once('\n').unwrap_or(("", stderr));
+    assert!(
+        note.starts_with("note: created a new ledger at"),
+        "{stderr}"
+    );
+    rest
 }

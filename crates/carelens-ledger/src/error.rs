@@ -15,6 +15,17 @@ pub enum LedgerError {
         /// The ledger file.
         path: PathBuf,
     },
+    /// A command that only reads the ledger found none: it never makes one, so a mistyped
+    /// path is not mistaken for a fresh, intact ledger with full budgets.
+    #[error(
+        "there is no ledger at {path}: check the path (--ledger, or `ledger` in the \
+         catalog). Commands that only read a ledger never create one; the first query, \
+         batch, request or token creates it"
+    )]
+    Missing {
+        /// Where it was looked for.
+        path: PathBuf,
+    },
     /// The file is not a SQLite database, or fails SQLite's integrity check.
     #[error(
         "the ledger {path} is damaged ({detail}); restore it from a backup — budgets are \

@@ -177,6 +177,8 @@ pub struct Ledger {
     /// The charges this handle runs (set up by [`Ledger::open`]; read-only handles charge
     /// nothing).
     running: Option<Running>,
+    /// Whether this handle created the ledger file.
+    created: bool,
 }
 
 /// What the engine tells the ledger about a query.
@@ -390,11 +392,11 @@ impl Ledger {
             path: path.to_path_buf(),
             source,
         };
-        match std::fs::metadata(path) {
-            Ok(_) => {}
+        let created = match std::fs::metadata(path) {
+            Ok(_) => false,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => create_new(path)?,
             Err(source) => return Err(open_err(source)),
-        }
+        };
         let meta = std::fs::metadata(path).map_err(open_err)?;
         if meta.len() == 0 {
             return Err(LedgerError::Empty {
@@ -421,6 +423,7 @@ impl Ledger {
         ledger.prepare()?;
         ledger.sync_budgets()?;
         ledger.running = Some(Running::beside(path).map_err(open_err)?);
+        ledger.created = created;
         Ok(ledger)
     }
 
@@ -434,6 +437,11 @@ impl Ledger {
                 });
             }
             Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(LedgerError::Missing {
+                    path: path.to_path_buf(),
+                });
+            }
             Err(source) => {
                 return Err(LedgerError::Open {
                     path: path.to_path_buf(),
@@ -462,6 +470,7 @@ impl Ledger {
             budgets,
             wait,
             running: None,
+            created: false,
         };
         ledger.conn.busy_timeout(wait).map_err(|e| ledger.err(e))?;
         Ok(ledger)
@@ -474,6 +483,11 @@ impl Ledger {
     /// The ledger file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether opening it created the file (a new ledger, every budget full).
+    pub fn created(&self) -> bool {
+        self.created
     }
 
     /// Runs `body` in one `BEGIN IMMEDIATE` transaction — the write lock is taken at the
@@ -496,6 +510,9 @@ impl Ledger {
     /// Integrity check, journal mode, schema version and marker; migrates an older schema.
     fn prepare(&mut self) -> Result<(), LedgerError> {
         self.integrity_check()?;
+        // A file that is not a ledger is refused before anything in it changes (switching
+        // to WAL would rewrite its header).
+        self.check_schema()?;
         // WAL lets readers work while one process charges; FULL makes every committed
         // charge durable before the result is released.
         let mode: String = self
@@ -1408,8 +1425,8 @@ fn migrate(conn: &Connection, version: i64) -> rusqlite::Result<()> {
 /// Creates a new ledger at `path` atomically: the schema is written to a temporary file in
 /// the same folder, which is then hard-linked into place. Another process never sees a
 /// half-made ledger (an empty file would look like a truncated one), and if two processes
-/// create it at once, one wins and the other uses it.
-fn create_new(path: &Path) -> Result<(), LedgerError> {
+/// create it at once, one wins and the other uses it. Whether this one made it.
+fn create_new(path: &Path) -> Result<bool, LedgerError> {
     let open_err = |source| LedgerError::Open {
         path: path.to_path_buf(),
         source,
@@ -1439,8 +1456,9 @@ fn create_new(path: &Path) -> Result<(), LedgerError> {
     let linked = built
         .map_err(|e| LedgerError::sqlite(path, e, Duration::ZERO))
         .and_then(|()| match std::fs::hard_link(&temp, path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            Ok(()) => Ok(true),
+            // Another process made it first: this one uses theirs.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
             Err(e) => Err(open_err(e)),
         });
     let _ = std::fs::remove_file(&temp);

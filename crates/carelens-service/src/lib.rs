@@ -113,6 +113,8 @@ pub struct Service {
     /// Opened with the service, or on first use by one opened for reading only.
     engine: tokio::sync::OnceCell<Engine>,
     ledger: Arc<Mutex<Ledger>>,
+    /// Whether opening the service created the ledger file.
+    created_ledger: bool,
     ledger_path: PathBuf,
     /// One user's identical queries in flight here, one at a time: the ledger finds a
     /// second charge of a query its own handle is running "already running", so the
@@ -174,7 +176,7 @@ impl Service {
     }
 
     /// Opens the ledger at `ledger_path` for reading only (a ledger under investigation
-    /// is left exactly as it is; a missing one is created, as on any first use), for the
+    /// is left exactly as it is; a missing one is an error, never created), for the
     /// operations that only read it: budgets and the audit log. The engine is opened only
     /// if a query needs it (and charging one then fails: the ledger is read-only).
     pub async fn open_read_only(
@@ -192,11 +194,12 @@ impl Service {
         let budgets = Budgets::from_catalog(catalog.catalog());
         let path = ledger_path.to_path_buf();
         let ledger = blocking(move || match access {
-            Access::ReadOnly if path.exists() => Ledger::open_read_only(&path, budgets),
-            _ => Ledger::open(&path, budgets),
+            Access::ReadOnly => Ledger::open_read_only(&path, budgets),
+            Access::ReadWrite => Ledger::open(&path, budgets),
         })
         .await??;
         Ok(Self {
+            created_ledger: ledger.created(),
             catalog,
             engine: tokio::sync::OnceCell::new(),
             ledger: Arc::new(Mutex::new(ledger)),
@@ -213,6 +216,12 @@ impl Service {
     /// The ledger's file.
     pub fn ledger_path(&self) -> &Path {
         &self.ledger_path
+    }
+
+    /// Whether opening the service created the ledger (a new one, every budget full): the
+    /// faces say so, as a mistyped path would otherwise pass unnoticed.
+    pub fn created_ledger(&self) -> bool {
+        self.created_ledger
     }
 
     /// The engine over the catalog's extract (opened now if it was not yet).
