@@ -28,7 +28,22 @@ const EXIT_ERROR: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
+    // Queries are parsed, planned and run on threads with large stacks: the command here
+    // (`block_on` runs on the calling thread) and the runtime's workers.
+    let command = std::thread::Builder::new()
+        .name("carelens".to_owned())
+        .stack_size(carelens_engine::STACK_BYTES)
+        .spawn(move || dispatch(cli.command));
+    let result = match command.map(|c| c.join()) {
+        Ok(Ok(result)) => result,
+        Ok(Err(panic)) => std::panic::resume_unwind(panic),
+        Err(e) => Err(anyhow::Error::new(e).context("could not start")),
+    };
+    exit_code(result)
+}
+
+fn dispatch(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Synth(args) => cli::synth(args),
         Command::Catalog(args) => cli::catalog(args),
         Command::Query(args) => query::query(args),
@@ -39,7 +54,10 @@ fn main() -> ExitCode {
         Command::Audit(args) => governance::audit(args),
         Command::Token(args) => tokens::token(args),
         Command::Serve(args) => serve::serve(args),
-    };
+    }
+}
+
+fn exit_code(result: anyhow::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::from(EXIT_OK),
         Err(err) if is_broken_pipe(&err) => ExitCode::from(EXIT_OK),

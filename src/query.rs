@@ -91,6 +91,7 @@ pub(crate) fn read_sql(path: &Path) -> anyhow::Result<String> {
 pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .thread_stack_size(carelens_engine::STACK_BYTES)
         .build()
         .context("could not start the query runtime")
 }

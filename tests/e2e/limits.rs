@@ -100,3 +100,45 @@ async fn answers_and_failures_are_held_to_the_response_quantum() {
     assert!(prepared.execute(&engine).await.is_err());
     assert!(started.elapsed() >= quantum, "{:?}", started.elapsed());
 }
+
+/// A query's size is limited before it is parsed: the most operators allowed plan and
+/// release through the command line (on its large stack), one more is a rejection with a
+/// hint, and the megabyte of `OR`s that crashed the process is a rejection too — in a
+/// batch, the other queries still run.
+#[test]
+fn big_queries_are_refused_before_planning_and_the_largest_allowed_runs() {
+    use crate::common::{carelens, run};
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger.sqlite");
+    let ors = |n: usize| {
+        let list: Vec<String> = (0..n).map(|i| format!("code = 'C{i}'")).collect();
+        format!(
+            "-- carelens: epsilon=0.1\nSELECT COUNT(DISTINCT person_id) AS n FROM condition \
+             WHERE {}\n",
+            list.join(" OR ")
+        )
+    };
+    // n comparisons and n - 1 ORs.
+    let largest = (carelens_engine::MAX_OPERATORS + 1) / 2;
+    let queries = dir.path().join("q");
+    std::fs::create_dir_all(&queries).unwrap();
+    std::fs::write(queries.join("a_largest.sql"), ors(largest)).unwrap();
+    std::fs::write(queries.join("b_one_more.sql"), ors(largest + 1)).unwrap();
+    std::fs::write(queries.join("c_megabyte.sql"), ors(60_000)).unwrap();
+    let out = dir.path().join("out");
+    let (output, stdout, stderr) = run(carelens()
+        .arg("run")
+        .arg(&queries)
+        .arg("--out")
+        .arg(&out)
+        .args(["--user", "analyst", "--config"])
+        .arg(sample_data().join("carelens.toml"))
+        .arg("--ledger")
+        .arg(&ledger));
+    assert_eq!(output.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stdout.contains("1 of 3 released"), "{stdout}");
+    assert!(out.join("a_largest.csv").exists());
+    assert!(stderr.contains("operators"), "{stderr}");
+    assert!(stderr.contains("bytes long"), "{stderr}");
+    assert!(stderr.contains("IN ("), "{stderr}");
+}

@@ -47,6 +47,7 @@ mod result;
 mod rewrite;
 mod run;
 mod session;
+mod size;
 #[cfg(any(test, feature = "testing"))]
 pub mod slt;
 mod total;
@@ -72,6 +73,7 @@ pub use rejection::{Location, Rejection, RejectionKind};
 pub use result::{CellMeta, ColumnMeta, ColumnRole, FORMAT, PrivacySummary, Release};
 pub use run::RunLimits;
 pub use session::SessionError;
+pub use size::{MAX_NESTING, MAX_OPERATORS, MAX_SQL_BYTES, MAX_TOKENS, STACK_BYTES};
 
 use analysis::{Analysis, Analyzer, DpAggregation};
 use release::{MAX_PUBLIC_GROUPS, ReleaseInput};
@@ -270,6 +272,7 @@ impl Engine {
         secret: String,
         epsilon: Option<f64>,
     ) -> Result<PreparedQuery, QueryError> {
+        size::check(sql)?;
         let mut directives = directives::parse(sql)?;
         if epsilon.is_some() {
             directives.options.epsilon = epsilon;

@@ -36,6 +36,9 @@ pub enum RejectionKind {
     Parameter,
     /// A shape carelens cannot yet prove safe.
     Unsupported,
+    /// The query is over a size limit (bytes, tokens, operators, nesting), checked before
+    /// it is parsed.
+    TooLarge,
 }
 
 /// A place in the SQL text, 1-based.
