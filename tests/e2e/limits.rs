@@ -119,7 +119,7 @@ fn big_queries_are_refused_before_planning_and_the_largest_allowed_runs() {
         )
     };
     // n comparisons and n - 1 ORs.
-    let largest = (carelens_engine::MAX_OPERATORS + 1) / 2;
+    let largest = carelens_engine::MAX_OPERATORS.div_ceil(2);
     let queries = dir.path().join("q");
     std::fs::create_dir_all(&queries).unwrap();
     std::fs::write(queries.join("a_largest.sql"), ors(largest)).unwrap();
