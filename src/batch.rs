@@ -27,7 +27,7 @@ use serde_json::{Value, json};
 
 use crate::client::{Client, READ_TIMEOUT, api_error};
 use crate::governance::{Acting, LedgerLocation, acting_user, context, note_created};
-use crate::query::{Refused, Remote, read_sql, render_refusal, runtime};
+use crate::query::{Refused, Remote, read_sql, render_refusal, runtime, write_atomically};
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -362,13 +362,17 @@ fn finish(
     unwritten: &[String],
 ) -> anyhow::Result<()> {
     let report_path = out.join("report.html");
-    fs::write(&report_path, report_html)
-        .with_context(|| format!("could not write {}", report_path.display()))?;
+    let mut unwritten = unwritten.to_vec();
+    if let Err(e) = write_atomically(&report_path, report_html.as_bytes()) {
+        unwritten.push(format!("{e:#}"));
+    }
+    // The summary is printed whatever could not be written: it says what was spent.
     let summary = summarise(files, outcomes, budget, &report_path);
     if !unwritten.is_empty() {
         bail!(
-            "some results were released but could not be written (run the batch again to \
-             write them, at no cost):\n{}",
+            "the releases are stored in the ledger, but some files could not be written (run \
+             the batch again, to this or another --out folder, to write them at no cost for \
+             what was released):\n{}",
             unwritten.join("\n")
         );
     }
@@ -392,11 +396,11 @@ fn write_release_files(
     release: &Release,
     stored: &[u8],
 ) -> anyhow::Result<()> {
-    let csv = out.join(format!("{name}.csv"));
-    let json = out.join(format!("{name}.json"));
-    fs::write(&csv, carelens_render::csv(release))
-        .with_context(|| format!("could not write {}", csv.display()))?;
-    fs::write(&json, stored).with_context(|| format!("could not write {}", json.display()))
+    write_atomically(
+        &out.join(format!("{name}.csv")),
+        carelens_render::csv(release).as_bytes(),
+    )?;
+    write_atomically(&out.join(format!("{name}.json")), stored)
 }
 
 /// For a query not released by this run, renames `NAME.csv` and `NAME.json` of an

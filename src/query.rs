@@ -153,6 +153,10 @@ pub fn query(args: QueryArgs) -> anyhow::Result<()> {
     }
     let sql = read_sql(&args.file)?;
     let source = args.file.display().to_string();
+    // Before anything is spent: a result that cannot be written must not be paid for.
+    if let Some(output) = &args.output {
+        check_output(output)?;
+    }
     if let Some(url) = &args.remote.server {
         let client = Client::new(url)?;
         let spinner = indicatif::ProgressBar::new_spinner();
@@ -267,8 +271,18 @@ pub(crate) fn write_release(
     };
     match output {
         Some(path) => {
-            fs::write(path, bytes)
-                .with_context(|| format!("could not write {}", path.display()))?;
+            write_atomically(path, bytes).map_err(|e| {
+                anyhow::anyhow!(
+                    "{e:#}\nthe release is stored in the ledger all the same{} (epsilon {} for \
+                     it): ask the same query again, with another --output, to get it at no \
+                     cost",
+                    release
+                        .release_id
+                        .map(|id| format!(" as release {id}"))
+                        .unwrap_or_default(),
+                    number(release.privacy.epsilon)
+                )
+            })?;
             if format != OutputFormat::Table {
                 eprintln!(
                     "released: {} rows, epsilon {} spent; written to {}",
@@ -281,4 +295,65 @@ pub(crate) fn write_release(
         None => std::io::stdout().lock().write_all(bytes)?,
     }
     Ok(())
+}
+
+/// Checks, before anything is spent, that a result can be written at `path`: its folder
+/// exists and takes files, and it is not a folder itself.
+pub(crate) fn check_output(path: &Path) -> anyhow::Result<()> {
+    if path.is_dir() {
+        anyhow::bail!(
+            "--output {} is a folder: give a file name (nothing was run or spent)",
+            path.display()
+        );
+    }
+    let folder = folder_of(path);
+    if !folder.is_dir() {
+        anyhow::bail!(
+            "cannot write {}: the folder {} does not exist (nothing was run or spent)",
+            path.display(),
+            folder.display()
+        );
+    }
+    let probe = folder.join(format!(".carelens-write-check-{}", std::process::id()));
+    fs::write(&probe, b"").with_context(|| {
+        format!(
+            "cannot write into {} (nothing was run or spent)",
+            folder.display()
+        )
+    })?;
+    let _ = fs::remove_file(&probe);
+    Ok(())
+}
+
+/// The folder a file is written in.
+fn folder_of(path: &Path) -> &Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
+/// Writes `bytes` to `path` whole or not at all: to a temporary file beside it, then
+/// renamed over it, so a full disk or a crash never leaves half a result that looks like
+/// a whole one. A path that is not a regular file (a pipe, a device) is written directly.
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let special = fs::metadata(path).is_ok_and(|m| !m.is_file());
+    if special {
+        return fs::write(path, bytes)
+            .with_context(|| format!("could not write {}", path.display()));
+    }
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let temp = folder_of(path).join(format!(".{name}.carelens-{}", std::process::id()));
+    let written = fs::File::create(&temp)
+        .and_then(|mut file| {
+            file.write_all(bytes)?;
+            file.sync_all()
+        })
+        .and_then(|()| fs::rename(&temp, path));
+    if written.is_err() {
+        let _ = fs::remove_file(&temp);
+    }
+    written.with_context(|| format!("could not write {}", path.display()))
 }

@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use crate::client::{Answer, Client, api_error};
 use crate::governance::{Acting, LedgerLocation, acting_user, context, note_created};
 use crate::query::{
-    OutputFormat, Refused, Remote, read_sql, render_refusal, running, runtime,
+    OutputFormat, Refused, Remote, check_output, read_sql, render_refusal, running, runtime,
     write_answered_release, write_release,
 };
 
@@ -336,6 +336,9 @@ fn remote(client: &Client, command: RequestCommand) -> anyhow::Result<()> {
             if format == OutputFormat::Parquet && output.is_none() {
                 anyhow::bail!("--format parquet needs --output PATH");
             }
+            if let Some(output) = &output {
+                check_output(output)?;
+            }
             // Your copy of the SQL, which the server checks plans to the approved query.
             let body = sql
                 .as_deref()
@@ -424,6 +427,9 @@ fn release(
 ) -> anyhow::Result<()> {
     if format == OutputFormat::Parquet && output.is_none() {
         anyhow::bail!("--format parquet needs --output PATH");
+    }
+    if let Some(output) = &output {
+        check_output(output)?;
     }
     let sql = sql_file.as_deref().map(read_sql).transpose()?;
     let source = sql_file

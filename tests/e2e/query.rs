@@ -566,3 +566,57 @@ fn after_creation_note(stderr: &str) -> &str {
     );
     rest
 }
+
+/// A result that cannot be written is not paid for: a missing folder or a folder given as
+/// the output is refused before anything runs; a write that fails after the release (a
+/// full disk: /dev/full) says the release is stored, what it cost, and how to get it again
+/// at no cost — and asking again does.
+#[test]
+fn an_unwritable_output_is_refused_before_the_charge() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger.sqlite");
+    let sql = write_sql(
+        dir.path(),
+        "n.sql",
+        "-- carelens: epsilon=0.5\nSELECT COUNT(*) AS n FROM person\n",
+    );
+    let missing = dir.path().join("no").join("such").join("out.csv");
+    for output in [missing.as_path(), dir.path()] {
+        let (out, _, stderr) = run(cmd(&ledger, "analyst", &["query", &sql, "--format", "csv"])
+            .arg("--output")
+            .arg(output));
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains("nothing was run or spent"), "{stderr}");
+    }
+    assert!(
+        !ledger.exists(),
+        "refused before the ledger was even opened"
+    );
+
+    if std::path::Path::new("/dev/full").exists() {
+        let (out, _, stderr) = run(cmd(&ledger, "analyst", &["query", &sql, "--format", "csv"])
+            .args(["--output", "/dev/full"]));
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains("the release is stored in the ledger all the same as release")
+                && stderr.contains("epsilon 0.5")
+                && stderr.contains("at no cost"),
+            "{stderr}"
+        );
+        assert!((spent(&ledger, "analyst") - 0.5).abs() < 1e-9);
+        let written = dir.path().join("n.csv");
+        let (out, _, stderr) = run(cmd(&ledger, "analyst", &["query", &sql, "--format", "csv"])
+            .arg("--output")
+            .arg(&written));
+        assert!(out.status.success(), "{stderr}");
+        assert!(
+            std::fs::read_to_string(&written)
+                .unwrap()
+                .starts_with("n\n")
+        );
+        assert!(
+            (spent(&ledger, "analyst") - 0.5).abs() < 1e-9,
+            "charged once"
+        );
+    }
+}
