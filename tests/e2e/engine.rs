@@ -12,7 +12,7 @@ use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::prelude::SessionContext;
 use serde_json::Value;
 
-use crate::common::sample_data;
+use crate::common::{repo, sample_data};
 
 async fn sample_engine() -> Engine {
     let catalog = carelens_catalog::load(&sample_data().join("carelens.toml")).unwrap();
@@ -496,4 +496,40 @@ async fn queries_whose_plans_display_alike_have_different_identities() {
         // And the identity is a function of the query: the same SQL, the same identity.
         assert_eq!(hash(&a).await, hash(&a).await);
     }
+}
+
+/// Secondary suppression: where a person count of a subpopulation is suppressed, every
+/// aggregate over the same people (the same CASE condition) is suppressed with it — the
+/// library's high-intensity A&E users released a locality's suppressed user count beside
+/// their attendances (`*` / 26), which tells the count to within a few people.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aggregates_over_a_suppressed_count_are_suppressed_with_it() {
+    let engine = sample_engine().await;
+    let sql = std::fs::read_to_string(repo().join("queries/ae_high_intensity_users.sql")).unwrap();
+    let mut suppressed = 0;
+    for _ in 0..5 {
+        let release = released(&engine, &sql).await;
+        for (row, cells) in release.rows.iter().zip(&release.cells) {
+            if row["hiu_persons"].is_null() {
+                suppressed += 1;
+                assert!(
+                    row["hiu_attendances"].is_null(),
+                    "{row:?} {:?}",
+                    cells["hiu_attendances"]
+                );
+            }
+        }
+        assert!(
+            release
+                .notes
+                .iter()
+                .any(|n| n.contains("same CASE condition")),
+            "{:?}",
+            release.notes
+        );
+    }
+    assert!(
+        suppressed > 0,
+        "no locality's count was suppressed: the test shows nothing"
+    );
 }

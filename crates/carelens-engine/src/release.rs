@@ -159,6 +159,7 @@ pub(crate) async fn release(
     // Disclosure control, on noisy values only.
     let policy = input.policy;
     let persons_dist = input.mechanisms.persons_distribution();
+    let populations = populations(&dp.aggregates);
     let mut cells: Vec<Vec<Cell>> = Vec::with_capacity(groups.len());
     for (g, persons_noisy) in persons.iter().enumerate() {
         let suppressed = policy.suppresses(*persons_noisy);
@@ -181,7 +182,7 @@ pub(crate) async fn release(
                     .within(part.range.0, part.range.1)
             }
         };
-        let row = input
+        let mut row: Vec<Cell> = input
             .bounded
             .sources
             .iter()
@@ -193,7 +194,23 @@ pub(crate) async fn release(
                 }
             })
             .collect();
+        // Secondary suppression: an aggregate over the people a suppressed count counts
+        // is suppressed with it (a sum over three people tells their number).
+        for (i, population) in populations.iter().enumerate() {
+            if let Some(j) = *population
+                && matches!(row[j], Cell::Suppressed)
+            {
+                row[i] = Cell::Suppressed;
+            }
+        }
         cells.push(row);
+    }
+    if policy.suppress_at_or_below.is_some() && populations.iter().any(Option::is_some) {
+        notes.push(
+            "an aggregate over the same people as a person count (the same CASE condition) is \
+             suppressed when that count is"
+                .to_owned(),
+        );
     }
     if policy.suppress_at_or_below.is_some() {
         notes.push(format!(
@@ -218,6 +235,54 @@ pub(crate) async fn release(
         })
         .collect();
     build_release(post, n_keys, &roles, &cells, input, notes)
+}
+
+/// For each aggregate, the person count in the same query over the same people — a
+/// `COUNT(DISTINCT CASE WHEN c THEN person END)` whose condition `c` is the aggregate's own
+/// (`CASE WHEN c THEN … [ELSE 0 | NULL] END`) — if there is one.
+fn populations(aggregates: &[AggKind]) -> Vec<Option<usize>> {
+    let argument = |a: &AggKind| match a {
+        AggKind::Rows | AggKind::Persons(None) => None,
+        AggKind::NonNull(e) | AggKind::Persons(Some(e)) => Some(e.clone()),
+        AggKind::Sum(b) | AggKind::Avg(b) => Some(b.expr.clone()),
+    };
+    let conditions: Vec<Option<Expr>> = aggregates
+        .iter()
+        .map(|a| argument(a).and_then(|e| condition(&e)))
+        .collect();
+    aggregates
+        .iter()
+        .enumerate()
+        .map(|(i, _)| {
+            let wanted = conditions[i].as_ref()?;
+            conditions.iter().enumerate().position(|(j, c)| {
+                j != i
+                    && matches!(aggregates[j], AggKind::Persons(Some(_)))
+                    && c.as_ref() == Some(wanted)
+            })
+        })
+        .collect()
+}
+
+/// `c` of `CASE WHEN c THEN v [ELSE 0 | ELSE NULL] END` (under casts and aliases).
+fn condition(expr: &Expr) -> Option<Expr> {
+    match unalias(expr) {
+        Expr::Cast(c) => condition(&c.expr),
+        Expr::TryCast(c) => condition(&c.expr),
+        Expr::Case(case) if case.expr.is_none() && case.when_then_expr.len() == 1 => {
+            let nothing = match case.else_expr.as_deref().map(unalias) {
+                None => true,
+                Some(Expr::Literal(v, _)) => {
+                    v.is_null()
+                        || v.cast_to(&DataType::Float64).ok()
+                            == Some(ScalarValue::Float64(Some(0.0)))
+                }
+                Some(_) => false,
+            };
+            nothing.then(|| unalias(&case.when_then_expr[0].0).clone())
+        }
+        _ => None,
+    }
 }
 
 fn int_at(array: &ArrayRef, row: usize) -> i64 {
