@@ -8,7 +8,9 @@
 //! plans today: it must plan to the submitted plan, at the approved ε, with the approved
 //! DP parameters.
 
-use carelens_engine::{PreparedQuery, QueryParams, definition_tokens};
+use carelens_engine::{
+    Groups, PreparedQuery, QueryParams, Rejection, RejectionKind, definition_tokens,
+};
 use carelens_ledger::{NewRequest, Request, RequestState, WorkflowRefusal};
 
 use crate::{Caller, Released, Service, ServiceError};
@@ -46,6 +48,11 @@ impl Service {
         };
         if prepared.params().is_none() {
             return Err(WorkflowRefusal::NeedsNoApproval.into());
+        }
+        if let Err(rejection) = small_table(&prepared) {
+            self.log_rejection(caller, sql, "", &rejection.to_string())
+                .await?;
+            return Err(ServiceError::Rejected(rejection));
         }
         let definition = definition_tokens(sql)?;
         let (user, sql, plan_hash, purpose) = (
@@ -216,4 +223,38 @@ impl From<WorkflowRefusal> for ServiceError {
     fn from(refusal: WorkflowRefusal) -> Self {
         Self::Workflow(refusal)
     }
+}
+
+/// The most cells a request's release may have: a cohort count, or a small table of it
+/// by a public key (sex, an age band, a place).
+pub const MAX_REQUEST_GROUPS: usize = 12;
+
+/// A request is a cohort count, or a small table with public keys: an approver checks one
+/// definition and the few numbers it gives, not a whole breakdown released to one person.
+fn small_table(prepared: &PreparedQuery) -> Result<(), Rejection> {
+    let Some(protection) = prepared.explain().private else {
+        return Ok(());
+    };
+    let groups = match &protection.groups {
+        Groups::One => return Ok(()),
+        Groups::Public { sizes, .. } => sizes.iter().product::<usize>(),
+        Groups::Selected { .. } => usize::MAX,
+    };
+    if groups <= MAX_REQUEST_GROUPS {
+        return Ok(());
+    }
+    let what = if groups == usize::MAX {
+        "a request's groups must come from public domains (its keys need DP key selection)"
+            .to_owned()
+    } else {
+        format!("a request releases at most {MAX_REQUEST_GROUPS} cells; this one has {groups}")
+    };
+    Err(Rejection {
+        kind: RejectionKind::Unsupported,
+        what,
+        location: None,
+        hint: "a cohort request is one count, or a small table of it by a public key (sex, an \
+               age band); ask an analyst's query for breakdowns, or split the request"
+            .to_owned(),
+    })
 }

@@ -433,3 +433,29 @@ async fn a_release_under_a_request_stays_with_it() {
         Verification::Intact { .. }
     ));
 }
+
+/// A request is a cohort count or a small table by a public key: a breakdown by locality
+/// (25 cells) is rejected at submission, logged at no cost; by sex (4) is accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_is_a_count_or_a_small_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = service(&dir).await;
+    let researcher = service.caller("researcher").unwrap();
+    let by = |key: &str| {
+        format!("SELECT {key}, COUNT(DISTINCT person_id) AS n FROM person GROUP BY {key}")
+    };
+    let refused = service
+        .submit_request(&researcher, &by("locality"), "a breakdown", Some(0.5))
+        .await;
+    let Err(ServiceError::Rejected(rejection)) = refused else {
+        panic!("a 25-cell request was not rejected")
+    };
+    assert!(rejection.what.contains("at most 12 cells"), "{rejection:?}");
+    let (request, _) = service
+        .submit_request(&researcher, &by("sex"), "by sex", Some(0.5))
+        .await
+        .unwrap();
+    assert_eq!(request.state, carelens_ledger::RequestState::Submitted);
+    let budget = service.budget(&researcher).await.unwrap();
+    assert_eq!(spent_by(&budget, "researcher"), 0.0);
+}
