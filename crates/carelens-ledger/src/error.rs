@@ -145,6 +145,35 @@ pub enum LedgerError {
         /// The release id.
         release_seq: i64,
     },
+    /// The log says a query was released but its stored result is gone: answering it
+    /// afresh would release it twice with independent noise (an averaging attack for
+    /// whoever deleted it), so nothing is spent.
+    #[error(
+        "the ledger {path} logs release {release_seq} of this query, but its stored result \
+         is gone (the releases table was altered); nothing was run or spent. An admin should \
+         run `carelens audit verify` and restore the ledger from a backup"
+    )]
+    LostRelease {
+        /// The file.
+        path: PathBuf,
+        /// The `released` entry whose result is missing.
+        release_seq: i64,
+    },
+    /// The audit log's hash chain is broken after the last point it was checked: nothing is
+    /// spent on a log that may have been altered.
+    #[error(
+        "the audit log in {path} is broken at entry {seq} ({problem}); nothing was run or \
+         spent. An admin should run `carelens audit verify` and restore the ledger from a \
+         backup"
+    )]
+    BrokenChain {
+        /// The file.
+        path: PathBuf,
+        /// The first entry that does not check.
+        seq: i64,
+        /// What is wrong with it.
+        problem: String,
+    },
     /// The folder for a new ledger could not be created, or the file could not be opened.
     #[error("cannot open the ledger {path}")]
     Open {

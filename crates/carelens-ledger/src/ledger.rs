@@ -761,6 +761,32 @@ impl Ledger {
                 return Ok(Step::Done(ChargeOutcome::Cached(stored), None));
             }
 
+            // No stored result, but the log says it was released: the result was deleted.
+            let lost: Option<i64> = tx
+                .query_row(
+                    "SELECT seq FROM audit WHERE cache_key = ?1 AND event = 'released'
+                     ORDER BY seq LIMIT 1",
+                    params![query.cache_key],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(e)?;
+            if let Some(release_seq) = lost {
+                return Err(LedgerError::LostRelease {
+                    path: path.clone(),
+                    release_seq,
+                });
+            }
+            audit::verify_since_checkpoint(tx)
+                .map_err(e)?
+                .map_or(Ok(()), |(seq, problem)| {
+                    Err(LedgerError::BrokenChain {
+                        path: path.clone(),
+                        seq,
+                        problem,
+                    })
+                })?;
+
             if let Some(failure) = stored_failure(tx, query.cache_key).map_err(e)? {
                 let detail = format!(
                     "identical to an earlier query that failed after its charge (entry {}): \

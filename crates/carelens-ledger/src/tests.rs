@@ -1112,3 +1112,93 @@ fn a_budget_lowered_by_another_process_binds_this_one() {
     };
     assert_eq!(r.remaining.epsilon_value(), 0.5);
 }
+
+/// A deleted stored release is caught both ways: `verify` names the release whose result
+/// is gone, and asking the same query again is refused with nothing spent — never charged
+/// and released afresh (a second, independent noisy answer to average).
+#[test]
+fn a_deleted_release_is_caught_and_not_answered_afresh() {
+    let (_dir, path) = tampering_setup();
+    // Whoever can write the file can drop the trigger, delete, and put it back.
+    Connection::open(&path)
+        .unwrap()
+        .execute_batch(
+            "DROP TRIGGER releases_no_delete;
+             DELETE FROM releases WHERE cache_key = 'b';
+             CREATE TRIGGER releases_no_delete BEFORE DELETE ON releases
+             BEGIN SELECT RAISE(ABORT, 'stored releases are immutable'); END;",
+        )
+        .unwrap();
+    let (seq, problem) = broken_at(&path);
+    assert_eq!(seq, 8, "{problem}");
+    assert!(problem.contains("stored result is gone"), "{problem}");
+
+    let mut ledger = Ledger::open(&path, budgets(1.0, 10.0)).unwrap();
+    let before = ledger.audit_log(None, None).unwrap().len();
+    let refused = ledger
+        .charge("ana", &query("b"), &charge_of(0.1, 0.0))
+        .unwrap_err();
+    assert!(
+        matches!(refused, LedgerError::LostRelease { release_seq: 8, .. }),
+        "{refused}"
+    );
+    assert_eq!(ledger.audit_log(None, None).unwrap().len(), before);
+}
+
+/// Every spend first checks the hash chain written since the last spend (a checkpoint in
+/// the ledger, so it stays cheap): an entry changed behind the ledger's back stops the
+/// next spend, with nothing spent; and so does a changed checkpoint entry.
+#[test]
+fn a_spend_on_a_broken_chain_is_refused() {
+    let (_dir, path) = tampering_setup();
+    {
+        let mut ledger = Ledger::open(&path, budgets(1.0, 10.0)).unwrap();
+        // Sets the checkpoint at the head (entry 12).
+        let r = charged(
+            ledger
+                .charge("ana", &query("d"), &charge_of(0.1, 0.0))
+                .unwrap(),
+        );
+        ledger.record_release(&r, b"d").unwrap();
+    }
+    for (seq, edit) in [
+        // After the checkpoint: the release just written.
+        (12, "UPDATE audit SET detail = 'forged' WHERE seq = 12"),
+        // The checkpoint entry (10, the head when "d" was charged), as a chain rewritten
+        // from an earlier entry on would change it. (An edit before the checkpoint that
+        // leaves it alone is `audit verify`'s to find.)
+        (10, "UPDATE audit SET hash = '00' WHERE seq = 10"),
+    ] {
+        let copy = path.with_extension(format!("copy{seq}"));
+        std::fs::copy(&path, &copy).unwrap();
+        {
+            // Drop the triggers, edit, and put them back: only the edit differs.
+            let c = Connection::open(&copy).unwrap();
+            let triggers: Vec<String> = c
+                .prepare(
+                    "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'audit'",
+                )
+                .unwrap()
+                .query_map([], |r| r.get(0))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            drop(c);
+            let c = raw(&copy);
+            c.execute(edit, []).unwrap();
+            for trigger in &triggers {
+                c.execute(trigger, []).unwrap();
+            }
+        }
+        let mut ledger = Ledger::open(&copy, budgets(1.0, 10.0)).unwrap();
+        let before = ledger.budget_report(Some("ana")).unwrap()[1].spent;
+        let refused = ledger
+            .charge("ana", &query("e"), &charge_of(0.1, 0.0))
+            .unwrap_err();
+        assert!(
+            matches!(refused, LedgerError::BrokenChain { seq: at, .. } if at == seq),
+            "edit of entry {seq}: {refused}"
+        );
+        assert_eq!(ledger.budget_report(Some("ana")).unwrap()[1].spent, before);
+    }
+}
