@@ -730,6 +730,66 @@ pub(crate) fn verify(
     })
 }
 
+/// The `meta` key of the last entry whose chain was checked before a spend (`SEQ:HASH`).
+const CHECKPOINT: &str = "verified_to";
+
+/// Checks the hash chain from the last checkpoint to the log's end — cheap, as only the
+/// entries written since are read — and moves the checkpoint to the end. `Some((seq,
+/// problem))` if the chain is broken: the checkpoint entry changed or is gone, or an entry
+/// after it does not follow its predecessor or does not match its hash. The full check
+/// (`verify`: order, pairing of charges and releases, stored results) stays `audit verify`'s.
+pub(crate) fn verify_since_checkpoint(
+    conn: &Connection,
+) -> rusqlite::Result<Option<(i64, String)>> {
+    let checkpoint: Option<String> = conn
+        .query_row("SELECT value FROM meta WHERE key = ?1", [CHECKPOINT], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    let (mut expected_seq, mut prev) = (1i64, GENESIS.to_owned());
+    if let Some((seq, hash)) = checkpoint.as_deref().and_then(parse_head) {
+        let found: Option<String> = conn
+            .query_row("SELECT hash FROM audit WHERE seq = ?1", [seq], |r| r.get(0))
+            .optional()?;
+        if found.as_deref() != Some(hash.as_str()) {
+            return Ok(Some((
+                seq,
+                "the entry checked before the last spend was changed or removed".to_owned(),
+            )));
+        }
+        (expected_seq, prev) = (seq + 1, hash);
+    }
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {COLUMNS} FROM audit WHERE seq >= ?1 ORDER BY seq"
+    ))?;
+    let mut rows = stmt.query([expected_seq])?;
+    while let Some(row) = rows.next()? {
+        let entry = match read_entry(row) {
+            Ok(e) => e,
+            Err(e) => return Ok(Some((expected_seq, format!("unreadable entry: {e}")))),
+        };
+        if entry.seq != expected_seq {
+            return Ok(Some((expected_seq, "an entry is missing".to_owned())));
+        }
+        if entry.prev_hash != prev || entry.compute_hash() != entry.hash {
+            return Ok(Some((
+                entry.seq,
+                "it was changed, or an entry before it was".to_owned(),
+            )));
+        }
+        prev = entry.hash;
+        expected_seq += 1;
+    }
+    if expected_seq > 1 {
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            params![CHECKPOINT, format!("{}:{prev}", expected_seq - 1)],
+        )?;
+    }
+    Ok(None)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -827,64 +887,4 @@ mod tests {
             assert_ne!(v.compute_hash(), h, "{v:?}");
         }
     }
-}
-
-/// The `meta` key of the last entry whose chain was checked before a spend (`SEQ:HASH`).
-const CHECKPOINT: &str = "verified_to";
-
-/// Checks the hash chain from the last checkpoint to the log's end — cheap, as only the
-/// entries written since are read — and moves the checkpoint to the end. `Some((seq,
-/// problem))` if the chain is broken: the checkpoint entry changed or is gone, or an entry
-/// after it does not follow its predecessor or does not match its hash. The full check
-/// (`verify`: order, pairing of charges and releases, stored results) stays `audit verify`'s.
-pub(crate) fn verify_since_checkpoint(
-    conn: &Connection,
-) -> rusqlite::Result<Option<(i64, String)>> {
-    let checkpoint: Option<String> = conn
-        .query_row("SELECT value FROM meta WHERE key = ?1", [CHECKPOINT], |r| {
-            r.get(0)
-        })
-        .optional()?;
-    let (mut expected_seq, mut prev) = (1i64, GENESIS.to_owned());
-    if let Some((seq, hash)) = checkpoint.as_deref().and_then(parse_head) {
-        let found: Option<String> = conn
-            .query_row("SELECT hash FROM audit WHERE seq = ?1", [seq], |r| r.get(0))
-            .optional()?;
-        if found.as_deref() != Some(hash.as_str()) {
-            return Ok(Some((
-                seq,
-                "the entry checked before the last spend was changed or removed".to_owned(),
-            )));
-        }
-        (expected_seq, prev) = (seq + 1, hash);
-    }
-    let mut stmt = conn.prepare(&format!(
-        "SELECT {COLUMNS} FROM audit WHERE seq >= ?1 ORDER BY seq"
-    ))?;
-    let mut rows = stmt.query([expected_seq])?;
-    while let Some(row) = rows.next()? {
-        let entry = match read_entry(row) {
-            Ok(e) => e,
-            Err(e) => return Ok(Some((expected_seq, format!("unreadable entry: {e}")))),
-        };
-        if entry.seq != expected_seq {
-            return Ok(Some((expected_seq, "an entry is missing".to_owned())));
-        }
-        if entry.prev_hash != prev || entry.compute_hash() != entry.hash {
-            return Ok(Some((
-                entry.seq,
-                "it was changed, or an entry before it was".to_owned(),
-            )));
-        }
-        prev = entry.hash;
-        expected_seq += 1;
-    }
-    if expected_seq > 1 {
-        conn.execute(
-            "INSERT INTO meta (key, value) VALUES (?1, ?2)
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            params![CHECKPOINT, format!("{}:{prev}", expected_seq - 1)],
-        )?;
-    }
-    Ok(None)
 }
