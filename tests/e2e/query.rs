@@ -620,3 +620,56 @@ fn an_unwritable_output_is_refused_before_the_charge() {
         );
     }
 }
+
+/// A misspelt column and a syntax error are rejections like any other: their place in the
+/// file, what is wrong, a hint (DataFusion's suggestion for the column), exit 1, logged
+/// at no cost — said once, not as a chain of causes.
+#[test]
+fn unknown_columns_and_syntax_errors_are_rejections_with_a_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger.sqlite");
+    let misspelt = write_sql(
+        dir.path(),
+        "misspelt.sql",
+        "SELECT sex, COUNT(*) AS n\nFROM person\nWHERE year_of_brith > 1950\nGROUP BY sex\n",
+    );
+    let (out, _, stderr) = run(&mut cmd(&ledger, "analyst", &["query", &misspelt]));
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let stderr = after_creation_note(&stderr);
+    assert!(
+        stderr.starts_with("error: query rejected: there is no column `year_of_brith` here\n"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("misspelt.sql:3:7"), "{stderr}");
+    assert!(
+        stderr.contains("did you mean 'person.year_of_birth'?"),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.matches("year_of_brith").count(),
+        1,
+        "said once: {stderr}"
+    );
+
+    let broken = write_sql(
+        dir.path(),
+        "broken.sql",
+        "SELECT sex, COUNT(*) AS n\nFROM person\nWHERE year_of_birth > \nGROUP BY sex\n",
+    );
+    let (out, _, stderr) = run(&mut cmd(&ledger, "analyst", &["query", &broken]));
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with("error: query rejected: the SQL does not parse: Expected:"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("broken.sql:4:7"), "{stderr}");
+    assert!(!stderr.contains("ParserError"), "{stderr}");
+
+    let (_, log, _) = run(&mut cmd(
+        &ledger,
+        "analyst",
+        &["audit", "log", "--event", "rejected"],
+    ));
+    assert_eq!(log.matches("query rejected:").count(), 2, "{log}");
+    assert_eq!(spent(&ledger, "analyst"), 0.0);
+}

@@ -516,8 +516,49 @@ fn failure_kind(e: &DataFusionError) -> &'static str {
     }
 }
 
+/// A planning error: an unknown column becomes a rejection with its place in the SQL and
+/// DataFusion's suggestion (logged at no cost, exit 1, like any rejection); anything else
+/// stays an error.
 fn plan_error(e: DataFusionError) -> QueryError {
-    QueryError::Plan(e)
+    let root = e.find_root().to_string();
+    let message = root.strip_prefix("Schema error: ").unwrap_or(&root);
+    if !message.starts_with("No field named ") {
+        return QueryError::Plan(e);
+    }
+    let first = message
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim_end_matches('.');
+    let (what, suggestion) = match first.split_once(". Did you mean ") {
+        Some((what, name)) => (what, Some(name.trim_end_matches('?'))),
+        None => (first, None),
+    };
+    let column = what.trim_start_matches("No field named ");
+    let hint = match suggestion {
+        Some(name) => {
+            format!("did you mean {name}? `carelens catalog` lists every table's columns")
+        }
+        None => "check the spelling and the table it belongs to; `carelens catalog` lists every \
+                 table's columns"
+            .to_owned(),
+    };
+    let location = e
+        .diagnostic()
+        .and_then(|d| d.span)
+        .filter(|span| span.start.line > 0)
+        .map(|span| Location {
+            line: span.start.line,
+            column: span.start.column,
+        });
+    QueryError::Rejected(
+        Rejection::new(
+            RejectionKind::Name,
+            format!("there is no column `{column}` here"),
+            hint,
+        )
+        .at(location),
+    )
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -36,6 +36,10 @@ pub enum RejectionKind {
     Parameter,
     /// A shape carelens cannot yet prove safe.
     Unsupported,
+    /// A column that does not exist (misspelt, or not in the table named).
+    Name,
+    /// The SQL does not parse.
+    Syntax,
     /// The query is over a size limit (bytes, tokens, operators, nesting), checked before
     /// it is parsed.
     TooLarge,

@@ -288,16 +288,7 @@ async fn distinct_values(
 /// Parses `sql` and checks it before planning: exactly one `SELECT`, every relation a
 /// catalog table or a CTE, no table functions.
 pub(crate) fn parse_checked(sql: &str, catalog: &CatalogInfo) -> Result<DFStatement, Rejection> {
-    let mut statements = DFParser::parse_sql(sql).map_err(|e| {
-        Rejection::new(
-            RejectionKind::Statement,
-            format!(
-                "the SQL does not parse: {}",
-                first_line(&e.strip_backtrace())
-            ),
-            "check the syntax near the place DataFusion names",
-        )
-    })?;
+    let mut statements = DFParser::parse_sql(sql).map_err(|e| syntax_error(&e.to_string()))?;
     let statement = match (statements.pop_front(), statements.is_empty()) {
         (Some(s), true) => s,
         (None, _) => {
@@ -401,6 +392,36 @@ pub(crate) fn verify_plan(plan: &LogicalPlan) -> Result<(), Rejection> {
                 "queries may only read; write one SELECT",
             )
         })
+}
+
+/// The parser's error as a rejection at its place: `Expected: X, found: Y at Line: L,
+/// Column: C` (inside DataFusion's `SQL error: ParserError("…")`) becomes what was
+/// expected and found, at line L, column C.
+fn syntax_error(message: &str) -> Rejection {
+    let inner = first_line(message);
+    let inner = inner
+        .split_once("ParserError(\"")
+        .map_or(inner.as_str(), |(_, rest)| rest.trim_end_matches("\")"));
+    let (what, location) = match inner.rsplit_once(" at Line: ") {
+        Some((what, place)) => {
+            let mut numbers = place
+                .split(", Column: ")
+                .map(|n| n.trim().parse::<u64>().ok());
+            let location = match (numbers.next().flatten(), numbers.next().flatten()) {
+                (Some(line), Some(column)) if line > 0 => Some(Location { line, column }),
+                _ => None,
+            };
+            (what.to_owned(), location)
+        }
+        None => (inner.to_owned(), None),
+    };
+    Rejection::new(
+        RejectionKind::Syntax,
+        format!("the SQL does not parse: {what}"),
+        "check the syntax just before this place: a missing comma, bracket or value, or a \
+         keyword used as a name",
+    )
+    .at(location)
 }
 
 fn not_a_select(what: &str) -> Rejection {

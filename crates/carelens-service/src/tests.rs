@@ -101,10 +101,22 @@ async fn refusals_are_logged_at_no_cost_with_their_codes() {
     // Above the policy's epsilon_max (2): rejected by the policy, before any charge.
     assert!(matches!(over, ServiceError::Rejected(_)), "{over:?}");
 
-    let bad = service
+    // An unknown column is a rejection with its place (logged); an ambiguous one is a
+    // query that cannot be planned (not logged).
+    let unknown = service
         .query(
             &analyst,
             "SELECT COUNT(*) FROM person WHERE no_such_column = 1",
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(unknown, ServiceError::Rejected(_)), "{unknown:?}");
+    assert_eq!(unknown.exit_code(), 1);
+    let bad = service
+        .query(
+            &analyst,
+            "SELECT COUNT(*) FROM person p JOIN person q ON p.person_id = q.person_id \
+             WHERE sex = 'F'",
         )
         .await
         .unwrap_err();
@@ -121,8 +133,8 @@ async fn refusals_are_logged_at_no_cost_with_their_codes() {
         .unwrap();
     let rejections = log.iter().filter(|e| e.event == Event::Rejected).count();
     assert_eq!(
-        rejections, 3,
-        "the analysis's two rejections and the researcher's"
+        rejections, 4,
+        "the analysis's two rejections, the unknown column and the researcher's"
     );
 }
 

@@ -304,7 +304,24 @@ async fn every_refusal_has_its_status_and_code() {
         .await;
     assert_eq!(
         (status, code(&body)),
-        (StatusCode::UNPROCESSABLE_ENTITY, "bad_query")
+        (StatusCode::UNPROCESSABLE_ENTITY, "rejected")
+    );
+    assert_eq!(body["error"]["rejection"]["kind"], "name", "{body}");
+    let (status, body) = f
+        .json(
+            "POST",
+            "/api/v1/queries",
+            Some(&analyst),
+            post(
+                "SELECT COUNT(*) AS n FROM person p JOIN person q \
+                 ON p.person_id = q.person_id WHERE sex = 'F'",
+            ),
+        )
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "bad_query"),
+        "{body}"
     );
 
     let (status, body) = f
@@ -392,7 +409,8 @@ async fn every_refusal_has_its_status_and_code() {
             .iter()
             .all(|e| e["user"] == "analyst")
     );
-    assert_eq!(body.as_array().unwrap().len(), 1, "{body}");
+    // The person column in the output, and the unknown column.
+    assert_eq!(body.as_array().unwrap().len(), 2, "{body}");
     let (status, body) = f
         .json("GET", "/api/v1/audit?event=nonsense", Some(&analyst), None)
         .await;
