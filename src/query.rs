@@ -195,6 +195,7 @@ pub fn query(args: QueryArgs) -> anyhow::Result<()> {
         &release.bytes,
         args.format,
         args.output.as_deref(),
+        release.cached,
     )
 }
 
@@ -207,10 +208,11 @@ pub(crate) fn write_answered_release(
     output: Option<&Path>,
 ) -> anyhow::Result<()> {
     let release: Release = serde_json::from_slice(&answer.body).context("the server's release")?;
-    if answer.header("carelens-cached") == Some("true") {
+    let cached = answer.header("carelens-cached") == Some("true");
+    if cached {
         eprintln!("note: {again}: this is that answer, at no cost");
     }
-    write_release(&release, &answer.body, format, output)
+    write_release(&release, &answer.body, format, output, cached)
 }
 
 /// A service error as the command line says it: refusals as [`Refused`] (exit 1) with
@@ -252,11 +254,12 @@ pub(crate) fn write_release(
     stored: &[u8],
     format: OutputFormat,
     output: Option<&Path>,
+    again: bool,
 ) -> anyhow::Result<()> {
     let rendered;
     let bytes: &[u8] = match format {
         OutputFormat::Table => {
-            rendered = carelens_render::table(release).into_bytes();
+            rendered = carelens_render::table_answered(release, again).into_bytes();
             &rendered
         }
         OutputFormat::Csv => {
@@ -284,10 +287,17 @@ pub(crate) fn write_release(
                 )
             })?;
             if format != OutputFormat::Table {
+                let spent = if again {
+                    format!(
+                        "nothing spent now (it cost epsilon {} when first released)",
+                        number(release.privacy.epsilon)
+                    )
+                } else {
+                    format!("epsilon {} spent", number(release.privacy.epsilon))
+                };
                 eprintln!(
-                    "released: {} rows, epsilon {} spent; written to {}",
+                    "released: {} rows, {spent}; written to {}",
                     release.rows.len(),
-                    number(release.privacy.epsilon),
                     path.display()
                 );
             }

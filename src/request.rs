@@ -448,6 +448,7 @@ fn release(
         &released.bytes,
         format,
         output.as_deref(),
+        released.cached,
     )
 }
 

@@ -16,4 +16,4 @@ pub use budget::budget_json;
 pub use carelens_engine::{Explain, Release};
 pub use carelens_privacy::number;
 pub use explain::{cost_summary, explain};
-pub use release::{arrow_ipc, csv, parquet, table};
+pub use release::{arrow_ipc, csv, parquet, table, table_answered};

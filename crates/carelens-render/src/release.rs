@@ -33,6 +33,12 @@ pub fn csv(release: &Release) -> String {
 
 /// The release as an aligned text table, with what was spent and the notes underneath.
 pub fn table(release: &Release) -> String {
+    table_answered(release, false)
+}
+
+/// [`table`] of an answer given `again` — an earlier release served at no cost — whose
+/// footer says nothing was spent now and what the release cost when it was made.
+pub fn table_answered(release: &Release, again: bool) -> String {
     let header: Vec<String> = release.columns.iter().map(|c| c.name.clone()).collect();
     let body: Vec<Vec<String>> = release
         .rows
@@ -82,17 +88,27 @@ pub fn table(release: &Release) -> String {
         out.push_str(&line(row));
         out.push('\n');
     }
+    let rows = format!(
+        "{} row{}",
+        release.rows.len(),
+        if release.rows.len() == 1 { "" } else { "s" }
+    );
+    let cost = format!(
+        "epsilon {} and delta {}",
+        number(release.privacy.epsilon),
+        number(release.privacy.delta)
+    );
+    let spent = match (again, release.release_id) {
+        (false, Some(id)) => format!("{cost} spent (release {id})"),
+        (false, None) => format!("{cost} spent"),
+        (true, Some(id)) => {
+            format!("nothing spent now: the answer of release {id}, which cost {cost}")
+        }
+        (true, None) => format!("nothing spent now: an earlier answer, which cost {cost}"),
+    };
     let _ = writeln!(
         out,
-        "\n{} row{}; epsilon {} and delta {} spent{}; disclosure policy {}.",
-        release.rows.len(),
-        if release.rows.len() == 1 { "" } else { "s" },
-        number(release.privacy.epsilon),
-        number(release.privacy.delta),
-        release
-            .release_id
-            .map(|id| format!(" (release {id})"))
-            .unwrap_or_default(),
+        "\n{rows}; {spent}; disclosure policy {}.",
         release.privacy.disclosure
     );
     for note in &release.notes {
@@ -223,6 +239,15 @@ mod tests {
             "{t}"
         );
         assert!(t.contains("epsilon 0.5 and delta 0 spent (release 7)"));
+        // Served again: nothing spent now, and what it cost when it was made.
+        let again = table_answered(&sample(), true);
+        assert!(
+            again.contains(
+                "nothing spent now: the answer of release 7, which cost epsilon 0.5 and delta 0;"
+            ),
+            "{again}"
+        );
+        assert!(!again.contains("0.5 and delta 0 spent"), "{again}");
     }
 
     #[test]
