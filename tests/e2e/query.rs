@@ -678,3 +678,20 @@ fn unknown_columns_and_syntax_errors_are_rejections_with_a_place() {
     assert_eq!(log.matches("query rejected:").count(), 2, "{log}");
     assert_eq!(spent(&ledger, "analyst"), 0.0);
 }
+
+/// The audit log shows the query, not its header comment.
+#[test]
+fn the_audit_log_shows_the_query_not_its_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger.sqlite");
+    let sql = write_sql(
+        dir.path(),
+        "titled.sql",
+        "-- People in the sample\n-- What: a headcount.\n-- carelens: epsilon=0.5\n\nSELECT COUNT(*) AS n\nFROM person\n",
+    );
+    let (out, _, stderr) = run(&mut cmd(&ledger, "analyst", &["query", &sql]));
+    assert!(out.status.success(), "{stderr}");
+    let (_, log, _) = run(&mut cmd(&ledger, "analyst", &["audit", "log", "--event", "released"]));
+    assert!(log.contains("SELECT COUNT(*) AS n FROM person"), "{log}");
+    assert!(!log.contains("People in the sample"), "{log}");
+}
