@@ -691,7 +691,11 @@ fn the_audit_log_shows_the_query_not_its_header() {
     );
     let (out, _, stderr) = run(&mut cmd(&ledger, "analyst", &["query", &sql]));
     assert!(out.status.success(), "{stderr}");
-    let (_, log, _) = run(&mut cmd(&ledger, "analyst", &["audit", "log", "--event", "released"]));
+    let (_, log, _) = run(&mut cmd(
+        &ledger,
+        "analyst",
+        &["audit", "log", "--event", "released"],
+    ));
     assert!(log.contains("SELECT COUNT(*) AS n FROM person"), "{log}");
     assert!(!log.contains("People in the sample"), "{log}");
 }

@@ -567,6 +567,18 @@ fn a_batch_runs_and_is_explained_over_the_server_as_here() {
     drop(server);
 }
 
+/// Asks `sql` and hangs up once the server has read the call and begun (long enough for
+/// it to have read the call; then gone).
+fn hang_up_on(address: SocketAddr, token: &str, sql: &str) {
+    let body = json!({ "sql": sql }).to_string();
+    let mut stream = TcpStream::connect(address).unwrap();
+    stream
+        .write_all(request("POST", "/api/v1/queries", token, &body).as_bytes())
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    stream.shutdown(std::net::Shutdown::Both).unwrap();
+}
+
 /// A caller who hangs up while a query runs does not cut its release short: the charge,
 /// the run and the stored release happen as if they had waited, and asking again gets
 /// that release at no cost — never a second charge, never a lost one.
@@ -578,15 +590,7 @@ fn a_caller_who_hangs_up_does_not_cut_a_release_short() {
     let (server, address) = start(&ledger);
     let sql =
         std::fs::read_to_string(repo().join("queries/emergency_los_by_provider.sql")).unwrap();
-    let body = json!({ "sql": sql }).to_string();
-    let mut stream = TcpStream::connect(address).unwrap();
-    stream
-        .write_all(request("POST", "/api/v1/queries", &token, &body).as_bytes())
-        .unwrap();
-    // Long enough for the server to have read the call and begun; then gone.
-    std::thread::sleep(Duration::from_millis(100));
-    stream.shutdown(std::net::Shutdown::Both).unwrap();
-    drop(stream);
+    hang_up_on(address, &token, &sql);
 
     let released = || {
         let (status, entries) = get(address, "/api/v1/audit?event=released", &token);
@@ -617,14 +621,7 @@ fn a_caller_who_hangs_up_does_not_cut_a_release_short() {
     // stored, before the process does.
     let mut server = server;
     let sql = std::fs::read_to_string(repo().join("queries/emergency_admissions.sql")).unwrap();
-    let body = json!({ "sql": sql }).to_string();
-    let mut stream = TcpStream::connect(address).unwrap();
-    stream
-        .write_all(request("POST", "/api/v1/queries", &token, &body).as_bytes())
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(100));
-    stream.shutdown(std::net::Shutdown::Both).unwrap();
-    drop(stream);
+    hang_up_on(address, &token, &sql);
     let killed = std::process::Command::new("kill")
         .args(["-TERM", &server.0.id().to_string()])
         .status()

@@ -223,6 +223,30 @@ impl NamedSql {
     }
 }
 
+impl Batch {
+    /// The queries' SQL, if the batch has 1 to [`MAX_BATCH`] of them.
+    fn sql(&self) -> Result<Vec<String>, ApiError> {
+        if self.queries.is_empty() || self.queries.len() > MAX_BATCH {
+            return Err(ApiError::bad_request(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("a batch has 1 to {MAX_BATCH} queries"),
+            ));
+        }
+        Ok(self.queries.iter().map(|q| q.sql.clone()).collect())
+    }
+}
+
+/// A query's outcome in a batch answer — `rejected`, `refused` or `failed`, and why in the
+/// report's words — or `None` for a release.
+fn not_released(outcome: &report::Outcome) -> Option<(&'static str, String)> {
+    match outcome {
+        report::Outcome::Released { .. } => None,
+        report::Outcome::Rejected(why) => Some(("rejected", why.clone())),
+        report::Outcome::Refused(why) => Some(("refused", why.clone())),
+        report::Outcome::Failed { why, .. } => Some(("failed", why.clone())),
+    }
+}
+
 /// `POST /batches`: several named queries, checked whole against the budgets (nothing
 /// runs if they do not fit) and then released in order, each as `POST /queries` would.
 async fn batch(
@@ -231,13 +255,7 @@ async fn batch(
     body: JsonBody<Batch>,
 ) -> Answer {
     let Json(body) = body?;
-    if body.queries.is_empty() || body.queries.len() > MAX_BATCH {
-        return Err(ApiError::bad_request(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            format!("a batch has 1 to {MAX_BATCH} queries"),
-        ));
-    }
-    let sql: Vec<String> = body.queries.iter().map(|q| q.sql.clone()).collect();
+    let sql = body.sql()?;
     let started = chrono::Utc::now();
     let items = state.service.run_batch(&caller, &sql, |_, _| {}).await?;
     let (mut released, mut cached, mut spent) = (0, 0, Amount::default());
@@ -251,12 +269,9 @@ async fn batch(
             Err(_) => {}
         }
         let outcome = report::Outcome::of(named.source(), item);
-        (answer.outcome, answer.why) = match &outcome {
-            report::Outcome::Released { .. } => (answer.outcome, None),
-            report::Outcome::Rejected(why) => ("rejected", Some(why.clone())),
-            report::Outcome::Refused(why) => ("refused", Some(why.clone())),
-            report::Outcome::Failed { why, .. } => ("failed", Some(why.clone())),
-        };
+        if let Some((kind, why)) = not_released(&outcome) {
+            (answer.outcome, answer.why) = (kind, Some(why));
+        }
         answers.push(answer);
         outcomes.push(outcome);
     }
@@ -308,13 +323,7 @@ async fn explain_batch(
     body: JsonBody<Batch>,
 ) -> Answer {
     let Json(body) = body?;
-    if body.queries.is_empty() || body.queries.len() > MAX_BATCH {
-        return Err(ApiError::bad_request(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            format!("a batch has 1 to {MAX_BATCH} queries"),
-        ));
-    }
-    let sql: Vec<String> = body.queries.iter().map(|q| q.sql.clone()).collect();
+    let sql = body.sql()?;
     let (prepared, cost) = state.service.explain_batch(&sql).await?;
     let mut repeats = cost.repeats.iter();
     let items = body
@@ -332,12 +341,8 @@ async fn explain_batch(
             },
             Err(err) => {
                 let error = service_error_json(&err).0;
-                let (outcome, why) = match report::Outcome::of(named.source(), Err(err)) {
-                    report::Outcome::Rejected(why) => ("rejected", why),
-                    report::Outcome::Refused(why) => ("refused", why),
-                    report::Outcome::Failed { why, .. } => ("failed", why),
-                    report::Outcome::Released { .. } => ("failed", String::new()),
-                };
+                let (outcome, why) = not_released(&report::Outcome::of(named.source(), Err(err)))
+                    .unwrap_or(("failed", String::new()));
                 ExplainedItem {
                     name: named.name.clone(),
                     outcome,
