@@ -36,7 +36,7 @@ pub struct RunArgs {
     pub paths: Vec<PathBuf>,
     /// Folder for the results: one CSV and one JSON per query, and report.html (created
     /// if missing; files of the same names are replaced).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", visible_alias = "output")]
     pub out: PathBuf,
     #[command(flatten)]
     pub location: LedgerLocation,

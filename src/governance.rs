@@ -34,7 +34,7 @@ pub struct Acting {
 }
 
 /// How to print.
-#[derive(Debug, Clone, Copy, Default, ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
 pub enum Format {
     /// Aligned columns for people.
     #[default]

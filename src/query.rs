@@ -57,7 +57,7 @@ pub struct QueryArgs {
     #[arg(long, value_enum, default_value_t)]
     pub format: OutputFormat,
     /// Write the result here instead of standard output.
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", visible_alias = "out")]
     pub output: Option<PathBuf>,
     #[command(flatten)]
     pub remote: Remote,

@@ -46,7 +46,7 @@ impl RequestCommand {
     fn who(&self) -> &Who {
         match self {
             Self::Submit { who, .. }
-            | Self::List { who }
+            | Self::List { who, .. }
             | Self::Show { who, .. }
             | Self::Approve { who, .. }
             | Self::Reject { who, .. }
@@ -74,6 +74,9 @@ pub enum RequestCommand {
     },
     /// List requests: your own, or everyone's for approvers and admins.
     List {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        format: crate::governance::Format,
         #[command(flatten)]
         who: Who,
     },
@@ -120,7 +123,7 @@ pub enum RequestCommand {
         #[arg(long, value_enum, default_value_t)]
         format: OutputFormat,
         /// Write the result here instead of standard output.
-        #[arg(long, value_name = "PATH")]
+        #[arg(long, value_name = "PATH", visible_alias = "out")]
         output: Option<PathBuf>,
         #[command(flatten)]
         who: Who,
@@ -195,10 +198,10 @@ pub fn request(args: RequestArgs) -> anyhow::Result<()> {
                 Some(&cost_summary(&prepared.explain(), "  ")),
             ))
         }
-        RequestCommand::List { who } => {
+        RequestCommand::List { format, who } => {
             let requests =
                 reading_service(&who, async |service, caller| service.requests(caller).await)?;
-            print(&list(&requests))
+            print_list(&requests, format)
         }
         RequestCommand::Show { id, who } => {
             let ShownRequest {
@@ -287,11 +290,11 @@ fn remote(client: &Client, command: RequestCommand) -> anyhow::Result<()> {
             let answer = client.call("POST", "/requests", Some(&body))?;
             print(&costed(&ok(answer, 201, &file.display().to_string())?)?)
         }
-        RequestCommand::List { .. } => {
+        RequestCommand::List { format, .. } => {
             let answer = ok(client.call("GET", "/requests", None)?, 200, "")?;
             let requests: Vec<Request> =
                 serde_json::from_slice(&answer.body).context("the server's requests")?;
-            print(&list(&requests))
+            print_list(&requests, format)
         }
         RequestCommand::Show { id, .. } => {
             let answer = ok(
@@ -356,6 +359,17 @@ fn remote(client: &Client, command: RequestCommand) -> anyhow::Result<()> {
                 format,
                 output.as_deref(),
             )
+        }
+    }
+}
+
+/// The requests as a table for people, or as JSON (the requests as the ledger and the
+/// API hold them) for programs.
+fn print_list(requests: &[Request], format: crate::governance::Format) -> anyhow::Result<()> {
+    match format {
+        crate::governance::Format::Table => print(&list(requests)),
+        crate::governance::Format::Json => {
+            print(&format!("{}\n", serde_json::to_string_pretty(requests)?))
         }
     }
 }

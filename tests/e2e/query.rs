@@ -609,9 +609,10 @@ fn an_unwritable_output_is_refused_before_the_charge() {
             "{stderr}"
         );
         assert!((spent(&ledger, "analyst") - 0.5).abs() < 1e-9);
+        // (`--out`, as `run` spells it, is the same option.)
         let written = dir.path().join("n.csv");
         let (out, _, stderr) = run(cmd(&ledger, "analyst", &["query", &sql, "--format", "csv"])
-            .arg("--output")
+            .arg("--out")
             .arg(&written));
         assert!(out.status.success(), "{stderr}");
         assert!(

@@ -414,8 +414,12 @@ fn the_request_workflow_runs_over_the_server_as_it_does_here() {
     assert!(output.status.success(), "{stderr}");
     assert!(approved.contains("— approved"), "{approved}");
 
-    // What the approver sees, there as here.
-    for args in [vec!["list"], vec!["show", id.as_str()]] {
+    // What the approver sees, there as here; the list as JSON for programs too.
+    for args in [
+        vec!["list"],
+        vec!["list", "--format", "json"],
+        vec!["show", id.as_str()],
+    ] {
         let (output, remote, stderr) = there(&approver, &args);
         assert!(output.status.success(), "{stderr}");
         let (_, local, _) = here("approver", &args);
@@ -439,6 +443,11 @@ fn the_request_workflow_runs_over_the_server_as_it_does_here() {
         stderr.contains(&format!("not the query approved in request {id}")),
         "{stderr}"
     );
+
+    let (_, listed, _) = here("approver", &["list", "--format", "json"]);
+    let listed: Value = serde_json::from_str(&listed).unwrap();
+    assert_eq!(listed[0]["id"].to_string(), id, "{listed}");
+    assert_eq!(listed[0]["purpose"], "Feasibility of a trial");
 
     // Released once (charged to the researcher) from the researcher's copy, then the same
     // answer at no cost.
