@@ -139,6 +139,35 @@ pub(crate) struct NewEntry<'a> {
     pub refers_to: Option<i64>,
 }
 
+/// An entry's `params` as the JSON value it holds: the stored text verbatim (so a
+/// reader gets the same bytes, in the same key order), `null` for none; read back from
+/// that, or from a string as older carelens wrote it.
+mod params_json {
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use serde_json::value::RawValue;
+
+    pub(super) fn serialize<S: Serializer>(params: &str, s: S) -> Result<S::Ok, S::Error> {
+        if params.is_empty() {
+            return s.serialize_none();
+        }
+        match RawValue::from_string(params.to_owned()) {
+            Ok(raw) => raw.serialize(s),
+            // Not JSON (never written so): as text.
+            Err(_) => s.serialize_str(params),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        let raw = Box::<RawValue>::deserialize(d)?;
+        match raw.get() {
+            "null" => Ok(String::new()),
+            text if text.starts_with('"') => serde_json::from_str(text).map_err(D::Error::custom),
+            text => Ok(text.to_owned()),
+        }
+    }
+}
+
 /// One entry of the audit log, as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditEntry {
@@ -158,7 +187,9 @@ pub struct AuditEntry {
     pub plan_hash: String,
     /// The release-cache key (plan, DP parameters, data version).
     pub cache_key: String,
-    /// The DP parameters (the privacy charge, or a budget setting), as JSON.
+    /// The DP parameters (the privacy charge, or a budget setting), as JSON text; written
+    /// out as the JSON value itself (`null` when empty), not as a string holding JSON.
+    #[serde(with = "params_json")]
     pub params: String,
     /// ε debited by this entry, in 10⁻¹² units (only `charged` entries debit).
     pub epsilon_units: i64,
@@ -793,6 +824,47 @@ pub(crate) fn verify_since_checkpoint(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `params` is written as the JSON value it holds, verbatim (`null` when empty), and
+    /// read back to the same text — also from a string, as older carelens wrote it.
+    #[test]
+    fn params_are_json_values_in_json_and_read_back_exactly() {
+        let entry = |params: &str| AuditEntry {
+            seq: 1,
+            at: "2026-11-26T00:00:00Z".into(),
+            user: "u".into(),
+            role: "analyst".into(),
+            event: Event::Charged,
+            sql: "SELECT 1".into(),
+            plan_hash: "p".into(),
+            cache_key: "k".into(),
+            params: params.into(),
+            epsilon_units: 1,
+            delta_units: 0,
+            detail: String::new(),
+            result_hash: String::new(),
+            refers_to: None,
+            prev_hash: GENESIS.into(),
+            hash: String::new(),
+        };
+        // Keys out of alphabetical order stay as stored.
+        let charged = entry(r#"{"z":1,"items":[{"epsilon":0.5}]}"#);
+        let json = serde_json::to_string(&charged).unwrap();
+        assert!(
+            json.contains(r#""params":{"z":1,"items":[{"epsilon":0.5}]}"#),
+            "{json}"
+        );
+        assert_eq!(serde_json::from_str::<AuditEntry>(&json).unwrap(), charged);
+        let none = entry("");
+        let json = serde_json::to_string(&none).unwrap();
+        assert!(json.contains(r#""params":null"#), "{json}");
+        assert_eq!(serde_json::from_str::<AuditEntry>(&json).unwrap(), none);
+        let older = json.replace(r#""params":null"#, r#""params":"{\"a\":1}""#);
+        assert_eq!(
+            serde_json::from_str::<AuditEntry>(&older).unwrap().params,
+            r#"{"a":1}"#
+        );
+    }
 
     #[test]
     fn hash_depends_on_every_field() {
