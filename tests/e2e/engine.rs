@@ -533,3 +533,19 @@ async fn aggregates_over_a_suppressed_count_are_suppressed_with_it() {
         "no locality's count was suppressed: the test shows nothing"
     );
 }
+
+/// Text columns have one type name in the wire format, however DataFusion holds them
+/// (Parquet strings are read as `Utf8View`; CASE labels are `Utf8`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_columns_are_utf8_in_the_wire_format() {
+    let engine = sample_engine().await;
+    let sql = "SELECT sex, CASE WHEN year_of_birth < 1960 THEN 'older' ELSE 'younger' END AS age, \
+               COUNT(*) AS n FROM person GROUP BY 1, 2";
+    let release = released(&engine, sql).await;
+    let types: Vec<(&str, &str)> = release
+        .columns
+        .iter()
+        .map(|c| (c.name.as_str(), c.data_type.as_str()))
+        .collect();
+    assert_eq!(types, [("sex", "Utf8"), ("age", "Utf8"), ("n", "Int64")]);
+}

@@ -659,7 +659,7 @@ impl PreparedQuery {
             .map(|f| ColumnMeta {
                 name: f.name().clone(),
                 role: ColumnRole::Public,
-                data_type: f.data_type().to_string(),
+                data_type: release::wire_type(f.data_type()),
             })
             .collect();
         let mut rows = Vec::new();

@@ -285,6 +285,17 @@ fn condition(expr: &Expr) -> Option<Expr> {
     }
 }
 
+/// A column's type as the wire format names it: one name for text however DataFusion
+/// holds it (`Utf8View`, `LargeUtf8`, a dictionary of strings are all `Utf8`), so a
+/// reader never has to know DataFusion's storage choices.
+pub(crate) fn wire_type(data_type: &DataType) -> String {
+    match data_type {
+        DataType::Utf8View | DataType::LargeUtf8 => "Utf8".to_owned(),
+        DataType::Dictionary(_, values) => wire_type(values),
+        other => other.to_string(),
+    }
+}
+
 fn int_at(array: &ArrayRef, row: usize) -> i64 {
     if array.is_null(row) {
         return 0;
@@ -710,7 +721,7 @@ fn build_release(
             ColumnMeta {
                 name: field.name().clone(),
                 role,
-                data_type: field.data_type().to_string(),
+                data_type: wire_type(field.data_type()),
             }
         })
         .collect();
