@@ -282,3 +282,23 @@ fn researchers_ask_through_requests_not_queries() {
     assert!(stderr.contains("carelens request submit"), "{stderr}");
     assert_eq!(spent(&ledger, "researcher"), 0.0);
 }
+
+/// The README's request example runs as shown: its second file exists, is flagged as
+/// possible differencing against the first, and cannot be approved without a note.
+#[test]
+fn the_readme_request_example_runs_as_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger.sqlite");
+    let readme = fs::read_to_string(repo().join("README.md")).unwrap();
+    assert!(readme.contains("request submit examples/requests/hba1c_57.sql"));
+    approved_c1(&ledger);
+    let variant = repo().join("examples/requests/hba1c_57.sql");
+    let (id, stdout) = submit(&ledger, "researcher", variant.to_str().unwrap());
+    assert!(
+        stdout.contains("FLAG: possible differencing") && stdout.contains("(58 became 57)"),
+        "{stdout}"
+    );
+    let (code, _, stderr) = request(&ledger, "approver", &["approve", &id]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("is flagged"), "{stderr}");
+}
