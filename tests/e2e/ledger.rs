@@ -322,3 +322,45 @@ fn a_foreign_sqlite_file_is_refused_unchanged() {
     let wal = dir.path().join("practice.sqlite-wal");
     assert!(!wal.exists() || std::fs::metadata(&wal).unwrap().len() == 0);
 }
+
+/// A copy of the sample extract in `dir`, to damage.
+fn sample_copy(dir: &Path) -> std::path::PathBuf {
+    let copy = dir.join("extract");
+    std::fs::create_dir_all(&copy).unwrap();
+    for entry in std::fs::read_dir(sample_data()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            std::fs::copy(&path, copy.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    copy
+}
+
+/// Files that no longer match the catalog are refused before anything is charged: a table
+/// replaced by a file of other columns stops every query at once, naming the fix, and the
+/// budget is untouched.
+#[test]
+fn an_extract_that_no_longer_matches_the_catalog_is_refused_before_the_charge() {
+    let dir = tempfile::tempdir().unwrap();
+    let extract = sample_copy(dir.path());
+    std::fs::copy(
+        extract.join("condition.parquet"),
+        extract.join("person.parquet"),
+    )
+    .unwrap();
+    let ledger = dir.path().join("ledger.sqlite");
+    let query = dir.path().join("n.sql");
+    std::fs::write(&query, "SELECT COUNT(*) AS n FROM medication").unwrap();
+    let (out, _, stderr) = run(carelens()
+        .args(["query", "--user", "analyst", "--config"])
+        .arg(extract.join("carelens.toml"))
+        .arg("--ledger")
+        .arg(&ledger)
+        .arg(&query));
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("the extract no longer matches the catalog; nothing was run or spent"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("person.parquet"), "{stderr}");
+}

@@ -137,6 +137,8 @@ impl QueryError {
 /// The closed session and what the analysis needs from the catalog.
 pub struct Engine {
     ctx: SessionContext,
+    /// The extract's version when the engine opened and checked it.
+    data_version: String,
     catalog: session::CatalogInfo,
     policy: Policy,
     disclosure: DisclosurePolicy,
@@ -198,15 +200,23 @@ struct PrivatePlan {
 }
 
 impl Engine {
+    /// The extract's version ([`LoadedCatalog::data_version`]) when the engine opened and
+    /// checked its files: a query is charged only while the files are still these.
+    pub fn data_version(&self) -> &str {
+        &self.data_version
+    }
+
     /// Opens the catalog's tables in a closed session and reads the public domains.
     pub async fn open(loaded: &LoadedCatalog) -> Result<Self, SessionError> {
         panics::install();
+        let data_version = loaded.data_version().map_err(SessionError::Files)?;
         let (ctx, catalog) = session::open(loaded).await?;
         let policy = loaded.catalog().policy.clone();
         let (disclosure_name, disclosure) = loaded.disclosure();
         let disclosure_name = disclosure_name.to_owned();
         Ok(Self {
             ctx,
+            data_version,
             catalog,
             disclosure,
             disclosure_name,

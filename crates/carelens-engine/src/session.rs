@@ -82,6 +82,14 @@ pub enum SessionError {
         /// The table.
         table: String,
     },
+    /// The files no longer match the catalog (a column missing or of another type, files
+    /// of a table that differ): refused when the engine opens, before any query is planned
+    /// or charged.
+    #[error(
+        "the extract no longer matches the catalog; nothing was run or spent. Run `carelens \
+         catalog` to see what changed, then fix the files or the catalog"
+    )]
+    Files(#[source] carelens_catalog::CatalogError),
     /// A catalog domain value does not fit its column's type.
     #[error("a domain value of `{table}.{column}` does not fit its type {data_type}")]
     Domain {
@@ -98,6 +106,8 @@ pub enum SessionError {
 pub(crate) async fn open(
     loaded: &LoadedCatalog,
 ) -> Result<(SessionContext, CatalogInfo), SessionError> {
+    // The footers only (cheap): every declared column present with its declared type.
+    loaded.check_files().map_err(SessionError::Files)?;
     let config = SessionConfig::new()
         .with_information_schema(false)
         .set_bool("datafusion.sql_parser.collect_spans", true)

@@ -92,6 +92,13 @@ pub enum ServiceError {
     /// The SQL could not be planned (a syntax or name error): nothing was logged or spent.
     #[error(transparent)]
     BadQuery(QueryError),
+    /// The extract's files changed since the engine opened and checked them: nothing is
+    /// charged against files that were not checked.
+    #[error(
+        "the extract's files changed since carelens opened them; nothing was run or spent. \
+         Run the command again (or restart the server) so that the files are checked anew"
+    )]
+    ExtractChanged,
     /// The ledger could not be read or written.
     #[error(transparent)]
     Ledger(LedgerError),
@@ -136,6 +143,7 @@ impl ServiceError {
             // The query's answer is a failure, stored and served again like a release.
             Self::FailedAfterCharge { .. } | Self::FailedBefore(_) => 500,
             Self::Ledger(_) | Self::Internal(_) => 500,
+            Self::ExtractChanged => 503,
         }
     }
 
@@ -155,6 +163,7 @@ impl ServiceError {
             Self::BadInput(_) => "bad_input",
             Self::UnknownUser { .. } => "unknown_user",
             Self::BadQuery(_) => "bad_query",
+            Self::ExtractChanged => "extract_changed",
             Self::Ledger(_) => "ledger",
             Self::Internal(_) => "internal",
         }

@@ -397,6 +397,10 @@ impl Service {
             .catalog
             .data_version()
             .map_err(ServiceError::internal)?;
+        // Charged only while the files are those the engine checked when it opened.
+        if data_version != self.engine().await?.data_version() {
+            return Err(ServiceError::ExtractChanged);
+        }
         let cache_key = match request {
             None => prepared.cache_key(&data_version),
             // A release under a request stays with it: the same query asked outside the

@@ -471,3 +471,37 @@ async fn a_request_is_a_count_or_a_small_table() {
     let budget = service.budget(&researcher).await.unwrap();
     assert_eq!(spent_by(&budget, "researcher"), 0.0);
 }
+
+/// A file changed after the service opened and checked the extract: the next query is
+/// refused before its charge (nothing spent), not run against unchecked files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_changed_under_a_running_service_are_not_charged_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let extract = dir.path().join("extract");
+    std::fs::create_dir_all(&extract).unwrap();
+    let sample_dir = sample().path().parent().unwrap().to_owned();
+    for entry in std::fs::read_dir(&sample_dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            std::fs::copy(&path, extract.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let catalog = carelens_catalog::load(&extract.join("carelens.toml")).unwrap();
+    let service = Service::open(catalog, &dir.path().join("ledger.sqlite"))
+        .await
+        .unwrap();
+    let analyst = service.caller("analyst").unwrap();
+    service.query(&analyst, &count(0.5, 1950)).await.unwrap();
+    // Rewritten in place (the same bytes, a new modification time): not what was checked.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let person = extract.join("person.parquet");
+    std::fs::write(&person, std::fs::read(&person).unwrap()).unwrap();
+    let refused = service.query(&analyst, &count(0.5, 1960)).await;
+    assert!(
+        matches!(refused, Err(ServiceError::ExtractChanged)),
+        "{:?}",
+        refused.err()
+    );
+    let lines = service.budget(&analyst).await.unwrap();
+    assert_eq!(spent_by(&lines, "analyst"), 0.5);
+}
