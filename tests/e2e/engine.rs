@@ -158,7 +158,9 @@ async fn released_bounded_sums_match_an_independent_bounded_query() {
         errors.push((format!("{place} exact bounded {t}"), released - t));
     }
     assert!(errors.len() >= 5, "only {} places", errors.len());
-    assert_within_noise(&errors, largest_scale(&prepared), 0.0, 4.0);
+    // The mean of 6 |Laplace| errors over 4 scales happens 3e-6 of the time; over 5,
+    // 2e-8.
+    assert_within_noise(&errors, largest_scale(&prepared), 0.0, 5.0);
 }
 
 /// Copies the sample extract to `dir`, adding one person with `rows` encounters spread over
@@ -455,10 +457,12 @@ async fn derived_rates_carry_intervals() {
             }
         }
     }
-    // BCP, Dorset and Hampshire hold 31, 57 and 81 care-home residents, far above the
-    // suppression threshold at this noise, so their two rates always come with intervals;
-    // the other places hold 8-11 and are suppressed about a third of the time each.
-    assert!(with_interval >= 6, "{:?}", release.rows);
+    // Dorset and Hampshire hold 57 and 81 care-home residents, BCP 31, far above the
+    // suppression threshold at this noise (scale 4): fewer than two of the three are
+    // released 7e-11 of the time (BCP alone is suppressed 1.4e-3 of the time); the other
+    // places hold 8-11 and are suppressed about a third of the time each. Every released
+    // rate has its interval (checked above), two places' rates at least.
+    assert!(with_interval >= 4, "{:?}", release.rows);
 }
 
 /// A query's identity covers the whole plan: a code list differing only in its sixth item
