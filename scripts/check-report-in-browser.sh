@@ -43,6 +43,22 @@ if [ "${1:-}" = "--update-docs" ]; then
 fi
 python3 scripts/check_report.py "$work/dom.html" "$work/shot.png" --sections "$sections" --charts 5 "${crops[@]}"
 
+# On paper: every row printed (tables out of their scroll boxes), each query on a page of
+# its own. A printed page holds at most about 40 rows, so the PDF needs at least one page
+# per query plus one per 40 result rows (here 43 pages; printed from scroll boxes, 20).
+timeout 120 "$CHROMIUM" "${flags[@]}" --print-to-pdf="$work/report.pdf" "$page" \
+    >>"$work/chromium.log" 2>&1
+python3 - "$work/report.pdf" "$work/dom.html" "$sections" <<'PY'
+import re, sys
+pdf, dom, sections = open(sys.argv[1], "rb").read(), open(sys.argv[2]).read(), int(sys.argv[3])
+pages = len(re.findall(rb"/Type\s*/Page[^s]", pdf))
+rows = sum(body.count("<tr") for body in re.findall(r"<tbody>(.*?)</tbody>", dom, re.S))
+needed = sections + rows // 40
+print(f"printed: {pages} pages for {sections} queries and {rows} result rows (at least {needed})")
+if rows == 0 or pages < needed:
+    sys.exit("the printed report leaves rows out (tables cut to their scroll boxes?)")
+PY
+
 # A report of one grouped query (answered from the ledger above, at no cost): its chart
 # and table, checked the same way.
 cargo run --quiet --locked -- run queries/emergency_admissions.sql --out "$work/one" \

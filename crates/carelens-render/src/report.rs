@@ -92,6 +92,15 @@ svg .axis { stroke: #9aa3b2; stroke-width: 1; }
 svg .grid { stroke: #e6e9ef; stroke-width: 1; }
 svg .muted { fill: var(--muted); }
 a { color: var(--accent); }
+@media print {
+  body { font-size: 11pt; }
+  .scroll { max-height: none; overflow: visible; display: block; border: 0; }
+  .scroll th { position: static; }
+  section.query { break-before: page; border-top: 0; margin-top: 0; }
+  tr, .explainer, svg, pre.why { break-inside: avoid; }
+  thead { display: table-header-group; }
+  a { color: inherit; text-decoration: none; }
+}
 "#;
 
 /// The report as one HTML document.
@@ -392,7 +401,8 @@ fn shown(value: &Value, marker: &str) -> String {
 
 fn table(h: &mut String, release: &Release) {
     let marker = &release.privacy.marker;
-    h.push_str("<div class=\"scroll\"><table>\n<tr>");
+    // A header row of its own (`thead`), so a printed table repeats it on every page.
+    h.push_str("<div class=\"scroll\"><table>\n<thead><tr>");
     for c in &release.columns {
         let class = if c.role == ColumnRole::Key {
             ""
@@ -401,7 +411,7 @@ fn table(h: &mut String, release: &Release) {
         };
         let _ = write!(h, "<th{class}>{}</th>", esc(&c.name));
     }
-    h.push_str("</tr>\n");
+    h.push_str("</tr></thead>\n<tbody>\n");
     for (row, cells) in release.rows.iter().zip(&release.cells) {
         h.push_str("<tr>");
         for c in &release.columns {
@@ -440,7 +450,7 @@ fn table(h: &mut String, release: &Release) {
         }
         h.push_str("</tr>\n");
     }
-    h.push_str("</table></div>\n");
+    h.push_str("</tbody></table></div>\n");
 }
 
 /// The column a chart shows: a rate or percentage with intervals first (what the query
@@ -848,6 +858,26 @@ fn with_causes(err: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// On paper every row is printed: the scroll boxes open up, each query starts a page,
+    /// and tables repeat their header row on each page.
+    #[test]
+    fn the_print_stylesheet_prints_whole_tables() {
+        let print = &STYLE[STYLE.find("@media print").expect("a print stylesheet")..];
+        for rule in [
+            ".scroll { max-height: none; overflow: visible;",
+            "section.query { break-before: page;",
+            "thead { display: table-header-group; }",
+        ] {
+            assert!(print.contains(rule), "{rule}");
+        }
+        let mut h = String::new();
+        table(&mut h, &Release::example());
+        assert!(
+            h.contains("<thead><tr>") && h.contains("</tr></thead>\n<tbody>"),
+            "{h}"
+        );
+    }
 
     #[test]
     fn html_is_escaped() {
