@@ -830,22 +830,8 @@ mod tests {
     #[test]
     fn params_are_json_values_in_json_and_read_back_exactly() {
         let entry = |params: &str| AuditEntry {
-            seq: 1,
-            at: "2026-11-26T00:00:00Z".into(),
-            user: "u".into(),
-            role: "analyst".into(),
-            event: Event::Charged,
-            sql: "SELECT 1".into(),
-            plan_hash: "p".into(),
-            cache_key: "k".into(),
             params: params.into(),
-            epsilon_units: 1,
-            delta_units: 0,
-            detail: String::new(),
-            result_hash: String::new(),
-            refers_to: None,
-            prev_hash: GENESIS.into(),
-            hash: String::new(),
+            ..example_entry()
         };
         // Keys out of alphabetical order stay as stored.
         let charged = entry(r#"{"z":1,"items":[{"epsilon":0.5}]}"#);
@@ -866,9 +852,9 @@ mod tests {
         );
     }
 
-    #[test]
-    fn hash_depends_on_every_field() {
-        let base = AuditEntry {
+    /// A charge entry with every field set.
+    fn example_entry() -> AuditEntry {
+        AuditEntry {
             seq: 1,
             at: "2026-11-26T00:00:00Z".into(),
             user: "u".into(),
@@ -885,7 +871,12 @@ mod tests {
             refers_to: None,
             prev_hash: GENESIS.into(),
             hash: String::new(),
-        };
+        }
+    }
+
+    #[test]
+    fn hash_depends_on_every_field() {
+        let base = example_entry();
         let h = base.compute_hash();
         let variants: Vec<AuditEntry> = vec![
             AuditEntry {
