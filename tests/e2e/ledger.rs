@@ -364,3 +364,49 @@ fn an_extract_that_no_longer_matches_the_catalog_is_refused_before_the_charge() 
     );
     assert!(stderr.contains("person.parquet"), "{stderr}");
 }
+
+/// Random bytes in a data page pass the footer check but not `catalog --deep`, which
+/// names the damaged file; on the intact extract it prints each file's fingerprint.
+#[test]
+fn catalog_deep_finds_a_damaged_page_the_footer_check_cannot() {
+    let dir = tempfile::tempdir().unwrap();
+    let extract = sample_copy(dir.path());
+    let catalog = |deep: bool| {
+        let mut cmd = carelens();
+        cmd.arg("catalog")
+            .arg("--config")
+            .arg(extract.join("carelens.toml"));
+        if deep {
+            cmd.arg("--deep");
+        }
+        run(&mut cmd)
+    };
+    let (out, stdout, stderr) = catalog(true);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("every page read"), "{stdout}");
+    assert!(stdout.contains("  person.parquet  20000 rows"), "{stdout}");
+
+    // Bytes overwritten at the start of a column's data page (its header), as a bad disk
+    // block would; the footer is untouched. (Damage inside compressed values can decode
+    // to other values unnoticed: the files carry no page checksums.)
+    let file = extract.join("encounter.parquet");
+    let offset = {
+        use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
+        let reader = SerializedFileReader::new(std::fs::File::open(&file).unwrap()).unwrap();
+        let chunk = reader.metadata().row_group(0).column(1).clone();
+        usize::try_from(chunk.data_page_offset()).unwrap()
+    };
+    let mut bytes = std::fs::read(&file).unwrap();
+    for (i, b) in bytes[offset..offset + 64].iter_mut().enumerate() {
+        *b = (i as u8).wrapping_mul(151).wrapping_add(89);
+    }
+    std::fs::write(&file, bytes).unwrap();
+    let (out, _, stderr) = catalog(false);
+    assert!(out.status.success(), "the footers are intact: {stderr}");
+    let (out, _, stderr) = catalog(true);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("encounter.parquet is damaged: a page of it cannot be read"),
+        "{stderr}"
+    );
+}

@@ -44,6 +44,18 @@ pub enum CatalogError {
         problems: Vec<Problem>,
     },
 
+    /// A page of a Parquet file could not be read or decoded (`carelens catalog --deep`).
+    #[error(
+        "{} is damaged: a page of it cannot be read ({detail}); restore the file from the \
+         extract's source before anyone queries it",
+        path.display()
+    )]
+    Damaged {
+        /// The Parquet file.
+        path: PathBuf,
+        /// What the reader said.
+        detail: String,
+    },
     /// A Parquet file's footer (its schema and statistics) could not be read.
     #[error("cannot read Parquet metadata of {}", path.display())]
     Parquet {

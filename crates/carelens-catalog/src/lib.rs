@@ -67,6 +67,7 @@ mod test_support;
 mod validate;
 
 pub use error::{CatalogError, Problem};
+pub use files::FileDigest;
 pub use governance::{DEFAULT_LEDGER_PATH, DisclosureSetting, LedgerSection, Policy, Role, User};
 pub use load::{LoadedCatalog, TableFiles, load};
 pub use model::{Catalog, Column, ColumnType, Dataset, Literal, PublicDomain, Table, TableKind};
