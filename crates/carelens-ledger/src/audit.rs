@@ -435,6 +435,33 @@ const TRIGGERS: [&str; 6] = [
     "tokens_revoke_only",
 ];
 
+/// What breaks the hash chain at `entry`, read where entry `expected_seq` should be and
+/// after an entry whose hash is `prev`: the entry it names and the problem, or `None`.
+fn chain_break(entry: &AuditEntry, expected_seq: i64, prev: &str) -> Option<(i64, String)> {
+    if entry.seq != expected_seq {
+        return Some((
+            expected_seq,
+            format!(
+                "entry {expected_seq} is missing or out of order (found entry {} in its place): entries were deleted, inserted or reordered",
+                entry.seq
+            ),
+        ));
+    }
+    if entry.prev_hash != prev {
+        return Some((
+            entry.seq,
+            "does not follow the previous entry (its previous-hash differs): an entry before it was changed, removed or inserted".to_owned(),
+        ));
+    }
+    if entry.compute_hash() != entry.hash {
+        return Some((
+            entry.seq,
+            "its contents were changed after it was written (hash mismatch)".to_owned(),
+        ));
+    }
+    None
+}
+
 /// Walks the whole log and checks the chain and the order; that every release names an
 /// earlier charge of the same user and query and no charge is released twice; that only
 /// charges debit; that every stored release matches its `released` entry; and that the
@@ -467,26 +494,8 @@ pub(crate) fn verify(
             Ok(e) => e,
             Err(e) => return broken(expected_seq, format!("unreadable entry: {e}")),
         };
-        if entry.seq != expected_seq {
-            return broken(
-                expected_seq,
-                format!(
-                    "entry {expected_seq} is missing or out of order (found entry {} in its place): entries were deleted, inserted or reordered",
-                    entry.seq
-                ),
-            );
-        }
-        if entry.prev_hash != prev {
-            return broken(
-                entry.seq,
-                "does not follow the previous entry (its previous-hash differs): an entry before it was changed, removed or inserted".to_owned(),
-            );
-        }
-        if entry.compute_hash() != entry.hash {
-            return broken(
-                entry.seq,
-                "its contents were changed after it was written (hash mismatch)".to_owned(),
-            );
+        if let Some((seq, problem)) = chain_break(&entry, expected_seq, &prev) {
+            return broken(seq, problem);
         }
         if let Some((seq, hash)) = anchor
             && seq == entry.seq
@@ -799,14 +808,8 @@ pub(crate) fn verify_since_checkpoint(
             Ok(e) => e,
             Err(e) => return Ok(Some((expected_seq, format!("unreadable entry: {e}")))),
         };
-        if entry.seq != expected_seq {
-            return Ok(Some((expected_seq, "an entry is missing".to_owned())));
-        }
-        if entry.prev_hash != prev || entry.compute_hash() != entry.hash {
-            return Ok(Some((
-                entry.seq,
-                "it was changed, or an entry before it was".to_owned(),
-            )));
+        if let Some(problem) = chain_break(&entry, expected_seq, &prev) {
+            return Ok(Some(problem));
         }
         prev = entry.hash;
         expected_seq += 1;
