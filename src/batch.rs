@@ -27,7 +27,9 @@ use serde_json::{Value, json};
 
 use crate::client::{Client, READ_TIMEOUT, api_error};
 use crate::governance::{Acting, LedgerLocation, acting_user, context, note_created};
-use crate::query::{Refused, Remote, read_sql, render_refusal, runtime, write_atomically};
+use crate::query::{
+    Refused, Remote, probe_writable, read_sql, render_refusal, runtime, write_atomically,
+};
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -342,13 +344,21 @@ impl ServerItem {
                     bytes,
                 ));
             }
-            "rejected" => Outcome::Rejected(why()),
-            "refused" => Outcome::Refused(why()),
-            "failed" => Outcome::Failed { why: why(), spent },
-            other => bail!("an outcome this client does not know: {other:?}"),
+            other => not_released(other, why(), spent)?,
         };
         Ok((outcome, Vec::new()))
     }
+}
+
+/// An outcome the server names `rejected`, `refused` or `failed`, with why, as local mode
+/// has it.
+fn not_released(kind: &str, why: String, spent: Amount) -> anyhow::Result<Outcome> {
+    Ok(match kind {
+        "rejected" => Outcome::Rejected(why),
+        "refused" => Outcome::Refused(why),
+        "failed" => Outcome::Failed { why, spent },
+        other => bail!("an outcome this client does not know: {other:?}"),
+    })
 }
 
 /// Writes the report and prints the summary; the error says what was not released, or
@@ -383,10 +393,7 @@ fn finish(
 /// spent.
 fn check_writable(out: &Path) -> anyhow::Result<()> {
     fs::create_dir_all(out).with_context(|| format!("could not create {}", out.display()))?;
-    let probe = out.join(".carelens-write-check");
-    fs::write(&probe, b"")
-        .with_context(|| format!("cannot write results into {}", out.display()))?;
-    fs::remove_file(&probe).with_context(|| format!("could not remove {}", probe.display()))
+    probe_writable(out)
 }
 
 /// Writes `NAME.csv` and `NAME.json` (the stored wire-format bytes) of a released query.
@@ -609,13 +616,7 @@ fn explain_on_server(client: &Client, files: &[SqlFile]) -> anyhow::Result<Batch
                     explain,
                     repeat: item.repeat,
                 },
-                ("rejected", _) => Explained::Not(Outcome::Rejected(why)),
-                ("refused", _) => Explained::Not(Outcome::Refused(why)),
-                ("failed", _) => Explained::Not(Outcome::Failed {
-                    why,
-                    spent: Amount::default(),
-                }),
-                (other, _) => bail!("an outcome this client does not know: {other:?}"),
+                (other, _) => Explained::Not(not_released(other, why, Amount::default())?),
             })
         })
         .collect::<anyhow::Result<_>>()?;

@@ -149,8 +149,8 @@ pub(crate) fn acting_user(acting: &Acting) -> anyhow::Result<&str> {
 }
 
 /// Opens the service over a ledger to read only (a ledger under investigation is left
-/// exactly as it is), and runs `work` on it.
-fn reading<T>(
+/// exactly as it is; a missing one is an error, never created), and runs `work` on it.
+pub(crate) fn reading<T>(
     ctx: LedgerContext,
     work: impl AsyncFnOnce(&Service) -> Result<T, ServiceError>,
 ) -> anyhow::Result<T> {

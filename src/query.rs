@@ -324,6 +324,12 @@ pub(crate) fn check_output(path: &Path) -> anyhow::Result<()> {
             folder.display()
         );
     }
+    probe_writable(folder)
+}
+
+/// Checks that files can be written in `folder` by writing and removing one, before
+/// anything is spent.
+pub(crate) fn probe_writable(folder: &Path) -> anyhow::Result<()> {
     let probe = folder.join(format!(".carelens-write-check-{}", std::process::id()));
     fs::write(&probe, b"").with_context(|| {
         format!(
@@ -331,8 +337,7 @@ pub(crate) fn check_output(path: &Path) -> anyhow::Result<()> {
             folder.display()
         )
     })?;
-    let _ = fs::remove_file(&probe);
-    Ok(())
+    fs::remove_file(&probe).with_context(|| format!("could not remove {}", probe.display()))
 }
 
 /// The folder a file is written in.

@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::client::{Answer, Client, api_error};
-use crate::governance::{Acting, LedgerLocation, acting_user, context, note_created};
+use crate::governance::{Acting, LedgerLocation, acting_user, context, note_created, reading};
 use crate::query::{
     OutputFormat, Refused, Remote, check_output, read_sql, render_refusal, running, runtime,
     write_answered_release, write_release,
@@ -155,20 +155,15 @@ fn with_service_rendered<T>(
     })
 }
 
-/// [`with_service`] over a ledger opened to read only (a missing one is an error, never
-/// created), for the commands that only look.
+/// [`with_service`] over a ledger opened to read only ([`reading`]), for the commands
+/// that only look.
 fn reading_service<T>(
     who: &Who,
     work: impl AsyncFnOnce(&Service, &Caller) -> Result<T, ServiceError>,
 ) -> anyhow::Result<T> {
     let ctx = context(&who.location)?;
     let caller = Caller::of(&ctx.catalog, acting_user(&who.acting)?)?;
-    runtime()?.block_on(async {
-        let service = Service::open_read_only(ctx.catalog, &ctx.ledger_path).await?;
-        work(&service, &caller)
-            .await
-            .map_err(|e| render_refusal(e, ""))
-    })
+    reading(ctx, async |service| work(service, &caller).await)
 }
 
 /// `carelens request`.
