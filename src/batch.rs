@@ -553,13 +553,14 @@ type BatchExplained = (Vec<Explained>, Amount, usize);
 
 fn explain_here(files: &[SqlFile], catalog: &Path) -> anyhow::Result<BatchExplained> {
     let catalog = carelens_catalog::load(catalog)?;
-    let prepared = runtime()?.block_on(async {
+    let (prepared, data_version) = runtime()?.block_on(async {
         let engine = Engine::open(&catalog).await?;
-        anyhow::Ok(prepare_all(&engine, files).await)
+        let prepared = prepare_all(&engine, files).await;
+        anyhow::Ok((prepared, engine.data_version().to_owned()))
     })?;
     let cost = batch_cost(
         prepared.iter().filter_map(|p| p.as_ref().ok()),
-        &catalog.data_version()?,
+        &data_version,
     );
     let mut repeats = cost.repeats.iter();
     let items = prepared

@@ -59,8 +59,8 @@ pub(crate) fn plan_hash(plan: &LogicalPlan) -> Result<String, Rejection> {
     Ok(super::hex(hasher.finalize().as_slice()))
 }
 
-/// One length-prefixed field.
-fn field(hasher: &mut Sha256, bytes: &[u8]) {
+/// One length-prefixed field (also of the release-cache key).
+pub(crate) fn field(hasher: &mut Sha256, bytes: &[u8]) {
     hasher.update((bytes.len() as u64).to_le_bytes());
     hasher.update(bytes);
 }

@@ -602,8 +602,7 @@ impl PreparedQuery {
         };
         let mut hasher = Sha256::new();
         for part in [self.plan_hash.as_str(), &params, data_version] {
-            hasher.update((part.len() as u64).to_le_bytes());
-            hasher.update(part.as_bytes());
+            identity::field(&mut hasher, part.as_bytes());
         }
         hex(hasher.finalize().as_slice())
     }

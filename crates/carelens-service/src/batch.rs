@@ -59,13 +59,9 @@ impl Service {
         for sql in queries {
             prepared.push(self.explain(sql).await);
         }
-        let data_version = self
-            .catalog
-            .data_version()
-            .map_err(ServiceError::internal)?;
         let cost = batch_cost(
             prepared.iter().filter_map(|p| p.as_ref().ok()),
-            &data_version,
+            self.engine().await?.data_version(),
         );
         Ok((prepared, cost))
     }
