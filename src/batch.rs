@@ -701,35 +701,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn headers_have_a_title_and_labelled_paragraphs() {
-        let sql = "-- Emergency admissions by age\n-- What: admissions per 1,000,\n--   by sex.\n\
-                   -- Who: commissioners.\n-- DP: epsilon 1.\n-- carelens: epsilon=1\nSELECT 1;\n-- not: this";
-        let h = Header::parse(sql);
-        assert_eq!(h.title, "Emergency admissions by age");
-        assert_eq!(
-            h.paragraphs,
-            [
-                (
-                    "What".to_owned(),
-                    "admissions per 1,000, by sex.".to_owned()
-                ),
-                ("Who".to_owned(), "commissioners.".to_owned()),
-                ("DP".to_owned(), "epsilon 1.".to_owned()),
-            ]
-        );
-        assert_eq!(Header::parse("SELECT 1"), Header::default());
-        // A colon inside a sentence does not start a paragraph.
-        let h = Header::parse("-- T\n-- note that x: y\n-- DP: a\n-- spells: b\n");
-        assert_eq!(
-            h.paragraphs,
-            [
-                (String::new(), "note that x: y".to_owned()),
-                ("DP".to_owned(), "a spells: b".to_owned())
-            ]
-        );
-    }
-
-    #[test]
     fn folders_give_their_sql_files_in_order_with_unique_names() {
         let dir = tempfile::tempdir().unwrap();
         let (a, b) = (dir.path().join("a"), dir.path().join("b"));

@@ -41,6 +41,9 @@ pub enum Command {
     Budget(crate::governance::BudgetArgs),
     /// Check or read the hash-chained audit log.
     Audit(crate::governance::AuditArgs),
+    /// Write the public transparency register (every release's date, role, purpose and
+    /// privacy spent; no results, no names) as static pages, CSV and JSON, to publish.
+    Register(crate::governance::RegisterArgs),
     /// API tokens for `carelens serve`: issue (the secret is shown once), list, revoke.
     Token(crate::tokens::TokenArgs),
     /// Serve the authenticated HTTP API (docs/server.md): every call needs a token from

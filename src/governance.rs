@@ -542,3 +542,56 @@ fn write_log(out: &mut impl Write, entries: &[AuditEntry]) -> anyhow::Result<()>
     }
     Ok(())
 }
+
+#[derive(Debug, Args)]
+pub struct RegisterArgs {
+    #[command(flatten)]
+    pub location: LedgerLocation,
+    /// The folder to write `index.html`, `register.csv` and `register.json` into (created
+    /// if missing; those three files are replaced, nothing else is touched).
+    #[arg(long, visible_alias = "output", value_name = "DIR")]
+    pub out: PathBuf,
+}
+
+/// `carelens register`: the transparency register as static files, to publish.
+pub fn register(args: RegisterArgs) -> anyhow::Result<()> {
+    let ctx = context(&args.location)?;
+    let register = reading(ctx, async |service| service.register().await)?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create the folder {}", args.out.display()))?;
+    let files = [
+        ("index.html", carelens_web::register::html(&register)),
+        ("register.csv", carelens_web::register::csv(&register)),
+        ("register.json", carelens_web::register::json(&register)),
+    ];
+    for (name, text) in &files {
+        crate::query::write_atomically(&args.out.join(name), text.as_bytes())?;
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "wrote the transparency register of {} to {}: index.html, register.csv, register.json",
+        register.dataset,
+        args.out.display()
+    )?;
+    writeln!(
+        out,
+        "{} charges; ε {} spent of the cap of ε {}",
+        register.charges.len(),
+        number(register.spent.epsilon),
+        number(register.cap.epsilon)
+    )?;
+    if register.log.intact {
+        writeln!(
+            out,
+            "audit log intact; head {}:{}",
+            register.log.head_seq, register.log.head_hash
+        )?;
+        Ok(())
+    } else {
+        bail!(
+            "the audit log failed its check: the register says so; run `carelens audit verify` \
+             for where it breaks"
+        )
+    }
+}

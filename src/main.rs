@@ -52,6 +52,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Request(args) => request::request(args),
         Command::Budget(args) => governance::budget(args),
         Command::Audit(args) => governance::audit(args),
+        Command::Register(args) => governance::register(args),
         Command::Token(args) => tokens::token(args),
         Command::Serve(args) => serve::serve(args),
     }

@@ -63,7 +63,8 @@ pub enum RequestCommand {
         /// The SQL file.
         #[arg(value_name = "FILE.sql")]
         file: PathBuf,
-        /// Why the count is needed (shown to the approver).
+        /// Why the count is needed: shown to the approver, and published in the
+        /// transparency register once the count is released.
         #[arg(long)]
         purpose: String,
         /// ε to ask for (default: the query's own, or the policy's default).

@@ -266,6 +266,11 @@ fn reading_a_missing_ledger_is_an_error_and_creates_nothing() {
         &["audit", "log", "--user", "admin"],
         &["request", "list", "--user", "approver"],
         &["token", "list"],
+        &[
+            "register",
+            "--out",
+            dir.path().join("site").to_str().unwrap(),
+        ],
     ] {
         let (out, _, stderr) = run(&mut ledger_cmd(&ledger, args));
         assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
@@ -283,6 +288,79 @@ fn reading_a_missing_ledger_is_an_error_and_creates_nothing() {
     let (out, _, stderr) = run(ledger_cmd(&ledger, &["query", "--user", "analyst"]).arg(&query));
     assert!(out.status.success(), "{stderr}");
     assert!(!stderr.contains("created a new ledger"), "{stderr}");
+}
+
+/// `carelens register --out`: the register's page, CSV and JSON as files to publish, with
+/// the charge just made and its title; other files in the folder are left alone; a log
+/// that fails its check is said so on the page, and the command fails.
+#[test]
+fn register_writes_the_public_register_as_static_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger.sqlite");
+    let query = dir.path().join("n.sql");
+    std::fs::write(
+        &query,
+        "-- Registered people born before 1960\n-- carelens: epsilon=0.5\n\
+         SELECT COUNT(*) AS n FROM person WHERE year_of_birth < 1960",
+    )
+    .unwrap();
+    let (out, _, stderr) = run(ledger_cmd(&ledger, &["query", "--user", "analyst"]).arg(&query));
+    assert!(out.status.success(), "{stderr}");
+    let site = dir.path().join("site");
+    std::fs::create_dir_all(&site).unwrap();
+    std::fs::write(site.join("about.html"), "kept").unwrap();
+    let (out, stdout, stderr) = run(&mut ledger_cmd(
+        &ledger,
+        &["register", "--out", site.to_str().unwrap()],
+    ));
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("1 charges; ε 0.5 spent of the cap of ε 20"),
+        "{stdout}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(site.join("register.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        json["charges"][0]["purpose"],
+        "Registered people born before 1960"
+    );
+    assert_eq!(json["charges"][0]["outcome"], "released");
+    let page = std::fs::read_to_string(site.join("index.html")).unwrap();
+    let head = format!(
+        "{}:{}",
+        json["log"]["head_seq"],
+        json["log"]["head_hash"].as_str().unwrap()
+    );
+    assert!(stdout.contains(&head), "{stdout}");
+    assert!(page.contains(&format!("--expect-head {head}")));
+    assert!(page.contains("Registered people born before 1960"));
+    let csv = std::fs::read_to_string(site.join("register.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 2, "{csv}");
+    assert_eq!(
+        std::fs::read_to_string(site.join("about.html")).unwrap(),
+        "kept"
+    );
+
+    // An entry edited behind carelens' back.
+    let conn = rusqlite::Connection::open(&ledger).unwrap();
+    conn.execute_batch(
+        "DROP TRIGGER audit_no_update; UPDATE audit SET role = 'admin' WHERE event = 'charged';",
+    )
+    .unwrap();
+    drop(conn);
+    let (out, _, stderr) = run(&mut ledger_cmd(
+        &ledger,
+        &["register", "--out", site.to_str().unwrap()],
+    ));
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("the audit log failed its check"),
+        "{stderr}"
+    );
+    let page = std::fs::read_to_string(site.join("index.html")).unwrap();
+    assert!(page.contains("The audit log failed its check"));
+    assert!(!page.contains("--expect-head"));
 }
 
 /// A SQLite file that is not a ledger is refused before anything in it changes (it was

@@ -1136,6 +1136,11 @@ impl Ledger {
         audit::entries(&self.conn, since, user, event).map_err(|e| self.err(e))
     }
 
+    /// The number of entries in the audit log (its last entry's sequence number).
+    pub fn log_length(&self) -> Result<i64, LedgerError> {
+        Ok(audit::next_seq(&self.conn).map_err(|e| self.err(e))? - 1)
+    }
+
     /// The `released` entry of the stored release whose bytes hash to `result_hash`
     /// (SHA-256, lowercase hex), if this ledger holds one.
     pub fn released_entry(&self, result_hash: &str) -> Result<Option<AuditEntry>, LedgerError> {

@@ -6,6 +6,7 @@
 
 use std::fmt::Write as _;
 
+pub use carelens_engine::Header;
 use carelens_engine::{ColumnRole, Release};
 use carelens_ledger::{Amount, BudgetLine, DATASET_USER, StoredFailure};
 use carelens_service::{BatchItem, ServiceError};
@@ -698,56 +699,6 @@ pub fn esc(s: &str) -> String {
         }
     }
     out
-}
-
-/// The header comment of a library query: a title line, then paragraphs that start with
-/// `What:`, `Who:`, `DP:` (or any `Word:`). `-- carelens:` directive lines are left out.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Header {
-    /// The first line.
-    pub title: String,
-    /// `(label, text)`; the label is empty for a paragraph without one.
-    pub paragraphs: Vec<(String, String)>,
-}
-
-impl Header {
-    /// The header comment at the top of `sql`.
-    pub fn parse(sql: &str) -> Header {
-        let mut header = Header::default();
-        for line in sql.lines().map(str::trim) {
-            if line.is_empty() {
-                continue;
-            }
-            let Some(text) = line.strip_prefix("--") else {
-                break;
-            };
-            let text = text.trim();
-            if text.is_empty() || text.starts_with("carelens:") {
-                continue;
-            }
-            if header.title.is_empty() {
-                header.title = text.to_owned();
-                continue;
-            }
-            let label = text
-                .split_once(':')
-                .filter(|(word, _)| {
-                    word.starts_with(|c: char| c.is_ascii_uppercase())
-                        && word.len() <= 12
-                        && word.chars().all(char::is_alphanumeric)
-                })
-                .map(|(word, rest)| (word.to_owned(), rest.trim().to_owned()));
-            match (label, header.paragraphs.last_mut()) {
-                (Some((word, rest)), _) => header.paragraphs.push((word, rest)),
-                (None, Some((_, last))) => {
-                    last.push(' ');
-                    last.push_str(text);
-                }
-                (None, None) => header.paragraphs.push((String::new(), text.to_owned())),
-            }
-        }
-        header
-    }
 }
 
 /// What became of one query of a batch.

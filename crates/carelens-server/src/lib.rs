@@ -15,6 +15,7 @@ mod error;
 mod limits;
 mod observe;
 mod openapi;
+mod pages;
 mod routes;
 mod tls;
 
@@ -61,6 +62,7 @@ pub(crate) struct AppState {
     pub service: Arc<Service>,
     pub failures: Arc<auth::Failures>,
     pub observer: Arc<observe::Observer>,
+    pub register: Arc<pages::RegisterCache>,
 }
 
 /// The API over one service, ready to serve.
@@ -78,6 +80,7 @@ impl Server {
             service,
             failures: Arc::default(),
             observer: Arc::new(observe::Observer::new(options.log_format)),
+            register: Arc::default(),
         };
         let gate = Arc::new(limits::Gate::new(options.max_running, options.max_waiting));
         let router = routes::routes(options, state, drain.clone(), Arc::clone(&gate));

@@ -103,6 +103,7 @@ pub(crate) fn routes(
     let observer = Arc::clone(&state.observer);
     Router::new()
         .nest("/api/v1", api)
+        .merge(crate::pages::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(options.max_body_bytes))
         .layer(from_fn_with_state(drain, refuse_when_draining))

@@ -22,6 +22,7 @@
 mod batch;
 mod catalog;
 mod error;
+mod register;
 mod requests;
 mod tokens;
 
@@ -39,6 +40,7 @@ use carelens_ledger::{
 pub use crate::batch::{BatchCost, BatchItem, batch_cost};
 pub use crate::catalog::{CatalogView, DisclosureView, TableView};
 pub use crate::error::{RESEARCHERS_ASK, ServiceError};
+pub use crate::register::{Basis, Charge, ChargeStatus, LogState, Register, Spend};
 pub use crate::requests::ShownRequest;
 pub use crate::tokens::{IssuedToken, TOKEN_PREFIX};
 
@@ -406,7 +408,7 @@ impl Service {
             // A release under a request stays with it: the same query asked outside the
             // request (or under another) is another question, charged and released afresh
             // — the four-eyes release to one researcher is not anyone's free answer.
-            Some(id) => format!("{}:request-{id}", prepared.cache_key(&data_version)),
+            Some(id) => request_key(&prepared.cache_key(&data_version), id),
         };
         let (user, sql, plan_hash) = (
             caller.name.clone(),
@@ -521,6 +523,20 @@ impl Service {
         .await?
     }
 }
+
+/// The cache key of a release made under request `id`: the query's own key, marked.
+fn request_key(query_key: &str, id: i64) -> String {
+    format!("{query_key}{REQUEST_MARK}{id}")
+}
+
+/// The request a charge was made under, read back from its cache key.
+fn request_of_key(cache_key: &str) -> Option<i64> {
+    let (_, id) = cache_key.rsplit_once(REQUEST_MARK)?;
+    id.parse().ok()
+}
+
+/// What [`request_key`] puts between a query's key and the request's id.
+const REQUEST_MARK: &str = ":request-";
 
 /// Researchers have no open budget: they spend only through approved requests.
 fn may_spend_openly(caller: &Caller) -> bool {

@@ -329,6 +329,17 @@ impl Ledger {
             .collect()
     }
 
+    /// Every request's id and stated purpose, whoever asked — for the transparency
+    /// register, which publishes the purpose of each release made under a request.
+    pub fn request_purposes(&self) -> Result<Vec<(i64, String)>, LedgerError> {
+        let e = |err| self.err(err);
+        submitted_ids(&self.conn, None)
+            .map_err(e)?
+            .into_iter()
+            .map(|id| Ok((id, load(&self.conn, id, &self.path, &e)?.0.purpose)))
+            .collect()
+    }
+
     /// Approves request `id` at `epsilon` (default: the ε asked for; never more) with the
     /// query's DP parameters `query_params` (JSON) as the engine prepared them at that ε.
     /// The approver must be an approver or admin and not the requester; a request that

@@ -17,6 +17,7 @@ const COUNT: &str = "-- carelens: epsilon=0.5\nSELECT COUNT(*) AS n FROM person"
 
 mod load;
 mod ops;
+mod register;
 mod tls;
 
 struct Fixture {

@@ -1,0 +1,247 @@
+//! The transparency register: every charge to the dataset's privacy budget — when, by which
+//! role, for what stated purpose, at what cost — the cumulative loss against the cap, and
+//! the audit log's head, for anyone to read.
+//!
+//! Which fields of the audit log are public is decided here, once, for every face (the
+//! `/register` pages, `carelens register --out`, their CSV and JSON): a [`Register`] holds
+//! nothing else. Never published: a user's name, the SQL (its literals may describe
+//! someone), plan hashes and cache keys, a result or its hash, why a query failed or was
+//! rejected, the DP parameters beyond the ε and δ spent. The purpose is what its author
+//! wrote for publication: a query file's title (the first line of its header comment) or
+//! a request's stated purpose. `docs/register.md` lists the fields and the reasons.
+
+use std::collections::HashMap;
+
+use carelens_ledger::{Amount, AuditEntry, Event, Verification};
+use carelens_privacy::DisclosurePolicy;
+use serde::Serialize;
+
+use crate::{Service, ServiceError, request_of_key};
+
+/// The register as published.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Register {
+    /// The dataset's name, as the catalog gives it.
+    pub dataset: String,
+    /// When the register was made (RFC 3339, UTC, to the second).
+    pub made_at: String,
+    /// The dataset's lifetime privacy cap: what all releases together may ever spend.
+    pub cap: Spend,
+    /// What the charges below spent together.
+    pub spent: Spend,
+    /// Every charge to the budget, oldest first.
+    pub charges: Vec<Charge>,
+    /// Answers given again from an earlier release, at no cost.
+    pub answered_again: u64,
+    /// Queries the privacy checks or the disclosure policy rejected (nothing spent).
+    pub rejected: u64,
+    /// Queries refused because a budget could not cover them (nothing spent).
+    pub refused: u64,
+    /// The audit log as checked when the register was made.
+    pub log: LogState,
+    /// The small-number rules every release follows.
+    pub disclosure: DisclosurePolicy,
+}
+
+/// An amount of privacy loss.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Spend {
+    /// ε.
+    pub epsilon: f64,
+    /// δ.
+    pub delta: f64,
+}
+
+impl From<Amount> for Spend {
+    fn from(amount: Amount) -> Self {
+        Self {
+            epsilon: amount.epsilon_value(),
+            delta: amount.delta_value(),
+        }
+    }
+}
+
+/// One charge to the privacy budget.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Charge {
+    /// The charge's entry in the audit log.
+    pub entry: i64,
+    /// The day of the charge (UTC, `YYYY-MM-DD`); the time of day is not published.
+    pub date: String,
+    /// The role of whoever asked (never their name).
+    pub role: String,
+    /// Why a release was allowed: an analyst's own query, or a researcher's request that
+    /// an approver approved.
+    pub basis: Basis,
+    /// What its author wrote for publication; `None` when the query had no title.
+    pub purpose: Option<String>,
+    /// What it cost.
+    pub spent: Spend,
+    /// ε spent on the dataset up to and including this charge.
+    pub cumulative_epsilon: f64,
+    /// What became of it.
+    pub outcome: ChargeStatus,
+    /// The release's id (its entry in the audit log), when one was made.
+    pub release: Option<i64>,
+}
+
+/// Why a charge was allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Basis {
+    /// A query run by a user whose role lets them spend (analysts, approvers, admins).
+    Query,
+    /// A researcher's request, released after an approver approved it.
+    ApprovedRequest,
+}
+
+/// What became of a charge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChargeStatus {
+    /// Its result was released.
+    Released,
+    /// The query failed after its charge: nothing was released, the budget stays spent.
+    Failed,
+    /// Charged; its outcome is not logged yet (it is running, or its process stopped).
+    Pending,
+}
+
+/// The audit log as checked.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LogState {
+    /// Whether every entry is intact and in order.
+    pub intact: bool,
+    /// Number of entries.
+    pub entries: i64,
+    /// The last entry's number (when intact).
+    pub head_seq: i64,
+    /// The last entry's hash (when intact): keep it, and check later that the log still
+    /// holds it.
+    pub head_hash: String,
+}
+
+impl Service {
+    /// The transparency register as of now. Anyone may read it: it holds only the public
+    /// fields (see the module's documentation).
+    pub async fn register(&self) -> Result<Register, ServiceError> {
+        let (entries, purposes, budget, verification) = self
+            .with_ledger(|ledger| {
+                Ok((
+                    ledger.audit_log(None, None)?,
+                    ledger.request_purposes()?,
+                    ledger.budget_report(None)?,
+                    ledger.verify()?,
+                ))
+            })
+            .await?;
+        let cap = budget
+            .first()
+            .map(|dataset| dataset.budget)
+            .unwrap_or_default();
+        Ok(build(
+            self.catalog.catalog().dataset.name.clone(),
+            self.catalog.disclosure().1,
+            chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            cap,
+            &entries,
+            &purposes.into_iter().collect(),
+            verification,
+        ))
+    }
+
+    /// The number of entries in the audit log: a register made at the same length holds
+    /// the same charges (a face may keep one that long).
+    pub async fn log_length(&self) -> Result<i64, ServiceError> {
+        self.with_ledger(|ledger| ledger.log_length()).await
+    }
+}
+
+/// The register of `entries` (the whole log, in order).
+fn build(
+    dataset: String,
+    disclosure: DisclosurePolicy,
+    made_at: String,
+    cap: Amount,
+    entries: &[AuditEntry],
+    purposes: &HashMap<i64, String>,
+    verification: Verification,
+) -> Register {
+    // What became of each charge: its release, or its failure.
+    let mut outcomes: HashMap<i64, (ChargeStatus, Option<i64>)> = HashMap::new();
+    for entry in entries {
+        let outcome = match entry.event {
+            Event::Released => (ChargeStatus::Released, Some(entry.seq)),
+            Event::Error => (ChargeStatus::Failed, None),
+            _ => continue,
+        };
+        if let Some(charge) = entry.refers_to {
+            outcomes.insert(charge, outcome);
+        }
+    }
+    let count = |event: Event| entries.iter().filter(|e| e.event == event).count() as u64;
+    let mut spent = Amount::default();
+    let mut charges = Vec::new();
+    for entry in entries.iter().filter(|e| e.event == Event::Charged) {
+        let amount = Amount {
+            epsilon: entry.epsilon_units,
+            delta: entry.delta_units,
+        };
+        spent = spent.plus(amount);
+        let request = request_of_key(&entry.cache_key);
+        let purpose = match request {
+            Some(id) => purposes.get(&id).cloned(),
+            None => Some(carelens_engine::Header::parse(&entry.sql).title),
+        }
+        .map(|text| text.trim().to_owned())
+        .filter(|text| !text.is_empty());
+        let (outcome, release) = outcomes
+            .get(&entry.seq)
+            .copied()
+            .unwrap_or((ChargeStatus::Pending, None));
+        charges.push(Charge {
+            entry: entry.seq,
+            date: entry.at.get(..10).unwrap_or(&entry.at).to_owned(),
+            role: entry.role.clone(),
+            basis: match request {
+                Some(_) => Basis::ApprovedRequest,
+                None => Basis::Query,
+            },
+            purpose,
+            spent: amount.into(),
+            cumulative_epsilon: spent.epsilon_value(),
+            outcome,
+            release,
+        });
+    }
+    let log = match verification {
+        Verification::Intact {
+            entries,
+            head_seq,
+            head_hash,
+        } => LogState {
+            intact: true,
+            entries,
+            head_seq,
+            head_hash,
+        },
+        Verification::Broken { .. } => LogState {
+            intact: false,
+            entries: entries.len() as i64,
+            head_seq: 0,
+            head_hash: String::new(),
+        },
+    };
+    Register {
+        dataset,
+        made_at,
+        cap: cap.into(),
+        spent: spent.into(),
+        charges,
+        answered_again: count(Event::Cached) + count(Event::CachedFailure),
+        rejected: count(Event::Rejected),
+        refused: count(Event::Refused),
+        log,
+        disclosure,
+    }
+}
