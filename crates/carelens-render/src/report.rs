@@ -53,6 +53,17 @@ pub struct Report<'a> {
 /// Most bars in one chart; the table always has every row.
 const MAX_BARS: usize = 40;
 
+/// How the charts are drawn ([`release_chart`]): for any page that shows one, after a
+/// style that defines `--ink` and `--muted`.
+pub const CHART_STYLE: &str = r#"
+svg text { font: 11.5px system-ui, -apple-system, "Segoe UI", Roboto, Arial, sans-serif; fill: var(--ink); }
+svg .bar { fill: #7fa9d9; }
+svg .err { stroke: #1d2433; stroke-width: 1.4; }
+svg .axis { stroke: #9aa3b2; stroke-width: 1; }
+svg .grid { stroke: #e6e9ef; stroke-width: 1; }
+svg .muted { fill: var(--muted); }
+"#;
+
 const STYLE: &str = r#"
 :root { --ink: #1d2433; --muted: #5b6475; --line: #d9dde5; --accent: #005eb8; --soft: #eef4fb; --warn: #8a4b00; --bad: #a00d2b; }
 * { box-sizing: border-box; }
@@ -86,12 +97,6 @@ pre.why { background: #fdf3f5; border: 1px solid #f0c6cf; padding: 10px; white-s
 .scroll { max-height: 560px; overflow: auto; border: 1px solid var(--line); display: inline-block; max-width: 100%; }
 .scroll table { margin: 0; }
 .scroll th { position: sticky; top: 0; }
-svg text { font: 11.5px system-ui, -apple-system, "Segoe UI", Roboto, Arial, sans-serif; fill: var(--ink); }
-svg .bar { fill: #7fa9d9; }
-svg .err { stroke: #1d2433; stroke-width: 1.4; }
-svg .axis { stroke: #9aa3b2; stroke-width: 1; }
-svg .grid { stroke: #e6e9ef; stroke-width: 1; }
-svg .muted { fill: var(--muted); }
 a { color: var(--accent); }
 @media print {
   body { font-size: 11pt; }
@@ -120,7 +125,7 @@ pub fn render(r: &Report<'_>) -> String {
         h,
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-         <title>carelens report — {date}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n<main>\n\
+         <title>carelens report — {date}</title>\n<style>{STYLE}{CHART_STYLE}</style>\n</head>\n<body>\n<main>\n\
          <p class=\"meta\">carelens · privacy-protected population health report</p>\n\
          <h1>Population health results</h1>\n\
          <p class=\"meta\">Run by <b>{user}</b> on {time} UTC · catalog {catalog} · \
@@ -400,10 +405,23 @@ fn shown(value: &Value, marker: &str) -> String {
     }
 }
 
+/// A release as the report's HTML table (escaped; suppressed cells marked, 95% intervals
+/// under their values), for a page to embed.
+pub fn release_table(release: &Release) -> String {
+    let mut h = String::new();
+    table(&mut h, release);
+    h
+}
+
+/// The report's SVG chart of a release (escaped), if it has one.
+pub fn release_chart(release: &Release) -> Option<String> {
+    chart(release)
+}
+
 fn table(h: &mut String, release: &Release) {
     let marker = &release.privacy.marker;
     // A header row of its own (`thead`), so a printed table repeats it on every page.
-    h.push_str("<div class=\"scroll\"><table>\n<thead><tr>");
+    h.push_str("<div class=\"scroll\" tabindex=\"0\" role=\"region\" aria-label=\"Results\"><table>\n<thead><tr>");
     for c in &release.columns {
         let class = if c.role == ColumnRole::Key {
             ""

@@ -119,7 +119,7 @@ impl Failures {
 /// Who a failure is counted against: an IPv4 address as it is (also when it arrives
 /// IPv4-mapped), an IPv6 address by its /64 — one host usually holds a whole /64, and
 /// would otherwise get a fresh allowance from every address in it.
-fn guesser(address: IpAddr) -> IpAddr {
+pub(crate) fn guesser(address: IpAddr) -> IpAddr {
     match address {
         IpAddr::V4(v4) => IpAddr::V4(v4),
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {

@@ -17,7 +17,9 @@ mod observe;
 mod openapi;
 mod pages;
 mod routes;
+mod session;
 mod tls;
+mod web;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -63,6 +65,7 @@ pub(crate) struct AppState {
     pub failures: Arc<auth::Failures>,
     pub observer: Arc<observe::Observer>,
     pub register: Arc<pages::RegisterCache>,
+    pub sessions: Arc<session::Sessions>,
 }
 
 /// The API over one service, ready to serve.
@@ -81,6 +84,7 @@ impl Server {
             failures: Arc::default(),
             observer: Arc::new(observe::Observer::new(options.log_format)),
             register: Arc::default(),
+            sessions: Arc::default(),
         };
         let gate = Arc::new(limits::Gate::new(options.max_running, options.max_waiting));
         let router = routes::routes(options, state, drain.clone(), Arc::clone(&gate));

@@ -99,11 +99,12 @@ pub(crate) fn routes(
         }
     }
     // Calls that plan or run queries wait for a turn at the gate.
-    let api = open.merge(planning.route_layer(from_fn_with_state(gate, queue)));
+    let api = open.merge(planning.route_layer(from_fn_with_state(Arc::clone(&gate), queue)));
     let observer = Arc::clone(&state.observer);
     Router::new()
         .nest("/api/v1", api)
         .merge(crate::pages::routes())
+        .merge(crate::web::routes(gate))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(options.max_body_bytes))
         .layer(from_fn_with_state(drain, refuse_when_draining))

@@ -7,9 +7,11 @@
 //! see) and decide nothing about privacy or governance themselves. Templates are
 //! [`maud`]'s: checked at compile time, every interpolated string escaped.
 //!
-//! Now here: the citizens' transparency register ([`register`]), served at `/register` by
-//! `carelens serve` and written as static files by `carelens register --out`.
+//! Here: the citizens' transparency register ([`register`]), served at `/register` by
+//! `carelens serve` and written as static files by `carelens register --out`; sign-in
+//! ([`signin`]); the analysts' query page ([`query`]).
 
+pub mod query;
 pub mod register;
 
 use maud::{DOCTYPE, Markup, PreEscaped, html};
@@ -41,6 +43,30 @@ caption { text-align: left; font-weight: 600; padding: 4px 0; }
 th, td { text-align: left; padding: 6px 8px; border-bottom: 1px solid var(--line); vertical-align: top; }
 th { background: var(--soft); }
 td.date { white-space: nowrap; }
+td .ci { display: block; color: var(--muted); font-size: 0.8rem; white-space: nowrap; }
+td.suppressed { color: #a4000f; font-weight: 600; }
+.visually-hidden { position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0); white-space: nowrap; }
+nav.site { display: flex; flex-wrap: wrap; gap: 4px 16px; align-items: center; }
+nav.site a { padding: 4px 0; }
+nav.site a[aria-current="page"] { font-weight: 700; text-decoration-thickness: 3px; }
+nav.site form { margin-left: auto; }
+.columns { display: grid; grid-template-columns: minmax(0, 3fr) minmax(14rem, 1fr); gap: 24px; }
+@media (max-width: 48rem) { .columns { grid-template-columns: minmax(0, 1fr); } }
+label { display: block; font-weight: 600; margin-top: 12px; }
+textarea, input[type=password], input[type=text] { width: 100%; font: 15px/1.4 ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; padding: 8px; border: 2px solid #6b6b6b; border-radius: 4px; }
+button { font: inherit; padding: 8px 16px; border: 2px solid var(--accent); background: #fff; color: var(--accent); border-radius: 4px; cursor: pointer; }
+button.primary { background: var(--accent); color: #fff; }
+button.link { border: none; background: none; color: #fff; text-decoration: underline; padding: 4px 0; }
+.actions { display: flex; gap: 12px; margin: 12px 0; }
+pre { background: var(--soft); padding: 12px; overflow-x: auto; font-size: 0.85rem; }
+pre.sql mark { background: #ffdd57; color: var(--ink); }
+.result { margin-top: 16px; }
+.rejected h2 { color: #a4000f; }
+.error { border-left: 4px solid #a4000f; padding: 4px 12px; }
+details { margin: 4px 0; }
+summary { cursor: pointer; }
+ul.notes { color: var(--muted); font-size: 0.9rem; }
+ul.columns-list { margin: 4px 0 8px; padding-left: 20px; font-size: 0.9rem; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 figure { margin: 8px 0; }
 figure svg { width: 100%; height: auto; max-width: 44rem; }
@@ -61,7 +87,7 @@ pub(crate) fn page(title: &str, body: Markup) -> String {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) }
-                style { (PreEscaped(STYLE)) }
+                style { (PreEscaped(STYLE)) (PreEscaped(carelens_render::report::CHART_STYLE)) }
             }
             body {
                 a.skip href="#main" { "Skip to the content" }
@@ -71,4 +97,73 @@ pub(crate) fn page(title: &str, body: Markup) -> String {
         }
     }
     .into_string()
+}
+
+/// Where a signed-in page is in the site's navigation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Nav {
+    /// The query page.
+    Query,
+    /// Anything else.
+    Other,
+}
+
+/// A page for a signed-in person: the navigation, who they are, and sign-out (a form
+/// carrying the session's CSRF secret).
+pub(crate) fn signed_in_page(
+    title: &str,
+    here: Nav,
+    user: &str,
+    role: &str,
+    csrf: &str,
+    body: Markup,
+) -> String {
+    let current = |nav: Nav| (nav == here).then_some("page");
+    let body = html! {
+        nav.site aria-label="carelens" {
+            a href="/query" aria-current=[current(Nav::Query)] { "Query" }
+            a href="/register" { "Transparency register" }
+            span.muted { "Signed in as " strong { (user) } " (" (role) ")" }
+            form method="post" action="/signout" {
+                input type="hidden" name="csrf" value=(csrf);
+                button type="submit" { "Sign out" }
+            }
+        }
+        (body)
+    };
+    page(title, body)
+}
+
+/// The sign-in page: a token, its form's CSRF secret, and why the last try failed.
+pub fn signin(csrf: &str, problem: Option<&str>) -> String {
+    let body = html! {
+        h1 { "Sign in" }
+        p { "Sign in with the token your carelens administrator issued you (it starts "
+            code { "carelens_" } "). The token stays on the server; your browser keeps only a session "
+            "that ends when you sign out, after 30 minutes without use, or after 8 hours." }
+        @if let Some(problem) = problem {
+            p.error role="alert" #problem { (problem) }
+        }
+        form method="post" action="/signin" {
+            input type="hidden" name="csrf" value=(csrf);
+            label for="token" { "Token" }
+            input #token type="password" name="token" autocomplete="current-password" required
+                aria-describedby=[problem.map(|_| "problem")];
+            div.actions { button.primary type="submit" { "Sign in" } }
+        }
+        p { a href="/register" { "The transparency register" } " needs no sign-in." }
+    };
+    page("Sign in", body)
+}
+
+/// A page that says why a signed-in page cannot be shown (forbidden, or failed).
+pub fn problem(title: &str, message: &str) -> String {
+    page(
+        title,
+        html! {
+            h1 { (title) }
+            p.error role="alert" { (message) }
+            p { a href="/query" { "Back to the query page" } }
+        },
+    )
 }

@@ -19,6 +19,7 @@ mod load;
 mod ops;
 mod register;
 mod tls;
+mod web;
 
 struct Fixture {
     _dir: tempfile::TempDir,

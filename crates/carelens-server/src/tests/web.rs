@@ -1,0 +1,306 @@
+//! The signed-in pages' security, in process: sign-in, the session cookie, CSRF on every
+//! form, a revoked token ending its sessions, sign-out. (Whole flows in a real browser,
+//! with accessibility checks, are in tests/browser, run by scripts/check-pages-in-browser.sh.)
+
+use axum::http::HeaderMap;
+
+use super::*;
+
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A page call: `method path` with `cookies` and, for a post, the form `fields`.
+async fn page(
+    f: &Fixture,
+    method: &str,
+    path: &str,
+    cookies: &str,
+    fields: &[(&str, &str)],
+    origin: Option<&str>,
+) -> (StatusCode, HeaderMap, String) {
+    let mut request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "carelens.test");
+    if !cookies.is_empty() {
+        request = request.header("cookie", cookies);
+    }
+    if let Some(origin) = origin {
+        request = request.header("origin", origin);
+    }
+    let body: Vec<String> = fields
+        .iter()
+        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+        .collect();
+    let request = request
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Body::from(body.join("&")))
+        .unwrap();
+    let response = f.router.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = to_bytes(response.into_body(), usize::MAX).await.unwrap();
+    (status, headers, String::from_utf8(bytes.to_vec()).unwrap())
+}
+
+/// `name=value` of the cookie `name` that `headers` set.
+fn set_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{name}=")))
+        .map(|v| v.split(';').next().unwrap_or("").to_owned())
+}
+
+/// The CSRF secret the page's forms carry.
+fn csrf_of(html: &str) -> String {
+    let start = html
+        .find("name=\"csrf\" value=\"")
+        .expect("a form with its CSRF secret")
+        + 19;
+    html[start..start + 64].to_owned()
+}
+
+/// Signs `token` in; the session cookie and the pages' CSRF secret.
+async fn sign_in(f: &Fixture, token: &str) -> (String, String) {
+    let (_, headers, html) = page(f, "GET", "/signin", "", &[], None).await;
+    let signin = set_cookie(&headers, "carelens_signin").expect("the sign-in cookie");
+    let csrf = csrf_of(&html);
+    let (status, headers, _) = page(
+        f,
+        "POST",
+        "/signin",
+        &signin,
+        &[("csrf", &csrf), ("token", token)],
+        Some("http://carelens.test"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(headers["location"], "/query");
+    let session = set_cookie(&headers, "carelens_session").expect("a session cookie");
+    let (status, _, html) = page(f, "GET", "/query", &session, &[], None).await;
+    assert_eq!(status, StatusCode::OK);
+    (session, csrf_of(&html))
+}
+
+async fn analyst_spent(f: &Fixture) -> f64 {
+    let caller = f.service.caller("analyst").unwrap();
+    let lines = f.service.own_budget(&caller).await.unwrap();
+    lines
+        .iter()
+        .find(|l| l.name == "analyst")
+        .unwrap()
+        .spent
+        .epsilon_value()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_in_sets_a_strict_session_cookie_and_checks_the_form() {
+    let f = Fixture::new().await;
+    let token = f.token("analyst").await;
+    // Signed out: every page sends to sign-in.
+    for path in ["/", "/query"] {
+        let (status, headers, _) = page(&f, "GET", path, "", &[], None).await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{path}");
+        assert_eq!(headers["location"], "/signin", "{path}");
+    }
+    let (status, headers, html) = page(&f, "GET", "/signin", "", &[], None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        headers["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("default-src 'none'")
+    );
+    let signin = set_cookie(&headers, "carelens_signin").unwrap();
+    let csrf = csrf_of(&html);
+    // The sign-in form without its secret, with another, or from another site.
+    for (cookie, given, origin) in [
+        (signin.as_str(), "", None),
+        (signin.as_str(), "0".repeat(64).as_str(), None),
+        ("", csrf.as_str(), None),
+        (
+            signin.as_str(),
+            csrf.as_str(),
+            Some("https://elsewhere.example"),
+        ),
+        (signin.as_str(), csrf.as_str(), Some("null")),
+    ] {
+        let (status, headers, _) = page(
+            &f,
+            "POST",
+            "/signin",
+            cookie,
+            &[("csrf", given), ("token", &token)],
+            origin,
+        )
+        .await;
+        assert_eq!(
+            status,
+            StatusCode::FORBIDDEN,
+            "{cookie:?} {given:?} {origin:?}"
+        );
+        assert!(set_cookie(&headers, "carelens_session").is_none());
+    }
+    // A wrong token.
+    let (status, headers, html) = page(
+        &f,
+        "POST",
+        "/signin",
+        &signin,
+        &[("csrf", &csrf), ("token", "carelens_0123")],
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(html.contains("not accepted"));
+    assert!(set_cookie(&headers, "carelens_session").is_none());
+    // The right one: a session cookie the browser keeps to itself and this site.
+    let (status, headers, _) = page(
+        &f,
+        "POST",
+        "/signin",
+        &signin,
+        &[("csrf", &csrf), ("token", &token)],
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let cookie = headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|v| v.starts_with("carelens_session="))
+        .unwrap();
+    for attribute in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/"] {
+        assert!(cookie.contains(attribute), "{cookie}");
+    }
+    assert!(!cookie.contains(&token), "the token is never in a cookie");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_form_needs_its_csrf_secret_and_a_revoked_token_ends_the_session() {
+    let f = Fixture::new().await;
+    let issued = f
+        .service
+        .issue_token("analyst", Duration::from_secs(3600))
+        .await
+        .unwrap();
+    let (session, csrf) = sign_in(&f, &issued.secret).await;
+    let sql = "-- carelens: epsilon=0.5\nSELECT sex, COUNT(*) AS n FROM person GROUP BY sex";
+    // Without the secret, with another session's, from another site: refused, nothing spent.
+    let (other_session, other_csrf) = sign_in(&f, &f.token("analyst").await).await;
+    assert_ne!(csrf, other_csrf);
+    for (given, origin) in [
+        ("", None),
+        (other_csrf.as_str(), None),
+        (csrf.as_str(), Some("https://elsewhere.example")),
+    ] {
+        for action in ["release", "explain"] {
+            let (status, _, _) = page(
+                &f,
+                "POST",
+                "/query",
+                &session,
+                &[("csrf", given), ("sql", sql), ("action", action)],
+                origin,
+            )
+            .await;
+            assert_eq!(
+                status,
+                StatusCode::FORBIDDEN,
+                "{given:?} {origin:?} {action}"
+            );
+        }
+        let (status, _, _) =
+            page(&f, "POST", "/signout", &session, &[("csrf", given)], origin).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+    }
+    assert_eq!(analyst_spent(&f).await, 0.0);
+
+    // With it: explained (nothing spent), then released (charged once).
+    let (status, _, html) = page(
+        &f,
+        "POST",
+        "/query",
+        &session,
+        &[("csrf", &csrf), ("sql", sql), ("action", "explain")],
+        Some("http://carelens.test"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("Nothing has been spent"), "{html}");
+    assert_eq!(analyst_spent(&f).await, 0.0);
+    let (status, _, html) = page(
+        &f,
+        "POST",
+        "/query",
+        &session,
+        &[("csrf", &csrf), ("sql", sql), ("action", "release")],
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("Released. Spent now: ε 0.5"), "{html}");
+    assert!(html.contains("download=\"release-"), "{html}");
+    assert_eq!(analyst_spent(&f).await, 0.5);
+    // A rejection: its hint, nothing spent.
+    let (status, _, html) = page(
+        &f,
+        "POST",
+        "/query",
+        &session,
+        &[
+            ("csrf", &csrf),
+            ("sql", "SELECT person_id FROM person"),
+            ("action", "release"),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(html.contains("Hint: "), "{html}");
+    assert_eq!(analyst_spent(&f).await, 0.5);
+
+    // The token revoked: its session stops at the next page; the other session goes on.
+    f.service.revoke_token(issued.info.id).await.unwrap();
+    let (status, headers, _) = page(&f, "GET", "/query", &session, &[], None).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(headers["location"], "/signin");
+    let (status, _, _) = page(
+        &f,
+        "POST",
+        "/query",
+        &session,
+        &[("csrf", &csrf), ("sql", sql), ("action", "release")],
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (status, _, _) = page(&f, "GET", "/query", &other_session, &[], None).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Sign-out ends the session for good.
+    let (status, headers, _) = page(
+        &f,
+        "POST",
+        "/signout",
+        &other_session,
+        &[("csrf", &other_csrf)],
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert!(set_cookie(&headers, "carelens_session").is_some_and(|c| c == "carelens_session="));
+    let (status, _, _) = page(&f, "GET", "/query", &other_session, &[], None).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+}

@@ -1,0 +1,328 @@
+//! The signed-in web pages: sign-in and sign-out, and the analysts' query page. Each
+//! handler reads its form, checks the session and the form's CSRF secret, calls one
+//! service operation — the same the API calls — and renders what came back with
+//! carelens-web. Nothing here decides about privacy or governance.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Form;
+use axum::Router;
+use axum::extract::{ConnectInfo, State};
+use axum::http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, LOCATION, SET_COOKIE};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::from_fn_with_state;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use carelens_service::{Caller, ServiceError};
+use carelens_web::query::{Outcome, QueryPage};
+use serde::Deserialize;
+
+use crate::limits::{Gate, queue};
+use crate::observe::CallerSlot;
+use crate::session::{
+    self, SESSION_COOKIE, SIGNIN_COOKIE, SignedIn, form_is_genuine, set_cookie, signed_in,
+};
+use crate::{AppState, auth};
+
+/// What pages may load: their own inline style and SVG, images as data; no scripts, no
+/// frames, forms only to this site.
+const POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; \
+                      form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// The page routes; the query page's post waits for a turn at the gate, as the API's
+/// queries do.
+pub(crate) fn routes(gate: Arc<Gate>) -> Router<AppState> {
+    Router::new()
+        .route("/", get(home))
+        .route("/signin", get(signin_form).post(signin))
+        .route("/signout", post(signout))
+        .route(
+            "/query",
+            get(query_page).merge(post(query_post).route_layer(from_fn_with_state(gate, queue))),
+        )
+}
+
+/// An HTML page with the site's security headers.
+fn html(status: StatusCode, body: String) -> Response {
+    (
+        status,
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            ),
+            (CACHE_CONTROL, HeaderValue::from_static("no-store")),
+            (CONTENT_SECURITY_POLICY, HeaderValue::from_static(POLICY)),
+            (
+                axum::http::header::X_FRAME_OPTIONS,
+                HeaderValue::from_static("DENY"),
+            ),
+            (
+                axum::http::header::REFERRER_POLICY,
+                HeaderValue::from_static("same-origin"),
+            ),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// `303 See Other` to `to`, setting `cookies`.
+fn redirect(to: &'static str, cookies: &[String]) -> Response {
+    let mut response = (StatusCode::SEE_OTHER, [(LOCATION, to)]).into_response();
+    for cookie in cookies {
+        if let Ok(value) = HeaderValue::from_str(cookie) {
+            response.headers_mut().append(SET_COOKIE, value);
+        }
+    }
+    response
+}
+
+fn failed(err: &ServiceError) -> Response {
+    html(
+        StatusCode::from_u16(err.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        carelens_web::problem("Something went wrong", &err.to_string()),
+    )
+}
+
+async fn home(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    match signed_in(&state, &headers).await {
+        Some(_) => redirect("/query", &[]),
+        None => redirect("/signin", &[]),
+    }
+}
+
+/// The sign-in form, with a fresh secret in its own cookie.
+async fn signin_form() -> Response {
+    signin_page(StatusCode::OK, None)
+}
+
+fn signin_page(status: StatusCode, problem: Option<&str>) -> Response {
+    let secret = match session::signin_secret() {
+        Ok(secret) => secret,
+        Err(err) => return failed(&err),
+    };
+    let mut response = html(status, carelens_web::signin(&secret, problem));
+    if let Ok(cookie) = HeaderValue::from_str(&set_cookie(SIGNIN_COOKIE, &secret, None)) {
+        response.headers_mut().append(SET_COOKIE, cookie);
+    }
+    response
+}
+
+#[derive(Deserialize)]
+struct SigninForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    token: String,
+}
+
+async fn signin(
+    State(state): State<AppState>,
+    address: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+    Form(form): Form<SigninForm>,
+) -> Response {
+    let expected = session::cookie(&headers, SIGNIN_COOKIE).unwrap_or("");
+    if !form_is_genuine(&headers, &form.csrf, expected) {
+        return signin_page(
+            StatusCode::FORBIDDEN,
+            Some("This form had expired or did not come from this site. Please sign in again."),
+        );
+    }
+    let token = form.token.trim().to_owned();
+    match state.service.authenticate(&token).await {
+        Ok(_) => match state.sessions.start(token) {
+            Ok(id) => redirect(
+                "/query",
+                &[
+                    set_cookie(SESSION_COOKIE, &id, Some(session::LIFETIME)),
+                    set_cookie(SIGNIN_COOKIE, "", Some(std::time::Duration::ZERO)),
+                ],
+            ),
+            Err(err) => failed(&err),
+        },
+        Err(_) => {
+            // Counted and slowed as a wrong bearer token is.
+            if let Some(axum::Extension(ConnectInfo(address))) = address {
+                let delay = state
+                    .failures
+                    .fail(auth::guesser(address.ip()), Instant::now());
+                tokio::time::sleep(delay).await;
+            }
+            signin_page(
+                StatusCode::UNAUTHORIZED,
+                Some("That token is not accepted: it may be mistyped, expired or revoked."),
+            )
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+async fn signout(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    let Some(who) = signed_in(&state, &headers).await else {
+        return redirect("/signin", &[]);
+    };
+    if !form_is_genuine(&headers, &form.csrf, &who.csrf) {
+        return forbidden_form();
+    }
+    if let Some(id) = session::cookie(&headers, SESSION_COOKIE) {
+        state.sessions.end(id);
+    }
+    redirect(
+        "/signin",
+        &[set_cookie(
+            SESSION_COOKIE,
+            "",
+            Some(std::time::Duration::ZERO),
+        )],
+    )
+}
+
+fn forbidden_form() -> Response {
+    html(
+        StatusCode::FORBIDDEN,
+        carelens_web::problem(
+            "Form refused",
+            "This form did not carry this session's security code (it may be from an old page or \
+             another site). Nothing was done. Open the page again and retry.",
+        ),
+    )
+}
+
+/// The signed-in person, with the log naming them; `None` sends them to sign in.
+async fn person(
+    state: &AppState,
+    headers: &HeaderMap,
+    slot: Option<&CallerSlot>,
+) -> Option<SignedIn> {
+    let who = signed_in(state, headers).await?;
+    if let Some(slot) = slot {
+        slot.set(who.caller.name());
+    }
+    Some(who)
+}
+
+async fn query_page(
+    State(state): State<AppState>,
+    slot: Option<axum::Extension<CallerSlot>>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(who) = person(&state, &headers, slot.as_deref()).await else {
+        return redirect("/signin", &[]);
+    };
+    render_query(&state, &who, "", None).await
+}
+
+#[derive(Deserialize)]
+struct QueryForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    sql: String,
+    #[serde(default)]
+    action: String,
+}
+
+async fn query_post(
+    State(state): State<AppState>,
+    slot: Option<axum::Extension<CallerSlot>>,
+    headers: HeaderMap,
+    Form(form): Form<QueryForm>,
+) -> Response {
+    let Some(who) = person(&state, &headers, slot.as_deref()).await else {
+        return redirect("/signin", &[]);
+    };
+    if !form_is_genuine(&headers, &form.csrf, &who.csrf) {
+        return forbidden_form();
+    }
+    let sql = form.sql.replace("\r\n", "\n");
+    match form.action.as_str() {
+        "explain" => match state.service.explain(&sql).await {
+            Ok(prepared) => {
+                let explain = prepared.explain();
+                render_query(&state, &who, &sql, Some(Outcome::Explained(&explain))).await
+            }
+            Err(err) => refused(&state, &who, &sql, err).await,
+        },
+        "release" => match state.service.query(&who.caller, &sql).await {
+            Ok(released) => {
+                let parquet = carelens_render::parquet(&released.release).ok();
+                let outcome = Outcome::Released {
+                    release: &released.release,
+                    bytes: &released.bytes,
+                    parquet: parquet.as_deref(),
+                    spent: released.spent,
+                    cached: released.cached,
+                };
+                render_query(&state, &who, &sql, Some(outcome)).await
+            }
+            Err(err) => refused(&state, &who, &sql, err).await,
+        },
+        _ => html(
+            StatusCode::BAD_REQUEST,
+            carelens_web::problem("Unknown action", "Choose Explain or Release."),
+        ),
+    }
+}
+
+/// The page again with why the query was not released.
+async fn refused(state: &AppState, who: &SignedIn, sql: &str, err: ServiceError) -> Response {
+    let outcome = match &err {
+        ServiceError::Rejected(rejection) => Outcome::Rejected(rejection),
+        ServiceError::FailedAfterCharge { message, spent } => Outcome::Refused {
+            message: carelens_render::report::failed_after_charge(message, *spent),
+            hint: None,
+        },
+        ServiceError::FailedBefore(failure) => Outcome::Refused {
+            message: carelens_render::report::failed_before(failure),
+            hint: None,
+        },
+        ServiceError::Internal(_) => return failed(&err),
+        other => Outcome::Refused {
+            message: other.to_string(),
+            hint: other.hint().map(str::to_owned),
+        },
+    };
+    let mut response = render_query(state, who, sql, Some(outcome)).await;
+    *response.status_mut() =
+        StatusCode::from_u16(err.http_status()).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY);
+    response
+}
+
+async fn render_query(
+    state: &AppState,
+    who: &SignedIn,
+    sql: &str,
+    outcome: Option<Outcome<'_>>,
+) -> Response {
+    let caller: &Caller = &who.caller;
+    let (catalog, budget) = match (
+        state.service.catalog_view(caller).await,
+        state.service.own_budget(caller).await,
+    ) {
+        (Ok(catalog), Ok(budget)) => (catalog, budget),
+        (Err(err), _) | (_, Err(err)) => return failed(&err),
+    };
+    let page = QueryPage {
+        user: caller.name(),
+        role: caller.role().as_str(),
+        csrf: &who.csrf,
+        sql,
+        catalog: &catalog,
+        budget: &budget,
+        outcome,
+    };
+    html(StatusCode::OK, carelens_web::query::page(&page))
+}
