@@ -2,7 +2,8 @@
 # carelens's web pages in headless Chromium: `carelens serve` on the sample data with a
 # throwaway ledger, and tests/browser/flows.mjs (playwright-core driving Debian's
 # Chromium, axe-core on every page) signing in, explaining, releasing, downloading the
-# CSV, reading the register, signing out.
+# CSV, a researcher's request approved by an approver and released, the register,
+# signing out.
 #
 #   scripts/check-pages-in-browser.sh                # check only
 #   scripts/check-pages-in-browser.sh --update-docs  # also refresh docs/screenshots/*.png
@@ -35,8 +36,11 @@ cleanup() {
 trap cleanup EXIT
 
 export CARELENS_CONFIG=sample-data/carelens.toml CARELENS_LEDGER="$work/ledger.sqlite"
-"$bin" token issue --user analyst --expires 1d >"$work/analyst" 2>/dev/null
-ANALYST_TOKEN="$(head -n 1 "$work/analyst")"
+token() { "$bin" token issue --user "$1" --expires 1d 2>/dev/null | head -n 1; }
+ANALYST_TOKEN="$(token analyst)"
+RESEARCHER_TOKEN="$(token researcher)"
+APPROVER_TOKEN="$(token approver)"
+export ANALYST_TOKEN RESEARCHER_TOKEN APPROVER_TOKEN
 
 "$bin" serve --listen 127.0.0.1:0 >"$work/serve.log" 2>&1 &
 server=$!
@@ -51,7 +55,7 @@ if [ -z "$url" ]; then echo "error: the server did not start" >&2; cat "$work/se
 echo "== pages of $url in $("$CHROMIUM" --version 2>/dev/null || echo "$CHROMIUM")"
 
 shots="$work/shots"
-CARELENS_URL="$url" ANALYST_TOKEN="$ANALYST_TOKEN" SHOTS="$shots" node tests/browser/flows.mjs
+CARELENS_URL="$url" SHOTS="$shots" node tests/browser/flows.mjs
 if [ "${1:-}" = "--update-docs" ]; then
     mkdir -p docs/screenshots
     cp "$shots"/*.png docs/screenshots/

@@ -2,7 +2,8 @@
 // browser download). Run by scripts/check-pages-in-browser.sh, which starts `carelens
 // serve` on the sample with a throwaway ledger and passes:
 //   CARELENS_URL       the server's address
-//   ANALYST_TOKEN      a token of the sample's analyst
+//   ANALYST_TOKEN, RESEARCHER_TOKEN, APPROVER_TOKEN
+//                      tokens of the sample's analyst, researcher and approver
 //   SHOTS              a folder for screenshots (optional)
 // Every page visited is checked with axe-core (WCAG 2.2 A and AA rules): no serious or
 // critical violation is allowed. Exits non-zero on the first failed check.
@@ -15,8 +16,8 @@ const require = createRequire(import.meta.url);
 const AXE = readFileSync(require.resolve("axe-core/axe.min.js"), "utf8");
 const URL = process.env.CARELENS_URL;
 const SHOTS = process.env.SHOTS;
-if (!URL || !process.env.ANALYST_TOKEN) {
-  console.error("CARELENS_URL and ANALYST_TOKEN must be set");
+if (!URL || !process.env.ANALYST_TOKEN || !process.env.RESEARCHER_TOKEN || !process.env.APPROVER_TOKEN) {
+  console.error("CARELENS_URL and the three tokens must be set");
   process.exit(2);
 }
 if (SHOTS) mkdirSync(SHOTS, { recursive: true });
@@ -45,6 +46,16 @@ async function accessible(page, name) {
   }
   check(bad.length === 0, `${name}: no serious accessibility violation`);
   console.log(`ok  ${name}: axe found no serious violation (${result.passes.length} rules passed)`);
+}
+
+async function signedIn(browser, token) {
+  const context = await browser.newContext({ bypassCSP: true, viewport: { width: 1200, height: 900 } });
+  const page = await context.newPage();
+  await page.goto(`${URL}/signin`);
+  await page.getByLabel("Token").fill(token);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  check(page.url().endsWith("/query"), `signed in (${page.url()})`);
+  return page;
 }
 
 async function shot(page, name) {
@@ -138,6 +149,52 @@ try {
   for (const v of values) check(!register.includes(v), `the register does not show the value ${v}`);
   await accessible(page, "register");
   await shot(page, "register");
+
+  // An analyst cannot open the approvers' queue.
+  const queue = await page.goto(`${URL}/requests/queue`);
+  check(queue.status() === 403, `the queue is refused to an analyst (${queue.status()})`);
+  await accessible(page, "approvals (refused)");
+
+  // A researcher asks for a cohort count; an approver approves it; the researcher releases it.
+  const researcher = await signedIn(browser, process.env.RESEARCHER_TOKEN);
+  await researcher.goto(`${URL}/requests`);
+  await accessible(researcher, "requests (researcher)");
+  await researcher.getByRole("textbox", { name: "SQL" }).fill(
+    "SELECT COUNT(DISTINCT person_id) AS people FROM person WHERE year_of_birth < 1945",
+  );
+  await researcher.getByRole("textbox", { name: "Purpose" }).fill("Feasibility of a falls-prevention trial");
+  await researcher.getByRole("button", { name: "Submit the request" }).click();
+  const requestUrl = researcher.url();
+  check(/\/requests\/\d+$/.test(requestUrl), `submitted (${requestUrl})`);
+  check((await researcher.locator("dl.facts").innerText()).includes("submitted"), "the request waits");
+  check((await researcher.getByRole("button", { name: "Approve" }).count()) === 0, "the requester cannot approve");
+  await accessible(researcher, "request (submitted)");
+  await shot(researcher, "request-submitted");
+
+  const approver = await signedIn(browser, process.env.APPROVER_TOKEN);
+  await approver.goto(`${URL}/requests/queue`);
+  await accessible(approver, "approvals");
+  await shot(approver, "approvals");
+  await approver.getByRole("link", { name: /^Request \d+$/ }).first().click();
+  check((await approver.locator("pre").first().innerText()).includes("epsilon"), "the approver sees the cost");
+  await approver.getByRole("textbox", { name: "Note" }).fill("Within the trial's approved protocol");
+  await accessible(approver, "request (to decide)");
+  await shot(approver, "request-decide");
+  await approver.getByRole("button", { name: "Approve" }).click();
+  check((await approver.locator("dl.facts").innerText()).includes("approved"), "approved");
+
+  await researcher.goto(requestUrl);
+  await researcher.getByRole("button", { name: "Release the count" }).click();
+  const released = await researcher.locator("#result-heading").innerText();
+  check(/^Release \d+$/.test(released), `the researcher released it (${released})`);
+  await accessible(researcher, "request (released)");
+  await shot(researcher, "request-released");
+  const count = (await researcher.locator(".result td.num").first().innerText()).split("\n")[0].trim();
+  await researcher.goto(`${URL}/register`);
+  const published = await researcher.locator("main").innerText();
+  check(published.includes("Feasibility of a falls-prevention trial"), "the register gives the request's purpose");
+  check(/^\d{3,}$/.test(count), `the count is large enough to look for (${count})`);
+  check(!published.includes(count), `the register does not show the count ${count}`);
 
   // At phone width the query page still works without sideways scrolling of the page.
   await page.setViewportSize({ width: 390, height: 844 });

@@ -20,6 +20,7 @@ mod routes;
 mod session;
 mod tls;
 mod web;
+mod web_requests;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -40,12 +40,24 @@ pub(crate) fn routes(gate: Arc<Gate>) -> Router<AppState> {
         .route("/signout", post(signout))
         .route(
             "/query",
-            get(query_page).merge(post(query_post).route_layer(from_fn_with_state(gate, queue))),
+            get(query_page)
+                .merge(post(query_post).route_layer(from_fn_with_state(Arc::clone(&gate), queue))),
         )
+        .merge(crate::web_requests::routes().route_layer(from_fn_with_state(gate, queue)))
+}
+
+/// Who is looking, for a page.
+pub(crate) fn viewer(who: &SignedIn) -> carelens_web::Viewer<'_> {
+    carelens_web::Viewer {
+        user: who.caller.name(),
+        role: who.caller.role().as_str(),
+        oversees: who.caller.role().oversees(),
+        csrf: &who.csrf,
+    }
 }
 
 /// An HTML page with the site's security headers.
-fn html(status: StatusCode, body: String) -> Response {
+pub(crate) fn html(status: StatusCode, body: String) -> Response {
     (
         status,
         [
@@ -70,8 +82,8 @@ fn html(status: StatusCode, body: String) -> Response {
 }
 
 /// `303 See Other` to `to`, setting `cookies`.
-fn redirect(to: &'static str, cookies: &[String]) -> Response {
-    let mut response = (StatusCode::SEE_OTHER, [(LOCATION, to)]).into_response();
+pub(crate) fn redirect(to: &str, cookies: &[String]) -> Response {
+    let mut response = (StatusCode::SEE_OTHER, [(LOCATION, to.to_owned())]).into_response();
     for cookie in cookies {
         if let Ok(value) = HeaderValue::from_str(cookie) {
             response.headers_mut().append(SET_COOKIE, value);
@@ -80,7 +92,7 @@ fn redirect(to: &'static str, cookies: &[String]) -> Response {
     response
 }
 
-fn failed(err: &ServiceError) -> Response {
+pub(crate) fn failed(err: &ServiceError) -> Response {
     html(
         StatusCode::from_u16(err.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
         carelens_web::problem("Something went wrong", &err.to_string()),
@@ -190,7 +202,7 @@ async fn signout(
     )
 }
 
-fn forbidden_form() -> Response {
+pub(crate) fn forbidden_form() -> Response {
     html(
         StatusCode::FORBIDDEN,
         carelens_web::problem(
@@ -202,7 +214,7 @@ fn forbidden_form() -> Response {
 }
 
 /// The signed-in person, with the log naming them; `None` sends them to sign in.
-async fn person(
+pub(crate) async fn person(
     state: &AppState,
     headers: &HeaderMap,
     slot: Option<&CallerSlot>,
@@ -259,13 +271,7 @@ async fn query_post(
         "release" => match state.service.query(&who.caller, &sql).await {
             Ok(released) => {
                 let parquet = carelens_render::parquet(&released.release).ok();
-                let outcome = Outcome::Released {
-                    release: &released.release,
-                    bytes: &released.bytes,
-                    parquet: parquet.as_deref(),
-                    spent: released.spent,
-                    cached: released.cached,
-                };
+                let outcome = released_outcome(&released, parquet.as_deref());
                 render_query(&state, &who, &sql, Some(outcome)).await
             }
             Err(err) => refused(&state, &who, &sql, err).await,
@@ -277,9 +283,11 @@ async fn query_post(
     }
 }
 
-/// The page again with why the query was not released.
-async fn refused(state: &AppState, who: &SignedIn, sql: &str, err: ServiceError) -> Response {
-    let outcome = match &err {
+/// What the page says of a service error that stopped a query or a release: a rejection
+/// with its place, a failure with what was spent, anything else with its hint; `None` for
+/// an internal error, shown as a failure page.
+pub(crate) fn not_released(err: &ServiceError) -> Option<Outcome<'_>> {
+    Some(match err {
         ServiceError::Rejected(rejection) => Outcome::Rejected(rejection),
         ServiceError::FailedAfterCharge { message, spent } => Outcome::Refused {
             message: carelens_render::report::failed_after_charge(message, *spent),
@@ -289,15 +297,40 @@ async fn refused(state: &AppState, who: &SignedIn, sql: &str, err: ServiceError)
             message: carelens_render::report::failed_before(failure),
             hint: None,
         },
-        ServiceError::Internal(_) => return failed(&err),
+        ServiceError::Internal(_) => return None,
         other => Outcome::Refused {
             message: other.to_string(),
             hint: other.hint().map(str::to_owned),
         },
+    })
+}
+
+/// The status a page answers a service error with.
+pub(crate) fn status_of(err: &ServiceError) -> StatusCode {
+    StatusCode::from_u16(err.http_status()).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY)
+}
+
+/// A release's outcome for a page, with its Parquet rendering.
+pub(crate) fn released_outcome<'a>(
+    released: &'a carelens_service::Released,
+    parquet: Option<&'a [u8]>,
+) -> Outcome<'a> {
+    Outcome::Released {
+        release: &released.release,
+        bytes: &released.bytes,
+        parquet,
+        spent: released.spent,
+        cached: released.cached,
+    }
+}
+
+/// The page again with why the query was not released.
+async fn refused(state: &AppState, who: &SignedIn, sql: &str, err: ServiceError) -> Response {
+    let Some(outcome) = not_released(&err) else {
+        return failed(&err);
     };
     let mut response = render_query(state, who, sql, Some(outcome)).await;
-    *response.status_mut() =
-        StatusCode::from_u16(err.http_status()).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY);
+    *response.status_mut() = status_of(&err);
     response
 }
 
@@ -316,9 +349,7 @@ async fn render_query(
         (Err(err), _) | (_, Err(err)) => return failed(&err),
     };
     let page = QueryPage {
-        user: caller.name(),
-        role: caller.role().as_str(),
-        csrf: &who.csrf,
+        viewer: viewer(who),
         sql,
         catalog: &catalog,
         budget: &budget,

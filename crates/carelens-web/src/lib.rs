@@ -9,10 +9,12 @@
 //!
 //! Here: the citizens' transparency register ([`register`]), served at `/register` by
 //! `carelens serve` and written as static files by `carelens register --out`; sign-in
-//! ([`signin`]); the analysts' query page ([`query`]).
+//! ([`signin`]); the analysts' query page ([`query`]); requests and approvals
+//! ([`requests`]).
 
 pub mod query;
 pub mod register;
+pub mod requests;
 
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
@@ -66,6 +68,10 @@ pre.sql mark { background: #ffdd57; color: var(--ink); }
 details { margin: 4px 0; }
 summary { cursor: pointer; }
 ul.notes { color: var(--muted); font-size: 0.9rem; }
+.side-by-side { display: grid; grid-template-columns: repeat(auto-fit, minmax(16rem, 1fr)); gap: 16px; }
+dl.facts { display: grid; grid-template-columns: max-content 1fr; gap: 4px 16px; }
+dl.facts dt { color: var(--muted); }
+dl.facts dd { margin: 0; }
 ul.columns-list { margin: 4px 0 8px; padding-left: 20px; font-size: 0.9rem; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 figure { margin: 8px 0; }
@@ -104,28 +110,40 @@ pub(crate) fn page(title: &str, body: Markup) -> String {
 pub enum Nav {
     /// The query page.
     Query,
-    /// Anything else.
-    Other,
+    /// Requests (one's own, or everyone's).
+    Requests,
+    /// The approvers' queue.
+    Approvals,
+}
+
+/// Who is looking at a signed-in page.
+pub struct Viewer<'a> {
+    /// Their name.
+    pub user: &'a str,
+    /// Their role.
+    pub role: &'a str,
+    /// Whether the role oversees others (approvers and admins): the queue is in their
+    /// navigation.
+    pub oversees: bool,
+    /// The session's CSRF secret, carried by every form.
+    pub csrf: &'a str,
 }
 
 /// A page for a signed-in person: the navigation, who they are, and sign-out (a form
 /// carrying the session's CSRF secret).
-pub(crate) fn signed_in_page(
-    title: &str,
-    here: Nav,
-    user: &str,
-    role: &str,
-    csrf: &str,
-    body: Markup,
-) -> String {
+pub(crate) fn signed_in_page(title: &str, here: Nav, viewer: &Viewer<'_>, body: Markup) -> String {
     let current = |nav: Nav| (nav == here).then_some("page");
     let body = html! {
         nav.site aria-label="carelens" {
             a href="/query" aria-current=[current(Nav::Query)] { "Query" }
+            a href="/requests" aria-current=[current(Nav::Requests)] { "Requests" }
+            @if viewer.oversees {
+                a href="/requests/queue" aria-current=[current(Nav::Approvals)] { "Approvals" }
+            }
             a href="/register" { "Transparency register" }
-            span.muted { "Signed in as " strong { (user) } " (" (role) ")" }
+            span.muted { "Signed in as " strong { (viewer.user) } " (" (viewer.role) ")" }
             form method="post" action="/signout" {
-                input type="hidden" name="csrf" value=(csrf);
+                input type="hidden" name="csrf" value=(viewer.csrf);
                 button type="submit" { "Sign out" }
             }
         }

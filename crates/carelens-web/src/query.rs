@@ -8,7 +8,7 @@ use carelens_privacy::number;
 use carelens_service::CatalogView;
 use maud::{Markup, PreEscaped, html};
 
-use crate::{Nav, signed_in_page};
+use crate::{Nav, Viewer, signed_in_page};
 
 /// What the page shows under the editor.
 pub enum Outcome<'a> {
@@ -41,11 +41,7 @@ pub enum Outcome<'a> {
 /// Everything the query page shows.
 pub struct QueryPage<'a> {
     /// Who is signed in.
-    pub user: &'a str,
-    /// Their role.
-    pub role: &'a str,
-    /// The session's CSRF secret, carried by every form.
-    pub csrf: &'a str,
+    pub viewer: Viewer<'a>,
     /// The SQL in the editor.
     pub sql: &'a str,
     /// The tables and columns, for the side panel.
@@ -63,7 +59,7 @@ pub fn page(p: &QueryPage<'_>) -> String {
         div.columns {
             div.editor {
                 form method="post" action="/query" {
-                    input type="hidden" name="csrf" value=(p.csrf);
+                    input type="hidden" name="csrf" value=(p.viewer.csrf);
                     label for="sql" { "SQL" }
                     p #sql-help .muted { "One SELECT over the tables listed. Explain shows the cost and the \
                         expected error without spending anything; Release spends your budget and shows the result." }
@@ -85,10 +81,10 @@ pub fn page(p: &QueryPage<'_>) -> String {
             }
         }
     };
-    signed_in_page("Query", Nav::Query, p.user, p.role, p.csrf, body)
+    signed_in_page("Query", Nav::Query, &p.viewer, body)
 }
 
-fn outcome_section(outcome: &Outcome<'_>, sql: &str) -> Markup {
+pub(crate) fn outcome_section(outcome: &Outcome<'_>, sql: &str) -> Markup {
     match outcome {
         Outcome::Explained(explain) => html! {
             section.result aria-labelledby="result-heading" {

@@ -304,3 +304,143 @@ async fn every_form_needs_its_csrf_secret_and_a_revoked_token_ends_the_session()
     let (status, _, _) = page(&f, "GET", "/query", &other_session, &[], None).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
 }
+
+/// The `action`s of every form on `html`.
+fn form_actions(html: &str) -> Vec<String> {
+    html.match_indices("<form method=\"post\" action=\"")
+        .map(|(at, found)| {
+            let rest = &html[at + found.len()..];
+            rest[..rest.find('"').unwrap()].to_owned()
+        })
+        .collect()
+}
+
+/// Every form of every page, posted without the session's CSRF secret, is refused and
+/// leaves the ledger as it was; the list of forms tried is checked against the forms the
+/// pages really have. The approvers' queue is refused to an analyst.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_form_of_every_page_is_refused_without_its_csrf_secret() {
+    let f = Fixture::new().await;
+    let (analyst, analyst_csrf) = sign_in(&f, &f.token("analyst").await).await;
+    let (researcher, researcher_csrf) = sign_in(&f, &f.token("researcher").await).await;
+    let (approver, approver_csrf) = sign_in(&f, &f.token("approver").await).await;
+    let sql = "SELECT COUNT(DISTINCT person_id) AS n FROM person WHERE year_of_birth < 1950";
+    let (status, headers, _) = page(
+        &f,
+        "POST",
+        "/requests",
+        &researcher,
+        &[
+            ("csrf", &researcher_csrf),
+            ("sql", sql),
+            ("purpose", "a count"),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let location = headers["location"].to_str().unwrap().to_owned();
+    let id: i64 = location.trim_start_matches("/requests/").parse().unwrap();
+
+    let (status, _, _) = page(&f, "GET", "/requests/queue", &analyst, &[], None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _, queue) = page(&f, "GET", "/requests/queue", &approver, &[], None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        queue.contains(&format!("href=\"/requests/{id}\"")),
+        "{queue}"
+    );
+
+    // The forms the pages have, as each person sees them.
+    let mut seen = std::collections::BTreeSet::new();
+    for (cookie, path) in [
+        (&analyst, "/query".to_owned()),
+        (&researcher, "/requests".to_owned()),
+        (&approver, format!("/requests/{id}")),
+    ] {
+        let (status, _, html) = page(&f, "GET", &path, cookie, &[], None).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        seen.extend(form_actions(&html));
+    }
+    // Approved, the requester's page has the release form.
+    let (status, _, _) = page(
+        &f,
+        "POST",
+        &format!("/requests/{id}/approve"),
+        &approver,
+        &[("csrf", &approver_csrf), ("note", "fine")],
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, _, html) = page(
+        &f,
+        "GET",
+        &format!("/requests/{id}"),
+        &researcher,
+        &[],
+        None,
+    )
+    .await;
+    seen.extend(form_actions(&html));
+
+    let tried = [
+        (
+            &analyst,
+            &analyst_csrf,
+            "/query".to_owned(),
+            vec![("sql", sql), ("action", "release")],
+        ),
+        (&analyst, &analyst_csrf, "/signout".to_owned(), vec![]),
+        (
+            &researcher,
+            &researcher_csrf,
+            "/requests".to_owned(),
+            vec![("sql", sql), ("purpose", "again")],
+        ),
+        (
+            &approver,
+            &approver_csrf,
+            format!("/requests/{id}/approve"),
+            vec![("note", "ok")],
+        ),
+        (
+            &approver,
+            &approver_csrf,
+            format!("/requests/{id}/reject"),
+            vec![("note", "no")],
+        ),
+        (
+            &researcher,
+            &researcher_csrf,
+            format!("/requests/{id}/release"),
+            vec![],
+        ),
+    ];
+    let listed: std::collections::BTreeSet<String> =
+        tried.iter().map(|(_, _, path, _)| path.clone()).collect();
+    assert_eq!(seen, listed, "a form is not in this test's list");
+
+    let before = f.service.log_length().await.unwrap();
+    let secrets = [&analyst_csrf, &researcher_csrf, &approver_csrf];
+    for (cookie, own, path, fields) in &tried {
+        // No secret, and each other session's secret.
+        let others = secrets.iter().filter(|s| **s != *own).map(|s| s.as_str());
+        for secret in std::iter::once("").chain(others) {
+            let mut all = fields.clone();
+            all.push(("csrf", secret));
+            let (status, _, _) = page(&f, "POST", path, cookie, &all, None).await;
+            assert_eq!(status, StatusCode::FORBIDDEN, "{path} with {secret:?}");
+        }
+    }
+    assert_eq!(
+        f.service.log_length().await.unwrap(),
+        before,
+        "a refused form changed the ledger"
+    );
+    // The sessions are all still signed in (sign-out was refused too).
+    for cookie in [&analyst, &researcher, &approver] {
+        let (status, _, _) = page(&f, "GET", "/query", cookie, &[], None).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+}
