@@ -523,14 +523,7 @@ fn write_log(out: &mut impl Write, entries: &[AuditEntry]) -> anyhow::Result<()>
             e.role,
             e.event.as_str()
         )?;
-        // The query itself, not its header comment (title, purpose, directives).
-        let sql: String = e
-            .sql
-            .lines()
-            .skip_while(|l| l.trim().is_empty() || l.trim_start().starts_with("--"))
-            .flat_map(str::split_whitespace)
-            .collect::<Vec<_>>()
-            .join(" ");
+        let sql = carelens_engine::query_line(&e.sql);
         if !sql.is_empty() {
             let short: String = sql.chars().take(100).collect();
             let more = if sql.chars().count() > 100 { "…" } else { "" };

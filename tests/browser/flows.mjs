@@ -196,6 +196,16 @@ try {
   check(/^\d{3,}$/.test(count), `the count is large enough to look for (${count})`);
   check(!published.includes(count), `the register does not show the count ${count}`);
 
+  // The audit page: approvers see every entry, the log's check and the loss over time.
+  await approver.goto(`${URL}/audit`);
+  check((await approver.locator("main").innerText()).includes("Intact."), "the approver sees the log intact");
+  await approver.getByLabel("Kind").selectOption("released");
+  await approver.getByRole("button", { name: "Filter" }).click();
+  const kinds = await approver.locator("main table").last().locator("tbody tr td:nth-child(4)").allInnerTexts();
+  check(kinds.length >= 2 && kinds.every((k) => k.startsWith("released")), `filtered to releases (${kinds})`);
+  await accessible(approver, "audit (approver)");
+  await shot(approver, "audit");
+
   // At phone width the query page still works without sideways scrolling of the page.
   await page.setViewportSize({ width: 390, height: 844 });
   await page.goto(`${URL}/query`);

@@ -51,6 +51,16 @@ impl Header {
     }
 }
 
+/// The query itself on one line, its header comment (title, purpose, directives) left out
+/// and its whitespace collapsed: how a log shows a query.
+pub fn query_line(sql: &str) -> String {
+    sql.lines()
+        .skip_while(|l| l.trim().is_empty() || l.trim_start().starts_with("--"))
+        .flat_map(str::split_whitespace)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,6 +83,7 @@ mod tests {
             ]
         );
         assert_eq!(Header::parse("SELECT 1"), Header::default());
+        assert_eq!(query_line(sql), "SELECT 1; -- not: this");
         // A colon inside a sentence does not start a paragraph.
         let h = Header::parse("-- T\n-- note that x: y\n-- DP: a\n-- spells: b\n");
         assert_eq!(

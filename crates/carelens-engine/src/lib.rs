@@ -70,7 +70,7 @@ use sha2::{Digest, Sha256};
 pub use definition::definition_tokens;
 pub use directives::QueryOptions;
 pub use explain::{Clamp, Explain, Groups, Protection};
-pub use header::Header;
+pub use header::{Header, query_line};
 pub use rejection::{Location, Rejection, RejectionKind};
 pub use result::{CellMeta, ColumnMeta, ColumnRole, FORMAT, PrivacySummary, Release};
 pub use run::RunLimits;

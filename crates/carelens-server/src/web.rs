@@ -43,6 +43,7 @@ pub(crate) fn routes(gate: Arc<Gate>) -> Router<AppState> {
             get(query_page)
                 .merge(post(query_post).route_layer(from_fn_with_state(Arc::clone(&gate), queue))),
         )
+        .route("/audit", get(audit_page))
         .merge(crate::web_requests::routes().route_layer(from_fn_with_state(gate, queue)))
 }
 
@@ -356,4 +357,85 @@ async fn render_query(
         outcome,
     };
     html(StatusCode::OK, carelens_web::query::page(&page))
+}
+
+#[derive(Deserialize, Default)]
+struct AuditQuery {
+    #[serde(default)]
+    since: String,
+    #[serde(default)]
+    of: String,
+    #[serde(default)]
+    event: String,
+}
+
+async fn audit_page(
+    State(state): State<AppState>,
+    slot: Option<axum::Extension<CallerSlot>>,
+    headers: HeaderMap,
+    query: Result<axum::extract::Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Some(who) = person(&state, &headers, slot.as_deref()).await else {
+        return redirect("/signin", &[]);
+    };
+    let filter = query.map(|q| q.0).unwrap_or_default();
+    // A query string that does not read as filters is shown unfiltered.
+    let nonempty = |text: &str| {
+        Some(text.trim())
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned)
+    };
+    let (since, of) = (nonempty(&filter.since), nonempty(&filter.of));
+    let event = nonempty(&filter.event).map(|e| {
+        carelens_ledger::Event::parse(&e).ok_or(format!("`{e}` is not a kind of audit entry"))
+    });
+    let oversees = who.caller.role().oversees();
+    let (entries, problem) = match event.transpose() {
+        Err(problem) => (Vec::new(), Some(problem)),
+        Ok(event) => match state
+            .service
+            .audit_log(&who.caller, since.as_deref(), of.as_deref(), event)
+            .await
+        {
+            Ok(entries) => (entries, None),
+            Err(err @ (ServiceError::BadInput(_) | ServiceError::OthersEntries)) => {
+                (Vec::new(), Some(err.to_string()))
+            }
+            Err(err) => return failed(&err),
+        },
+    };
+    let budget = match state.service.budget(&who.caller).await {
+        Ok(budget) => budget,
+        Err(err) => return failed(&err),
+    };
+    let (verification, register) = if oversees {
+        match (
+            state.service.verify(None).await,
+            state.service.register().await,
+        ) {
+            (Ok(v), Ok(r)) => (Some(v), Some(r)),
+            (Err(err), _) | (_, Err(err)) => return failed(&err),
+        }
+    } else {
+        (None, None)
+    };
+    let page = carelens_web::audit::AuditPage {
+        viewer: viewer(&who),
+        filter: carelens_web::audit::Filter {
+            since: &filter.since,
+            of: &filter.of,
+            event: &filter.event,
+        },
+        entries: &entries,
+        problem,
+        verification: verification.as_ref(),
+        budget: &budget,
+        register: register.as_ref(),
+    };
+    let status = if page.problem.is_some() {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    html(status, carelens_web::audit::page(&page))
 }

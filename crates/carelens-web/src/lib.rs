@@ -10,8 +10,9 @@
 //! Here: the citizens' transparency register ([`register`]), served at `/register` by
 //! `carelens serve` and written as static files by `carelens register --out`; sign-in
 //! ([`signin`]); the analysts' query page ([`query`]); requests and approvals
-//! ([`requests`]).
+//! ([`requests`]); the audit log, budgets and the log's check ([`audit`]).
 
+pub mod audit;
 pub mod query;
 pub mod register;
 pub mod requests;
@@ -72,6 +73,8 @@ ul.notes { color: var(--muted); font-size: 0.9rem; }
 dl.facts { display: grid; grid-template-columns: max-content 1fr; gap: 4px 16px; }
 dl.facts dt { color: var(--muted); }
 dl.facts dd { margin: 0; }
+form.filters { display: flex; flex-wrap: wrap; gap: 0 16px; align-items: flex-end; }
+form.filters input, form.filters select { font: inherit; padding: 6px; border: 2px solid #6b6b6b; border-radius: 4px; }
 ul.columns-list { margin: 4px 0 8px; padding-left: 20px; font-size: 0.9rem; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 figure { margin: 8px 0; }
@@ -114,6 +117,8 @@ pub enum Nav {
     Requests,
     /// The approvers' queue.
     Approvals,
+    /// The audit log.
+    Audit,
 }
 
 /// Who is looking at a signed-in page.
@@ -140,6 +145,7 @@ pub(crate) fn signed_in_page(title: &str, here: Nav, viewer: &Viewer<'_>, body: 
             @if viewer.oversees {
                 a href="/requests/queue" aria-current=[current(Nav::Approvals)] { "Approvals" }
             }
+            a href="/audit" aria-current=[current(Nav::Audit)] { "Audit" }
             a href="/register" { "Transparency register" }
             span.muted { "Signed in as " strong { (viewer.user) } " (" (viewer.role) ")" }
             form method="post" action="/signout" {

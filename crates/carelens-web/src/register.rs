@@ -74,7 +74,7 @@ fn plural(n: usize, one: &'static str, many: &'static str) -> &'static str {
 
 /// The cumulative ε spent, day by day, against the cap: an SVG step line with a title and
 /// a description for screen readers (the table below has every value).
-fn chart(register: &Register) -> Markup {
+pub(crate) fn chart(register: &Register) -> Markup {
     let Some(first) = register.charges.first() else {
         return html! { p { "Nothing has been spent yet: no release has been made from these records." } };
     };

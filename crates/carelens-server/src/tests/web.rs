@@ -444,3 +444,46 @@ async fn every_form_of_every_page_is_refused_without_its_csrf_secret() {
         assert_eq!(status, StatusCode::OK);
     }
 }
+
+/// The audit page shows an analyst their own entries only, with no check of the log; an
+/// approver everyone's, the check, and the filters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_page_shows_each_role_what_it_may_see() {
+    let f = Fixture::new().await;
+    let (analyst, analyst_csrf) = sign_in(&f, &f.token("analyst").await).await;
+    let (approver, _) = sign_in(&f, &f.token("approver").await).await;
+    let sql = "-- carelens: epsilon=0.5\nSELECT COUNT(*) AS n FROM person";
+    let (status, _, _) = page(
+        &f,
+        "POST",
+        "/query",
+        &analyst,
+        &[("csrf", &analyst_csrf), ("sql", sql), ("action", "release")],
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, html) = page(&f, "GET", "/audit", &analyst, &[], None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("SELECT COUNT(*) AS n FROM person"), "{html}");
+    assert!(html.contains("<td>released"), "{html}");
+    assert!(
+        !html.contains("<td>approver "),
+        "an analyst sees another's entries"
+    );
+    assert!(!html.contains("Intact."));
+    let (status, _, html) = page(&f, "GET", "/audit?of=approver", &analyst, &[], None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(!html.contains("<td>approver "));
+    let (status, _, _) = page(&f, "GET", "/audit?event=nonsense", &analyst, &[], None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    let (status, _, html) = page(&f, "GET", "/audit", &approver, &[], None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("Intact."), "{html}");
+    assert!(html.contains("<td>approver "));
+    let (status, _, html) = page(&f, "GET", "/audit?event=charged", &approver, &[], None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("<td>charged"));
+    assert!(!html.contains("<td>token_issued"));
+}
