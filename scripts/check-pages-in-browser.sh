@@ -2,7 +2,7 @@
 # carelens's web pages in headless Chromium: `carelens serve` on the sample data with a
 # throwaway ledger, and tests/browser/flows.mjs (playwright-core driving Debian's
 # Chromium, axe-core on every page) signing in, explaining, releasing, downloading the
-# CSV, a researcher's request approved by an approver and released, the register,
+# CSV, the query library run as a batch, a researcher's request approved by an approver and released, the register,
 # signing out.
 #
 #   scripts/check-pages-in-browser.sh                # check only
@@ -42,7 +42,7 @@ RESEARCHER_TOKEN="$(token researcher)"
 APPROVER_TOKEN="$(token approver)"
 export ANALYST_TOKEN RESEARCHER_TOKEN APPROVER_TOKEN
 
-"$bin" serve --listen 127.0.0.1:0 >"$work/serve.log" 2>&1 &
+"$bin" serve --listen 127.0.0.1:0 --library queries >"$work/serve.log" 2>&1 &
 server=$!
 url=""
 for _ in $(seq 1 300); do

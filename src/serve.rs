@@ -41,6 +41,10 @@ pub struct ServeArgs {
     /// How each call is logged on standard error.
     #[arg(long, value_enum, default_value_t = LogChoice::Text)]
     pub log_format: LogChoice,
+    /// The query library for the web pages' Library: a folder of SQL files (such as the
+    /// bundled `queries`), read again at each visit.
+    #[arg(long, value_name = "DIR")]
+    pub library: Option<PathBuf>,
 }
 
 /// How each call is logged.
@@ -85,12 +89,20 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
         ..ServerOptions::default()
     };
+    if let Some(library) = &args.library
+        && !library.is_dir()
+    {
+        anyhow::bail!(
+            "--library {}: not a folder (give the folder of SQL files, such as `queries`)",
+            library.display()
+        );
+    }
     runtime()?.block_on(async move {
         let service = Service::open(ctx.catalog, &ctx.ledger_path)
             .await
             .context("could not open the service")?;
         crate::governance::note_created(&service);
-        let server = Server::new(Arc::new(service), options);
+        let server = Server::with_library(Arc::new(service), options, args.library.as_deref());
         let tcp = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("could not listen on {}", args.listen))?;

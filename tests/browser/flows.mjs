@@ -150,6 +150,20 @@ try {
   await accessible(page, "register");
   await shot(page, "register");
 
+  // The library: its queries and their cost; run it; read the report; the run is listed.
+  await page.goto(`${URL}/library`);
+  const listed = await page.locator("main table tbody tr").count();
+  check(listed >= 10, `the library lists its queries (${listed})`);
+  await accessible(page, "library");
+  await shot(page, "library");
+  await page.getByRole("button", { name: /^Run the library/ }).click();
+  check(/\/library\/runs\/\d+$/.test(page.url()), `the run's report (${page.url()})`);
+  const summary = await page.locator("main").innerText();
+  check(summary.includes(`${listed} of ${listed} queries released`), "every library query released");
+  await accessible(page, "library report");
+  await page.goto(`${URL}/library`);
+  check((await page.getByRole("link", { name: /^Run \d+$/ }).count()) === 1, "the run is listed");
+
   // An analyst cannot open the approvers' queue.
   const queue = await page.goto(`${URL}/requests/queue`);
   check(queue.status() === 403, `the queue is refused to an analyst (${queue.status()})`);

@@ -20,6 +20,7 @@ mod routes;
 mod session;
 mod tls;
 mod web;
+mod web_library;
 mod web_requests;
 
 use std::net::SocketAddr;
@@ -67,6 +68,9 @@ pub(crate) struct AppState {
     pub observer: Arc<observe::Observer>,
     pub register: Arc<pages::RegisterCache>,
     pub sessions: Arc<session::Sessions>,
+    /// The query library's folder, when the server was given one.
+    pub library: Option<Arc<std::path::Path>>,
+    pub runs: Arc<web_library::Runs>,
 }
 
 /// The API over one service, ready to serve.
@@ -79,6 +83,15 @@ pub struct Server {
 impl Server {
     /// The API's routes over `service`, with its limits and its log.
     pub fn new(service: Arc<Service>, options: ServerOptions) -> Self {
+        Self::with_library(service, options, None)
+    }
+
+    /// [`Server::new`], with the query library's folder for the library page.
+    pub fn with_library(
+        service: Arc<Service>,
+        options: ServerOptions,
+        library: Option<&std::path::Path>,
+    ) -> Self {
         let drain = Drain::new();
         let state = AppState {
             service,
@@ -86,6 +99,8 @@ impl Server {
             observer: Arc::new(observe::Observer::new(options.log_format)),
             register: Arc::default(),
             sessions: Arc::default(),
+            library: library.map(Arc::from),
+            runs: Arc::default(),
         };
         let gate = Arc::new(limits::Gate::new(options.max_running, options.max_waiting));
         let router = routes::routes(options, state, drain.clone(), Arc::clone(&gate));

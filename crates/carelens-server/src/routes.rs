@@ -286,21 +286,7 @@ async fn batch(
             header: Header::parse(&q.sql),
         })
         .collect();
-    let budget = state.service.own_budget(&caller).await?;
-    let (policy_name, policy) = state.service.engine().await?.disclosure();
-    let html = report::render(&Report {
-        generated: started,
-        user: caller.name(),
-        catalog: &state.service.catalog().catalog().dataset.name,
-        policy_name,
-        policy: &policy.describe(),
-        marker: policy.marker.as_str(),
-        small_number_rules: policy.suppress_at_or_below.is_some()
-            || policy.rounding.max_error() > 0.0,
-        files: &queries,
-        outcomes: &outcomes,
-        budget: &budget,
-    });
+    let (html, budget) = batch_report(&state, &caller, started, &queries, &outcomes).await?;
     let answer = BatchAnswer {
         items: answers,
         spent: amount_json(spent),
@@ -314,6 +300,33 @@ async fn batch(
         epsilon: spent.epsilon_value(),
     });
     Ok(response)
+}
+
+/// The HTML report of a batch run for `caller` from `started`, and the caller's budget after
+/// it (the API's batch answer and the library page show the same report).
+pub(crate) async fn batch_report(
+    state: &AppState,
+    caller: &carelens_service::Caller,
+    started: chrono::DateTime<chrono::Utc>,
+    queries: &[ReportQuery],
+    outcomes: &[report::Outcome],
+) -> Result<(String, Vec<carelens_ledger::BudgetLine>), ServiceError> {
+    let budget = state.service.own_budget(caller).await?;
+    let (policy_name, policy) = state.service.engine().await?.disclosure();
+    let html = report::render(&Report {
+        generated: started,
+        user: caller.name(),
+        catalog: &state.service.catalog().catalog().dataset.name,
+        policy_name,
+        policy: &policy.describe(),
+        marker: policy.marker.as_str(),
+        small_number_rules: policy.suppress_at_or_below.is_some()
+            || policy.rounding.max_error() > 0.0,
+        files: queries,
+        outcomes,
+        budget: &budget,
+    });
+    Ok((html, budget))
 }
 
 /// `POST /batches/explain`: each query of a batch planned — its cost and expected errors,

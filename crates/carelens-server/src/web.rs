@@ -44,6 +44,9 @@ pub(crate) fn routes(gate: Arc<Gate>) -> Router<AppState> {
                 .merge(post(query_post).route_layer(from_fn_with_state(Arc::clone(&gate), queue))),
         )
         .route("/audit", get(audit_page))
+        .merge(
+            crate::web_library::routes().route_layer(from_fn_with_state(Arc::clone(&gate), queue)),
+        )
         .merge(crate::web_requests::routes().route_layer(from_fn_with_state(gate, queue)))
 }
 

@@ -10,9 +10,11 @@
 //! Here: the citizens' transparency register ([`register`]), served at `/register` by
 //! `carelens serve` and written as static files by `carelens register --out`; sign-in
 //! ([`signin`]); the analysts' query page ([`query`]); requests and approvals
-//! ([`requests`]); the audit log, budgets and the log's check ([`audit`]).
+//! ([`requests`]); the audit log, budgets and the log's check ([`audit`]); the query
+//! library, run as a batch with its report ([`library`]).
 
 pub mod audit;
+pub mod library;
 pub mod query;
 pub mod register;
 pub mod requests;
@@ -119,6 +121,8 @@ pub enum Nav {
     Approvals,
     /// The audit log.
     Audit,
+    /// The query library.
+    Library,
 }
 
 /// Who is looking at a signed-in page.
@@ -141,6 +145,7 @@ pub(crate) fn signed_in_page(title: &str, here: Nav, viewer: &Viewer<'_>, body: 
     let body = html! {
         nav.site aria-label="carelens" {
             a href="/query" aria-current=[current(Nav::Query)] { "Query" }
+            a href="/library" aria-current=[current(Nav::Library)] { "Library" }
             a href="/requests" aria-current=[current(Nav::Requests)] { "Requests" }
             @if viewer.oversees {
                 a href="/requests/queue" aria-current=[current(Nav::Approvals)] { "Approvals" }

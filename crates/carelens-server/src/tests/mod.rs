@@ -42,6 +42,16 @@ impl Fixture {
     }
 
     async fn with(options: ServerOptions) -> Self {
+        Self::serving(options, None).await
+    }
+
+    /// A server with the bundled query library for its Library page.
+    async fn with_library() -> Self {
+        let library = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../queries");
+        Self::serving(quiet(), Some(&library)).await
+    }
+
+    async fn serving(options: ServerOptions, library: Option<&Path>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let catalog = carelens_catalog::load(
             &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sample-data/carelens.toml"),
@@ -52,7 +62,7 @@ impl Fixture {
                 .await
                 .unwrap(),
         );
-        let server = Server::new(Arc::clone(&service), options);
+        let server = Server::with_library(Arc::clone(&service), options, library);
         Self {
             _dir: dir,
             service,

@@ -320,7 +320,7 @@ fn form_actions(html: &str) -> Vec<String> {
 /// pages really have. The approvers' queue is refused to an analyst.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_form_of_every_page_is_refused_without_its_csrf_secret() {
-    let f = Fixture::new().await;
+    let f = Fixture::with_library().await;
     let (analyst, analyst_csrf) = sign_in(&f, &f.token("analyst").await).await;
     let (researcher, researcher_csrf) = sign_in(&f, &f.token("researcher").await).await;
     let (approver, approver_csrf) = sign_in(&f, &f.token("approver").await).await;
@@ -355,6 +355,7 @@ async fn every_form_of_every_page_is_refused_without_its_csrf_secret() {
     let mut seen = std::collections::BTreeSet::new();
     for (cookie, path) in [
         (&analyst, "/query".to_owned()),
+        (&analyst, "/library".to_owned()),
         (&researcher, "/requests".to_owned()),
         (&approver, format!("/requests/{id}")),
     ] {
@@ -392,6 +393,7 @@ async fn every_form_of_every_page_is_refused_without_its_csrf_secret() {
             vec![("sql", sql), ("action", "release")],
         ),
         (&analyst, &analyst_csrf, "/signout".to_owned(), vec![]),
+        (&analyst, &analyst_csrf, "/library/run".to_owned(), vec![]),
         (
             &researcher,
             &researcher_csrf,
@@ -486,4 +488,68 @@ async fn the_audit_page_shows_each_role_what_it_may_see() {
     assert_eq!(status, StatusCode::OK);
     assert!(html.contains("<td>charged"));
     assert!(!html.contains("<td>token_issued"));
+}
+
+/// The library page lists the bundled queries with their cost; a researcher may read it but
+/// not run it; a run's report is the runner's (and overseers') only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_library_runs_as_one_batch_and_its_report_is_the_runners() {
+    let f = Fixture::with_library().await;
+    let (analyst, analyst_csrf) = sign_in(&f, &f.token("analyst").await).await;
+    let (researcher, researcher_csrf) = sign_in(&f, &f.token("researcher").await).await;
+    let (approver, _) = sign_in(&f, &f.token("approver").await).await;
+    let (status, _, html) = page(&f, "GET", "/library", &analyst, &[], None).await;
+    assert_eq!(status, StatusCode::OK);
+    let files = std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../queries"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "sql")
+        })
+        .count();
+    assert_eq!(html.matches("<tr><td><strong>").count(), files, "{html}");
+    assert!(html.contains("Run the library (up to ε 9)"), "{html}");
+
+    let (status, _, html) = page(&f, "GET", "/library", &researcher, &[], None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!html.contains("action=\"/library/run\""));
+    let (status, _, _) = page(
+        &f,
+        "POST",
+        "/library/run",
+        &researcher,
+        &[("csrf", &researcher_csrf)],
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    let (status, headers, _) = page(
+        &f,
+        "POST",
+        "/library/run",
+        &analyst,
+        &[("csrf", &analyst_csrf)],
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let report = headers["location"].to_str().unwrap().to_owned();
+    assert_eq!(report, "/library/runs/1");
+    let (status, _, html) = page(&f, "GET", &report, &analyst, &[], None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        html.contains(&format!("{files} of {files} queries released")),
+        "{html}"
+    );
+    assert_eq!(analyst_spent(&f).await, 9.0);
+    let (status, _, _) = page(&f, "GET", &report, &researcher, &[], None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _, _) = page(&f, "GET", &report, &approver, &[], None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, _, html) = page(&f, "GET", "/library", &analyst, &[], None).await;
+    assert!(html.contains("href=\"/library/runs/1\""));
 }
