@@ -13,11 +13,15 @@ use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use axum::extract::FromRequestParts;
 use axum::http::HeaderMap;
 use axum::http::header::{COOKIE, HOST, ORIGIN};
+use axum::http::request::Parts;
+use axum::response::Response;
 use carelens_service::{Caller, ServiceError};
 
 use crate::AppState;
+use crate::observe::CallerSlot;
 
 /// A session ends after this long without a page.
 pub(crate) const IDLE: Duration = Duration::from_secs(30 * 60);
@@ -42,7 +46,8 @@ struct Session {
 #[derive(Default)]
 pub(crate) struct Sessions(Mutex<HashMap<String, Session>>);
 
-/// A signed-in person on a page.
+/// A signed-in person on a page: a page handler that takes one is answered with a redirect
+/// to sign-in when there is no live session; the call's log line names them.
 pub(crate) struct SignedIn {
     pub caller: Caller,
     /// The secret this session's forms carry.
@@ -135,6 +140,20 @@ pub(crate) async fn signed_in(state: &AppState, headers: &HeaderMap) -> Option<S
             state.sessions.end(id);
             None
         }
+    }
+}
+
+impl FromRequestParts<AppState> for SignedIn {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let Some(who) = signed_in(state, &parts.headers).await else {
+            return Err(crate::web::redirect("/signin", &[]));
+        };
+        if let Some(slot) = parts.extensions.get::<CallerSlot>() {
+            slot.set(who.caller.name());
+        }
+        Ok(who)
     }
 }
 

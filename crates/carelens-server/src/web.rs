@@ -20,7 +20,6 @@ use carelens_web::query::{Outcome, QueryPage};
 use serde::Deserialize;
 
 use crate::limits::{Gate, queue};
-use crate::observe::CallerSlot;
 use crate::session::{
     self, SESSION_COOKIE, SIGNIN_COOKIE, SignedIn, form_is_genuine, set_cookie, signed_in,
 };
@@ -176,20 +175,30 @@ async fn signin(
     }
 }
 
+/// A form that carries only the session's CSRF secret.
 #[derive(Deserialize)]
-struct CsrfForm {
+pub(crate) struct CsrfForm {
     #[serde(default)]
-    csrf: String,
+    pub csrf: String,
+}
+
+/// An optional ε typed into a form: `None` when left empty.
+pub(crate) fn epsilon_field(text: &str) -> Result<Option<f64>, String> {
+    match text.trim() {
+        "" => Ok(None),
+        text => text
+            .parse::<f64>()
+            .map(Some)
+            .map_err(|_| format!("ε must be a number, not `{text}`")),
+    }
 }
 
 async fn signout(
     State(state): State<AppState>,
+    who: SignedIn,
     headers: HeaderMap,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    let Some(who) = signed_in(&state, &headers).await else {
-        return redirect("/signin", &[]);
-    };
     if !form_is_genuine(&headers, &form.csrf, &who.csrf) {
         return forbidden_form();
     }
@@ -217,27 +226,7 @@ pub(crate) fn forbidden_form() -> Response {
     )
 }
 
-/// The signed-in person, with the log naming them; `None` sends them to sign in.
-pub(crate) async fn person(
-    state: &AppState,
-    headers: &HeaderMap,
-    slot: Option<&CallerSlot>,
-) -> Option<SignedIn> {
-    let who = signed_in(state, headers).await?;
-    if let Some(slot) = slot {
-        slot.set(who.caller.name());
-    }
-    Some(who)
-}
-
-async fn query_page(
-    State(state): State<AppState>,
-    slot: Option<axum::Extension<CallerSlot>>,
-    headers: HeaderMap,
-) -> Response {
-    let Some(who) = person(&state, &headers, slot.as_deref()).await else {
-        return redirect("/signin", &[]);
-    };
+async fn query_page(State(state): State<AppState>, who: SignedIn) -> Response {
     render_query(&state, &who, "", None).await
 }
 
@@ -253,13 +242,10 @@ struct QueryForm {
 
 async fn query_post(
     State(state): State<AppState>,
-    slot: Option<axum::Extension<CallerSlot>>,
+    who: SignedIn,
     headers: HeaderMap,
     Form(form): Form<QueryForm>,
 ) -> Response {
-    let Some(who) = person(&state, &headers, slot.as_deref()).await else {
-        return redirect("/signin", &[]);
-    };
     if !form_is_genuine(&headers, &form.csrf, &who.csrf) {
         return forbidden_form();
     }
@@ -374,13 +360,9 @@ struct AuditQuery {
 
 async fn audit_page(
     State(state): State<AppState>,
-    slot: Option<axum::Extension<CallerSlot>>,
-    headers: HeaderMap,
+    who: SignedIn,
     query: Result<axum::extract::Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let Some(who) = person(&state, &headers, slot.as_deref()).await else {
-        return redirect("/signin", &[]);
-    };
     let filter = query.map(|q| q.0).unwrap_or_default();
     // A query string that does not read as filters is shown unfiltered.
     let nonempty = |text: &str| {

@@ -16,14 +16,10 @@ use carelens_ledger::Amount;
 use carelens_render::report::{self, ReportQuery};
 use carelens_service::ServiceError;
 use carelens_web::library::{LibraryPage, LibraryQuery, RunSummary};
-use serde::Deserialize;
 
 use crate::AppState;
-use crate::observe::CallerSlot;
 use crate::session::{SignedIn, form_is_genuine};
-use crate::web::{failed, forbidden_form, html, person, redirect, status_of, viewer};
-
-type Slot = Option<axum::Extension<CallerSlot>>;
+use crate::web::{CsrfForm, failed, forbidden_form, html, redirect, status_of, viewer};
 
 /// Runs kept at once; the oldest are forgotten first.
 const MAX_RUNS: usize = 200;
@@ -92,10 +88,7 @@ fn may_read(who: &SignedIn, user: &str) -> bool {
     who.caller.name() == user || who.caller.role().oversees()
 }
 
-async fn library(State(state): State<AppState>, slot: Slot, headers: HeaderMap) -> Response {
-    let Some(who) = person(&state, &headers, slot.as_deref()).await else {
-        return redirect("/signin", &[]);
-    };
+async fn library(State(state): State<AppState>, who: SignedIn) -> Response {
     render(&state, &who, None, StatusCode::OK).await
 }
 
@@ -161,21 +154,12 @@ async fn render(
     html(status, carelens_web::library::page(&page))
 }
 
-#[derive(Deserialize)]
-struct CsrfOnly {
-    #[serde(default)]
-    csrf: String,
-}
-
 async fn run(
     State(state): State<AppState>,
-    slot: Slot,
+    who: SignedIn,
     headers: HeaderMap,
-    Form(form): Form<CsrfOnly>,
+    Form(form): Form<CsrfForm>,
 ) -> Response {
-    let Some(who) = person(&state, &headers, slot.as_deref()).await else {
-        return redirect("/signin", &[]);
-    };
     if !form_is_genuine(&headers, &form.csrf, &who.csrf) {
         return forbidden_form();
     }
@@ -238,13 +222,9 @@ async fn run(
 
 async fn report_of(
     State(state): State<AppState>,
-    slot: Slot,
-    headers: HeaderMap,
+    who: SignedIn,
     UrlPath(id): UrlPath<usize>,
 ) -> Response {
-    let Some(who) = person(&state, &headers, slot.as_deref()).await else {
-        return redirect("/signin", &[]);
-    };
     let runs = state.runs.0.lock().unwrap_or_else(PoisonError::into_inner);
     match runs
         .1

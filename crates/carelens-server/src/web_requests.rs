@@ -16,14 +16,11 @@ use carelens_web::requests::{Draft, ListPage, RequestPage};
 use serde::Deserialize;
 
 use crate::AppState;
-use crate::observe::CallerSlot;
 use crate::session::{SignedIn, form_is_genuine};
 use crate::web::{
-    failed, forbidden_form, html, not_released, person, redirect, released_outcome, status_of,
-    viewer,
+    CsrfForm, epsilon_field, failed, forbidden_form, html, not_released, redirect,
+    released_outcome, status_of, viewer,
 };
-
-type Slot = Option<axum::Extension<CallerSlot>>;
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
@@ -35,17 +32,11 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/requests/{id}/release", post(release))
 }
 
-async fn list(State(state): State<AppState>, slot: Slot, headers: HeaderMap) -> Response {
-    let Some(who) = person(&state, &headers, slot.as_deref()).await else {
-        return redirect("/signin", &[]);
-    };
+async fn list(State(state): State<AppState>, who: SignedIn) -> Response {
     render_list(&state, &who, false, Draft::default(), None, StatusCode::OK).await
 }
 
-async fn queue(State(state): State<AppState>, slot: Slot, headers: HeaderMap) -> Response {
-    let Some(who) = person(&state, &headers, slot.as_deref()).await else {
-        return redirect("/signin", &[]);
-    };
+async fn queue(State(state): State<AppState>, who: SignedIn) -> Response {
     if !who.caller.role().oversees() {
         return html(
             StatusCode::FORBIDDEN,
@@ -98,13 +89,10 @@ struct SubmitForm {
 
 async fn submit(
     State(state): State<AppState>,
-    slot: Slot,
+    who: SignedIn,
     headers: HeaderMap,
     Form(form): Form<SubmitForm>,
 ) -> Response {
-    let Some(who) = person(&state, &headers, slot.as_deref()).await else {
-        return redirect("/signin", &[]);
-    };
     if !form_is_genuine(&headers, &form.csrf, &who.csrf) {
         return forbidden_form();
     }
@@ -114,23 +102,12 @@ async fn submit(
         purpose: &form.purpose,
         epsilon: &form.epsilon,
     };
-    let epsilon = match form.epsilon.trim() {
-        "" => None,
-        text => match text.parse::<f64>() {
-            Ok(e) => Some(e),
-            Err(_) => {
-                let problem = (format!("ε must be a number, not `{text}`"), None);
-                return render_list(
-                    &state,
-                    &who,
-                    false,
-                    draft,
-                    Some(problem),
-                    StatusCode::BAD_REQUEST,
-                )
-                .await;
-            }
-        },
+    let epsilon = match epsilon_field(&form.epsilon) {
+        Ok(epsilon) => epsilon,
+        Err(problem) => {
+            let problem = Some((problem, None));
+            return render_list(&state, &who, false, draft, problem, StatusCode::BAD_REQUEST).await;
+        }
     };
     match state
         .service
@@ -160,15 +137,7 @@ fn refusal_text(err: &ServiceError) -> String {
     }
 }
 
-async fn show(
-    State(state): State<AppState>,
-    slot: Slot,
-    headers: HeaderMap,
-    Path(id): Path<i64>,
-) -> Response {
-    let Some(who) = person(&state, &headers, slot.as_deref()).await else {
-        return redirect("/signin", &[]);
-    };
+async fn show(State(state): State<AppState>, who: SignedIn, Path(id): Path<i64>) -> Response {
     render_request(&state, &who, id, None, StatusCode::OK).await
 }
 
@@ -236,27 +205,20 @@ struct DecisionForm {
 
 async fn approve(
     State(state): State<AppState>,
-    slot: Slot,
+    who: SignedIn,
     headers: HeaderMap,
     Path(id): Path<i64>,
     Form(form): Form<DecisionForm>,
 ) -> Response {
-    let Some(who) = person(&state, &headers, slot.as_deref()).await else {
-        return redirect("/signin", &[]);
-    };
     if !form_is_genuine(&headers, &form.csrf, &who.csrf) {
         return forbidden_form();
     }
-    let epsilon = match form.epsilon.trim() {
-        "" => None,
-        text => match text.parse::<f64>() {
-            Ok(e) => Some(e),
-            Err(_) => {
-                let problem = format!("ε must be a number, not `{text}`");
-                return decision_refused(&state, &who, id, problem, None, StatusCode::BAD_REQUEST)
-                    .await;
-            }
-        },
+    let epsilon = match epsilon_field(&form.epsilon) {
+        Ok(epsilon) => epsilon,
+        Err(problem) => {
+            return decision_refused(&state, &who, id, problem, None, StatusCode::BAD_REQUEST)
+                .await;
+        }
     };
     match state
         .service
@@ -273,14 +235,11 @@ async fn approve(
 
 async fn reject(
     State(state): State<AppState>,
-    slot: Slot,
+    who: SignedIn,
     headers: HeaderMap,
     Path(id): Path<i64>,
     Form(form): Form<DecisionForm>,
 ) -> Response {
-    let Some(who) = person(&state, &headers, slot.as_deref()).await else {
-        return redirect("/signin", &[]);
-    };
     if !form_is_genuine(&headers, &form.csrf, &who.csrf) {
         return forbidden_form();
     }
@@ -315,22 +274,13 @@ async fn decision_refused(
     .await
 }
 
-#[derive(Deserialize)]
-struct CsrfOnly {
-    #[serde(default)]
-    csrf: String,
-}
-
 async fn release(
     State(state): State<AppState>,
-    slot: Slot,
+    who: SignedIn,
     headers: HeaderMap,
     Path(id): Path<i64>,
-    Form(form): Form<CsrfOnly>,
+    Form(form): Form<CsrfForm>,
 ) -> Response {
-    let Some(who) = person(&state, &headers, slot.as_deref()).await else {
-        return redirect("/signin", &[]);
-    };
     if !form_is_genuine(&headers, &form.csrf, &who.csrf) {
         return forbidden_form();
     }
