@@ -22,7 +22,7 @@ use crate::session::{SignedIn, form_is_genuine};
 use crate::web::{CsrfForm, failed, forbidden_form, html, redirect, status_of, viewer};
 
 /// Runs kept at once; the oldest are forgotten first.
-const MAX_RUNS: usize = 200;
+const MAX_RUNS: usize = 50;
 
 /// One run of the library.
 struct Run {
