@@ -144,6 +144,27 @@ fn rejected_queries_exit_1_with_what_where_and_hint_and_are_logged() {
     assert!(log.contains("rejected"), "{log}");
 }
 
+/// The person column in the output is rejected with its place, in a plain projection and
+/// among other columns.
+#[test]
+fn the_person_column_in_the_output_is_rejected_at_its_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger.sqlite");
+    for (sql, place) in [
+        ("SELECT person_id FROM person\n", "p.sql:1:8"),
+        ("SELECT sex,\n  person_id\nFROM person\n", "p.sql:2:3"),
+    ] {
+        let file = write_sql(dir.path(), "p.sql", sql);
+        let (out, _, stderr) = run(&mut cmd(&ledger, "analyst", &["query", &file]));
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains("the person column cannot appear in the output"),
+            "{stderr}"
+        );
+        assert!(stderr.contains(place), "{sql}: {stderr}");
+    }
+}
+
 #[test]
 fn the_session_reads_no_files_and_changes_no_settings() {
     let dir = tempfile::tempdir().unwrap();

@@ -79,12 +79,21 @@ impl Analyzer<'_> {
             LogicalPlan::Aggregate(aggregate) => self.dp_aggregation(aggregate),
             other => {
                 let relation = self.relation(other)?;
-                if relation.private && relation.columns.iter().any(|c| c.person) {
+                let person = relation.columns.iter().position(|c| c.person);
+                if let (true, Some(index)) = (relation.private, person) {
+                    // Where the SQL names it, when the output is a projection that kept
+                    // DataFusion's spans.
+                    let place = match other {
+                        LogicalPlan::Projection(projection) => projection.expr.get(index),
+                        _ => None,
+                    }
+                    .and_then(crate::facts::location);
                     Err(Rejection::new(
                         RejectionKind::PersonColumn,
                         "the person column cannot appear in the output",
                         "count people instead, e.g. `COUNT(DISTINCT person_id)`",
-                    ))
+                    )
+                    .at(place))
                 } else if relation.private {
                     Err(Rejection::new(
                         RejectionKind::RowLevel,
