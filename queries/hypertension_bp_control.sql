@@ -6,7 +6,7 @@
 -- DP: epsilon 0.5 over two person counts. The latest reading is picked inside each person
 -- (a window partitioned by the person), so it changes nothing about one person's reach;
 -- keys constant per person with a public domain, delta = 0.
--- carelens: epsilon=0.5
+-- carelens: epsilon=0.5, chart=controlled
 WITH reg AS (
   SELECT p.*, 2025 - p.year_of_birth AS age
   FROM person p

@@ -6,7 +6,7 @@
 -- DP: epsilon 0.5 over three person counts; place is constant per person with a public
 -- domain, delta = 0. The triple intersection is sparse: on smaller places it is often
 -- 7 or fewer and is suppressed, exactly as an output checker would.
--- carelens: epsilon=0.5
+-- carelens: epsilon=0.5, chart=asc_and_emergency
 WITH reg AS (
   SELECT p.*, 2025 - p.year_of_birth AS age
   FROM person p

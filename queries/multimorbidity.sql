@@ -5,7 +5,7 @@
 -- DP: epsilon 0.5 over three person counts; keys constant per person with public
 -- domains (every age band x decile shown), delta = 0. Counts of conditions per person are
 -- computed inside the person before anything is aggregated.
--- carelens: epsilon=0.5
+-- carelens: epsilon=0.5, chart=mltc_2plus
 WITH reg AS (
   SELECT p.*, 2025 - p.year_of_birth AS age,
          CASE WHEN 2025 - p.year_of_birth < 18 THEN '0-17' WHEN 2025 - p.year_of_birth < 40 THEN '18-39'

@@ -42,6 +42,9 @@ pub struct Directives {
 }
 
 const PREFIX: &str = "carelens:";
+/// The header directive naming the column the report charts (`Header::chart`); allowed in
+/// the header only, and no DP option.
+const CHART: &str = "chart";
 
 /// Reads the header directives and the `WITH DIFFERENTIAL_PRIVACY` clause of `sql`.
 pub fn parse(sql: &str) -> Result<Directives, Rejection> {
@@ -68,6 +71,10 @@ pub fn parse(sql: &str) -> Result<Directives, Rejection> {
                 ))
                 .at(Some(location))
             })?;
+            if key.trim() == CHART {
+                // How the report draws the result, not how it is computed.
+                continue;
+            }
             set(&mut options, key.trim(), value.trim()).map_err(|r| r.at(Some(location)))?;
         }
     }
@@ -84,7 +91,7 @@ fn bad(what: String) -> Rejection {
         what,
         "write e.g. `-- carelens: epsilon=0.5, max_groups=3` or \
          `SELECT WITH DIFFERENTIAL_PRIVACY OPTIONS(epsilon = 0.5) …`; keys: epsilon, delta, \
-         max_groups, max_rows",
+         max_groups, max_rows (and, in the header only, chart=COLUMN for the report)",
     )
 }
 
@@ -317,5 +324,21 @@ mod tests {
             "-- carelens: epsilon=0.5\nSELECT WITH DIFFERENTIAL_PRIVACY OPTIONS(epsilon=0.5) 1",
         );
         assert_eq!(same.unwrap().options.epsilon, Some(0.5));
+    }
+
+    #[test]
+    fn the_chart_directive_is_for_the_report_and_only_in_the_header() {
+        let d = parse("-- carelens: epsilon=0.5, chart=rate\nSELECT 1").unwrap();
+        assert_eq!(d.options.epsilon, Some(0.5));
+        assert_eq!(
+            d.options,
+            parse("-- carelens: epsilon=0.5\nSELECT 1").unwrap().options
+        );
+        let clause = parse("SELECT WITH DIFFERENTIAL_PRIVACY OPTIONS(chart=1) 1").unwrap_err();
+        assert!(
+            clause.what.contains("unknown DP option `chart`"),
+            "{}",
+            clause.what
+        );
     }
 }

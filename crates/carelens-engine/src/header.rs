@@ -9,6 +9,8 @@ pub struct Header {
     pub title: String,
     /// `(label, text)`; the label is empty for a paragraph without one.
     pub paragraphs: Vec<(String, String)>,
+    /// The column the report charts, from a `-- carelens: chart=COLUMN` directive.
+    pub chart: Option<String>,
 }
 
 impl Header {
@@ -23,7 +25,17 @@ impl Header {
                 break;
             };
             let text = text.trim();
-            if text.is_empty() || text.starts_with("carelens:") {
+            if let Some(directives) = text.strip_prefix("carelens:") {
+                for part in directives.split(',') {
+                    if let Some(("chart", column)) =
+                        part.split_once('=').map(|(k, v)| (k.trim(), v.trim()))
+                    {
+                        header.chart = Some(column.to_owned());
+                    }
+                }
+                continue;
+            }
+            if text.is_empty() {
                 continue;
             }
             if header.title.is_empty() {
@@ -81,6 +93,11 @@ mod tests {
                 ("Who".to_owned(), "commissioners.".to_owned()),
                 ("DP".to_owned(), "epsilon 1.".to_owned()),
             ]
+        );
+        assert_eq!(h.chart, None);
+        assert_eq!(
+            Header::parse("-- T\n-- carelens: epsilon=1, chart = rate\nSELECT 1").chart,
+            Some("rate".to_owned())
         );
         assert_eq!(Header::parse("SELECT 1"), Header::default());
         assert_eq!(query_line(sql), "SELECT 1; -- not: this");

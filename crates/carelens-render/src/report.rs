@@ -285,7 +285,7 @@ fn query_section(
         let label = match label.as_str() {
             "What" => "What it answers",
             "Who" => "Who uses it",
-            "DP" => "Privacy settings",
+            "DP" => "Technical note on its privacy settings",
             other => other,
         };
         if label.is_empty() {
@@ -338,7 +338,7 @@ fn query_section(
                 name = esc(&file.name),
                 link = url_path(&file.name),
             );
-            if let Some(svg) = chart(release) {
+            if let Some(svg) = chart(release, file.header.chart.as_deref()) {
                 h.push_str(&svg);
             }
             table(h, release);
@@ -413,9 +413,10 @@ pub fn release_table(release: &Release) -> String {
     h
 }
 
-/// The report's SVG chart of a release (escaped), if it has one.
-pub fn release_chart(release: &Release) -> Option<String> {
-    chart(release)
+/// The report's SVG chart of a release (escaped), if it has one: of the column `asked`
+/// (a `chart=` directive) when the release has it, else by the report's rule.
+pub fn release_chart(release: &Release, asked: Option<&str>) -> Option<String> {
+    chart(release, asked)
 }
 
 fn table(h: &mut String, release: &Release) {
@@ -472,43 +473,25 @@ fn table(h: &mut String, release: &Release) {
     h.push_str("</tbody></table></div>\n");
 }
 
-/// The column a chart shows: a rate or percentage with intervals first (what the query
-/// is usually about); else the mean, count or sum with the most values shown.
-fn chart_column(release: &Release) -> Option<&str> {
-    let shown = |name: &str| {
-        release
-            .rows
-            .iter()
-            .filter(|r| r.get(name).is_some_and(Value::is_number))
-            .count()
-    };
-    let has_intervals = |name: &str| {
-        release
-            .cells
-            .iter()
-            .any(|c| c.get(name).is_some_and(|m| m.interval.is_some()))
-    };
-    let columns = || release.columns.iter().filter(|c| shown(&c.name) > 0);
-    columns()
-        .find(|c| c.role == ColumnRole::Derived && has_intervals(&c.name))
-        .or_else(|| {
-            columns()
-                .filter(|c| {
-                    matches!(
-                        c.role,
-                        ColumnRole::Mean | ColumnRole::Count | ColumnRole::Sum
-                    )
-                })
-                // The first of the columns with the most values shown.
-                .rev()
-                .max_by_key(|c| shown(&c.name))
-        })
+/// The column a chart shows, chosen by the query and the columns' roles, never by the
+/// values: the column a `-- carelens: chart=COLUMN` directive names; else the first
+/// derived column (a rate or ratio of released values, what such a query is about); else
+/// the first mean; else the first count or sum (queries list a numerator before its
+/// denominator).
+fn chart_column<'a>(release: &'a Release, asked: Option<&str>) -> Option<&'a str> {
+    let measures = || release.columns.iter().filter(|c| c.role != ColumnRole::Key);
+    let first = |roles: &[ColumnRole]| measures().find(|c| roles.contains(&c.role));
+    asked
+        .and_then(|name| measures().find(|c| c.name == name))
+        .or_else(|| first(&[ColumnRole::Derived]))
+        .or_else(|| first(&[ColumnRole::Mean]))
+        .or_else(|| first(&[ColumnRole::Count, ColumnRole::Sum]))
         .map(|c| c.name.as_str())
 }
 
 /// A horizontal bar chart of one column by group, with 95% intervals as error bars.
 /// Only for grouped results with at least two groups.
-fn chart(release: &Release) -> Option<String> {
+fn chart(release: &Release, asked: Option<&str>) -> Option<String> {
     let keys: Vec<&str> = release
         .columns
         .iter()
@@ -518,7 +501,7 @@ fn chart(release: &Release) -> Option<String> {
     if keys.is_empty() || release.rows.len() < 2 {
         return None;
     }
-    let column = chart_column(release)?;
+    let column = chart_column(release, asked)?;
     let marker = &release.privacy.marker;
     struct Bar {
         label: String,
@@ -899,5 +882,37 @@ mod tests {
             let n = span / tick_step(span);
             assert!((2.0..=8.0).contains(&n), "{span}: {n} ticks");
         }
+    }
+
+    #[test]
+    fn the_charted_column_is_the_querys_choice_or_the_rule_never_the_values() {
+        use carelens_engine::ColumnMeta;
+        let column = |name: &str, role| ColumnMeta {
+            name: name.to_owned(),
+            role,
+            data_type: "Float64".to_owned(),
+        };
+        let mut release = Release::example();
+        release.columns = vec![
+            column("locality", ColumnRole::Key),
+            column("people", ColumnRole::Count),
+            column("population", ColumnRole::Count),
+            column("mean_age", ColumnRole::Mean),
+            column("rate", ColumnRole::Derived),
+        ];
+        assert_eq!(chart_column(&release, None), Some("rate"));
+        assert_eq!(chart_column(&release, Some("people")), Some("people"));
+        // A directive naming a key or no column of the release falls back to the rule.
+        assert_eq!(chart_column(&release, Some("locality")), Some("rate"));
+        assert_eq!(chart_column(&release, Some("nonesuch")), Some("rate"));
+        release.columns.pop();
+        assert_eq!(chart_column(&release, None), Some("mean_age"));
+        release.columns.pop();
+        assert_eq!(chart_column(&release, None), Some("people"));
+        // Whatever the values: every row of `people` suppressed changes nothing.
+        for row in &mut release.rows {
+            row.insert("people".to_owned(), Value::Null);
+        }
+        assert_eq!(chart_column(&release, None), Some("people"));
     }
 }

@@ -116,7 +116,7 @@ pub(crate) fn outcome_section(outcome: &Outcome<'_>, sql: &str) -> Markup {
                         }
                     }
                     (PreEscaped(carelens_render::report::release_table(release)))
-                    @if let Some(svg) = carelens_render::report::release_chart(release) {
+                    @if let Some(svg) = carelens_render::report::release_chart(release, carelens_engine::Header::parse(sql).chart.as_deref()) {
                         figure.chart { (PreEscaped(svg)) }
                     }
                     @if !release.notes.is_empty() {
