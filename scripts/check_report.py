@@ -6,7 +6,7 @@
 DOM.html is Chromium's --dump-dom of the report, SHOT.png its --screenshot of the top of
 the page. The checks fail on a page that did not render: the DOM must hold N query
 sections and their charts; the screenshot must show the explainer box (its pale blue),
-bars of a chart (their blue) and enough ink, not a blank or half-drawn page.
+bars of a chart (their blue, or a grouped chart's series colours) and enough ink, not a blank or half-drawn page.
 --save-crop writes a horizontal band of the screenshot as a PNG (for docs/).
 """
 
@@ -18,6 +18,8 @@ import zlib
 
 EXPLAINER_BG = (0xEE, 0xF4, 0xFB)
 BAR = (0x7F, 0xA9, 0xD9)
+# A grouped chart's series colours (svg .bar.s0 to .s3 in the report's style).
+SERIES = [(0x4F, 0x86, 0xC6), (0xE0, 0x8A, 0x3C), (0x4F, 0xA3, 0x6F), (0x9B, 0x7A, 0xD1)]
 INK = (0x1D, 0x24, 0x33)
 
 
@@ -132,7 +134,7 @@ def main():
 
     width, height, bpp, rows = read_png(args.png)
     explainer = share(rows, bpp, EXPLAINER_BG)
-    bars = share(rows, bpp, BAR)
+    bars = sum(share(rows, bpp, colour) for colour in [BAR, *SERIES])
     ink = dark_share(rows, bpp)
     print(
         f"screenshot {width}x{height}: explainer background {explainer:.1%}, "

@@ -50,6 +50,10 @@ pub struct Report<'a> {
     pub budget: &'a [BudgetLine],
 }
 
+/// Most series (values of a second key) drawn side by side in one chart, each in its
+/// colour ([`CHART_STYLE`]).
+const SERIES_COLOURS: usize = 4;
+
 /// Most bars in one chart; the table always has every row.
 const MAX_BARS: usize = 40;
 
@@ -58,6 +62,10 @@ const MAX_BARS: usize = 40;
 pub const CHART_STYLE: &str = r#"
 svg text { font: 11.5px system-ui, -apple-system, "Segoe UI", Roboto, Arial, sans-serif; fill: var(--ink); }
 svg .bar { fill: #7fa9d9; }
+svg .bar.s0 { fill: #4f86c6; }
+svg .bar.s1 { fill: #e08a3c; }
+svg .bar.s2 { fill: #4fa36f; }
+svg .bar.s3 { fill: #9b7ad1; }
 svg .err { stroke: #1d2433; stroke-width: 1.4; }
 svg .axis { stroke: #9aa3b2; stroke-width: 1; }
 svg .grid { stroke: #e6e9ef; stroke-width: 1; }
@@ -505,26 +513,74 @@ fn chart(release: &Release, asked: Option<&str>) -> Option<String> {
     let marker = &release.privacy.marker;
     struct Bar {
         label: String,
+        /// The label drawn beside the bar: the whole label, or in a grouped chart the
+        /// group's name on its first bar only.
+        drawn: String,
         value: Option<f64>,
         fraction: bool,
         interval: Option<[f64; 2]>,
+        /// In a grouped chart, the bar's series (the second key's value) and whether it
+        /// starts a group.
+        series: Option<usize>,
+        starts_group: bool,
     }
+    let key_text = |row: &std::collections::BTreeMap<String, Value>, key: &str| {
+        shown(row.get(key).unwrap_or(&Value::Null), "(none)")
+    };
+    // Two keys whose second has a few values (sex, care-home residence): one group of
+    // bars per value of the first key, side by side, a colour per value of the second.
+    let series: Vec<String> = match keys.as_slice() {
+        [_, second] => {
+            let mut values: Vec<String> = Vec::new();
+            for row in &release.rows {
+                let v = key_text(row, second);
+                if !values.contains(&v) {
+                    values.push(v);
+                }
+            }
+            if values.len() <= SERIES_COLOURS {
+                values
+            } else {
+                Vec::new()
+            }
+        }
+        _ => Vec::new(),
+    };
+    let mut previous_group: Option<String> = None;
     let bars: Vec<Bar> = release
         .rows
         .iter()
         .zip(&release.cells)
         .take(MAX_BARS)
-        .map(|(row, cells)| Bar {
-            label: keys
+        .map(|(row, cells)| {
+            let label = keys
                 .iter()
-                .map(|k| shown(row.get(*k).unwrap_or(&Value::Null), "(none)"))
+                .map(|k| key_text(row, k))
                 .collect::<Vec<_>>()
-                .join(" · "),
-            value: row.get(column).and_then(Value::as_f64),
-            fraction: row.get(column).is_some_and(Value::is_f64),
-            interval: cells.get(column).and_then(|m| m.interval),
+                .join(" · ");
+            let (drawn, series_index, starts_group) = if series.is_empty() {
+                (label.clone(), None, false)
+            } else {
+                let group = key_text(row, keys[0]);
+                let index = series.iter().position(|v| *v == key_text(row, keys[1]));
+                let starts = previous_group.as_ref() != Some(&group);
+                previous_group = Some(group.clone());
+                (if starts { group } else { String::new() }, index, starts)
+            };
+            Bar {
+                label,
+                drawn,
+                value: row.get(column).and_then(Value::as_f64),
+                fraction: row.get(column).is_some_and(Value::is_f64),
+                interval: cells.get(column).and_then(|m| m.interval),
+                series: series_index,
+                starts_group,
+            }
         })
         .collect();
+    // A gap before each group but the first; a legend line above a grouped chart.
+    let gap = 8.0;
+    let groups = bars.iter().filter(|b| b.starts_group).count();
     let (lo, hi) = axis_range(
         &bars
             .iter()
@@ -534,8 +590,9 @@ fn chart(release: &Release, asked: Option<&str>) -> Option<String> {
     let step = tick_step(hi - lo);
     let (lo, hi) = ((lo / step).floor() * step, (hi / step).ceil() * step);
     let span = if hi - lo > 0.0 { hi - lo } else { 1.0 };
-    let (label_w, plot_w, row_h, top) = (190.0, 560.0, 20.0, 26.0);
-    let height = top + row_h * bars.len() as f64 + 24.0;
+    let (label_w, plot_w, row_h) = (190.0, 560.0, 20.0);
+    let top = if series.is_empty() { 26.0 } else { 48.0 };
+    let height = top + row_h * bars.len() as f64 + gap * groups.saturating_sub(1) as f64 + 24.0;
     let width = label_w + plot_w + 70.0;
     let x = |v: f64| label_w + (v - lo) / span * plot_w;
     let mut s = String::new();
@@ -547,6 +604,26 @@ fn chart(release: &Release, asked: Option<&str>) -> Option<String> {
         col = esc(column),
         keys = esc(&keys.join(" and ")),
     );
+    if !series.is_empty() {
+        let mut lx = label_w;
+        let _ = write!(
+            s,
+            "<text x=\"{:.1}\" y=\"16\" text-anchor=\"end\">{}:</text>",
+            lx - 8.0,
+            esc(keys[1])
+        );
+        for (n, name) in series.iter().enumerate() {
+            let _ = write!(
+                s,
+                "<rect class=\"bar s{n}\" x=\"{lx:.1}\" y=\"6\" width=\"12\" height=\"12\"/>\
+                 <text x=\"{:.1}\" y=\"16\">{}</text>",
+                lx + 16.0,
+                esc(name)
+            );
+            lx += 32.0 + 7.0 * name.chars().count() as f64;
+        }
+        s.push('\n');
+    }
     let ticks = ((hi - lo) / step).round() as i64;
     for k in 0..=ticks {
         let v = lo + step * k as f64;
@@ -560,9 +637,10 @@ fn chart(release: &Release, asked: Option<&str>) -> Option<String> {
             esc(&number((v / step).round() * step))
         );
     }
+    let mut y = top - row_h;
     for (i, b) in bars.iter().enumerate() {
-        let y = top + row_h * i as f64;
-        let label: String = b.label.chars().take(30).collect();
+        y += row_h + if b.starts_group && i > 0 { gap } else { 0.0 };
+        let label: String = b.drawn.chars().take(30).collect();
         let _ = write!(
             s,
             "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
@@ -575,7 +653,8 @@ fn chart(release: &Release, asked: Option<&str>) -> Option<String> {
                 let (x0, x1) = (x(0.0_f64.max(lo)), x(v));
                 let _ = write!(
                     s,
-                    "<rect class=\"bar\" x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\"><title>{}: {}</title></rect>",
+                    "<rect class=\"bar{}\" x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\"><title>{}: {}</title></rect>",
+                    b.series.map(|n| format!(" s{n}")).unwrap_or_default(),
                     x0.min(x1),
                     y + 3.0,
                     (x1 - x0).abs().max(0.5),
@@ -612,9 +691,13 @@ fn chart(release: &Release, asked: Option<&str>) -> Option<String> {
             None => {
                 let _ = write!(
                     s,
-                    "<text class=\"muted\" x=\"{:.1}\" y=\"{:.1}\">{} hidden (small number)</text>",
+                    "<text class=\"muted\" x=\"{:.1}\" y=\"{:.1}\">{}{} hidden (small number)</text>",
                     x(0.0_f64.max(lo)) + 4.0,
                     y + row_h * 0.68,
+                    b.series
+                        .and_then(|n| series.get(n))
+                        .map(|name| format!("{}: ", esc(name)))
+                        .unwrap_or_default(),
                     esc(marker)
                 );
             }
@@ -914,5 +997,45 @@ mod tests {
             row.insert("people".to_owned(), Value::Null);
         }
         assert_eq!(chart_column(&release, None), Some("people"));
+    }
+
+    #[test]
+    fn two_keys_with_few_values_are_drawn_as_groups_side_by_side() {
+        use carelens_engine::ColumnMeta;
+        use std::collections::BTreeMap;
+        let column = |name: &str, role| ColumnMeta {
+            name: name.to_owned(),
+            role,
+            data_type: "Int64".to_owned(),
+        };
+        let mut release = Release::example();
+        release.columns = vec![
+            column("band", ColumnRole::Key),
+            column("sex", ColumnRole::Key),
+            column("n", ColumnRole::Count),
+        ];
+        release.rows.clear();
+        release.cells.clear();
+        for band in ["0-17", "18-64"] {
+            for (sex, n) in [("F", Value::from(100)), ("M", Value::Null)] {
+                let mut row = BTreeMap::new();
+                row.insert("band".to_owned(), Value::from(band));
+                row.insert("sex".to_owned(), Value::from(sex));
+                row.insert("n".to_owned(), n);
+                release.rows.push(row);
+                release.cells.push(BTreeMap::new());
+            }
+        }
+        let svg = release_chart(&release, None).unwrap();
+        // A legend naming the second key and each of its values, a colour each.
+        assert!(svg.contains(">sex:</text>"), "{svg}");
+        assert!(svg.contains("class=\"bar s0\"") && svg.contains("class=\"bar s1\""));
+        // Each group named once; a hidden bar says whose it is.
+        assert_eq!(svg.matches(">0-17</text>").count(), 1, "{svg}");
+        assert!(svg.contains("M: * hidden"), "{svg}");
+        // One key: no legend, no series.
+        release.columns.remove(1);
+        let svg = release_chart(&release, None).unwrap();
+        assert!(!svg.contains("bar s0") && !svg.contains("sex:"), "{svg}");
     }
 }
