@@ -12,6 +12,7 @@ mod fuzz;
 mod ledger;
 mod limits;
 mod query;
+mod readme;
 mod realism;
 mod request;
 mod sample_data;
