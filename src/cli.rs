@@ -138,8 +138,9 @@ pub struct CatalogCommandArgs {
     #[command(flatten)]
     pub catalog: CatalogArgs,
     /// Also read every page of every file (slow on a large extract): a damaged page is
-    /// found here rather than by a query after its charge; prints each file's rows and
-    /// SHA-256 to record beside the extract.
+    /// found here rather than by a query after its charge. Records the check beside the
+    /// extract (`.carelens/checked.toml`: each file's rows and SHA-256, and the files'
+    /// version); from then on the engine refuses files that changed since.
     #[arg(long)]
     pub deep: bool,
 }
@@ -154,16 +155,19 @@ pub fn catalog(args: CatalogCommandArgs) -> anyhow::Result<()> {
         let spinner = indicatif::ProgressBar::new_spinner();
         spinner.set_message("reading every page of every file");
         spinner.enable_steady_tick(std::time::Duration::from_millis(120));
-        let digests = loaded.read_every_page();
+        let checked_at = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+        let checked = loaded.check_deeply(&checked_at);
         spinner.finish_and_clear();
-        let digests = digests?;
-        writeln!(
-            out,
-            "\nevery page read; fingerprints (SHA-256) to record with the extract:"
-        )?;
+        let (digests, record) = checked?;
+        writeln!(out, "\nevery page read; fingerprints (SHA-256):")?;
         for d in digests {
             writeln!(out, "  {}  {}  {} rows", d.sha256, d.shown, d.rows)?;
         }
+        writeln!(
+            out,
+            "recorded in {}: queries are refused if the files change before the next check",
+            record.display()
+        )?;
     }
     Ok(())
 }

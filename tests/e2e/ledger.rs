@@ -474,7 +474,8 @@ fn catalog_deep_finds_a_damaged_page_the_footer_check_cannot() {
         let chunk = reader.metadata().row_group(0).column(1).clone();
         usize::try_from(chunk.data_page_offset()).unwrap()
     };
-    let mut bytes = std::fs::read(&file).unwrap();
+    let original = std::fs::read(&file).unwrap();
+    let mut bytes = original.clone();
     for (i, b) in bytes[offset..offset + 64].iter_mut().enumerate() {
         *b = (i as u8).wrapping_mul(151).wrapping_add(89);
     }
@@ -487,4 +488,37 @@ fn catalog_deep_finds_a_damaged_page_the_footer_check_cannot() {
         stderr.contains("encounter.parquet is damaged: a page of it cannot be read"),
         "{stderr}"
     );
+
+    // The first check was recorded: a query on the changed files is refused before its
+    // charge, also after the failed check, and after the file is restored until it is
+    // checked again.
+    let ledger = dir.path().join("ledger.sqlite");
+    let query = dir.path().join("q.sql");
+    std::fs::write(&query, "SELECT COUNT(*) AS n FROM encounter").unwrap();
+    let ask = || {
+        run(carelens()
+            .arg("query")
+            .arg(&query)
+            .arg("--config")
+            .arg(extract.join("carelens.toml"))
+            .arg("--ledger")
+            .arg(&ledger)
+            .arg("--user")
+            .arg("analyst"))
+    };
+    let (out, _, stderr) = ask();
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("changed since `carelens catalog --deep` checked them"),
+        "{stderr}"
+    );
+    assert!(!ledger.exists(), "nothing was charged or created");
+    std::fs::write(&file, &original).unwrap();
+    let (out, _, stderr) = ask();
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let (out, stdout, stderr) = catalog(true);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("recorded in "), "{stdout}");
+    let (out, _, stderr) = ask();
+    assert!(out.status.success(), "{stderr}");
 }

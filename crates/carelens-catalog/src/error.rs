@@ -56,6 +56,30 @@ pub enum CatalogError {
         /// What the reader said.
         detail: String,
     },
+    /// The extract's files are not those `carelens catalog --deep` checked.
+    #[error(
+        "the extract's files changed since `carelens catalog --deep` checked them ({checked_at}): \
+         nothing is run on them until it checks them again (the record: {})",
+        path.display()
+    )]
+    ChangedSinceChecked {
+        /// The check's record.
+        path: PathBuf,
+        /// When the check was made.
+        checked_at: String,
+    },
+    /// The record of a deep check cannot be read.
+    #[error(
+        "the record of the last deep check, {}, cannot be read ({detail}): run \
+         `carelens catalog --deep` again",
+        path.display()
+    )]
+    BadCheckRecord {
+        /// The record.
+        path: PathBuf,
+        /// What is wrong with it.
+        detail: String,
+    },
     /// A Parquet file's footer (its schema and statistics) could not be read.
     #[error("cannot read Parquet metadata of {}", path.display())]
     Parquet {

@@ -56,6 +56,7 @@
 //! assert_eq!(carelens_catalog::validate(&catalog), vec![]);
 //! ```
 
+mod checked;
 mod error;
 mod files;
 mod governance;
@@ -66,6 +67,7 @@ mod report;
 mod test_support;
 mod validate;
 
+pub use checked::CHECK_RECORD;
 pub use error::{CatalogError, Problem};
 pub use files::FileDigest;
 pub use governance::{DEFAULT_LEDGER_PATH, DisclosureSetting, LedgerSection, Policy, Role, User};

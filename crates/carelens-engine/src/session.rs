@@ -107,6 +107,8 @@ pub(crate) async fn open(
     loaded: &LoadedCatalog,
 ) -> Result<(SessionContext, CatalogInfo), SessionError> {
     // The footers only (cheap): every declared column present with its declared type.
+    // Files changed since a deep check are refused before their footers are read.
+    loaded.check_against_record().map_err(SessionError::Files)?;
     loaded.check_files().map_err(SessionError::Files)?;
     let config = SessionConfig::new()
         .with_information_schema(false)
