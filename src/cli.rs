@@ -168,6 +168,19 @@ pub fn catalog(args: CatalogCommandArgs) -> anyhow::Result<()> {
             "recorded in {}: queries are refused if the files change before the next check",
             record.display()
         )?;
+        if let Ok(Some(facts)) = loaded.check_against_record() {
+            for table in loaded.catalog().tables.iter().filter(|t| {
+                t.kind == carelens_catalog::TableKind::Person
+                    && !facts.one_row_per_person.contains(&t.name)
+            }) {
+                writeln!(
+                    out,
+                    "warning: {} does not hold one row per person (a missing or repeated \
+                     person id): the engine will refuse the extract",
+                    table.name
+                )?;
+            }
+        }
     }
     Ok(())
 }

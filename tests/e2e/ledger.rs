@@ -463,6 +463,13 @@ fn catalog_deep_finds_a_damaged_page_the_footer_check_cannot() {
     assert!(out.status.success(), "{stderr}");
     assert!(stdout.contains("every page read"), "{stdout}");
     assert!(stdout.contains("  person.parquet  20000 rows"), "{stdout}");
+    // The check is recorded, with the person table found to hold one row per person (the
+    // engine then does not count it again at every start).
+    let record = std::fs::read_to_string(extract.join(".carelens/checked.toml")).unwrap();
+    assert!(
+        record.contains("one_row_per_person = [\"person\"]"),
+        "{record}"
+    );
 
     // Bytes overwritten at the start of a column's data page (its header), as a bad disk
     // block would; the footer is untouched. (Damage inside compressed values can decode

@@ -5,8 +5,10 @@
 //! changed since it was checked, before anyone's query is charged — a damaged page that
 //! arrived after the check would otherwise be found by a query, after its charge.
 //!
-//! Without a record (an extract never checked deeply) the engine opens as before; the
-//! record is the operator's promise, kept by the engine.
+//! The check also establishes that each person table holds one row per person, which the
+//! engine then need not count again at every start (a count over the whole table).
+//! Without a record (an extract never checked deeply) the engine opens as before and
+//! counts.
 
 use std::path::PathBuf;
 
@@ -24,7 +26,19 @@ struct Record {
     format: String,
     checked_at: String,
     data_version: String,
+    /// The person tables found to hold one row per person.
+    one_row_per_person: Vec<String>,
     files: Vec<RecordedFile>,
+}
+
+/// What a recorded deep check established about files that have not changed since.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckedFacts {
+    /// When the check was made.
+    pub checked_at: String,
+    /// The person tables whose every row has a person id and no id two rows: the engine
+    /// need not count them again.
+    pub one_row_per_person: Vec<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -50,7 +64,7 @@ impl LoadedCatalog {
         checked_at: &str,
     ) -> Result<(Vec<FileDigest>, PathBuf), CatalogError> {
         let before = self.data_version()?;
-        let digests = self.read_every_page()?;
+        let (digests, one_row_per_person) = self.read_every_page_checking_people()?;
         let after = self.data_version()?;
         let path = self.check_record_path();
         if before != after {
@@ -63,6 +77,7 @@ impl LoadedCatalog {
             format: FORMAT.into(),
             checked_at: checked_at.into(),
             data_version: after,
+            one_row_per_person,
             files: digests
                 .iter()
                 .map(|d| RecordedFile {
@@ -90,13 +105,13 @@ impl LoadedCatalog {
     }
 
     /// Whether the files are still those `carelens catalog --deep` checked: `Ok(None)`
-    /// without a record, `Ok(Some(when))` when they are.
+    /// without a record, and what the check established when they are.
     ///
     /// # Errors
     ///
     /// [`CatalogError::ChangedSinceChecked`] when they changed; [`CatalogError::BadCheckRecord`]
     /// when the record cannot be read.
-    pub fn check_against_record(&self) -> Result<Option<String>, CatalogError> {
+    pub fn check_against_record(&self) -> Result<Option<CheckedFacts>, CatalogError> {
         let path = self.check_record_path();
         let text = match std::fs::read_to_string(&path) {
             Ok(text) => text,
@@ -117,6 +132,9 @@ impl LoadedCatalog {
                 checked_at: format!("at {}", record.checked_at),
             });
         }
-        Ok(Some(record.checked_at))
+        Ok(Some(CheckedFacts {
+            checked_at: record.checked_at,
+            one_row_per_person: record.one_row_per_person,
+        }))
     }
 }

@@ -93,15 +93,63 @@ pub struct FileDigest {
     pub sha256: String,
 }
 
+/// The person ids of a person table, gathered while its pages are read, to check that it
+/// holds one row per person.
+#[derive(Default)]
+struct PersonIds {
+    numbers: Vec<i64>,
+    texts: Vec<String>,
+    nulls: usize,
+}
+
+impl PersonIds {
+    fn add(&mut self, column: &arrow::array::ArrayRef) -> Result<(), String> {
+        use arrow::array::{Array, AsArray};
+        use arrow::datatypes::{DataType, Int64Type};
+        self.nulls += column.null_count();
+        if column.data_type().is_integer() {
+            let ints = arrow::compute::cast(column, &DataType::Int64).map_err(|e| e.to_string())?;
+            self.numbers
+                .extend(ints.as_primitive::<Int64Type>().iter().flatten());
+        } else {
+            let texts = arrow::compute::cast(column, &DataType::Utf8).map_err(|e| e.to_string())?;
+            self.texts
+                .extend(texts.as_string::<i32>().iter().flatten().map(str::to_owned));
+        }
+        Ok(())
+    }
+
+    /// Whether every row has an id and no id is on two rows.
+    fn one_each(mut self) -> bool {
+        self.numbers.sort_unstable();
+        self.texts.sort_unstable();
+        self.nulls == 0
+            && self.numbers.windows(2).all(|w| w[0] != w[1])
+            && self.texts.windows(2).all(|w| w[0] != w[1])
+    }
+}
+
 impl LoadedCatalog {
     /// Reads every page of every file (`carelens catalog --deep`): a damaged page — which
     /// the footer check cannot see — is an error naming the file, before anyone's query
     /// reads it and fails after its charge. Returns each file's row count and fingerprint.
     pub fn read_every_page(&self) -> Result<Vec<FileDigest>, CatalogError> {
+        Ok(self.read_every_page_checking_people()?.0)
+    }
+
+    /// [`LoadedCatalog::read_every_page`], also checking that each person table holds one
+    /// row per person (every row has a person id, no id on two rows): the names of the
+    /// person tables that do.
+    pub(crate) fn read_every_page_checking_people(
+        &self,
+    ) -> Result<(Vec<FileDigest>, Vec<String>), CatalogError> {
         use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
         use sha2::{Digest, Sha256};
+        let person = self.catalog().dataset.person_column.as_str();
         let mut digests = Vec::new();
-        for (_, table_files) in self.tables() {
+        let mut one_each = Vec::new();
+        for (table, table_files) in self.tables() {
+            let mut ids = (table.kind == crate::TableKind::Person).then(PersonIds::default);
             for path in table_files.files() {
                 let io = |source| CatalogError::Io {
                     path: path.clone(),
@@ -122,7 +170,11 @@ impl LoadedCatalog {
                     .map_err(|e| damaged(e.to_string()))?;
                 let mut rows = 0;
                 for batch in reader {
-                    rows += batch.map_err(|e| damaged(e.to_string()))?.num_rows();
+                    let batch = batch.map_err(|e| damaged(e.to_string()))?;
+                    rows += batch.num_rows();
+                    if let (Some(ids), Some(column)) = (&mut ids, batch.column_by_name(person)) {
+                        ids.add(column).map_err(damaged)?;
+                    }
                 }
                 digests.push(FileDigest {
                     shown: path
@@ -134,8 +186,11 @@ impl LoadedCatalog {
                     sha256,
                 });
             }
+            if ids.is_some_and(PersonIds::one_each) {
+                one_each.push(table.name.clone());
+            }
         }
-        Ok(digests)
+        Ok((digests, one_each))
     }
 }
 
@@ -442,6 +497,36 @@ fn table_report(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn one_row_per_person_means_every_row_an_id_and_no_id_twice() {
+        use std::sync::Arc;
+        let ints = |v: Vec<Option<i64>>| -> arrow::array::ArrayRef {
+            Arc::new(arrow::array::Int64Array::from(v))
+        };
+        let texts = |v: Vec<Option<&str>>| -> arrow::array::ArrayRef {
+            Arc::new(arrow::array::StringArray::from(v))
+        };
+        let check = |batches: Vec<arrow::array::ArrayRef>| {
+            let mut ids = super::PersonIds::default();
+            for batch in &batches {
+                ids.add(batch).unwrap();
+            }
+            ids.one_each()
+        };
+        assert!(check(vec![
+            ints(vec![Some(3), Some(1)]),
+            ints(vec![Some(2)])
+        ]));
+        // The same id in two batches (two files, two row groups) is caught.
+        assert!(!check(vec![
+            ints(vec![Some(3), Some(1)]),
+            ints(vec![Some(3)])
+        ]));
+        assert!(!check(vec![ints(vec![Some(1), None])]));
+        assert!(check(vec![texts(vec![Some("a"), Some("b")])]));
+        assert!(!check(vec![texts(vec![Some("a")]), texts(vec![Some("a")])]));
+    }
+
     use std::fs;
 
     use std::sync::Arc;

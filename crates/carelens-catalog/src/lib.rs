@@ -67,7 +67,7 @@ mod report;
 mod test_support;
 mod validate;
 
-pub use checked::CHECK_RECORD;
+pub use checked::{CHECK_RECORD, CheckedFacts};
 pub use error::{CatalogError, Problem};
 pub use files::FileDigest;
 pub use governance::{DEFAULT_LEDGER_PATH, DisclosureSetting, LedgerSection, Policy, Role, User};
