@@ -300,7 +300,7 @@ fn register_writes_the_public_register_as_static_files() {
     let query = dir.path().join("n.sql");
     std::fs::write(
         &query,
-        "-- Registered people born before 1960\n-- carelens: epsilon=0.5\n\
+        "-- Registered people born before 1960\n-- What: a count of them.\n-- carelens: epsilon=0.5\n\
          SELECT COUNT(*) AS n FROM person WHERE year_of_birth < 1960",
     )
     .unwrap();

@@ -40,7 +40,9 @@ use carelens_ledger::{
 pub use crate::batch::{BatchCost, BatchItem, batch_cost};
 pub use crate::catalog::{CatalogView, DisclosureView, TableView};
 pub use crate::error::{RESEARCHERS_ASK, ServiceError};
-pub use crate::register::{Basis, Charge, ChargeStatus, LogState, Register, Spend};
+pub use crate::register::{
+    Basis, Charge, ChargeStatus, LogState, Register, Spend, published_title,
+};
 pub use crate::requests::ShownRequest;
 pub use crate::tokens::{IssuedToken, TOKEN_PREFIX};
 

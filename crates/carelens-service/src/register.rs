@@ -7,8 +7,8 @@
 //! nothing else. Never published: a user's name, the SQL (its literals may describe
 //! someone), plan hashes and cache keys, a result or its hash, why a query failed or was
 //! rejected, the DP parameters beyond the ε and δ spent. The purpose is what its author
-//! wrote for publication: a query file's title (the first line of its header comment) or
-//! a request's stated purpose. `docs/register.md` lists the fields and the reasons.
+//! wrote for publication: a query's title when its header is written to be read (a title
+//! line and a `What:` paragraph, [`published_title`]) or a request's stated purpose. `docs/register.md` lists the fields and the reasons.
 
 use std::collections::HashMap;
 
@@ -121,6 +121,28 @@ pub struct LogState {
     pub head_hash: String,
 }
 
+/// The longest title the register publishes; longer ones are cut.
+const MAX_TITLE: usize = 120;
+
+/// What the register publishes as a query's purpose: its title, only when its header is
+/// one written to be read — a title line and a `What:` paragraph, as the query library's
+/// headers are — and cut to [`MAX_TITLE`] characters. Any other first comment line (a
+/// note to oneself, commented-out SQL with its literals) is not published.
+pub fn published_title(sql: &str) -> Option<String> {
+    let header = carelens_engine::Header::parse(sql);
+    let written_to_be_read = header.paragraphs.iter().any(|(label, _)| label == "What");
+    let title = header.title.trim();
+    if !written_to_be_read || title.is_empty() {
+        return None;
+    }
+    Some(if title.chars().count() > MAX_TITLE {
+        let cut: String = title.chars().take(MAX_TITLE - 1).collect();
+        format!("{}…", cut.trim_end())
+    } else {
+        title.to_owned()
+    })
+}
+
 impl Service {
     /// The transparency register as of now. Anyone may read it: it holds only the public
     /// fields (see the module's documentation).
@@ -191,7 +213,7 @@ fn build(
         let request = request_of_key(&entry.cache_key);
         let purpose = match request {
             Some(id) => purposes.get(&id).cloned(),
-            None => Some(carelens_engine::Header::parse(&entry.sql).title),
+            None => published_title(&entry.sql),
         }
         .map(|text| text.trim().to_owned())
         .filter(|text| !text.is_empty());

@@ -91,6 +91,12 @@ pub(crate) fn outcome_section(outcome: &Outcome<'_>, sql: &str) -> Markup {
                 h2 #result-heading { "Explain: what releasing it would cost" }
                 p { "Releasing this query would spend " strong { "ε " (number(explain.epsilon)) }
                     " and δ " (number(explain.delta)) ". Nothing has been spent." }
+                p { "The public transparency register would list it with "
+                    @match carelens_service::published_title(sql) {
+                        Some(title) => { "the purpose “" (title) "” (its title)." }
+                        None => { "no purpose (it has no title with a " code { "-- What:" } " line under it)." }
+                    }
+                    " It never shows the SQL or the result." }
                 pre.explain tabindex="0" aria-label="The full explanation" { (carelens_render::explain(explain)) }
             }
         },
