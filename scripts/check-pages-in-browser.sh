@@ -42,7 +42,7 @@ RESEARCHER_TOKEN="$(token researcher)"
 APPROVER_TOKEN="$(token approver)"
 export ANALYST_TOKEN RESEARCHER_TOKEN APPROVER_TOKEN
 
-"$bin" serve --listen 127.0.0.1:0 --library queries >"$work/serve.log" 2>&1 &
+"$bin" serve --listen 127.0.0.1:0 --library queries --register-refresh 0 >"$work/serve.log" 2>&1 &
 server=$!
 url=""
 for _ in $(seq 1 300); do

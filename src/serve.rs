@@ -41,6 +41,10 @@ pub struct ServeArgs {
     /// How each call is logged on standard error.
     #[arg(long, value_enum, default_value_t = LogChoice::Text)]
     pub log_format: LogChoice,
+    /// The public register is made again at most this often (seconds): a reader polling it
+    /// learns when charges happen only to within this. 0: whenever the log has grown.
+    #[arg(long, value_name = "SECONDS", default_value_t = 900)]
+    pub register_refresh: u64,
     /// The query library for the web pages' Library: a folder of SQL files (such as the
     /// bundled `queries`), read again at each visit.
     #[arg(long, value_name = "DIR")]
@@ -87,6 +91,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
             LogChoice::Text => LogFormat::Text,
             LogChoice::Json => LogFormat::Json,
         },
+        register_refresh: std::time::Duration::from_secs(args.register_refresh),
         ..ServerOptions::default()
     };
     if let Some(library) = &args.library

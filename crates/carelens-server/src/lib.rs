@@ -47,6 +47,10 @@ pub struct ServerOptions {
     pub max_waiting: usize,
     /// How each call is logged to standard error.
     pub log_format: LogFormat,
+    /// The public register is made again at most this often: a reader polling it learns
+    /// when charges happen only to within this much (and the log is re-checked at most
+    /// this often on their behalf). Zero: whenever the log has grown.
+    pub register_refresh: std::time::Duration,
 }
 
 impl Default for ServerOptions {
@@ -56,6 +60,7 @@ impl Default for ServerOptions {
             max_running: 4,
             max_waiting: 64,
             log_format: LogFormat::Text,
+            register_refresh: std::time::Duration::from_secs(15 * 60),
         }
     }
 }
@@ -97,7 +102,7 @@ impl Server {
             service,
             failures: Arc::default(),
             observer: Arc::new(observe::Observer::new(options.log_format)),
-            register: Arc::default(),
+            register: Arc::new(pages::RegisterCache::new(options.register_refresh)),
             sessions: Arc::default(),
             library: library.map(Arc::from),
             runs: Arc::default(),

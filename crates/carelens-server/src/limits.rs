@@ -129,6 +129,42 @@ pub(crate) async fn queue(State(gate): State<Arc<Gate>>, request: Request, next:
     }
 }
 
+/// How long a caller has to send a request's body.
+pub(crate) const BODY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Middleware on every route, outside the gate: the body is read whole (up to `limit`
+/// bytes) within [`BODY_DEADLINE`] before anything else, so a caller trickling a body
+/// holds no turn at the gate while it does (answered 408 when it is too slow, 413 when it
+/// is too large).
+pub(crate) async fn read_body_first(
+    State(limit): State<usize>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    match tokio::time::timeout(BODY_DEADLINE, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(bytes)) => {
+            next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+                .await
+        }
+        Ok(Err(_)) => ApiError::Request {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            code: "too_large",
+            message: format!("the request's body is larger than {limit} bytes"),
+        }
+        .into_response(),
+        Err(_) => ApiError::Request {
+            status: StatusCode::REQUEST_TIMEOUT,
+            code: "too_slow",
+            message: format!(
+                "the request's body did not arrive within {} s",
+                BODY_DEADLINE.as_secs()
+            ),
+        }
+        .into_response(),
+    }
+}
+
 /// Middleware on every route: 503 once the server is stopping.
 pub(crate) async fn refuse_when_draining(
     State(drain): State<Drain>,

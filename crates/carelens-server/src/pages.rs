@@ -2,9 +2,12 @@
 //! with `/register.csv` and `/register.json` — no sign-in, nothing in them but the fields
 //! the service decided public.
 //!
-//! Anyone may ask, so the register is made at most once per change of the audit log (and
-//! at least once a minute, so that its check of the log is fresh): callers in between
-//! are answered the same bytes, and callers at the same time wait for one making.
+//! Anyone may ask, so the register is made again at most once per
+//! [`crate::ServerOptions::register_refresh`] (15 minutes by default): a reader polling it
+//! learns when charges happen only to within that, and cannot make the server re-read and
+//! re-check the whole log more often. With a zero refresh it is made whenever the log has
+//! grown (and at least once a minute). Callers in between are answered the same bytes, and
+//! callers at the same time wait for one making.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,7 +22,8 @@ use tokio::sync::Mutex;
 
 use crate::{ApiError, AppState};
 
-/// How long a made register is served while the log has not grown.
+/// How long a made register is served while the log has not grown (its check of the log
+/// stays fresh).
 const FRESH: Duration = Duration::from_secs(60);
 
 /// The register as last made, in its three forms.
@@ -31,9 +35,20 @@ pub(crate) struct Made {
     json: String,
 }
 
-/// The last made register, shared by the server's calls.
-#[derive(Default)]
-pub(crate) struct RegisterCache(Mutex<Option<Arc<Made>>>);
+/// The last made register, shared by the server's calls, and how often it is made again.
+pub(crate) struct RegisterCache {
+    last: Mutex<Option<Arc<Made>>>,
+    refresh: Duration,
+}
+
+impl RegisterCache {
+    pub(crate) fn new(refresh: Duration) -> Self {
+        Self {
+            last: Mutex::new(None),
+            refresh,
+        }
+    }
+}
 
 /// The public pages.
 pub(crate) fn routes() -> Router<AppState> {
@@ -63,6 +78,18 @@ fn answer(media_type: &'static str, body: String) -> Response {
         [
             (CONTENT_TYPE, HeaderValue::from_static(media_type)),
             (CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+            (
+                axum::http::header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(crate::web::POLICY),
+            ),
+            (
+                axum::http::header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ),
+            (
+                axum::http::header::X_FRAME_OPTIONS,
+                HeaderValue::from_static("DENY"),
+            ),
         ],
         body,
     )
@@ -71,7 +98,12 @@ fn answer(media_type: &'static str, body: String) -> Response {
 
 /// The register, made again when the log has grown or the last one is a minute old.
 async fn made(state: &AppState) -> Result<Arc<Made>, ApiError> {
-    let mut cache = state.register.0.lock().await;
+    let mut cache = state.register.last.lock().await;
+    if let Some(made) = cache.as_ref()
+        && made.at.elapsed() < state.register.refresh
+    {
+        return Ok(Arc::clone(made));
+    }
     let length = state.service.log_length().await?;
     if let Some(made) = cache.as_ref()
         && made.length == length

@@ -104,9 +104,13 @@ pub(crate) fn routes(
     Router::new()
         .nest("/api/v1", api)
         .merge(crate::pages::routes())
-        .merge(crate::web::routes(gate))
+        .merge(crate::web::routes(gate, state.clone()))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(options.max_body_bytes))
+        .layer(from_fn_with_state(
+            options.max_body_bytes,
+            crate::limits::read_body_first,
+        ))
         .layer(from_fn_with_state(drain, refuse_when_draining))
         .with_state(state)
         .layer(from_fn_with_state(observer, observe))

@@ -136,10 +136,13 @@ pub(crate) async fn signed_in(state: &AppState, headers: &HeaderMap) -> Option<S
     let (secret, csrf) = state.sessions.touch(id)?;
     match state.service.authenticate(&secret).await {
         Ok(caller) => Some(SignedIn { caller, csrf }),
-        Err(_) => {
+        // Revoked, expired or no longer in the catalog: the session ends with its token.
+        Err(ServiceError::Unauthenticated) => {
             state.sessions.end(id);
             None
         }
+        // The ledger busy or failing: not signed in for this page, the session kept.
+        Err(_) => None,
     }
 }
 

@@ -27,26 +27,41 @@ use crate::{AppState, auth};
 
 /// What pages may load: their own inline style and SVG, images as data; no scripts, no
 /// frames, forms only to this site.
-const POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; \
+pub(crate) const POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; \
                       form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// The page routes; the query page's post waits for a turn at the gate, as the API's
 /// queries do.
-pub(crate) fn routes(gate: Arc<Gate>) -> Router<AppState> {
+pub(crate) fn routes(gate: Arc<Gate>, state: AppState) -> Router<AppState> {
     Router::new()
         .route("/", get(home))
         .route("/signin", get(signin_form).post(signin))
         .route("/signout", post(signout))
-        .route(
-            "/query",
-            get(query_page)
-                .merge(post(query_post).route_layer(from_fn_with_state(Arc::clone(&gate), queue))),
-        )
         .route("/audit", get(audit_page))
         .merge(
-            crate::web_library::routes().route_layer(from_fn_with_state(Arc::clone(&gate), queue)),
+            Router::new()
+                .route("/query", get(query_page).post(query_post))
+                .merge(crate::web_library::routes())
+                .merge(crate::web_requests::routes())
+                // A turn at the gate (as the API's query routes), asked for only by a
+                // signed-in person: a caller without a session is sent to sign in at
+                // once, not queued.
+                .route_layer(from_fn_with_state(gate, queue))
+                .route_layer(from_fn_with_state(state, signed_in_first)),
         )
-        .merge(crate::web_requests::routes().route_layer(from_fn_with_state(gate, queue)))
+}
+
+/// Middleware outside the gate on the pages that wait for a turn: a caller without a live
+/// session is sent to sign in at once and takes no place in the queue.
+async fn signed_in_first(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match signed_in(&state, request.headers()).await {
+        Some(_) => next.run(request).await,
+        None => redirect("/signin", &[]),
+    }
 }
 
 /// Who is looking, for a page.
@@ -77,6 +92,10 @@ pub(crate) fn html(status: StatusCode, body: String) -> Response {
             (
                 axum::http::header::REFERRER_POLICY,
                 HeaderValue::from_static("same-origin"),
+            ),
+            (
+                axum::http::header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
             ),
         ],
         body,

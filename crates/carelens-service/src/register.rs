@@ -23,7 +23,7 @@ use crate::{Service, ServiceError, request_of_key};
 pub struct Register {
     /// The dataset's name, as the catalog gives it.
     pub dataset: String,
-    /// When the register was made (RFC 3339, UTC, to the second).
+    /// When the register was made (UTC, to the minute).
     pub made_at: String,
     /// The dataset's lifetime privacy cap: what all releases together may ever spend.
     pub cap: Spend,
@@ -164,7 +164,7 @@ impl Service {
         Ok(build(
             self.catalog.catalog().dataset.name.clone(),
             self.catalog.disclosure().1,
-            chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            chrono::Utc::now().format("%Y-%m-%dT%H:%MZ").to_string(),
             cap,
             &entries,
             &purposes.into_iter().collect(),

@@ -176,7 +176,7 @@ pub fn signin(csrf: &str, problem: Option<&str>) -> String {
         form method="post" action="/signin" {
             input type="hidden" name="csrf" value=(csrf);
             label for="token" { "Token" }
-            input #token type="password" name="token" autocomplete="current-password" required
+            input #token type="password" name="token" autocomplete="off" required
                 aria-describedby=[problem.map(|_| "problem")];
             div.actions { button.primary type="submit" { "Sign in" } }
         }

@@ -32,6 +32,7 @@ struct Fixture {
 fn quiet() -> ServerOptions {
     ServerOptions {
         log_format: LogFormat::Off,
+        register_refresh: Duration::ZERO,
         ..ServerOptions::default()
     }
 }

@@ -260,7 +260,14 @@ async fn the_register_is_public_and_lists_every_charge_without_a_result() {
                 }
             }
         }
-        for sql_text in ["SELECT", "year_of_birth", "1931", "1961", "1951", "GROUP BY"] {
+        for sql_text in [
+            "SELECT",
+            "year_of_birth",
+            "1931",
+            "1961",
+            "1951",
+            "GROUP BY",
+        ] {
             assert!(!form.contains(sql_text), "{sql_text} is in the register");
         }
     }
@@ -301,4 +308,26 @@ async fn the_register_is_made_again_when_the_log_grows() {
     let after: Value = serde_json::from_str(&after).unwrap();
     assert_eq!(after["charges"].as_array().unwrap().len(), 1);
     assert_eq!(after["spent"]["epsilon"], 0.5);
+}
+
+/// With a refresh interval, a poller gets the same register until it is due: the time of
+/// a charge shows only to within the interval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_register_is_made_again_only_when_due() {
+    let f = Fixture::with(ServerOptions {
+        register_refresh: std::time::Duration::from_secs(3600),
+        ..quiet()
+    })
+    .await;
+    let (_, _, before) = get(&f, "/register.json").await;
+    let analyst = f.token("analyst").await;
+    let (status, _, _) = f.query(&analyst, json!({ "sql": COUNT })).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, _, after) = get(&f, "/register.json").await;
+    assert_eq!(
+        before, after,
+        "the register was made again before it was due"
+    );
+    let after: Value = serde_json::from_str(&after).unwrap();
+    assert_eq!(after["charges"], json!([]));
 }
