@@ -220,17 +220,11 @@ async fn approve(
                 .await;
         }
     };
-    match state
+    let decided = state
         .service
         .approve_request(&who.caller, id, epsilon, &form.note)
-        .await
-    {
-        Ok(_) => redirect(&format!("/requests/{id}"), &[]),
-        Err(err) => {
-            let hint = err.hint().map(str::to_owned);
-            decision_refused(&state, &who, id, err.to_string(), hint, status_of(&err)).await
-        }
-    }
+        .await;
+    after_decision(&state, &who, id, decided.map(|_| ())).await
 }
 
 async fn reject(
@@ -243,15 +237,25 @@ async fn reject(
     if !form_is_genuine(&headers, &form.csrf, &who.csrf) {
         return forbidden_form();
     }
-    match state
+    let decided = state
         .service
         .reject_request(&who.caller, id, &form.note)
-        .await
-    {
-        Ok(_) => redirect(&format!("/requests/{id}"), &[]),
+        .await;
+    after_decision(&state, &who, id, decided.map(|_| ())).await
+}
+
+/// The request's page after a decision, or again with why it was refused.
+async fn after_decision(
+    state: &AppState,
+    who: &SignedIn,
+    id: i64,
+    decided: Result<(), ServiceError>,
+) -> Response {
+    match decided {
+        Ok(()) => redirect(&format!("/requests/{id}"), &[]),
         Err(err) => {
             let hint = err.hint().map(str::to_owned);
-            decision_refused(&state, &who, id, err.to_string(), hint, status_of(&err)).await
+            decision_refused(state, who, id, err.to_string(), hint, status_of(&err)).await
         }
     }
 }

@@ -51,6 +51,16 @@ async fn page(
     (status, headers, String::from_utf8(bytes.to_vec()).unwrap())
 }
 
+/// `POST path` of the form `fields` with `cookies`, from no other site.
+async fn post(
+    f: &Fixture,
+    path: &str,
+    cookies: &str,
+    fields: &[(&str, &str)],
+) -> (StatusCode, HeaderMap, String) {
+    page(f, "POST", path, cookies, fields, None).await
+}
+
 /// `name=value` of the cookie `name` that `headers` set.
 fn set_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
@@ -152,26 +162,22 @@ async fn signing_in_sets_a_strict_session_cookie_and_checks_the_form() {
         assert!(set_cookie(&headers, "carelens_session").is_none());
     }
     // A wrong token.
-    let (status, headers, html) = page(
+    let (status, headers, html) = post(
         &f,
-        "POST",
         "/signin",
         &signin,
         &[("csrf", &csrf), ("token", "carelens_0123")],
-        None,
     )
     .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert!(html.contains("not accepted"));
     assert!(set_cookie(&headers, "carelens_session").is_none());
     // The right one: a session cookie the browser keeps to itself and this site.
-    let (status, headers, _) = page(
+    let (status, headers, _) = post(
         &f,
-        "POST",
         "/signin",
         &signin,
         &[("csrf", &csrf), ("token", &token)],
-        None,
     )
     .await;
     assert_eq!(status, StatusCode::SEE_OTHER);
@@ -240,13 +246,11 @@ async fn every_form_needs_its_csrf_secret_and_a_revoked_token_ends_the_session()
     assert_eq!(status, StatusCode::OK);
     assert!(html.contains("Nothing has been spent"), "{html}");
     assert_eq!(analyst_spent(&f).await, 0.0);
-    let (status, _, html) = page(
+    let (status, _, html) = post(
         &f,
-        "POST",
         "/query",
         &session,
         &[("csrf", &csrf), ("sql", sql), ("action", "release")],
-        None,
     )
     .await;
     assert_eq!(status, StatusCode::OK);
@@ -276,13 +280,11 @@ async fn every_form_needs_its_csrf_secret_and_a_revoked_token_ends_the_session()
     let (status, headers, _) = page(&f, "GET", "/query", &session, &[], None).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     assert_eq!(headers["location"], "/signin");
-    let (status, _, _) = page(
+    let (status, _, _) = post(
         &f,
-        "POST",
         "/query",
         &session,
         &[("csrf", &csrf), ("sql", sql), ("action", "release")],
-        None,
     )
     .await;
     assert_eq!(status, StatusCode::SEE_OTHER);
@@ -290,15 +292,7 @@ async fn every_form_needs_its_csrf_secret_and_a_revoked_token_ends_the_session()
     assert_eq!(status, StatusCode::OK);
 
     // Sign-out ends the session for good.
-    let (status, headers, _) = page(
-        &f,
-        "POST",
-        "/signout",
-        &other_session,
-        &[("csrf", &other_csrf)],
-        None,
-    )
-    .await;
+    let (status, headers, _) = post(&f, "/signout", &other_session, &[("csrf", &other_csrf)]).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     assert!(set_cookie(&headers, "carelens_session").is_some_and(|c| c == "carelens_session="));
     let (status, _, _) = page(&f, "GET", "/query", &other_session, &[], None).await;
@@ -364,13 +358,11 @@ async fn every_form_of_every_page_is_refused_without_its_csrf_secret() {
         seen.extend(form_actions(&html));
     }
     // Approved, the requester's page has the release form.
-    let (status, _, _) = page(
+    let (status, _, _) = post(
         &f,
-        "POST",
         &format!("/requests/{id}/approve"),
         &approver,
         &[("csrf", &approver_csrf), ("note", "fine")],
-        None,
     )
     .await;
     assert_eq!(status, StatusCode::SEE_OTHER);
@@ -455,13 +447,11 @@ async fn the_audit_page_shows_each_role_what_it_may_see() {
     let (analyst, analyst_csrf) = sign_in(&f, &f.token("analyst").await).await;
     let (approver, _) = sign_in(&f, &f.token("approver").await).await;
     let sql = "-- carelens: epsilon=0.5\nSELECT COUNT(*) AS n FROM person";
-    let (status, _, _) = page(
+    let (status, _, _) = post(
         &f,
-        "POST",
         "/query",
         &analyst,
         &[("csrf", &analyst_csrf), ("sql", sql), ("action", "release")],
-        None,
     )
     .await;
     assert_eq!(status, StatusCode::OK);
@@ -516,26 +506,16 @@ async fn the_library_runs_as_one_batch_and_its_report_is_the_runners() {
     let (status, _, html) = page(&f, "GET", "/library", &researcher, &[], None).await;
     assert_eq!(status, StatusCode::OK);
     assert!(!html.contains("action=\"/library/run\""));
-    let (status, _, _) = page(
+    let (status, _, _) = post(
         &f,
-        "POST",
         "/library/run",
         &researcher,
         &[("csrf", &researcher_csrf)],
-        None,
     )
     .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 
-    let (status, headers, _) = page(
-        &f,
-        "POST",
-        "/library/run",
-        &analyst,
-        &[("csrf", &analyst_csrf)],
-        None,
-    )
-    .await;
+    let (status, headers, _) = post(&f, "/library/run", &analyst, &[("csrf", &analyst_csrf)]).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     let report = headers["location"].to_str().unwrap().to_owned();
     assert_eq!(report, "/library/runs/1");
