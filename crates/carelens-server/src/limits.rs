@@ -149,13 +149,13 @@ pub(crate) async fn read_body_first(
         }
         Ok(Err(_)) => ApiError::Request {
             status: StatusCode::PAYLOAD_TOO_LARGE,
-            code: "too_large",
+            code: "bad_request",
             message: format!("the request's body is larger than {limit} bytes"),
         }
         .into_response(),
         Err(_) => ApiError::Request {
             status: StatusCode::REQUEST_TIMEOUT,
-            code: "too_slow",
+            code: "bad_request",
             message: format!(
                 "the request's body did not arrive within {} s",
                 BODY_DEADLINE.as_secs()
