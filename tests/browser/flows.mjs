@@ -98,7 +98,7 @@ try {
   await page.getByRole("button", { name: "Sign in" }).click();
   check(page.url().endsWith("/query"), `signed in, on the query page (${page.url()})`);
   const cookies = await context.cookies();
-  const session = cookies.find((c) => c.name === "carelens_session");
+  const session = cookies.find((c) => c.name === "__Host-carelens_session");
   check(session && session.httpOnly && session.secure && session.sameSite === "Strict", "the session cookie is HttpOnly, Secure, SameSite=Strict");
   await accessible(page, "query");
 

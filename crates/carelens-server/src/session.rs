@@ -30,10 +30,12 @@ pub(crate) const LIFETIME: Duration = Duration::from_secs(8 * 60 * 60);
 /// Sessions kept at once; beyond, the least recently used ends.
 const MAX_SESSIONS: usize = 10_000;
 
-/// The session cookie's name.
-pub(crate) const SESSION_COOKIE: &str = "carelens_session";
+/// The session cookie's name. The `__Host-` prefix makes browsers take it only from this
+/// host over HTTPS (or localhost), `Secure`, `Path=/` and without a `Domain`: a sibling
+/// subdomain cannot plant a session of its own.
+pub(crate) const SESSION_COOKIE: &str = "__Host-carelens_session";
 /// The sign-in form's own CSRF cookie.
-pub(crate) const SIGNIN_COOKIE: &str = "carelens_signin";
+pub(crate) const SIGNIN_COOKIE: &str = "__Host-carelens_signin";
 
 struct Session {
     secret: String,

@@ -4,6 +4,8 @@
 
 use axum::http::HeaderMap;
 
+use crate::session::{SESSION_COOKIE, SIGNIN_COOKIE};
+
 use super::*;
 
 fn encode(text: &str) -> String {
@@ -83,7 +85,7 @@ fn csrf_of(html: &str) -> String {
 /// Signs `token` in; the session cookie and the pages' CSRF secret.
 async fn sign_in(f: &Fixture, token: &str) -> (String, String) {
     let (_, headers, html) = page(f, "GET", "/signin", "", &[], None).await;
-    let signin = set_cookie(&headers, "carelens_signin").expect("the sign-in cookie");
+    let signin = set_cookie(&headers, SIGNIN_COOKIE).expect("the sign-in cookie");
     let csrf = csrf_of(&html);
     let (status, headers, _) = page(
         f,
@@ -96,7 +98,7 @@ async fn sign_in(f: &Fixture, token: &str) -> (String, String) {
     .await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     assert_eq!(headers["location"], "/query");
-    let session = set_cookie(&headers, "carelens_session").expect("a session cookie");
+    let session = set_cookie(&headers, SESSION_COOKIE).expect("a session cookie");
     let (status, _, html) = page(f, "GET", "/query", &session, &[], None).await;
     assert_eq!(status, StatusCode::OK);
     (session, csrf_of(&html))
@@ -131,7 +133,7 @@ async fn signing_in_sets_a_strict_session_cookie_and_checks_the_form() {
             .unwrap()
             .contains("default-src 'none'")
     );
-    let signin = set_cookie(&headers, "carelens_signin").unwrap();
+    let signin = set_cookie(&headers, SIGNIN_COOKIE).unwrap();
     let csrf = csrf_of(&html);
     // The sign-in form without its secret, with another, or from another site.
     for (cookie, given, origin) in [
@@ -159,7 +161,7 @@ async fn signing_in_sets_a_strict_session_cookie_and_checks_the_form() {
             StatusCode::FORBIDDEN,
             "{cookie:?} {given:?} {origin:?}"
         );
-        assert!(set_cookie(&headers, "carelens_session").is_none());
+        assert!(set_cookie(&headers, SESSION_COOKIE).is_none());
     }
     // A wrong token.
     let (status, headers, html) = post(
@@ -171,7 +173,7 @@ async fn signing_in_sets_a_strict_session_cookie_and_checks_the_form() {
     .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert!(html.contains("not accepted"));
-    assert!(set_cookie(&headers, "carelens_session").is_none());
+    assert!(set_cookie(&headers, SESSION_COOKIE).is_none());
     // The right one: a session cookie the browser keeps to itself and this site.
     let (status, headers, _) = post(
         &f,
@@ -185,7 +187,7 @@ async fn signing_in_sets_a_strict_session_cookie_and_checks_the_form() {
         .get_all("set-cookie")
         .iter()
         .map(|v| v.to_str().unwrap().to_owned())
-        .find(|v| v.starts_with("carelens_session="))
+        .find(|v| v.starts_with(&format!("{SESSION_COOKIE}=")))
         .unwrap();
     for attribute in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/"] {
         assert!(cookie.contains(attribute), "{cookie}");
@@ -294,7 +296,9 @@ async fn every_form_needs_its_csrf_secret_and_a_revoked_token_ends_the_session()
     // Sign-out ends the session for good.
     let (status, headers, _) = post(&f, "/signout", &other_session, &[("csrf", &other_csrf)]).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
-    assert!(set_cookie(&headers, "carelens_session").is_some_and(|c| c == "carelens_session="));
+    assert!(
+        set_cookie(&headers, SESSION_COOKIE).is_some_and(|c| c == format!("{SESSION_COOKIE}="))
+    );
     let (status, _, _) = page(&f, "GET", "/query", &other_session, &[], None).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
 }
