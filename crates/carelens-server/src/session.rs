@@ -162,6 +162,43 @@ impl FromRequestParts<AppState> for SignedIn {
     }
 }
 
+/// A form that carries the session's CSRF secret.
+pub(crate) trait CarriesCsrf {
+    /// The secret as posted.
+    fn csrf(&self) -> &str;
+}
+
+/// A form posted by a signed-in person from one of this session's pages: the person, and
+/// the form, whose CSRF secret (and `Origin`) is checked before any handler sees it — a
+/// post without the secret is answered 403 with nothing done; one without a session is
+/// sent to sign in.
+pub(crate) struct Posted<T>(pub SignedIn, pub T);
+
+impl<T> axum::extract::FromRequest<AppState> for Posted<T>
+where
+    T: serde::de::DeserializeOwned + CarriesCsrf + Send,
+{
+    type Rejection = Response;
+
+    async fn from_request(
+        request: axum::extract::Request,
+        state: &AppState,
+    ) -> Result<Self, Response> {
+        use axum::response::IntoResponse;
+        let (mut parts, body) = request.into_parts();
+        let who = SignedIn::from_request_parts(&mut parts, state).await?;
+        let headers = parts.headers.clone();
+        let request = axum::extract::Request::from_parts(parts, body);
+        let axum::Form(form) = axum::Form::<T>::from_request(request, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        if !form_is_genuine(&headers, form.csrf(), &who.csrf) {
+            return Err(crate::web::forbidden_form());
+        }
+        Ok(Self(who, form))
+    }
+}
+
 /// Whether a form post's `given` CSRF value is `expected`, and the post comes from this
 /// site (no `Origin`, or one naming the `Host` it was sent to).
 pub(crate) fn form_is_genuine(headers: &HeaderMap, given: &str, expected: &str) -> bool {

@@ -21,7 +21,8 @@ use serde::Deserialize;
 
 use crate::limits::{Gate, queue};
 use crate::session::{
-    self, SESSION_COOKIE, SIGNIN_COOKIE, SignedIn, form_is_genuine, set_cookie, signed_in,
+    self, CarriesCsrf, Posted, SESSION_COOKIE, SIGNIN_COOKIE, SignedIn, form_is_genuine,
+    set_cookie, signed_in,
 };
 use crate::{AppState, auth};
 
@@ -201,6 +202,18 @@ pub(crate) struct CsrfForm {
     pub csrf: String,
 }
 
+impl CarriesCsrf for CsrfForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+impl CarriesCsrf for QueryForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
 /// An optional ε typed into a form: `None` when left empty.
 pub(crate) fn epsilon_field(text: &str) -> Result<Option<f64>, String> {
     match text.trim() {
@@ -214,13 +227,9 @@ pub(crate) fn epsilon_field(text: &str) -> Result<Option<f64>, String> {
 
 async fn signout(
     State(state): State<AppState>,
-    who: SignedIn,
     headers: HeaderMap,
-    Form(form): Form<CsrfForm>,
+    Posted(_, _): Posted<CsrfForm>,
 ) -> Response {
-    if !form_is_genuine(&headers, &form.csrf, &who.csrf) {
-        return forbidden_form();
-    }
     if let Some(id) = session::cookie(&headers, SESSION_COOKIE) {
         state.sessions.end(id);
     }
@@ -261,13 +270,8 @@ struct QueryForm {
 
 async fn query_post(
     State(state): State<AppState>,
-    who: SignedIn,
-    headers: HeaderMap,
-    Form(form): Form<QueryForm>,
+    Posted(who, form): Posted<QueryForm>,
 ) -> Response {
-    if !form_is_genuine(&headers, &form.csrf, &who.csrf) {
-        return forbidden_form();
-    }
     let sql = form.sql.replace("\r\n", "\n");
     match form.action.as_str() {
         "explain" => match state.service.explain(&sql).await {

@@ -5,10 +5,9 @@
 use std::path::Path;
 use std::sync::{Mutex, PoisonError};
 
-use axum::Form;
 use axum::Router;
 use axum::extract::{Path as UrlPath, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
 use carelens_engine::Header;
@@ -18,8 +17,8 @@ use carelens_service::ServiceError;
 use carelens_web::library::{LibraryPage, LibraryQuery, RunSummary};
 
 use crate::AppState;
-use crate::session::{SignedIn, form_is_genuine};
-use crate::web::{CsrfForm, failed, forbidden_form, html, redirect, status_of, viewer};
+use crate::session::{Posted, SignedIn};
+use crate::web::{CsrfForm, failed, html, redirect, status_of, viewer};
 
 /// Runs kept at once; the oldest are forgotten first.
 const MAX_RUNS: usize = 50;
@@ -154,15 +153,7 @@ async fn render(
     html(status, carelens_web::library::page(&page))
 }
 
-async fn run(
-    State(state): State<AppState>,
-    who: SignedIn,
-    headers: HeaderMap,
-    Form(form): Form<CsrfForm>,
-) -> Response {
-    if !form_is_genuine(&headers, &form.csrf, &who.csrf) {
-        return forbidden_form();
-    }
+async fn run(State(state): State<AppState>, Posted(who, _): Posted<CsrfForm>) -> Response {
     let Some(folder) = state.library.as_deref() else {
         return redirect("/library", &[]);
     };

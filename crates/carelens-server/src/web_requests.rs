@@ -3,10 +3,9 @@
 //! the service operation the API's `/requests` routes call; the service decides who may
 //! approve, reject or release.
 
-use axum::Form;
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
 use carelens_ledger::RequestState;
@@ -16,10 +15,10 @@ use carelens_web::requests::{Draft, ListPage, RequestPage};
 use serde::Deserialize;
 
 use crate::AppState;
-use crate::session::{SignedIn, form_is_genuine};
+use crate::session::{CarriesCsrf, Posted, SignedIn};
 use crate::web::{
-    CsrfForm, epsilon_field, failed, forbidden_form, html, not_released, redirect,
-    released_outcome, status_of, viewer,
+    CsrfForm, epsilon_field, failed, html, not_released, redirect, released_outcome, status_of,
+    viewer,
 };
 
 pub(crate) fn routes() -> Router<AppState> {
@@ -87,15 +86,13 @@ struct SubmitForm {
     epsilon: String,
 }
 
-async fn submit(
-    State(state): State<AppState>,
-    who: SignedIn,
-    headers: HeaderMap,
-    Form(form): Form<SubmitForm>,
-) -> Response {
-    if !form_is_genuine(&headers, &form.csrf, &who.csrf) {
-        return forbidden_form();
+impl CarriesCsrf for SubmitForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
     }
+}
+
+async fn submit(State(state): State<AppState>, Posted(who, form): Posted<SubmitForm>) -> Response {
     let sql = form.sql.replace("\r\n", "\n");
     let draft = Draft {
         sql: &sql,
@@ -203,16 +200,17 @@ struct DecisionForm {
     note: String,
 }
 
+impl CarriesCsrf for DecisionForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
 async fn approve(
     State(state): State<AppState>,
-    who: SignedIn,
-    headers: HeaderMap,
     Path(id): Path<i64>,
-    Form(form): Form<DecisionForm>,
+    Posted(who, form): Posted<DecisionForm>,
 ) -> Response {
-    if !form_is_genuine(&headers, &form.csrf, &who.csrf) {
-        return forbidden_form();
-    }
     let epsilon = match epsilon_field(&form.epsilon) {
         Ok(epsilon) => epsilon,
         Err(problem) => {
@@ -229,14 +227,9 @@ async fn approve(
 
 async fn reject(
     State(state): State<AppState>,
-    who: SignedIn,
-    headers: HeaderMap,
     Path(id): Path<i64>,
-    Form(form): Form<DecisionForm>,
+    Posted(who, form): Posted<DecisionForm>,
 ) -> Response {
-    if !form_is_genuine(&headers, &form.csrf, &who.csrf) {
-        return forbidden_form();
-    }
     let decided = state
         .service
         .reject_request(&who.caller, id, &form.note)
@@ -280,14 +273,9 @@ async fn decision_refused(
 
 async fn release(
     State(state): State<AppState>,
-    who: SignedIn,
-    headers: HeaderMap,
     Path(id): Path<i64>,
-    Form(form): Form<CsrfForm>,
+    Posted(who, _): Posted<CsrfForm>,
 ) -> Response {
-    if !form_is_genuine(&headers, &form.csrf, &who.csrf) {
-        return forbidden_form();
-    }
     match state.service.release_request(&who.caller, id, None).await {
         Ok(released) => {
             let parquet = carelens_render::parquet(&released.release).ok();
