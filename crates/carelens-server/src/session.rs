@@ -50,6 +50,7 @@ pub(crate) struct Sessions(Mutex<HashMap<String, Session>>);
 
 /// A signed-in person on a page: a page handler that takes one is answered with a redirect
 /// to sign-in when there is no live session; the call's log line names them.
+#[derive(Clone)]
 pub(crate) struct SignedIn {
     pub caller: Caller,
     /// The secret this session's forms carry.
@@ -152,7 +153,12 @@ impl FromRequestParts<AppState> for SignedIn {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
-        let Some(who) = signed_in(state, &parts.headers).await else {
+        // Found already by the middleware in front of the gate, or found now.
+        let found = match parts.extensions.remove::<SignedIn>() {
+            Some(who) => Some(who),
+            None => signed_in(state, &parts.headers).await,
+        };
+        let Some(who) = found else {
             return Err(crate::web::redirect("/signin", &[]));
         };
         if let Some(slot) = parts.extensions.get::<CallerSlot>() {

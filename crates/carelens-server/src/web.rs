@@ -56,11 +56,15 @@ pub(crate) fn routes(gate: Arc<Gate>, state: AppState) -> Router<AppState> {
 /// session is sent to sign in at once and takes no place in the queue.
 async fn signed_in_first(
     State(state): State<AppState>,
-    request: axum::extract::Request,
+    mut request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
     match signed_in(&state, request.headers()).await {
-        Some(_) => next.run(request).await,
+        Some(who) => {
+            // The handler's `SignedIn` is this one: the token is not authenticated twice.
+            request.extensions_mut().insert(who);
+            next.run(request).await
+        }
         None => redirect("/signin", &[]),
     }
 }
