@@ -158,7 +158,7 @@ pub fn catalog(args: CatalogCommandArgs) -> anyhow::Result<()> {
         let checked_at = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
         let checked = loaded.check_deeply(&checked_at);
         spinner.finish_and_clear();
-        let (digests, record) = checked?;
+        let (digests, facts, record) = checked?;
         writeln!(out, "\nevery page read; fingerprints (SHA-256):")?;
         for d in digests {
             writeln!(out, "  {}  {}  {} rows", d.sha256, d.shown, d.rows)?;
@@ -168,18 +168,16 @@ pub fn catalog(args: CatalogCommandArgs) -> anyhow::Result<()> {
             "recorded in {}: queries are refused if the files change before the next check",
             record.display()
         )?;
-        if let Ok(Some(facts)) = loaded.check_against_record() {
-            for table in loaded.catalog().tables.iter().filter(|t| {
-                t.kind == carelens_catalog::TableKind::Person
-                    && !facts.one_row_per_person.contains(&t.name)
-            }) {
-                writeln!(
-                    out,
-                    "warning: {} does not hold one row per person (a missing or repeated \
-                     person id): the engine will refuse the extract",
-                    table.name
-                )?;
-            }
+        for table in loaded.catalog().tables.iter().filter(|t| {
+            t.kind == carelens_catalog::TableKind::Person
+                && !facts.one_row_per_person.contains(&t.name)
+        }) {
+            writeln!(
+                out,
+                "warning: {} does not hold one row per person (a missing or repeated \
+                 person id): the engine will refuse the extract",
+                table.name
+            )?;
         }
     }
     Ok(())

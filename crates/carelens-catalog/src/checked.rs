@@ -58,11 +58,11 @@ impl LoadedCatalog {
     /// Reads every page ([`LoadedCatalog::read_every_page`]) and records the result with
     /// the extract's version, checked before and after the read (files that changed while
     /// they were read are not recorded as checked). Returns the digests and the record's
-    /// path.
+    /// path, with what the check established.
     pub fn check_deeply(
         &self,
         checked_at: &str,
-    ) -> Result<(Vec<FileDigest>, PathBuf), CatalogError> {
+    ) -> Result<(Vec<FileDigest>, CheckedFacts, PathBuf), CatalogError> {
         let before = self.data_version()?;
         let (digests, one_row_per_person) = self.read_every_page_checking_people()?;
         let after = self.data_version()?;
@@ -73,11 +73,15 @@ impl LoadedCatalog {
                 checked_at: "while it was being read".into(),
             });
         }
+        let facts = CheckedFacts {
+            checked_at: checked_at.into(),
+            one_row_per_person,
+        };
         let record = Record {
             format: FORMAT.into(),
             checked_at: checked_at.into(),
             data_version: after,
-            one_row_per_person,
+            one_row_per_person: facts.one_row_per_person.clone(),
             files: digests
                 .iter()
                 .map(|d| RecordedFile {
@@ -101,17 +105,21 @@ impl LoadedCatalog {
         let temp = path.with_extension("toml.new");
         std::fs::write(&temp, text).map_err(io)?;
         std::fs::rename(&temp, &path).map_err(io)?;
-        Ok((digests, path))
+        Ok((digests, facts, path))
     }
 
-    /// Whether the files are still those `carelens catalog --deep` checked: `Ok(None)`
-    /// without a record, and what the check established when they are.
+    /// Whether the files, at `data_version` ([`LoadedCatalog::data_version`], as the caller
+    /// read it), are still those `carelens catalog --deep` checked: `Ok(None)` without a
+    /// record, and what the check established when they are.
     ///
     /// # Errors
     ///
     /// [`CatalogError::ChangedSinceChecked`] when they changed; [`CatalogError::BadCheckRecord`]
     /// when the record cannot be read.
-    pub fn check_against_record(&self) -> Result<Option<CheckedFacts>, CatalogError> {
+    pub fn check_against_record(
+        &self,
+        data_version: &str,
+    ) -> Result<Option<CheckedFacts>, CatalogError> {
         let path = self.check_record_path();
         let text = match std::fs::read_to_string(&path) {
             Ok(text) => text,
@@ -126,7 +134,7 @@ impl LoadedCatalog {
         if record.format != FORMAT {
             return Err(bad(format!("format `{}`, not `{FORMAT}`", record.format)));
         }
-        if record.data_version != self.data_version()? {
+        if record.data_version != data_version {
             return Err(CatalogError::ChangedSinceChecked {
                 path,
                 checked_at: format!("at {}", record.checked_at),

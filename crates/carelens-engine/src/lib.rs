@@ -212,7 +212,7 @@ impl Engine {
     pub async fn open(loaded: &LoadedCatalog) -> Result<Self, SessionError> {
         panics::install();
         let data_version = loaded.data_version().map_err(SessionError::Files)?;
-        let (ctx, catalog) = session::open(loaded).await?;
+        let (ctx, catalog) = session::open(loaded, &data_version).await?;
         let policy = loaded.catalog().policy.clone();
         let (disclosure_name, disclosure) = loaded.disclosure();
         let disclosure_name = disclosure_name.to_owned();

@@ -102,13 +102,17 @@ pub enum SessionError {
     },
 }
 
-/// Builds the closed session and reads the public domains.
+/// Builds the closed session over the files at `data_version` (as the engine read it) and
+/// reads the public domains.
 pub(crate) async fn open(
     loaded: &LoadedCatalog,
+    data_version: &str,
 ) -> Result<(SessionContext, CatalogInfo), SessionError> {
     // The footers only (cheap): every declared column present with its declared type.
     // Files changed since a deep check are refused before their footers are read.
-    let checked = loaded.check_against_record().map_err(SessionError::Files)?;
+    let checked = loaded
+        .check_against_record(data_version)
+        .map_err(SessionError::Files)?;
     loaded.check_files().map_err(SessionError::Files)?;
     let config = SessionConfig::new()
         .with_information_schema(false)
