@@ -313,6 +313,9 @@ async fn one_person_with_10000_rows_moves_bounded_aggregates_by_at_most_their_se
         // Key not constant per person: L0 sampling.
         "SELECT setting, COUNT(*) AS n, COUNT(DISTINCT person_id) AS people, \
          SUM(los_days) AS bed_days, AVG(cost_gbp) AS mean_cost FROM encounter GROUP BY setting",
+        // Not constant per person, one group each: the arg-min plan.
+        "-- carelens: max_groups=1\nSELECT setting, COUNT(*) AS n, SUM(los_days) AS bed_days \
+         FROM encounter GROUP BY setting",
         // Person-constant keys: L0 = 1.
         "SELECT p.sex, p.imd_decile, COUNT(e.encounter_id) AS contacts, \
          COUNT(DISTINCT CASE WHEN e.attendance_status = 'DNA' THEN p.person_id END) AS dna_people \
@@ -552,4 +555,62 @@ async fn text_columns_are_utf8_in_the_wire_format() {
         .map(|c| (c.name.as_str(), c.data_type.as_str()))
         .collect();
     assert_eq!(types, [("sex", "Utf8"), ("age", "Utf8"), ("n", "Int64")]);
+}
+
+/// The ε split follows what each mechanism is for: under the NHS policy a person count
+/// that only decides suppression gets a fifth of ε; under `disclosure = "none"` nothing
+/// uses it, so there is none, the count gets all of ε, and the release still works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_count_is_made_only_when_something_uses_it() {
+    let sql = "SELECT sex, COUNT(*) AS n FROM person GROUP BY sex";
+    let nhs = sample_engine().await.prepare(sql).await.unwrap();
+    let items = nhs.charge().items().to_vec();
+    assert_eq!(items.len(), 2, "{items:?}");
+    assert!(items[0].label.contains("decides suppression"), "{items:?}");
+    assert!((items[0].epsilon - 0.2 * nhs.charge().epsilon()).abs() < 1e-12);
+    assert!((items[1].epsilon - 0.8 * nhs.charge().epsilon()).abs() < 1e-12);
+
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(sample_data()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let toml = dir.path().join("carelens.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    assert!(text.contains("disclosure = \"nhs\""));
+    std::fs::write(
+        &toml,
+        text.replace("disclosure = \"nhs\"", "disclosure = \"none\""),
+    )
+    .unwrap();
+    let engine = Engine::open(&carelens_catalog::load(&toml).unwrap())
+        .await
+        .unwrap();
+    let prepared = engine.prepare(sql).await.unwrap();
+    let items = prepared.charge().items().to_vec();
+    assert_eq!(items.len(), 1, "{items:?}");
+    assert_eq!(items[0].label, "count(Int64(1))");
+    assert!((items[0].epsilon - prepared.charge().epsilon()).abs() < 1e-15);
+    let split = prepared.explain().private.unwrap().split;
+    assert!(split.contains("none is made"), "{split}");
+    let release = prepared.execute(&engine).await.unwrap();
+    // Every public sex is released, none suppressed: the policy suppresses nothing.
+    assert!(release.rows.len() >= 2, "{:?}", release.rows);
+    for cells in &release.cells {
+        assert_eq!(cells["n"].status, carelens_privacy::CellStatus::Released);
+    }
+    // A query that releases the person count has one, at an equal share.
+    let prepared = engine
+        .prepare("SELECT sex, COUNT(DISTINCT person_id) AS people, COUNT(*) AS n FROM person GROUP BY sex")
+        .await
+        .unwrap();
+    let items = prepared.charge().items().to_vec();
+    assert_eq!(items.len(), 2, "{items:?}");
+    assert!(
+        (items[0].epsilon - items[1].epsilon).abs() < 1e-15,
+        "{items:?}"
+    );
+    prepared.execute(&engine).await.unwrap();
 }

@@ -35,6 +35,8 @@ pub struct Protection {
     pub max_rows: u32,
     /// Every noise mechanism (basic composition over them gives ε and δ).
     pub mechanisms: Vec<MechanismSummary>,
+    /// How ε is split over the mechanisms, and why.
+    pub split: String,
     /// The bounds each summed or averaged value is clamped to.
     pub bounds: Vec<Clamp>,
     /// The rewritten (bounded) plan, indented; the group-sampling secret is drawn per
@@ -133,6 +135,7 @@ impl PreparedQuery {
                 groups_sampled: p.limits.sample_groups,
                 max_rows: p.limits.max_rows,
                 mechanisms: self.mechanisms(),
+                split: p.mechanisms.describe_split(),
                 bounds,
                 rewritten_plan: p.bounded.plan.display_indent().to_string(),
             }),

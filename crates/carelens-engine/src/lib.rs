@@ -47,6 +47,8 @@ mod release;
 mod result;
 mod rewrite;
 mod run;
+#[cfg(test)]
+mod sampling_tests;
 mod session;
 mod size;
 #[cfg(any(test, feature = "testing"))]
@@ -60,7 +62,7 @@ use carelens_privacy::{
     AccuracyError, Alpha, Delta, DisclosurePolicy, Epsilon, MechanismError, ParamError,
     PrivacyCharge, number,
 };
-use carelens_privacy::{Calibration, CalibrationError, ReleaseShape};
+use carelens_privacy::{Calibration, CalibrationError, PersonCounts, ReleaseShape};
 use datafusion::common::ScalarValue;
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::SessionContext;
@@ -79,7 +81,7 @@ pub use size::{MAX_NESTING, MAX_OPERATORS, MAX_SQL_BYTES, MAX_TOKENS, STACK_BYTE
 
 use analysis::{Analysis, Analyzer, DpAggregation};
 use release::{MAX_PUBLIC_GROUPS, ReleaseInput};
-use rewrite::{BoundedPlan, Limits};
+use rewrite::{BoundedPlan, Limits, Source};
 
 /// Why a query produced no release.
 #[derive(Debug, thiserror::Error)]
@@ -395,9 +397,17 @@ impl Engine {
             .into());
         }
         let per_group: Vec<u64> = bounded.parts.iter().map(|p| p.per_group).collect();
+        let persons = if bounded.sources.contains(&Source::Persons) {
+            PersonCounts::Released
+        } else if self.disclosure.suppress_at_or_below.is_some() {
+            PersonCounts::DecideSuppression
+        } else {
+            PersonCounts::Unused
+        };
         let shape = ReleaseShape {
             noise: self.policy.noise,
             public_keys: domains.is_some(),
+            persons,
             max_groups: limits.max_groups,
             parts: &per_group,
         };
@@ -769,8 +779,13 @@ impl PreparedQuery {
             .collect()
     }
 
+    /// Each charge item's unit: the person count's (if the release has one), then each
+    /// part's.
     fn units(&self, p: &PrivatePlan) -> Vec<f64> {
-        let mut units = vec![1.0];
+        let mut units = Vec::new();
+        if p.mechanisms.persons_role.is_some() {
+            units.push(1.0);
+        }
         units.extend(p.bounded.parts.iter().map(|part| part.precision.unit()));
         units
     }

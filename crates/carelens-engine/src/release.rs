@@ -80,7 +80,7 @@ pub(crate) async fn release(
 
     // Which groups, and their noisy person counts.
     let mut notes = Vec::new();
-    let (groups, persons): (Vec<Vec<ScalarValue>>, Vec<Noisy>) = match (
+    let (groups, persons): (Vec<Vec<ScalarValue>>, Vec<Option<Noisy>>) = match (
         &input.domains,
         &input.mechanisms.key_selection,
     ) {
@@ -99,16 +99,18 @@ pub(crate) async fn release(
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(QueryError::Execute)?;
             let groups = cartesian(&typed);
-            let counts: Vec<i64> = groups
-                .iter()
-                .map(|g| exact.get(g).map_or(0, |e| e.0))
-                .collect();
-            let mechanism = input
-                .mechanisms
-                .persons
-                .as_ref()
-                .ok_or(QueryError::Internal("no person-count mechanism"))?;
-            let noisy = mechanism.release(&counts)?;
+            // No person-count mechanism when nothing uses the counts (calibration's
+            // `PersonCounts::Unused`): nothing is measured, nothing is suppressed on them.
+            let noisy = match &input.mechanisms.persons {
+                Some(mechanism) => {
+                    let counts: Vec<i64> = groups
+                        .iter()
+                        .map(|g| exact.get(g).map_or(0, |e| e.0))
+                        .collect();
+                    mechanism.release(&counts)?.into_iter().map(Some).collect()
+                }
+                None => vec![None; groups.len()],
+            };
             if n_keys > 0 {
                 notes.push(format!(
                     "every combination of the keys' public values is shown ({} groups), including empty ones; keys outside the public domains are not released",
@@ -134,7 +136,7 @@ pub(crate) async fn release(
             selected.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap_or(std::cmp::Ordering::Equal));
             for (g, n) in selected {
                 groups.push(g);
-                noisy.push(n);
+                noisy.push(Some(n));
             }
             notes.push(format!(
                 "the group keys are not all public, so a group is shown only if its noisy person count reaches {} (DP key selection); groups with fewer people are left out",
@@ -159,10 +161,16 @@ pub(crate) async fn release(
     // Disclosure control, on noisy values only.
     let policy = input.policy;
     let persons_dist = input.mechanisms.persons_distribution();
+    if persons_dist.is_none() && input.bounded.sources.contains(&Source::Persons) {
+        return Err(QueryError::Internal(
+            "the query releases a person count that was not calibrated",
+        ));
+    }
     let populations = populations(&dp.aggregates);
     let mut cells: Vec<Vec<Cell>> = Vec::with_capacity(groups.len());
     for (g, persons_noisy) in persons.iter().enumerate() {
-        let suppressed = policy.suppresses(*persons_noisy);
+        // Without a person count the policy suppresses nothing (else there would be one).
+        let suppressed = persons_noisy.is_some_and(|n| policy.suppresses(n));
         let count_cell = |noisy: Noisy, dist: NoiseDistribution| {
             if suppressed {
                 Cell::Suppressed
@@ -187,7 +195,11 @@ pub(crate) async fn release(
             .sources
             .iter()
             .map(|s| match s {
-                Source::Persons => count_cell(*persons_noisy, persons_dist),
+                Source::Persons => match (persons_noisy, persons_dist) {
+                    (Some(noisy), Some(dist)) => count_cell(*noisy, dist),
+                    // Not reached: checked above.
+                    _ => Cell::Suppressed,
+                },
                 Source::Part(p) => part_cell(*p),
                 Source::Mean { sum, count, range } => {
                     Cell::ratio(&part_cell(*sum), &part_cell(*count), 1.0).within(range.0, range.1)

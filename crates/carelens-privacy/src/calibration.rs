@@ -1,18 +1,43 @@
 //! Calibrating one release: how its (ε, δ) is composed from its mechanisms.
 //!
-//! A release has one mechanism on the per-group person counts — DP key selection when
-//! the group keys are not all public, else noise on the counts of every public group —
-//! and one noise mechanism per noisy part (an aggregate's bounded sum or count). Under
-//! basic composition ([`crate::budget`]) the release's ε is split equally over all of
-//! them ([`split_epsilon`]); its δ over those that need one ([`split_delta`]): key
-//! selection, and every mechanism under Gaussian noise. The engine only describes the
-//! release's shape; every share, scale and threshold is decided here.
+//! A release has one noise mechanism per noisy part (an aggregate's bounded sum or
+//! count) and, when something needs them, a mechanism on the per-group person counts: DP
+//! key selection when the group keys are not all public, else noise on the counts of
+//! every public group. Under basic composition ([`crate::budget`]) the release's ε is
+//! split by what each mechanism is for ([`PersonCounts`], [`epsilon_weights`]); its δ over
+//! those that need one ([`split_delta`]): key selection, and every mechanism under
+//! Gaussian noise. The engine only describes the release's shape; every share, scale and
+//! threshold is decided here.
+//!
+//! ## The split
+//!
+//! A released cell's relative error is its noise scale over its value:
+//! `L0·b_i / (ε_i·v_i)` for a part whose one person changes a group by at most `b_i` and
+//! whose group value is `v_i`. Nothing about `v_i` may be read from the data before the
+//! release, and the only thing known about it is that it sums the people's contributions,
+//! each within `[0, b_i]` in magnitude; taking a typical contribution as the same fraction
+//! of its bound for every part (`v_i ∝ n·b_i`), every released part's relative error is
+//! proportional to `1/ε_i`, and the sum of their squares under `Σ ε_i = ε` is least when
+//! the shares are equal. So every released part — and the person count when the query
+//! releases it, or when it chooses the groups (key selection) — gets an equal share.
+//!
+//! A person count that only decides suppression is never released: its error matters
+//! only for groups whose count is near the threshold, and only as a wrong decision there.
+//! It gets [`SUPPRESSION_SHARE`] of ε and the released parts share the rest. A person
+//! count that nothing uses (public keys, not released, a policy without suppression) has
+//! no mechanism and no share.
 
 use crate::accuracy::NoiseDistribution;
 use crate::budget::{PrivacyCharge, split_delta, split_epsilon};
 use crate::key_selection::KeySelection;
 use crate::noise::{MechanismError, NoiseKind, NoiseMechanism, Sensitivity};
 use crate::params::{Delta, Epsilon, ParamError};
+
+/// The share of ε a person count gets when it only decides suppression: a fifth. At
+/// ε = 1 and L0 = 1 its discrete Laplace scale is 5, so a group of 30 people is wrongly
+/// suppressed with probability below 1% (P(Z ≤ −23) = q²³/(1 + q), q = e^(−1/5)), while
+/// the released cells keep four fifths of ε instead of `k/(k + 1)` for `k` of them.
+pub const SUPPRESSION_SHARE: f64 = 0.2;
 
 /// What a release is made of, as calibration needs it.
 #[derive(Debug, Clone, Copy)]
@@ -22,6 +47,8 @@ pub struct ReleaseShape<'a> {
     /// Whether every group key has a public domain (then every group is released and
     /// person counts get plain noise); otherwise groups are chosen by key selection.
     pub public_keys: bool,
+    /// What the per-group person counts are for when the keys are public.
+    pub persons: PersonCounts,
     /// L0: the groups one person may count in.
     pub max_groups: u32,
     /// Per noisy part, the most one person changes one group's value, in the part's
@@ -29,13 +56,68 @@ pub struct ReleaseShape<'a> {
     pub parts: &'a [u64],
 }
 
+/// What a release does with its per-group person counts, apart from key selection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PersonCounts {
+    /// The query releases them (`COUNT(DISTINCT person)`).
+    Released,
+    /// They only decide which groups are suppressed.
+    DecideSuppression,
+    /// Nothing uses them: not released, and the policy suppresses nothing.
+    Unused,
+}
+
+/// What the person-count mechanism of a release is for, when it has one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PersonsRole {
+    /// Key selection: it chooses which groups are released (and decides suppression).
+    SelectsGroups,
+    /// Released as a column of the result (and decides suppression).
+    Released,
+    /// Only decides suppression; never released.
+    DecidesSuppression,
+}
+
+impl ReleaseShape<'_> {
+    /// What the person-count mechanism is for, or `None` when the release has none.
+    pub fn persons_role(&self) -> Option<PersonsRole> {
+        if !self.public_keys {
+            return Some(PersonsRole::SelectsGroups);
+        }
+        match self.persons {
+            PersonCounts::Released => Some(PersonsRole::Released),
+            PersonCounts::DecideSuppression => Some(PersonsRole::DecidesSuppression),
+            PersonCounts::Unused => None,
+        }
+    }
+
+    /// The ε weights of the release's mechanisms: the person-count mechanism first (if
+    /// any), then one per part. See the module's documentation for why.
+    pub fn epsilon_weights(&self) -> Vec<f64> {
+        let k = self.parts.len();
+        let mut weights = Vec::with_capacity(k + 1);
+        match self.persons_role() {
+            None => {}
+            // share = w / (w + k) = SUPPRESSION_SHARE.
+            Some(PersonsRole::DecidesSuppression) if k > 0 => {
+                weights.push(k as f64 * SUPPRESSION_SHARE / (1.0 - SUPPRESSION_SHARE));
+            }
+            Some(_) => weights.push(1.0),
+        }
+        weights.extend(std::iter::repeat_n(1.0, k));
+        weights
+    }
+}
+
 /// The calibrated mechanisms of one release.
 #[derive(Debug, Clone)]
 pub struct Calibration {
     /// Key selection on person counts, or `None` when the keys are public.
     pub key_selection: Option<KeySelection>,
-    /// Noise on person counts when the keys are public.
+    /// Noise on person counts when the keys are public and something uses them.
     pub persons: Option<NoiseMechanism>,
+    /// What the person-count mechanism is for, if there is one.
+    pub persons_role: Option<PersonsRole>,
     /// Noise per part, in the order of [`ReleaseShape::parts`].
     pub parts: Vec<NoiseMechanism>,
 }
@@ -58,38 +140,45 @@ pub fn calibrate(
     epsilon: Epsilon,
     delta: Delta,
 ) -> Result<Calibration, CalibrationError> {
-    // Mechanism 0 is on the person counts, then one per part.
-    let n = shape.parts.len() + 1;
-    let epsilons: Vec<Epsilon> = split_epsilon(epsilon, &vec![1.0; n])?
+    let role = shape.persons_role();
+    let weights = shape.epsilon_weights();
+    let epsilons: Vec<Epsilon> = split_epsilon(epsilon, &weights)?
         .into_iter()
         .map(|share| {
             share.ok_or(ParamError::BadWeights {
-                weights: vec![1.0; n],
+                weights: weights.clone(),
             })
         })
         .collect::<Result<_, _>>()?;
+    // The person-count mechanism, if any, comes first.
+    let first_part = usize::from(role.is_some());
     let needs_delta = |i: usize| {
-        let key_selection = i == 0 && !shape.public_keys;
+        let key_selection = i == 0 && role == Some(PersonsRole::SelectsGroups);
         key_selection || shape.noise == NoiseKind::Gaussian
     };
-    let delta_weights: Vec<f64> = (0..n)
+    let delta_weights: Vec<f64> = (0..weights.len())
         .map(|i| f64::from(u8::from(needs_delta(i))))
         .collect();
     let deltas = if delta_weights.iter().any(|w| *w > 0.0) {
         split_delta(delta, &delta_weights)?
     } else {
-        vec![Delta::ZERO; n]
+        vec![Delta::ZERO; weights.len()]
     };
-    let (key_selection, persons) = if shape.public_keys {
-        let sensitivity = Sensitivity {
-            max_groups: shape.max_groups,
-            per_group: 1,
-        };
-        let persons = NoiseMechanism::calibrate(shape.noise, sensitivity, epsilons[0], deltas[0])?;
-        (None, Some(persons))
-    } else {
-        let selection = KeySelection::calibrate(epsilons[0], deltas[0], shape.max_groups)?;
-        (Some(selection), None)
+    let (key_selection, persons) = match role {
+        None => (None, None),
+        Some(PersonsRole::SelectsGroups) => {
+            let selection = KeySelection::calibrate(epsilons[0], deltas[0], shape.max_groups)?;
+            (Some(selection), None)
+        }
+        Some(PersonsRole::Released | PersonsRole::DecidesSuppression) => {
+            let sensitivity = Sensitivity {
+                max_groups: shape.max_groups,
+                per_group: 1,
+            };
+            let persons =
+                NoiseMechanism::calibrate(shape.noise, sensitivity, epsilons[0], deltas[0])?;
+            (None, Some(persons))
+        }
     };
     let parts = shape
         .parts
@@ -100,12 +189,14 @@ pub fn calibrate(
                 max_groups: shape.max_groups,
                 per_group: (*per_group).max(1),
             };
-            NoiseMechanism::calibrate(shape.noise, sensitivity, epsilons[i + 1], deltas[i + 1])
+            let j = first_part + i;
+            NoiseMechanism::calibrate(shape.noise, sensitivity, epsilons[j], deltas[j])
         })
         .collect::<Result<_, _>>()?;
     Ok(Calibration {
         key_selection,
         persons,
+        persons_role: role,
         parts,
     })
 }
@@ -119,7 +210,12 @@ impl Calibration {
             items.push(k.charge_item());
         }
         if let Some(p) = &self.persons {
-            items.push(p.charge_item("distinct persons per group"));
+            let label = if self.persons_role == Some(PersonsRole::DecidesSuppression) {
+                "distinct persons per group (decides suppression; not released)"
+            } else {
+                "distinct persons per group"
+            };
+            items.push(p.charge_item(label));
         }
         for (m, label) in self.parts.iter().zip(part_labels) {
             items.push(m.charge_item(label));
@@ -127,12 +223,42 @@ impl Calibration {
         PrivacyCharge::new(items)
     }
 
-    /// The noise on the per-group person counts.
-    pub fn persons_distribution(&self) -> NoiseDistribution {
+    /// The noise on the per-group person counts, if the release has any.
+    pub fn persons_distribution(&self) -> Option<NoiseDistribution> {
         match (&self.key_selection, &self.persons) {
-            (Some(k), _) => k.distribution(),
-            (None, Some(p)) => p.distribution(),
-            (None, None) => NoiseDistribution::DiscreteLaplace { scale: 0.0 },
+            (Some(k), _) => Some(k.distribution()),
+            (None, Some(p)) => Some(p.distribution()),
+            (None, None) => None,
+        }
+    }
+
+    /// How ε was split and why, in a sentence (`explain`).
+    pub fn describe_split(&self) -> String {
+        let k = self.parts.len();
+        let columns = match k {
+            1 => "the one released sum or count".to_owned(),
+            k => format!("the {k} released sums and counts"),
+        };
+        match self.persons_role {
+            None => format!(
+                "equal shares over {columns}; no person count is needed (none is released and \
+                 the disclosure policy suppresses nothing), so none is made"
+            ),
+            Some(PersonsRole::SelectsGroups) => format!(
+                "equal shares over {columns} and the person count that chooses the groups \
+                 (key selection)"
+            ),
+            Some(PersonsRole::Released) => {
+                format!("equal shares over {columns} and the released person count")
+            }
+            Some(PersonsRole::DecidesSuppression) if k == 0 => {
+                "all of it to the person count".to_owned()
+            }
+            Some(PersonsRole::DecidesSuppression) => format!(
+                "{}% to the person count, which only decides suppression and is not \
+                 released; equal shares of the rest over {columns}",
+                (SUPPRESSION_SHARE * 100.0).round()
+            ),
         }
     }
 }
@@ -160,38 +286,122 @@ mod tests {
             (NoiseKind::Gaussian, true),
             (NoiseKind::Gaussian, false),
         ] {
-            for parts in [&[][..], &[1], &[3, 100, 1]] {
-                let shape = ReleaseShape {
-                    noise,
-                    public_keys,
-                    max_groups: 3,
-                    parts,
-                };
-                let c = charge(&shape, 0.7, 1e-6);
-                let what = format!("{noise:?}, public keys {public_keys}, parts {parts:?}");
-                assert_eq!(c.items().len(), parts.len() + 1, "{what}");
-                assert!(
-                    c.epsilon() <= 0.7 && c.epsilon() > 0.7 * (1.0 - 1e-12),
-                    "{what}"
-                );
-                assert!(c.delta() <= 1e-6, "{what}");
-                let first = c.items()[0].epsilon;
-                assert!(
-                    c.items().iter().all(|i| (i.epsilon - first).abs() < 1e-15),
-                    "equal ε shares: {what}"
-                );
-                // δ only where needed: key selection, and everything under Gaussian noise.
-                for (i, item) in c.items().iter().enumerate() {
-                    let needs = (i == 0 && !public_keys) || noise == NoiseKind::Gaussian;
-                    assert_eq!(item.delta > 0.0, needs, "item {i}: {what}");
-                }
-                if !public_keys || noise == NoiseKind::Gaussian {
-                    assert!(c.delta() > 1e-6 * (1.0 - 1e-12), "{what}");
-                } else {
-                    assert_eq!(c.delta(), 0.0, "{what}");
+            for persons in [
+                PersonCounts::Released,
+                PersonCounts::DecideSuppression,
+                PersonCounts::Unused,
+            ] {
+                for parts in [&[][..], &[1], &[3, 100, 1]] {
+                    let shape = ReleaseShape {
+                        noise,
+                        public_keys,
+                        persons,
+                        max_groups: 3,
+                        parts,
+                    };
+                    let what = format!(
+                        "{noise:?}, public keys {public_keys}, {persons:?}, parts {parts:?}"
+                    );
+                    let has_persons = !public_keys || persons != PersonCounts::Unused;
+                    if parts.is_empty() && !has_persons {
+                        // Nothing to release: refused, never an empty charge.
+                        assert!(
+                            calibrate(&shape, Epsilon::new(0.7).unwrap(), Delta::ZERO).is_err(),
+                            "{what}"
+                        );
+                        continue;
+                    }
+                    let c = charge(&shape, 0.7, 1e-6);
+                    let n = parts.len() + usize::from(has_persons);
+                    assert_eq!(c.items().len(), n, "{what}");
+                    assert!(
+                        c.epsilon() <= 0.7 && c.epsilon() > 0.7 * (1.0 - 1e-12),
+                        "{what}"
+                    );
+                    assert!(c.delta() <= 1e-6, "{what}");
+                    // The shares: equal, but for a person count that only decides
+                    // suppression, which gets exactly SUPPRESSION_SHARE.
+                    let suppression_only = public_keys
+                        && persons == PersonCounts::DecideSuppression
+                        && !parts.is_empty();
+                    let released = if suppression_only {
+                        let share = c.items()[0].epsilon;
+                        assert!((share - 0.7 * SUPPRESSION_SHARE).abs() < 1e-12, "{what}");
+                        &c.items()[1..]
+                    } else {
+                        c.items()
+                    };
+                    let each = released[0].epsilon;
+                    assert!(
+                        released.iter().all(|i| (i.epsilon - each).abs() < 1e-15),
+                        "equal ε shares: {what}"
+                    );
+                    // δ only where needed: key selection, and everything under Gaussian
+                    // noise.
+                    for (i, item) in c.items().iter().enumerate() {
+                        let needs = (i == 0 && !public_keys) || noise == NoiseKind::Gaussian;
+                        assert_eq!(item.delta > 0.0, needs, "item {i}: {what}");
+                    }
+                    if !public_keys || noise == NoiseKind::Gaussian {
+                        assert!(c.delta() > 1e-6 * (1.0 - 1e-12), "{what}");
+                    } else {
+                        assert_eq!(c.delta(), 0.0, "{what}");
+                    }
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_suppression_only_person_count_leaves_the_released_columns_less_noise() {
+        // One released count: equal shares would give it ε/2 (discrete Laplace scale
+        // L0/(ε/2) = 2 at ε = 1); with the person count at a fifth it gets 4ε/5 (scale
+        // 1.25), and the person count's scale is 5.
+        let shape = |persons| ReleaseShape {
+            noise: NoiseKind::Laplace,
+            public_keys: true,
+            persons,
+            max_groups: 1,
+            parts: &[1],
+        };
+        let released = charge(&shape(PersonCounts::Released), 1.0, 0.0);
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-9;
+        assert!(close(released.items()[0].scale, 2.0));
+        assert!(close(released.items()[1].scale, 2.0));
+        let suppression = charge(&shape(PersonCounts::DecideSuppression), 1.0, 0.0);
+        assert!(close(suppression.items()[0].scale, 5.0));
+        assert!(close(suppression.items()[1].scale, 1.25));
+        assert!(suppression.items()[0].label.contains("not released"));
+        let unused = charge(&shape(PersonCounts::Unused), 1.0, 0.0);
+        assert_eq!(unused.items().len(), 1);
+        assert!(close(unused.items()[0].scale, 1.0));
+    }
+
+    #[test]
+    fn the_split_is_described_with_its_reason() {
+        let c = |public_keys, persons, parts: &[u64]| {
+            calibrate(
+                &ReleaseShape {
+                    noise: NoiseKind::Laplace,
+                    public_keys,
+                    persons,
+                    max_groups: 1,
+                    parts,
+                },
+                Epsilon::new(1.0).unwrap(),
+                Delta::new(1e-6).unwrap(),
+            )
+            .unwrap()
+            .describe_split()
+        };
+        assert_eq!(
+            c(true, PersonCounts::DecideSuppression, &[1, 1]),
+            "20% to the person count, which only decides suppression and is not released; \
+             equal shares of the rest over the 2 released sums and counts"
+        );
+        assert!(c(false, PersonCounts::Unused, &[1]).contains("key selection"));
+        assert!(c(true, PersonCounts::Unused, &[1]).contains("none is made"));
+        assert!(c(true, PersonCounts::Released, &[1]).contains("released person count"));
     }
 
     #[test]
@@ -199,6 +409,7 @@ mod tests {
         let shape = ReleaseShape {
             noise: NoiseKind::Laplace,
             public_keys: true,
+            persons: PersonCounts::DecideSuppression,
             max_groups: 1,
             parts: &[1, 10],
         };

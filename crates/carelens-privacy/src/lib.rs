@@ -88,7 +88,10 @@ pub use accuracy::{AccuracyError, Interval, NoiseDistribution, ratio_interval};
 pub use budget::{
     ChargeItem, MechanismKind, PrivacyCharge, equal_weights, split_delta, split_epsilon,
 };
-pub use calibration::{Calibration, CalibrationError, ReleaseShape, calibrate};
+pub use calibration::{
+    Calibration, CalibrationError, PersonCounts, PersonsRole, ReleaseShape, SUPPRESSION_SHARE,
+    calibrate,
+};
 pub use differencing::{DefinitionToken, Difference, near_duplicate};
 pub use disclosure::{
     Cell, CellStatus, DisclosurePolicy, ErrorModel, Marker, Released, Rounding, UnknownPreset,

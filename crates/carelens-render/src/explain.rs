@@ -75,6 +75,7 @@ pub fn explain(explain: &Explain) -> String {
             error_95(m.error_95)
         );
     }
+    let _ = writeln!(out, "split: {}", p.split);
     for b in &p.bounds {
         let _ = writeln!(
             out,
