@@ -316,6 +316,10 @@ async fn one_person_with_10000_rows_moves_bounded_aggregates_by_at_most_their_se
         // Not constant per person, one group each: the arg-min plan.
         "-- carelens: max_groups=1\nSELECT setting, COUNT(*) AS n, SUM(los_days) AS bed_days \
          FROM encounter GROUP BY setting",
+        // Reference-table keys through the lookup's unique key: person-constant.
+        "SELECT pl.place, COUNT(e.encounter_id) AS contacts, SUM(e.los_days) AS bed_days \
+         FROM person p JOIN practice_lookup pl ON pl.practice_code = p.practice_code \
+         LEFT JOIN encounter e ON e.person_id = p.person_id GROUP BY pl.place",
         // Person-constant keys: L0 = 1.
         "SELECT p.sex, p.imd_decile, COUNT(e.encounter_id) AS contacts, \
          COUNT(DISTINCT CASE WHEN e.attendance_status = 'DNA' THEN p.person_id END) AS dna_people \
@@ -558,8 +562,9 @@ async fn text_columns_are_utf8_in_the_wire_format() {
 }
 
 /// The ε split follows what each mechanism is for: under the NHS policy a person count
-/// that only decides suppression gets a fifth of ε; under `disclosure = "none"` nothing
-/// uses it, so there is none, the count gets all of ε, and the release still works.
+/// that only decides suppression of counts gets a fifth of ε, and an equal share when it is
+/// what suppresses a sum; under `disclosure = "none"` nothing uses it, so there is none,
+/// the count gets all of ε, and the release still works.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_person_count_is_made_only_when_something_uses_it() {
     let sql = "SELECT sex, COUNT(*) AS n FROM person GROUP BY sex";
@@ -569,6 +574,23 @@ async fn a_person_count_is_made_only_when_something_uses_it() {
     assert!(items[0].label.contains("decides suppression"), "{items:?}");
     assert!((items[0].epsilon - 0.2 * nhs.charge().epsilon()).abs() < 1e-12);
     assert!((items[1].epsilon - 0.8 * nhs.charge().epsilon()).abs() < 1e-12);
+    // A sum's cells in small groups are suppressed only through the person count.
+    let sums = sample_engine()
+        .await
+        .prepare(
+            "SELECT sex, COUNT(*) AS n, SUM(year_of_birth - 1960) AS s FROM person GROUP BY sex",
+        )
+        .await
+        .unwrap();
+    let items = sums.charge().items().to_vec();
+    assert_eq!(items.len(), 3, "{items:?}");
+    assert!(items[0].label.contains("decides suppression"), "{items:?}");
+    assert!(
+        items
+            .iter()
+            .all(|i| (i.epsilon - items[0].epsilon).abs() < 1e-15),
+        "{items:?}"
+    );
 
     let dir = tempfile::tempdir().unwrap();
     for entry in std::fs::read_dir(sample_data()).unwrap() {
@@ -613,4 +635,137 @@ async fn a_person_count_is_made_only_when_something_uses_it() {
         "{items:?}"
     );
     prepared.execute(&engine).await.unwrap();
+    // Keys alone: the person count is all there is to release them by.
+    let prepared = engine
+        .prepare("SELECT sex FROM person GROUP BY sex")
+        .await
+        .unwrap();
+    assert_eq!(prepared.charge().items().len(), 1);
+    prepared.execute(&engine).await.unwrap();
+}
+
+/// A join on a public table's checked `unique_key`, matched on a person-constant column
+/// with no other condition, keeps the table's columns constant per person (no sampling);
+/// every other join of a reference table leaves its keys sampled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reference_keys_are_person_constant_only_through_a_unique_key() {
+    let engine = sample_engine().await;
+    let sampled = |sql: &'static str| {
+        let engine = &engine;
+        async move {
+            let explain = engine
+                .prepare(sql)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"))
+                .explain();
+            explain.private.unwrap().groups_sampled
+        }
+    };
+    let constant = [
+        "SELECT pl.pcn_name, COUNT(DISTINCT p.person_id) AS people FROM person p \
+         JOIN practice_lookup pl ON pl.practice_code = p.practice_code GROUP BY pl.pcn_name",
+        "SELECT pl.place, COUNT(DISTINCT p.person_id) AS people FROM person p \
+         LEFT JOIN practice_lookup pl ON p.practice_code = pl.practice_code GROUP BY pl.place",
+        "SELECT l.rural_urban, COUNT(e.encounter_id) AS contacts FROM encounter e \
+         JOIN person p ON p.person_id = e.person_id JOIN lsoa_lookup l ON l.lsoa21 = p.lsoa21 \
+         GROUP BY l.rural_urban",
+        "SELECT pl.place, COUNT(DISTINCT p.person_id) AS people FROM person p \
+         JOIN (SELECT * FROM practice_lookup WHERE icb IS NOT NULL) pl \
+           ON pl.practice_code = p.practice_code GROUP BY pl.place",
+        // Every condition an equality of a person-constant value with the lookup.
+        "SELECT pl.place, COUNT(DISTINCT p.person_id) AS people FROM person p \
+         JOIN practice_lookup pl ON pl.practice_code = p.practice_code AND pl.icb = p.icb \
+         GROUP BY pl.place",
+        "WITH pl AS (SELECT practice_code AS code, place FROM practice_lookup) \
+         SELECT pl.place, COUNT(DISTINCT p.person_id) AS people FROM person p \
+         JOIN pl ON pl.code = p.practice_code GROUP BY pl.place",
+    ];
+    for sql in constant {
+        assert!(!sampled(sql).await, "should need no sampling: {sql}");
+    }
+    let not_constant = [
+        // Not the unique key.
+        "SELECT pl.place, COUNT(DISTINCT p.person_id) AS people FROM person p \
+         JOIN practice_lookup pl ON pl.pcn_code = p.pcn_code GROUP BY pl.place",
+        // The private side is not constant per person.
+        "SELECT pl.place, COUNT(*) AS n FROM encounter e \
+         JOIN practice_lookup pl ON pl.practice_code = e.provider_code GROUP BY pl.place",
+        // Another condition beside the key, on a column that is not constant per person:
+        // some of a person's rows match, others do not.
+        "SELECT pl.place, COUNT(*) AS n FROM encounter e \
+         JOIN person p ON p.person_id = e.person_id \
+         LEFT JOIN practice_lookup pl ON pl.practice_code = p.practice_code AND e.setting = 'GP' \
+         GROUP BY pl.place",
+        // A function of the key is not known to be unique.
+        "SELECT pl.place, COUNT(DISTINCT p.person_id) AS people FROM person p \
+         JOIN practice_lookup pl ON upper(pl.practice_code) = p.practice_code GROUP BY pl.place",
+        // Joined to another table first: rows may repeat.
+        "SELECT x.place, COUNT(DISTINCT p.person_id) AS people FROM person p \
+         JOIN (SELECT a.practice_code, a.place FROM practice_lookup a \
+               JOIN lsoa_lookup b ON a.locality = b.locality) x \
+           ON x.practice_code = p.practice_code GROUP BY x.place",
+        // A union repeats rows.
+        "SELECT x.place, COUNT(DISTINCT p.person_id) AS people FROM person p \
+         JOIN (SELECT practice_code, place FROM practice_lookup UNION ALL \
+               SELECT practice_code, place FROM practice_lookup) x \
+           ON x.practice_code = p.practice_code GROUP BY x.place",
+    ];
+    for sql in not_constant {
+        assert!(sampled(sql).await, "should be sampled: {sql}");
+    }
+}
+
+/// `unique_key` is checked against the file by `carelens catalog` and whenever the engine
+/// opens: a lookup with a code in two rows is refused, naming the table, the column and the
+/// code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unique_key_with_a_repeated_value_is_refused_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(sample_data()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let ctx = plain(&sample_data()).await;
+    let lookup = dir.path().join("practice_lookup.parquet");
+    std::fs::remove_file(&lookup).unwrap();
+    ctx.sql(
+        "SELECT * FROM practice_lookup UNION ALL \
+         (SELECT * FROM practice_lookup ORDER BY practice_code LIMIT 1)",
+    )
+    .await
+    .unwrap()
+    .write_parquet(
+        lookup.to_str().unwrap(),
+        DataFrameWriteOptions::new().with_single_file_output(true),
+        None,
+    )
+    .await
+    .unwrap();
+    let catalog = carelens_catalog::load(&dir.path().join("carelens.toml")).unwrap();
+    // `carelens catalog` and the engine run the same check.
+    let report = catalog.check_files().unwrap_err().to_string();
+    assert!(
+        report.contains("tables.practice_lookup.unique_key")
+            && report.contains("`practice_code` is declared unique, but the value '"),
+        "{report}"
+    );
+    let error = match Engine::open(&catalog).await {
+        Ok(_) => panic!("a repeated unique key was accepted"),
+        Err(e) => {
+            let mut chain = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                chain.push_str(&format!("\n{s}"));
+                source = s.source();
+            }
+            chain
+        }
+    };
+    assert!(
+        error.contains("no longer matches the catalog")
+            && error.contains("tables.practice_lookup.unique_key"),
+        "{error}"
+    );
 }

@@ -1,6 +1,8 @@
-//! Checking a loaded catalog against its Parquet files, from their footers only: schemas,
-//! row counts and column-chunk null counts. No data pages are read, and no value from a
-//! file ever appears in a message.
+//! Checking a loaded catalog against its Parquet files, from their footers: schemas, row
+//! counts and column-chunk null counts. No data page of a private table is read, and no
+//! value from one ever appears in a message. The one exception is public data: a public
+//! table's `unique_key` column is read whole (lookups are small) to check that no value is
+//! in two rows, and a repeated value is named.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
@@ -64,6 +66,12 @@ impl LoadedCatalog {
                 .map(|file| read_facts(self.folder(), file))
                 .collect::<Result<Vec<_>, _>>()?;
             let warnings = check_table(table, person, &facts, &mut problems);
+            if let (TableKind::Public, Some(key)) = (table.kind, &table.unique_key)
+                && facts.iter().all(|f| f.schema.field_with_name(key).is_ok())
+                && let Some(problem) = repeated_key(table, key, table_files)?
+            {
+                problems.push(problem);
+            }
             tables.push(table_report(table, table_files, &facts, person, warnings));
         }
 
@@ -80,6 +88,70 @@ impl LoadedCatalog {
             tables,
         })
     }
+}
+
+/// A value of a public table's `unique_key` that is in two rows or more, as a problem (the
+/// value is public data, so it is named).
+fn repeated_key(
+    table: &Table,
+    key: &str,
+    files: &TableFiles,
+) -> Result<Option<Problem>, CatalogError> {
+    use arrow::array::Array;
+    use arrow::row::{RowConverter, SortField};
+    use parquet::arrow::ProjectionMask;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let mut seen: HashMap<Vec<u8>, usize> = HashMap::new();
+    for path in files.files() {
+        let damaged = |detail: String| CatalogError::Damaged {
+            path: path.clone(),
+            detail,
+        };
+        let file = File::open(path).map_err(|source| CatalogError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let builder =
+            ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| damaged(e.to_string()))?;
+        let index = builder
+            .schema()
+            .index_of(key)
+            .map_err(|e| damaged(e.to_string()))?;
+        let mask = ProjectionMask::roots(builder.parquet_schema(), [index]);
+        let reader = builder
+            .with_projection(mask)
+            .build()
+            .map_err(|e| damaged(e.to_string()))?;
+        for batch in reader {
+            let batch = batch.map_err(|e| damaged(e.to_string()))?;
+            let column = batch.column(0);
+            let converter = RowConverter::new(vec![SortField::new(column.data_type().clone())])
+                .map_err(|e| damaged(e.to_string()))?;
+            let rows = converter
+                .convert_columns(std::slice::from_ref(column))
+                .map_err(|e| damaged(e.to_string()))?;
+            for i in 0..batch.num_rows() {
+                if column.is_null(i) {
+                    continue;
+                }
+                let count = seen.entry(rows.row(i).as_ref().to_vec()).or_default();
+                *count += 1;
+                if *count == 2 {
+                    let value = arrow::util::display::array_value_to_string(column, i)
+                        .unwrap_or_else(|_| "?".into());
+                    return Ok(Some(Problem::new(
+                        location::table_field(&table.name, "unique_key"),
+                        format!(
+                            "`{key}` is declared unique, but the value '{value}' is in two rows or more"
+                        ),
+                        "fix the lookup (one row per code), or remove `unique_key`: then keys from \
+                         this table are sampled per person",
+                    )));
+                }
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// One file read whole by [`LoadedCatalog::read_every_page`].
@@ -477,6 +549,7 @@ fn table_report(
         description: table.description.clone(),
         max_groups: table.max_groups,
         max_rows_per_group: table.max_rows_per_group,
+        unique_key: table.unique_key.clone(),
         columns: table
             .columns
             .iter()

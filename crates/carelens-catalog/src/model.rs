@@ -88,6 +88,12 @@ pub struct Table {
     /// Default L∞: how many of one person's rows count in one group (events tables only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_rows_per_group: Option<u32>,
+    /// Public tables only: a column whose non-NULL values are unique in the file (a lookup's
+    /// code). Checked against the file whenever the engine opens the extract; a join that
+    /// matches it on a person-constant column keeps the table's columns constant per
+    /// person (docs/engine.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unique_key: Option<String>,
     /// The columns queries may use, in file order.
     pub columns: Vec<Column>,
 }

@@ -46,6 +46,8 @@ pub struct TableReport {
     pub max_groups: Option<u32>,
     /// Default L∞ (`max_rows_per_group`), if declared.
     pub max_rows_per_group: Option<u32>,
+    /// A public table's `unique_key`, checked: no value in two rows.
+    pub unique_key: Option<String>,
     /// The declared columns, in catalog order.
     pub columns: Vec<ColumnReport>,
     /// Things that are allowed but worth knowing, such as columns in the files that the
@@ -108,9 +110,16 @@ impl TableReport {
     pub fn kind_note(&self) -> String {
         match self.kind {
             TableKind::Person => "one row per person; its columns describe the person".to_owned(),
-            TableKind::Public => {
-                "public reference data with no people in it; read and join it freely".to_owned()
-            }
+            TableKind::Public => match &self.unique_key {
+                Some(key) => format!(
+                    "public reference data with no people in it; read and join it freely; \
+                     `{key}` is unique (checked), so a join on it from a person's column keeps \
+                     this table's columns constant per person"
+                ),
+                None => {
+                    "public reference data with no people in it; read and join it freely".to_owned()
+                }
+            },
             TableKind::Events => {
                 let groups = match self.max_groups {
                     Some(1) => "1 group".to_owned(),
@@ -338,6 +347,7 @@ table practice_lookup: public, 2 rows, practice_lookup.parquet
             rows: 1_234_567,
             description: None,
             max_groups: None,
+            unique_key: None,
             max_rows_per_group: Some(1),
             columns: vec![],
             warnings: vec![],

@@ -93,6 +93,7 @@ fn check_table(catalog: &Catalog, table: &Table, person: &str, problems: &mut Ve
     }
 
     check_contribution_bounds(table, problems);
+    check_unique_key(table, problems);
     check_person_column(table, person, problems);
 
     let mut column_counts: HashMap<&str, usize> = HashMap::new();
@@ -153,6 +154,26 @@ fn check_contribution_bounds(table: &Table, problems: &mut Vec<Problem>) {
                 format!("remove `{key}`: a public table has no people whose contributions need bounding"),
             )),
         }
+    }
+}
+
+/// `unique_key` names a declared column of a public table. (That its values are unique is
+/// checked against the file when the engine opens the extract.)
+fn check_unique_key(table: &Table, problems: &mut Vec<Problem>) {
+    let Some(key) = &table.unique_key else { return };
+    let at = location::table_field(&table.name, "unique_key");
+    if table.kind != TableKind::Public {
+        problems.push(Problem::new(
+            at,
+            "`unique_key` is only for public tables",
+            "remove `unique_key`: private tables are keyed by the person column",
+        ));
+    } else if table.column(key).is_none() {
+        problems.push(Problem::new(
+            at,
+            format!("`unique_key` names `{key}`, which is not a declared column"),
+            "name one of the table's columns, e.g. its code column",
+        ));
     }
 }
 
@@ -688,6 +709,28 @@ mod tests {
     fn catalog_without_person_table_is_rejected() {
         let problems = problems_after(|c| table(c, "person").kind = TableKind::Events);
         assert_problem(&problems, "tables", "no table has `kind = \"person\"`");
+    }
+
+    #[test]
+    fn a_unique_key_is_a_declared_column_of_a_public_table() {
+        let problems = problems_after(|c| {
+            table(c, "practice_lookup").unique_key = Some("practice_code".into());
+        });
+        assert!(problems.is_empty(), "{problems:?}");
+        let problems = problems_after(|c| {
+            table(c, "practice_lookup").unique_key = Some("practise_code".into());
+        });
+        assert_problem(
+            &problems,
+            "tables.practice_lookup.unique_key",
+            "`unique_key` names `practise_code`, which is not a declared column",
+        );
+        let problems = problems_after(|c| table(c, "person").unique_key = Some("sex".into()));
+        assert_problem(
+            &problems,
+            "tables.person.unique_key",
+            "`unique_key` is only for public tables",
+        );
     }
 
     #[test]

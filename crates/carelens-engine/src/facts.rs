@@ -40,6 +40,9 @@ pub(crate) struct Facts {
     pub precision: Option<Precision>,
     /// Every value it can take, if that is public and finite.
     pub domain: Option<Arc<Vec<ScalarValue>>>,
+    /// No non-NULL value is in two rows: a public table's checked `unique_key`, read as it
+    /// is (never through an expression) from a relation that only removed rows.
+    pub unique: bool,
 }
 
 impl Facts {
@@ -52,6 +55,7 @@ impl Facts {
             hi: f64::INFINITY,
             precision: None,
             domain: None,
+            unique: false,
         }
     }
 
@@ -144,6 +148,7 @@ fn literal_facts(value: &ScalarValue) -> Facts {
         hi,
         precision: None,
         domain: Some(Arc::new(vec![value.clone()])),
+        unique: false,
     }
 }
 

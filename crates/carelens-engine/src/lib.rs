@@ -397,12 +397,15 @@ impl Engine {
             .into());
         }
         let per_group: Vec<u64> = bounded.parts.iter().map(|p| p.per_group).collect();
+        // What the person counts are for decides their share of ε (calibration.rs).
         let persons = if bounded.sources.contains(&Source::Persons) {
             PersonCounts::Released
-        } else if self.disclosure.suppress_at_or_below.is_some() {
-            PersonCounts::DecideSuppression
-        } else {
+        } else if self.disclosure.suppress_at_or_below.is_none() {
             PersonCounts::Unused
+        } else if bounded.parts.iter().all(|p| p.is_count) {
+            PersonCounts::SuppressCounts
+        } else {
+            PersonCounts::SuppressSums
         };
         let shape = ReleaseShape {
             noise: self.policy.noise,

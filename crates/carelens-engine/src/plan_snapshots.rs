@@ -58,14 +58,3 @@ async fn conditional_person_counts_over_a_left_join() {
         .await
     );
 }
-
-#[tokio::test]
-async fn one_sampled_group_per_person_is_an_arg_min_without_a_window() {
-    let plan = rewritten(
-        "-- carelens: max_groups=1\n\
-         SELECT setting, COUNT(*) AS n FROM encounter GROUP BY setting",
-    )
-    .await;
-    assert!(!plan.contains("WindowAggr"), "{plan}");
-    insta::assert_snapshot!("one_sampled_group", plan);
-}

@@ -7,10 +7,8 @@
 //!    max(0, L∞·hi)]` in fixed-point units, `AVG` as a capped numerator over a capped
 //!    count, a conditional person count as 0 or 1.
 //! 2. Groups per person: when some key is not constant per person, keep each person's
-//!    first L0 groups in the order of a keyed hash (`keyed_hash.rs`): for L0 = 1 an
-//!    arg-min per person (`GROUP BY person` of `FIRST_VALUE(… ORDER BY keyed_hash(person,
-//!    keys))`), else `ROW_NUMBER() OVER (PARTITION BY person ORDER BY keyed_hash(person,
-//!    keys)) <= L0`.
+//!    first L0 groups in the order of a keyed hash (`ROW_NUMBER() OVER (PARTITION BY
+//!    person ORDER BY keyed_hash(person, keys), keys) <= L0`, `keyed_hash.rs`).
 //! 3. Across persons: `GROUP BY G`, summing contributions, with the number of persons per
 //!    group (for key selection and suppression).
 //!
@@ -20,7 +18,7 @@ use carelens_privacy::{Bounds, Precision};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{Column, DataFusionError};
 use datafusion::functions::expr_fn::{coalesce, greatest, least};
-use datafusion::functions_aggregate::expr_fn::{count, first_value, max, sum};
+use datafusion::functions_aggregate::expr_fn::{count, max, sum};
 use datafusion::functions_window::expr_fn::row_number;
 use datafusion::logical_expr::{
     Expr, ExprFunctionExt, LogicalPlan, LogicalPlanBuilder, col, lit, try_cast, when,
@@ -250,40 +248,21 @@ pub(crate) fn bound(
         hashed.extend(keys.iter().map(col));
         let mut order = vec![keyed_hash(secret, hashed).sort(true, true)];
         order.extend(keys.iter().map(|k| col(k).sort(true, true)));
-        // `__person`, the keys, the contributions.
-        let columns: Vec<String> = builder
+        let rank = row_number()
+            .partition_by(vec![col("__person")])
+            .order_by(order)
+            .build()?
+            .alias("__rank");
+        let kept: Vec<Expr> = builder
             .schema()
             .fields()
             .iter()
-            .map(|f| f.name().clone())
+            .map(|f| col(f.name()))
             .collect();
-        builder = if limits.max_groups == 1 {
-            // One group per person: an arg-min per person — every column taken from the
-            // row that is first in the hash order — computed by a hash aggregation, with
-            // no sort of all rows. The hash is computed once per row, before it.
-            let mut with_hash: Vec<Expr> = columns.iter().map(col).collect();
-            let mut order = order;
-            with_hash.push(order.remove(0).expr.alias("__hash"));
-            order.insert(0, col("__hash").sort(true, true));
-            let first: Vec<Expr> = columns[1..]
-                .iter()
-                .map(|c| first_value(col(c), order.clone()).alias(c))
-                .collect();
-            builder
-                .project(with_hash)?
-                .aggregate(vec![col("__person")], first)?
-        } else {
-            let kept: Vec<Expr> = columns.iter().map(col).collect();
-            let rank = row_number()
-                .partition_by(vec![col("__person")])
-                .order_by(order)
-                .build()?
-                .alias("__rank");
-            builder
-                .window(vec![rank])?
-                .filter(col("__rank").lt_eq(lit(i64::from(limits.max_groups))))?
-                .project(kept)?
-        };
+        builder = builder
+            .window(vec![rank])?
+            .filter(col("__rank").lt_eq(lit(i64::from(limits.max_groups))))?
+            .project(kept)?;
     }
 
     // Step 4: across persons.

@@ -1,6 +1,6 @@
-//! L0 sampling on the sample extract: the arg-min plan for L0 = 1 keeps exactly the group
-//! the window plan's `ROW_NUMBER() … = 1` keeps, and the groups people keep are chosen
-//! independently per person.
+//! L0 sampling on the sample extract: the bounded plan keeps exactly each person's first L0
+//! groups in the order of the keyed hash (checked against the same rule written as plain
+//! SQL), and the groups people keep are chosen independently per person.
 
 use std::collections::BTreeMap;
 
@@ -84,46 +84,46 @@ fn by_key(batches: &[RecordBatch]) -> BTreeMap<String, (i64, i64)> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_arg_min_keeps_the_group_the_window_ranks_first() {
+async fn the_bounded_plan_keeps_each_persons_first_groups_in_hash_order() {
     let engine = engine().await;
-    let sql =
-        "-- carelens: max_groups=1\nSELECT setting, COUNT(*) AS n FROM encounter GROUP BY setting";
-    for secret in SECRETS {
-        let prepared = engine
-            .prepare_with_secret(sql, secret)
-            .await
-            .expect("prepare");
-        let limits = prepared.explain().private.expect("private");
-        assert!(limits.groups_sampled && limits.max_groups == 1);
-        let plan = prepared.rewritten_plan().expect("bounded plan").clone();
-        assert!(
-            !plan.display_indent().to_string().contains("WindowAggr"),
-            "L0 = 1 needs no window"
+    for max_groups in [1, 2] {
+        let sql = format!(
+            "-- carelens: max_groups={max_groups}\n\
+             SELECT setting, COUNT(*) AS n FROM encounter GROUP BY setting"
         );
-        let ctx = session(&engine, secret).await;
-        let arg_min = ctx
-            .execute_logical_plan(plan)
-            .await
-            .expect("plan")
-            .collect()
-            .await
-            .expect("run");
-        let window = rows(
-            &ctx,
-            &format!(
-                "SELECT setting, SUM(c), COUNT(*) FROM ( \
-                   SELECT setting, c, ROW_NUMBER() OVER (PARTITION BY person_id \
-                     ORDER BY keyed_hash(person_id, setting), setting) AS rk \
-                   FROM (SELECT person_id, setting, LEAST(COUNT(*), {}) AS c \
-                         FROM encounter GROUP BY person_id, setting)) \
-                 WHERE rk = 1 GROUP BY setting",
-                limits.max_rows
-            ),
-        )
-        .await;
-        let (arg_min, window) = (by_key(&arg_min), by_key(&window));
-        assert!(arg_min.len() > 3, "{arg_min:?}");
-        assert_eq!(arg_min, window, "secret {secret}");
+        for secret in SECRETS {
+            let prepared = engine
+                .prepare_with_secret(&sql, secret)
+                .await
+                .expect("prepare");
+            let limits = prepared.explain().private.expect("private");
+            assert!(limits.groups_sampled && limits.max_groups == max_groups);
+            let plan = prepared.rewritten_plan().expect("bounded plan").clone();
+            let ctx = session(&engine, secret).await;
+            let bounded = ctx
+                .execute_logical_plan(plan)
+                .await
+                .expect("plan")
+                .collect()
+                .await
+                .expect("run");
+            let reference = rows(
+                &ctx,
+                &format!(
+                    "SELECT setting, SUM(c), COUNT(*) FROM ( \
+                       SELECT setting, c, ROW_NUMBER() OVER (PARTITION BY person_id \
+                         ORDER BY keyed_hash(person_id, setting), setting) AS rk \
+                       FROM (SELECT person_id, setting, LEAST(COUNT(*), {}) AS c \
+                             FROM encounter GROUP BY person_id, setting)) \
+                     WHERE rk <= {max_groups} GROUP BY setting",
+                    limits.max_rows
+                ),
+            )
+            .await;
+            let (bounded, reference) = (by_key(&bounded), by_key(&reference));
+            assert!(bounded.len() > 3, "{bounded:?}");
+            assert_eq!(bounded, reference, "L0 {max_groups}, secret {secret}");
+        }
     }
 }
 

@@ -37,6 +37,8 @@ pub(crate) struct ColumnInfo {
     pub bounds: Option<(f64, f64)>,
     pub precision: Option<Precision>,
     pub domain: Option<Arc<Vec<ScalarValue>>>,
+    /// The public table's declared unique key, its non-NULL values checked unique.
+    pub unique: bool,
 }
 
 /// What the engine knows of one catalog table.
@@ -108,7 +110,8 @@ pub(crate) async fn open(
     loaded: &LoadedCatalog,
     data_version: &str,
 ) -> Result<(SessionContext, CatalogInfo), SessionError> {
-    // The footers only (cheap): every declared column present with its declared type.
+    // The footers (cheap): every declared column present with its declared type; and a
+    // public table's `unique_key` read whole, no value twice (lookups are small).
     // Files changed since a deep check are refused before their footers are read.
     let checked = loaded
         .check_against_record(data_version)
@@ -196,6 +199,8 @@ pub(crate) async fn open(
                     bounds: column.bounds.map(|[lo, hi]| (lo, hi)),
                     precision,
                     domain: domain.map(Arc::new),
+                    unique: table.kind == TableKind::Public
+                        && table.unique_key.as_deref() == Some(column.name.as_str()),
                 },
             );
         }

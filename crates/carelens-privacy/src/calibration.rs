@@ -21,11 +21,15 @@
 //! the shares are equal. So every released part — and the person count when the query
 //! releases it, or when it chooses the groups (key selection) — gets an equal share.
 //!
-//! A person count that only decides suppression is never released: its error matters
-//! only for groups whose count is near the threshold, and only as a wrong decision there.
-//! It gets [`SUPPRESSION_SHARE`] of ε and the released parts share the rest. A person
-//! count that nothing uses (public keys, not released, a policy without suppression) has
-//! no mechanism and no share.
+//! A person count that only decides suppression is never released; its error matters
+//! only as a wrong decision for groups near the threshold. When every released part is a
+//! count, each count cell is also suppressed on its own noisy value, so the person count
+//! only adds the rule "and the group has more than the threshold of people": it gets
+//! [`SUPPRESSION_SHARE`] of ε and the counts share the rest. When some released part is a
+//! sum or a mean, the person count is the only thing that suppresses that part's cells in
+//! small or empty groups, and it keeps an equal share. A person count that nothing uses
+//! (public keys, not released, a policy without suppression) has no mechanism and no
+//! share — unless the release has no part at all, when it is all there is.
 
 use crate::accuracy::NoiseDistribution;
 use crate::budget::{PrivacyCharge, split_delta, split_epsilon};
@@ -33,10 +37,12 @@ use crate::key_selection::KeySelection;
 use crate::noise::{MechanismError, NoiseKind, NoiseMechanism, Sensitivity};
 use crate::params::{Delta, Epsilon, ParamError};
 
-/// The share of ε a person count gets when it only decides suppression: a fifth. At
-/// ε = 1 and L0 = 1 its discrete Laplace scale is 5, so a group of 30 people is wrongly
-/// suppressed with probability below 1% (P(Z ≤ −23) = q²³/(1 + q), q = e^(−1/5)), while
-/// the released cells keep four fifths of ε instead of `k/(k + 1)` for `k` of them.
+/// The share of ε a person count gets when it only decides suppression of count cells
+/// (which are suppressed on their own noisy values too): a fifth. At ε = 1 and L0 = 1 its
+/// discrete Laplace scale is 5, so a group of 30 people is wrongly suppressed with
+/// probability below 1% (P(Z ≤ −23) = q²³/(1 + q), q = e^(−1/5)), while the released
+/// counts keep four fifths of ε instead of `k/(k + 1)` for `k` of them. The scale grows
+/// with L0 and shrinks with ε like every other scale; `explain` shows it.
 pub const SUPPRESSION_SHARE: f64 = 0.2;
 
 /// What a release is made of, as calibration needs it.
@@ -61,8 +67,12 @@ pub struct ReleaseShape<'a> {
 pub enum PersonCounts {
     /// The query releases them (`COUNT(DISTINCT person)`).
     Released,
-    /// They only decide which groups are suppressed.
-    DecideSuppression,
+    /// They only decide which groups are suppressed, and every released part is a count
+    /// (suppressed on its own noisy value too).
+    SuppressCounts,
+    /// They only decide which groups are suppressed, and some released part is a sum or a
+    /// mean, whose cells nothing else suppresses.
+    SuppressSums,
     /// Nothing uses them: not released, and the policy suppresses nothing.
     Unused,
 }
@@ -74,8 +84,12 @@ pub enum PersonsRole {
     SelectsGroups,
     /// Released as a column of the result (and decides suppression).
     Released,
-    /// Only decides suppression; never released.
-    DecidesSuppression,
+    /// Only decides suppression, of groups whose released cells are all counts; never
+    /// released. A small share.
+    SuppressesCounts,
+    /// Only decides suppression, of groups with a released sum or mean; never released.
+    /// An equal share.
+    SuppressesSums,
 }
 
 impl ReleaseShape<'_> {
@@ -86,7 +100,11 @@ impl ReleaseShape<'_> {
         }
         match self.persons {
             PersonCounts::Released => Some(PersonsRole::Released),
-            PersonCounts::DecideSuppression => Some(PersonsRole::DecidesSuppression),
+            PersonCounts::SuppressCounts => Some(PersonsRole::SuppressesCounts),
+            PersonCounts::SuppressSums => Some(PersonsRole::SuppressesSums),
+            // A release with no part (`SELECT key … GROUP BY key`): the person count is
+            // all there is to calibrate, as before the split followed its use.
+            PersonCounts::Unused if self.parts.is_empty() => Some(PersonsRole::SuppressesSums),
             PersonCounts::Unused => None,
         }
     }
@@ -99,7 +117,7 @@ impl ReleaseShape<'_> {
         match self.persons_role() {
             None => {}
             // share = w / (w + k) = SUPPRESSION_SHARE.
-            Some(PersonsRole::DecidesSuppression) if k > 0 => {
+            Some(PersonsRole::SuppressesCounts) if k > 0 => {
                 weights.push(k as f64 * SUPPRESSION_SHARE / (1.0 - SUPPRESSION_SHARE));
             }
             Some(_) => weights.push(1.0),
@@ -170,7 +188,9 @@ pub fn calibrate(
             let selection = KeySelection::calibrate(epsilons[0], deltas[0], shape.max_groups)?;
             (Some(selection), None)
         }
-        Some(PersonsRole::Released | PersonsRole::DecidesSuppression) => {
+        Some(
+            PersonsRole::Released | PersonsRole::SuppressesCounts | PersonsRole::SuppressesSums,
+        ) => {
             let sensitivity = Sensitivity {
                 max_groups: shape.max_groups,
                 per_group: 1,
@@ -210,7 +230,10 @@ impl Calibration {
             items.push(k.charge_item());
         }
         if let Some(p) = &self.persons {
-            let label = if self.persons_role == Some(PersonsRole::DecidesSuppression) {
+            let label = if matches!(
+                self.persons_role,
+                Some(PersonsRole::SuppressesCounts | PersonsRole::SuppressesSums)
+            ) {
                 "distinct persons per group (decides suppression; not released)"
             } else {
                 "distinct persons per group"
@@ -244,20 +267,38 @@ impl Calibration {
                 "equal shares over {columns}; no person count is needed (none is released and \
                  the disclosure policy suppresses nothing), so none is made"
             ),
+            Some(PersonsRole::SelectsGroups) if k == 0 => {
+                "all of it to the person count that chooses the groups (key selection) and is \
+                 released"
+                    .to_owned()
+            }
             Some(PersonsRole::SelectsGroups) => format!(
                 "equal shares over {columns} and the person count that chooses the groups \
                  (key selection)"
             ),
+            Some(PersonsRole::Released) if k == 0 => {
+                "all of it to the released person count".to_owned()
+            }
             Some(PersonsRole::Released) => {
                 format!("equal shares over {columns} and the released person count")
             }
-            Some(PersonsRole::DecidesSuppression) if k == 0 => {
+            Some(PersonsRole::SuppressesCounts | PersonsRole::SuppressesSums) if k == 0 => {
                 "all of it to the person count".to_owned()
             }
-            Some(PersonsRole::DecidesSuppression) => format!(
+            Some(PersonsRole::SuppressesCounts) => format!(
                 "{}% to the person count, which only decides suppression and is not \
-                 released; equal shares of the rest over {columns}",
-                (SUPPRESSION_SHARE * 100.0).round()
+                 released; equal shares of the rest over {} (a count is also suppressed \
+                 on its own noisy value)",
+                (SUPPRESSION_SHARE * 100.0).round(),
+                if k == 1 {
+                    "the one released count".to_owned()
+                } else {
+                    format!("the {k} released counts")
+                }
+            ),
+            Some(PersonsRole::SuppressesSums) => format!(
+                "equal shares over {columns} and the person count, which is not released \
+                 but is what suppresses sums and means in small groups"
             ),
         }
     }
@@ -288,7 +329,8 @@ mod tests {
         ] {
             for persons in [
                 PersonCounts::Released,
-                PersonCounts::DecideSuppression,
+                PersonCounts::SuppressCounts,
+                PersonCounts::SuppressSums,
                 PersonCounts::Unused,
             ] {
                 for parts in [&[][..], &[1], &[3, 100, 1]] {
@@ -302,15 +344,9 @@ mod tests {
                     let what = format!(
                         "{noise:?}, public keys {public_keys}, {persons:?}, parts {parts:?}"
                     );
-                    let has_persons = !public_keys || persons != PersonCounts::Unused;
-                    if parts.is_empty() && !has_persons {
-                        // Nothing to release: refused, never an empty charge.
-                        assert!(
-                            calibrate(&shape, Epsilon::new(0.7).unwrap(), Delta::ZERO).is_err(),
-                            "{what}"
-                        );
-                        continue;
-                    }
+                    // With no part at all the person count is all there is.
+                    let has_persons =
+                        !public_keys || persons != PersonCounts::Unused || parts.is_empty();
                     let c = charge(&shape, 0.7, 1e-6);
                     let n = parts.len() + usize::from(has_persons);
                     assert_eq!(c.items().len(), n, "{what}");
@@ -321,9 +357,8 @@ mod tests {
                     assert!(c.delta() <= 1e-6, "{what}");
                     // The shares: equal, but for a person count that only decides
                     // suppression, which gets exactly SUPPRESSION_SHARE.
-                    let suppression_only = public_keys
-                        && persons == PersonCounts::DecideSuppression
-                        && !parts.is_empty();
+                    let suppression_only =
+                        public_keys && persons == PersonCounts::SuppressCounts && !parts.is_empty();
                     let released = if suppression_only {
                         let share = c.items()[0].epsilon;
                         assert!((share - 0.7 * SUPPRESSION_SHARE).abs() < 1e-12, "{what}");
@@ -368,10 +403,15 @@ mod tests {
         let close = |a: f64, b: f64| (a - b).abs() < 1e-9;
         assert!(close(released.items()[0].scale, 2.0));
         assert!(close(released.items()[1].scale, 2.0));
-        let suppression = charge(&shape(PersonCounts::DecideSuppression), 1.0, 0.0);
+        let suppression = charge(&shape(PersonCounts::SuppressCounts), 1.0, 0.0);
         assert!(close(suppression.items()[0].scale, 5.0));
         assert!(close(suppression.items()[1].scale, 1.25));
         assert!(suppression.items()[0].label.contains("not released"));
+        // A sum's cells are suppressed only through the person count: it keeps its share.
+        let sums = charge(&shape(PersonCounts::SuppressSums), 1.0, 0.0);
+        assert!(close(sums.items()[0].scale, 2.0));
+        assert!(close(sums.items()[1].scale, 2.0));
+        assert!(sums.items()[0].label.contains("not released"));
         let unused = charge(&shape(PersonCounts::Unused), 1.0, 0.0);
         assert_eq!(unused.items().len(), 1);
         assert!(close(unused.items()[0].scale, 1.0));
@@ -395,12 +435,18 @@ mod tests {
             .describe_split()
         };
         assert_eq!(
-            c(true, PersonCounts::DecideSuppression, &[1, 1]),
+            c(true, PersonCounts::SuppressCounts, &[1, 1]),
             "20% to the person count, which only decides suppression and is not released; \
-             equal shares of the rest over the 2 released sums and counts"
+             equal shares of the rest over the 2 released counts (a count is also \
+             suppressed on its own noisy value)"
         );
         assert!(c(false, PersonCounts::Unused, &[1]).contains("key selection"));
         assert!(c(true, PersonCounts::Unused, &[1]).contains("none is made"));
+        assert!(c(true, PersonCounts::SuppressSums, &[1]).contains("suppresses sums"));
+        assert_eq!(
+            c(true, PersonCounts::Unused, &[]),
+            "all of it to the person count"
+        );
         assert!(c(true, PersonCounts::Released, &[1]).contains("released person count"));
     }
 
@@ -409,7 +455,7 @@ mod tests {
         let shape = ReleaseShape {
             noise: NoiseKind::Laplace,
             public_keys: true,
-            persons: PersonCounts::DecideSuppression,
+            persons: PersonCounts::SuppressCounts,
             max_groups: 1,
             parts: &[1, 10],
         };

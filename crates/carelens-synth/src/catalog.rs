@@ -132,6 +132,7 @@ pub fn extract_catalog(persons: u64, seed: u64) -> Catalog {
         description: Some(description.to_owned()),
         max_groups: None,
         max_rows_per_group: None,
+        unique_key: None,
         columns,
     };
     let events = |t: Table, max_groups: u32, max_rows: u32| Table {
@@ -285,34 +286,44 @@ pub fn extract_catalog(persons: u64, seed: u64) -> Catalog {
         6,
     );
 
-    let practice_lookup = table(
-        PRACTICE_LOOKUP,
-        TableKind::Public,
-        "GP practices with their PCN, locality, place and ICB",
-        vec![
-            col("practice_code", Utf8),
-            col("pcn_code", Utf8),
-            col("pcn_name", Utf8),
-            col("locality", Utf8),
-            col("place", Utf8),
-            col("icb", Utf8),
-        ],
+    let unique = |t: Table, key: &str| Table {
+        unique_key: Some(key.to_owned()),
+        ..t
+    };
+    let practice_lookup = unique(
+        table(
+            PRACTICE_LOOKUP,
+            TableKind::Public,
+            "GP practices with their PCN, locality, place and ICB",
+            vec![
+                col("practice_code", Utf8),
+                col("pcn_code", Utf8),
+                col("pcn_name", Utf8),
+                col("locality", Utf8),
+                col("place", Utf8),
+                col("icb", Utf8),
+            ],
+        ),
+        "practice_code",
     );
 
-    let lsoa_lookup = table(
-        LSOA_LOOKUP,
-        TableKind::Public,
-        "LSOAs 2021 with locality, deprivation and rural-urban class",
-        vec![
-            col("lsoa21", Utf8),
-            col("locality", Utf8),
-            {
-                let mut c = col("imd_decile", Int32);
-                c.domain_range = Some([1, 10]);
-                c
-            },
-            col("rural_urban", Utf8),
-        ],
+    let lsoa_lookup = unique(
+        table(
+            LSOA_LOOKUP,
+            TableKind::Public,
+            "LSOAs 2021 with locality, deprivation and rural-urban class",
+            vec![
+                col("lsoa21", Utf8),
+                col("locality", Utf8),
+                {
+                    let mut c = col("imd_decile", Int32);
+                    c.domain_range = Some([1, 10]);
+                    c
+                },
+                col("rural_urban", Utf8),
+            ],
+        ),
+        "lsoa21",
     );
 
     Catalog {

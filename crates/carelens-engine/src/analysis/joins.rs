@@ -158,17 +158,46 @@ impl Analyzer<'_> {
             JoinType::Right => nullable(&mut columns[..n_left], &mut keys[..n_left]),
             _ => {}
         }
-        // Public columns joined to a person are not known to be constant per person
-        // (the reference table's key may not be unique).
+        // Public columns joined to a person are constant per person only when all of the
+        // person's rows match the same public row, or all match none: every condition is
+        // `private = public` with the private side constant per person, one public side is
+        // the table's checked unique key, and there is no other condition. Otherwise (a
+        // key that is not unique matches several rows) they are not known to be constant.
         if left.private != right.private {
+            // The conditions as (left, right) equalities: `on` (after DataFusion's
+            // extraction), and the filter's conjuncts (before it) — all of them, or none.
+            let filter_pairs = equality_pairs(
+                join.filter.as_ref(),
+                join.left.schema(),
+                join.right.schema(),
+            );
+            let filter_conjuncts = join
+                .filter
+                .as_ref()
+                .map_or(0, |f| split_conjunction(f).len());
+            let pairs: Vec<(Expr, Expr)> = join.on.iter().cloned().chain(filter_pairs).collect();
+            let only_equalities = pairs.len() == join.on.len() + filter_conjuncts;
+            let facts: Vec<(Facts, Facts)> = pairs
+                .iter()
+                .map(|(l, r)| sides(l, r, join, &left, &right))
+                .collect();
+            let unique_match = only_equalities
+                && facts
+                    .iter()
+                    .all(|(private, _)| private.constant && !private.person)
+                && facts.iter().any(|(_, public)| public.unique);
             let range = if left.private {
                 n_left..columns.len()
             } else {
                 0..n_left
             };
             for c in &mut columns[range] {
-                c.constant = false;
+                c.constant = unique_match;
             }
+        }
+        // A join can repeat any row of either side.
+        for c in &mut columns {
+            c.unique = false;
         }
         let tables = both.tables;
         let (columns, keys) = match jt {
@@ -190,6 +219,20 @@ impl Analyzer<'_> {
             tables,
         })
     }
+}
+
+/// The facts of one equality `l = r` (`l` over the left input) of a join between a private
+/// and a public relation: the private side's, then the public side's.
+fn sides(
+    l: &Expr,
+    r: &Expr,
+    join: &datafusion::logical_expr::Join,
+    left: &Relation,
+    right: &Relation,
+) -> (Facts, Facts) {
+    let l = expr_facts(l, join.left.schema(), &left.columns);
+    let r = expr_facts(r, join.right.schema(), &right.columns);
+    if left.private { (l, r) } else { (r, l) }
 }
 
 /// The `a = b` conjuncts of a join filter whose two sides are expressions over different

@@ -183,6 +183,7 @@ impl Analyzer<'_> {
                 hi,
                 precision: info.and_then(|c| c.precision),
                 domain: info.and_then(|c| c.domain.clone()),
+                unique: !private && info.is_some_and(|c| c.unique),
             });
             keys.push(is_person);
         }
@@ -416,6 +417,7 @@ impl Analyzer<'_> {
             for (m, o) in merged.columns.iter_mut().zip(&other.columns) {
                 m.person &= o.person;
                 m.constant = false;
+                m.unique = false;
                 m.lo = m.lo.min(o.lo);
                 m.hi = m.hi.max(o.hi);
                 m.precision = match (m.precision, o.precision) {
