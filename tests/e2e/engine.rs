@@ -769,3 +769,69 @@ async fn a_unique_key_with_a_repeated_value_is_refused_at_open() {
         "{error}"
     );
 }
+
+/// A table that is a folder is read as exactly the files the catalog listed and checked:
+/// a `_`-named file beside them (which DataFusion would read if given the folder) holding
+/// a second row for every code declared unique is not read, and a file added later changes
+/// the extract's version, so nothing is charged against files nobody checked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_folder_table_is_read_as_the_files_the_catalog_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(sample_data()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() && path.file_name().unwrap() != "practice_lookup.parquet" {
+            std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let folder = dir.path().join("practice_lookup");
+    std::fs::create_dir(&folder).unwrap();
+    std::fs::copy(
+        sample_data().join("practice_lookup.parquet"),
+        folder.join("a.parquet"),
+    )
+    .unwrap();
+    let ctx = plain(&sample_data()).await;
+    for shadow in ["_shadow.parquet", ".shadow.parquet"] {
+        ctx.sql("SELECT * FROM practice_lookup")
+            .await
+            .unwrap()
+            .write_parquet(
+                folder.join(shadow).to_str().unwrap(),
+                DataFrameWriteOptions::new().with_single_file_output(true),
+                None,
+            )
+            .await
+            .unwrap();
+    }
+    let toml = dir.path().join("carelens.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    let text = text.replace(
+        "path = \"practice_lookup.parquet\"",
+        "path = \"practice_lookup\"",
+    );
+    std::fs::write(&toml, text).unwrap();
+    let catalog = carelens_catalog::load(&toml).unwrap();
+    let engine = Engine::open(&catalog).await.unwrap();
+    let release = released(
+        &engine,
+        "SELECT COUNT(*) AS n, COUNT(DISTINCT practice_code) AS codes FROM practice_lookup",
+    )
+    .await;
+    assert_eq!(
+        release.rows[0]["n"], release.rows[0]["codes"],
+        "{:?}",
+        release.rows
+    );
+    assert_eq!(release.rows[0]["n"], Value::from(336));
+    let version = catalog.data_version().unwrap();
+    std::fs::copy(
+        sample_data().join("practice_lookup.parquet"),
+        folder.join("b.parquet"),
+    )
+    .unwrap();
+    assert_ne!(
+        catalog.data_version().unwrap(),
+        version,
+        "an added file changes the version"
+    );
+}

@@ -113,6 +113,10 @@ impl LoadedCatalog {
     /// Parquet files, its path, size, modification time and last 64 KiB (the footer, which
     /// holds the schema, row counts, offsets and statistics of every column chunk).
     ///
+    /// For a table that is a folder, the names of everything in the folder are hashed too,
+    /// so a file added (or a sub-folder, a `_`- or `.`-named file) changes the version even
+    /// though the engine reads only the files listed when the catalog was loaded.
+    ///
     /// Any rewrite of a file changes it; the release cache is keyed by it, so changed data
     /// never serves an old release. Reads at most 64 KiB per file.
     pub fn data_version(&self) -> Result<String, CatalogError> {
@@ -124,6 +128,23 @@ impl LoadedCatalog {
         for (table, files) in self.tables() {
             hasher.update(table.name.as_bytes());
             hasher.update([0]);
+            if files.is_folder() {
+                let io = |source| CatalogError::Io {
+                    path: files.path().to_owned(),
+                    source,
+                };
+                let mut names = std::fs::read_dir(files.path())
+                    .map_err(io)?
+                    .map(|e| e.map(|e| e.file_name()))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(io)?;
+                names.sort();
+                for name in names {
+                    hasher.update(name.as_encoded_bytes());
+                    hasher.update([0]);
+                }
+                hasher.update([1]);
+            }
             for file in files.files() {
                 let io = |source| CatalogError::Io {
                     path: file.clone(),

@@ -127,14 +127,16 @@ pub(crate) async fn open(
         .set_bool("datafusion.execution.collect_statistics", false);
     let ctx = SessionContext::new_with_config(config);
     for (table, files) in loaded.tables() {
-        let path = files.path().to_str().ok_or_else(|| SessionError::Path {
-            table: table.name.clone(),
-        })?;
-        ctx.register_parquet(&table.name, path, ParquetReadOptions::default())
+        register(&ctx, &table.name, files.files())
             .await
-            .map_err(|source| SessionError::DataFusion {
-                table: table.name.clone(),
-                source,
+            .map_err(|e| match e {
+                Registration::Path => SessionError::Path {
+                    table: table.name.clone(),
+                },
+                Registration::DataFusion(source) => SessionError::DataFusion {
+                    table: table.name.clone(),
+                    source,
+                },
             })?;
     }
     let catalog = loaded.catalog();
@@ -221,6 +223,51 @@ pub(crate) async fn open(
             tables,
         },
     ))
+}
+
+enum Registration {
+    Path,
+    DataFusion(DataFusionError),
+}
+
+/// Registers `table` as exactly `files` — the files the catalog listed and checked — and
+/// never as their folder: DataFusion lists a folder again at every scan, recursively and
+/// with names the catalog skips (`_x.parquet`, `.x.parquet`, `k=v/` folders), so a file the
+/// checks never saw (a second lookup row for a code declared unique) would be read.
+async fn register(
+    ctx: &SessionContext,
+    table: &str,
+    files: &[std::path::PathBuf],
+) -> Result<(), Registration> {
+    use datafusion::datasource::listing::{ListingTable, ListingTableConfig, ListingTableUrl};
+    use datafusion::execution::options::ReadOptions;
+    let urls = files
+        .iter()
+        .map(|f| {
+            let path = f.to_str().ok_or(Registration::Path)?;
+            ListingTableUrl::parse(path).map_err(Registration::DataFusion)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let Some(first) = urls.first() else {
+        return Err(Registration::DataFusion(DataFusionError::Plan(
+            "a table without files".into(),
+        )));
+    };
+    let options = ParquetReadOptions::default()
+        .to_listing_options(&ctx.copied_config(), ctx.copied_table_options());
+    // Every file has the same schema (`carelens catalog`'s check), so the first one's is
+    // the table's.
+    let schema = options
+        .infer_schema(&ctx.state(), first)
+        .await
+        .map_err(Registration::DataFusion)?;
+    let config = ListingTableConfig::new_with_multi_paths(urls)
+        .with_listing_options(options)
+        .with_schema(schema);
+    let provider = ListingTable::try_new(config).map_err(Registration::DataFusion)?;
+    ctx.register_table(table, std::sync::Arc::new(provider))
+        .map_err(Registration::DataFusion)?;
+    Ok(())
 }
 
 /// A `person` table must hold one row per person: the analysis treats all its columns as
