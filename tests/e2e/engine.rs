@@ -163,17 +163,37 @@ async fn released_bounded_sums_match_an_independent_bounded_query() {
     assert_within_noise(&errors, largest_scale(&prepared), 0.0, 5.0);
 }
 
+/// Writes what `sql` returns on `ctx` to the Parquet file `path`.
+async fn write_parquet(ctx: &SessionContext, sql: &str, path: &Path) {
+    ctx.sql(sql)
+        .await
+        .unwrap()
+        .write_parquet(
+            path.to_str().unwrap(),
+            DataFrameWriteOptions::new().with_single_file_output(true),
+            None,
+        )
+        .await
+        .unwrap();
+}
+
+/// Copies the sample extract's files (the catalog and its Parquet files, not the ledger
+/// folder) to `dir`, but for those named in `except`.
+fn copy_sample(dir: &Path, except: &[&str]) {
+    for entry in std::fs::read_dir(sample_data()).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap();
+        if path.is_file() && !except.iter().any(|e| name == *e) {
+            std::fs::copy(&path, dir.join(name)).unwrap();
+        }
+    }
+}
+
 /// Copies the sample extract to `dir`, adding one person with `rows` encounters spread over
 /// settings and providers.
 async fn extract_with_heavy_user(dir: &Path, rows: u64) -> i64 {
     let source = sample_data();
-    for entry in std::fs::read_dir(&source).unwrap() {
-        let path = entry.unwrap().path();
-        if !path.is_file() {
-            continue;
-        }
-        std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
-    }
+    copy_sample(dir, &[]);
     let ctx = plain(&source).await;
     let new_id: i64 = {
         let b = ctx
@@ -227,17 +247,9 @@ async fn extract_with_heavy_user(dir: &Path, rows: u64) -> i64 {
         select.join(", ")
     );
     for (table, sql) in [("person", person_sql), ("encounter", encounter_sql)] {
-        let frame = ctx.sql(&sql).await.unwrap();
         let target = dir.join(format!("{table}.parquet"));
         std::fs::remove_file(&target).unwrap();
-        frame
-            .write_parquet(
-                target.to_str().unwrap(),
-                DataFrameWriteOptions::new().with_single_file_output(true),
-                None,
-            )
-            .await
-            .unwrap();
+        write_parquet(&ctx, &sql, &target).await;
     }
     new_id
 }
@@ -593,12 +605,7 @@ async fn a_person_count_is_made_only_when_something_uses_it() {
     );
 
     let dir = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(sample_data()).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_file() {
-            std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
-        }
-    }
+    copy_sample(dir.path(), &[]);
     let toml = dir.path().join("carelens.toml");
     let text = std::fs::read_to_string(&toml).unwrap();
     assert!(text.contains("disclosure = \"nhs\""));
@@ -721,28 +728,17 @@ async fn reference_keys_are_person_constant_only_through_a_unique_key() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_unique_key_with_a_repeated_value_is_refused_at_open() {
     let dir = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(sample_data()).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_file() {
-            std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
-        }
-    }
+    copy_sample(dir.path(), &[]);
     let ctx = plain(&sample_data()).await;
     let lookup = dir.path().join("practice_lookup.parquet");
     std::fs::remove_file(&lookup).unwrap();
-    ctx.sql(
+    write_parquet(
+        &ctx,
         "SELECT * FROM practice_lookup UNION ALL \
          (SELECT * FROM practice_lookup ORDER BY practice_code LIMIT 1)",
+        &lookup,
     )
-    .await
-    .unwrap()
-    .write_parquet(
-        lookup.to_str().unwrap(),
-        DataFrameWriteOptions::new().with_single_file_output(true),
-        None,
-    )
-    .await
-    .unwrap();
+    .await;
     let catalog = carelens_catalog::load(&dir.path().join("carelens.toml")).unwrap();
     // `carelens catalog` and the engine run the same check.
     let report = catalog.check_files().unwrap_err().to_string();
@@ -777,12 +773,7 @@ async fn a_unique_key_with_a_repeated_value_is_refused_at_open() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_folder_table_is_read_as_the_files_the_catalog_checked() {
     let dir = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(sample_data()).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_file() && path.file_name().unwrap() != "practice_lookup.parquet" {
-            std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
-        }
-    }
+    copy_sample(dir.path(), &["practice_lookup.parquet"]);
     let folder = dir.path().join("practice_lookup");
     std::fs::create_dir(&folder).unwrap();
     std::fs::copy(
@@ -792,16 +783,7 @@ async fn a_folder_table_is_read_as_the_files_the_catalog_checked() {
     .unwrap();
     let ctx = plain(&sample_data()).await;
     for shadow in ["_shadow.parquet", ".shadow.parquet"] {
-        ctx.sql("SELECT * FROM practice_lookup")
-            .await
-            .unwrap()
-            .write_parquet(
-                folder.join(shadow).to_str().unwrap(),
-                DataFrameWriteOptions::new().with_single_file_output(true),
-                None,
-            )
-            .await
-            .unwrap();
+        write_parquet(&ctx, "SELECT * FROM practice_lookup", &folder.join(shadow)).await;
     }
     let toml = dir.path().join("carelens.toml");
     let text = std::fs::read_to_string(&toml).unwrap();
