@@ -90,6 +90,36 @@ impl LoadedCatalog {
     }
 }
 
+/// The record batches of the Parquet file at `path`, every column or only `column`, each
+/// decoding failure reported as a damaged file.
+fn batches(
+    path: &Path,
+    column: Option<&str>,
+) -> Result<impl Iterator<Item = Result<arrow::array::RecordBatch, CatalogError>>, CatalogError> {
+    use parquet::arrow::ProjectionMask;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let damaged = |detail: String| CatalogError::Damaged {
+        path: path.to_owned(),
+        detail,
+    };
+    let file = File::open(path).map_err(|source| CatalogError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut builder =
+        ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| damaged(e.to_string()))?;
+    if let Some(column) = column {
+        let index = builder
+            .schema()
+            .index_of(column)
+            .map_err(|e| damaged(e.to_string()))?;
+        let mask = ProjectionMask::roots(builder.parquet_schema(), [index]);
+        builder = builder.with_projection(mask);
+    }
+    let reader = builder.build().map_err(|e| damaged(e.to_string()))?;
+    Ok(reader.map(move |batch| batch.map_err(|e| damaged(e.to_string()))))
+}
+
 /// A value of a public table's `unique_key` that is in two rows or more, as a problem (the
 /// value is public data, so it is named).
 fn repeated_key(
@@ -99,34 +129,23 @@ fn repeated_key(
 ) -> Result<Option<Problem>, CatalogError> {
     use arrow::array::Array;
     use arrow::row::{RowConverter, SortField};
-    use parquet::arrow::ProjectionMask;
-    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     let mut seen: HashMap<Vec<u8>, usize> = HashMap::new();
     for path in files.files() {
         let damaged = |detail: String| CatalogError::Damaged {
             path: path.clone(),
             detail,
         };
-        let file = File::open(path).map_err(|source| CatalogError::Io {
-            path: path.clone(),
-            source,
-        })?;
-        let builder =
-            ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| damaged(e.to_string()))?;
-        let index = builder
-            .schema()
-            .index_of(key)
-            .map_err(|e| damaged(e.to_string()))?;
-        let mask = ProjectionMask::roots(builder.parquet_schema(), [index]);
-        let reader = builder
-            .with_projection(mask)
-            .build()
-            .map_err(|e| damaged(e.to_string()))?;
-        for batch in reader {
-            let batch = batch.map_err(|e| damaged(e.to_string()))?;
+        let mut converter = None;
+        for batch in batches(path, Some(key))? {
+            let batch = batch?;
             let column = batch.column(0);
-            let converter = RowConverter::new(vec![SortField::new(column.data_type().clone())])
-                .map_err(|e| damaged(e.to_string()))?;
+            let converter = match &mut converter {
+                Some(c) => c,
+                None => converter.insert(
+                    RowConverter::new(vec![SortField::new(column.data_type().clone())])
+                        .map_err(|e| damaged(e.to_string()))?,
+                ),
+            };
             let rows = converter
                 .convert_columns(std::slice::from_ref(column))
                 .map_err(|e| damaged(e.to_string()))?;
@@ -215,7 +234,6 @@ impl LoadedCatalog {
     pub(crate) fn read_every_page_checking_people(
         &self,
     ) -> Result<(Vec<FileDigest>, Vec<String>), CatalogError> {
-        use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
         use sha2::{Digest, Sha256};
         let person = self.catalog().dataset.person_column.as_str();
         let mut digests = Vec::new();
@@ -236,13 +254,9 @@ impl LoadedCatalog {
                     .iter()
                     .map(|b| format!("{b:02x}"))
                     .collect();
-                let file = File::open(path).map_err(io)?;
-                let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-                    .and_then(|b| b.build())
-                    .map_err(|e| damaged(e.to_string()))?;
                 let mut rows = 0;
-                for batch in reader {
-                    let batch = batch.map_err(|e| damaged(e.to_string()))?;
+                for batch in batches(path, None)? {
+                    let batch = batch?;
                     rows += batch.num_rows();
                     if let (Some(ids), Some(column)) = (&mut ids, batch.column_by_name(person)) {
                         ids.add(column).map_err(damaged)?;

@@ -127,17 +127,7 @@ pub(crate) async fn open(
         .set_bool("datafusion.execution.collect_statistics", false);
     let ctx = SessionContext::new_with_config(config);
     for (table, files) in loaded.tables() {
-        register(&ctx, &table.name, files.files())
-            .await
-            .map_err(|e| match e {
-                Registration::Path => SessionError::Path {
-                    table: table.name.clone(),
-                },
-                Registration::DataFusion(source) => SessionError::DataFusion {
-                    table: table.name.clone(),
-                    source,
-                },
-            })?;
+        register(&ctx, &table.name, files.files()).await?;
     }
     let catalog = loaded.catalog();
     for table in catalog
@@ -225,11 +215,6 @@ pub(crate) async fn open(
     ))
 }
 
-enum Registration {
-    Path,
-    DataFusion(DataFusionError),
-}
-
 /// Registers `table` as exactly `files` — the files the catalog listed and checked — and
 /// never as their folder: DataFusion lists a folder again at every scan, recursively and
 /// with names the catalog skips (`_x.parquet`, `.x.parquet`, `k=v/` folders), so a file the
@@ -238,20 +223,24 @@ async fn register(
     ctx: &SessionContext,
     table: &str,
     files: &[std::path::PathBuf],
-) -> Result<(), Registration> {
+) -> Result<(), SessionError> {
     use datafusion::datasource::listing::{ListingTable, ListingTableConfig, ListingTableUrl};
     use datafusion::execution::options::ReadOptions;
+    let err = |source| SessionError::DataFusion {
+        table: table.into(),
+        source,
+    };
     let urls = files
         .iter()
         .map(|f| {
-            let path = f.to_str().ok_or(Registration::Path)?;
-            ListingTableUrl::parse(path).map_err(Registration::DataFusion)
+            let path = f.to_str().ok_or_else(|| SessionError::Path {
+                table: table.into(),
+            })?;
+            ListingTableUrl::parse(path).map_err(err)
         })
         .collect::<Result<Vec<_>, _>>()?;
     let Some(first) = urls.first() else {
-        return Err(Registration::DataFusion(DataFusionError::Plan(
-            "a table without files".into(),
-        )));
+        return Err(err(DataFusionError::Plan("a table without files".into())));
     };
     let options = ParquetReadOptions::default()
         .to_listing_options(&ctx.copied_config(), ctx.copied_table_options());
@@ -260,13 +249,13 @@ async fn register(
     let schema = options
         .infer_schema(&ctx.state(), first)
         .await
-        .map_err(Registration::DataFusion)?;
+        .map_err(err)?;
     let config = ListingTableConfig::new_with_multi_paths(urls)
         .with_listing_options(options)
         .with_schema(schema);
-    let provider = ListingTable::try_new(config).map_err(Registration::DataFusion)?;
+    let provider = ListingTable::try_new(config).map_err(err)?;
     ctx.register_table(table, std::sync::Arc::new(provider))
-        .map_err(Registration::DataFusion)?;
+        .map_err(err)?;
     Ok(())
 }
 

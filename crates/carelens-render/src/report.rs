@@ -967,14 +967,18 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_charted_column_is_the_querys_choice_or_the_rule_never_the_values() {
-        use carelens_engine::ColumnMeta;
-        let column = |name: &str, role| ColumnMeta {
+    /// A release column's description, for building releases in tests.
+    fn column(name: &str, role: ColumnRole, data_type: &str) -> carelens_engine::ColumnMeta {
+        carelens_engine::ColumnMeta {
             name: name.to_owned(),
             role,
-            data_type: "Float64".to_owned(),
-        };
+            data_type: data_type.to_owned(),
+        }
+    }
+
+    #[test]
+    fn the_charted_column_is_the_querys_choice_or_the_rule_never_the_values() {
+        let column = |name: &str, role| column(name, role, "Float64");
         let mut release = Release::example();
         release.columns = vec![
             column("locality", ColumnRole::Key),
@@ -1001,13 +1005,8 @@ mod tests {
 
     #[test]
     fn two_keys_with_few_values_are_drawn_as_groups_side_by_side() {
-        use carelens_engine::ColumnMeta;
         use std::collections::BTreeMap;
-        let column = |name: &str, role| ColumnMeta {
-            name: name.to_owned(),
-            role,
-            data_type: "Int64".to_owned(),
-        };
+        let column = |name: &str, role| column(name, role, "Int64");
         let mut release = Release::example();
         release.columns = vec![
             column("band", ColumnRole::Key),
