@@ -60,8 +60,8 @@ pub(crate) struct CatalogInfo {
 /// Why the session could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
-    /// A table path is not valid UTF-8.
-    #[error("the path of table `{table}` is not valid UTF-8")]
+    /// A table's file is not an absolute local path (the catalog resolves every path).
+    #[error("a file of table `{table}` is not an absolute local path")]
     Path {
         /// The table.
         table: String,
@@ -230,13 +230,16 @@ async fn register(
         table: table.into(),
         source,
     };
+    // Each file by its URL, never through `ListingTableUrl::parse`: that reads `[`, `*` or
+    // `?` in a local path as a glob, so `p[1].parquet` would stand for `p1.parquet` — a
+    // file read twice and the checked one never.
     let urls = files
         .iter()
         .map(|f| {
-            let path = f.to_str().ok_or_else(|| SessionError::Path {
+            let url = url::Url::from_file_path(f).map_err(|()| SessionError::Path {
                 table: table.into(),
             })?;
-            ListingTableUrl::parse(path).map_err(err)
+            ListingTableUrl::try_new(url, None).map_err(err)
         })
         .collect::<Result<Vec<_>, _>>()?;
     let Some(first) = urls.first() else {
