@@ -19,6 +19,19 @@
 //! (carelens checks that the person table has one row per person) and what the query costs
 //! can be told apart.
 //!
+//! **Accuracy**: every timed carelens release is compared with plain DataFusion's answer
+//! to the same SQL, cell by cell (rows matched by their keys): the relative error of each
+//! released count, sum, mean and derived cell, and the share of the true answer's cells
+//! that were released (not suppressed, not left out by key selection). The error includes
+//! everything carelens does to a query — noise, the per-person bounds (L0, L∞, clamps),
+//! rounding — against the answer without any of it. `CARELENS_BENCH_TRUTH=FILE` also
+//! writes plain DataFusion's answers as JSON, to score another build's releases the same
+//! way (`scripts/bench-accuracy.py`).
+//!
+//! **The query library as one batch**: `queries/*.sql`, every file in turn in one child
+//! process, in plain DataFusion and in carelens, with each process's peak memory (the
+//! `library` pseudo-query: `cargo bench --bench engine -- library` runs only that).
+//!
 //! ```sh
 //! CARGO_TARGET_DIR=/work/bench-target cargo bench --bench engine            # every query
 //! CARGO_TARGET_DIR=/work/bench-target cargo bench --bench engine -- Q1 C2   # some
@@ -27,17 +40,24 @@
 //! Environment: `CARELENS_BENCH_DATA` (the extract's folder, generated once if missing;
 //! default `target/bench-data/1m` under the repository), `CARELENS_BENCH_PERSONS`
 //! (default 1,000,000), `CARELENS_BENCH_REPS` (timed runs, default 5). See
-//! `docs/benchmark.md`.
+//! `docs/benchmark.md`. `CARELENS_BENCH_TRUTH` as above; `CARELENS_BENCH_SLT` another
+//! `.slt` file's `accept` records instead of `queries.slt`'s (`benches/accuracy.slt`: the
+//! query shapes issue 17's changes to sampling, lookups and the ε split affect).
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use carelens_catalog::LoadedCatalog;
-use carelens_engine::Engine;
 use carelens_engine::slt::{self, error_chain};
+use carelens_engine::{ColumnRole, Engine, Release};
+use datafusion::arrow::array::{Array, Float64Array, RecordBatch};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 
@@ -88,10 +108,13 @@ fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The `accept` records of the engine's `queries.slt`, `{{name}}` expanded from `define`
-/// records (format: `crates/carelens-engine/tests/slt/README.md`).
+/// The `accept` records of the engine's `queries.slt` (or of the file
+/// `CARELENS_BENCH_SLT` names), `{{name}}` expanded from `define` records (format:
+/// `crates/carelens-engine/tests/slt/README.md`).
 fn queries() -> Vec<Query> {
-    slt::parse(&slt::dir().join("queries.slt"))
+    let file = std::env::var_os("CARELENS_BENCH_SLT")
+        .map_or_else(|| slt::dir().join("queries.slt"), PathBuf::from);
+    slt::parse(&file)
         .into_iter()
         .filter_map(|record| match record {
             slt::Record::Accept { name, sql, .. } => Some(Query {
@@ -191,6 +214,14 @@ struct Run {
     /// carelens only: the time `prepare` took.
     prepare: Duration,
     rows: usize,
+    output: Output,
+}
+
+/// A run's answer, kept to score carelens's releases against plain DataFusion's.
+enum Output {
+    Plain(Vec<RecordBatch>),
+    Release(Box<Release>),
+    Ignored,
 }
 
 async fn run_plain(ctx: &SessionContext, sql: &str) -> Result<Run, String> {
@@ -201,6 +232,7 @@ async fn run_plain(ctx: &SessionContext, sql: &str) -> Result<Run, String> {
         total: start.elapsed(),
         prepare: Duration::ZERO,
         rows: batches.iter().map(|b| b.num_rows()).sum(),
+        output: Output::Plain(batches),
     })
 }
 
@@ -228,6 +260,7 @@ async fn run_carelens(engine: &Engine, sql: &str) -> Result<Run, String> {
         total: start.elapsed(),
         prepare,
         rows: release.rows.len(),
+        output: Output::Release(Box::new(release)),
     })
 }
 
@@ -244,7 +277,163 @@ async fn run_bounded(ctx: &SessionContext, plan: Option<&LogicalPlan>) -> Result
         total: start.elapsed(),
         prepare: Duration::ZERO,
         rows: batches.iter().map(|b| b.num_rows()).sum(),
+        output: Output::Ignored,
     })
+}
+
+/// One cell of plain DataFusion's answer: as text (how keys are matched) and, when the
+/// column is numeric, as a number.
+#[derive(Debug, Clone, serde::Serialize)]
+struct TrueCell {
+    text: String,
+    value: Option<f64>,
+}
+
+/// Plain DataFusion's answer, one map per row from column name to cell.
+type TrueRows = Vec<BTreeMap<String, TrueCell>>;
+
+/// What a NULL key looks like on both sides of the comparison.
+const NULL_TEXT: &str = "NULL";
+
+fn true_rows(batches: &[RecordBatch]) -> TrueRows {
+    let options = FormatOptions::default().with_null(NULL_TEXT);
+    let mut rows = Vec::new();
+    for batch in batches {
+        let mut columns = Vec::new();
+        for (field, array) in batch.schema().fields().iter().zip(batch.columns()) {
+            let formatter = ArrayFormatter::try_new(array.as_ref(), &options).unwrap();
+            let numeric = field.data_type().is_numeric();
+            let numbers = numeric.then(|| cast(array, &DataType::Float64).unwrap());
+            columns.push((field.name().clone(), formatter, numbers));
+        }
+        for i in 0..batch.num_rows() {
+            let mut row = BTreeMap::new();
+            for (name, formatter, numbers) in &columns {
+                let value = numbers.as_ref().and_then(|n| {
+                    let n = n.as_any().downcast_ref::<Float64Array>().unwrap();
+                    n.is_valid(i).then(|| n.value(i))
+                });
+                let text = formatter.value(i).to_string();
+                row.insert(name.clone(), TrueCell { text, value });
+            }
+            rows.push(row);
+        }
+    }
+    rows
+}
+
+/// A released key as text, the way [`true_rows`] writes it.
+fn key_text(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::Null => NULL_TEXT.to_owned(),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// How close carelens's releases of one query came to plain DataFusion's answer.
+#[derive(Debug, Default)]
+struct Accuracy {
+    /// `|released - true| / |true|` of every released non-key cell whose true value is
+    /// not zero, over all timed releases.
+    relative_errors: Vec<f64>,
+    /// Non-key numeric cells of the true answer with a non-zero value, over all releases.
+    true_cells: usize,
+    /// Of those, how many the release showed.
+    released_cells: usize,
+}
+
+impl Accuracy {
+    /// Scores one release against the true rows.
+    fn add(&mut self, release: &Release, truth: &TrueRows) {
+        let keys: Vec<&str> = release
+            .columns
+            .iter()
+            .filter(|c| c.role == ColumnRole::Key)
+            .map(|c| c.name.as_str())
+            .collect();
+        let scored: Vec<&str> = release
+            .columns
+            .iter()
+            .filter(|c| !matches!(c.role, ColumnRole::Key | ColumnRole::Public))
+            .map(|c| c.name.as_str())
+            .collect();
+        let index: HashMap<Vec<&str>, &BTreeMap<String, TrueCell>> = truth
+            .iter()
+            .filter_map(|row| {
+                let key: Option<Vec<&str>> = keys
+                    .iter()
+                    .map(|k| row.get(*k).map(|c| c.text.as_str()))
+                    .collect();
+                Some((key?, row))
+            })
+            .collect();
+        for row in truth {
+            self.true_cells += scored
+                .iter()
+                .filter(|c| row.get(**c).and_then(|t| t.value).is_some_and(|v| v != 0.0))
+                .count();
+        }
+        for (row, cells) in release.rows.iter().zip(&release.cells) {
+            let key_texts: Vec<String> = keys
+                .iter()
+                .map(|k| key_text(row.get(*k).unwrap_or(&serde_json::Value::Null)))
+                .collect();
+            let key: Vec<&str> = key_texts.iter().map(String::as_str).collect();
+            let Some(true_row) = index.get(&key) else {
+                continue;
+            };
+            for column in &scored {
+                let truth = true_row.get(*column).and_then(|t| t.value);
+                let released = row.get(*column).and_then(serde_json::Value::as_f64);
+                let shown = cells
+                    .get(*column)
+                    .is_some_and(|c| c.status == carelens_privacy::CellStatus::Released);
+                if let (Some(t), Some(v), true) = (truth, released, shown)
+                    && t != 0.0
+                {
+                    self.released_cells += 1;
+                    self.relative_errors.push((v - t).abs() / t.abs());
+                }
+            }
+        }
+    }
+
+    /// The `q`-quantile (0..=1) of the relative errors.
+    fn quantile(&self, q: f64) -> Option<f64> {
+        let mut e = self.relative_errors.clone();
+        if e.is_empty() {
+            return None;
+        }
+        e.sort_by(f64::total_cmp);
+        let i = ((e.len() - 1) as f64 * q).round() as usize;
+        Some(e[i])
+    }
+}
+
+fn fmt_percent(x: Option<f64>) -> String {
+    match x {
+        Some(x) if x < 0.1 => format!("{:.2}%", x * 100.0),
+        Some(x) => format!("{:.1}%", x * 100.0),
+        None => "-".to_owned(),
+    }
+}
+
+/// The library's queries (`queries/*.sql`), by file name.
+fn library() -> Vec<(String, String)> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(repo().join("queries"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "sql"))
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|p| {
+            let name = p.file_stem().unwrap().to_string_lossy().into_owned();
+            (name, std::fs::read_to_string(&p).unwrap())
+        })
+        .collect()
 }
 
 /// Whether every group key is constant per person (L0 = 1, no group sampling), read from
@@ -274,11 +463,15 @@ fn status_kb(field: &str) -> u64 {
         .unwrap()
 }
 
-/// The child: open the session, run one query once (or nothing, for `open`), print the
-/// peak resident set size after opening and during the query.
-fn child(runtime: &tokio::runtime::Runtime, dir: &Path, query: &str, mode: &str) {
+/// The pseudo-query that runs every query of the library in turn.
+const LIBRARY: &str = "library";
+
+/// The child: open the session, run one query once (or nothing, for `open`; or the whole
+/// library, for [`LIBRARY`]), print the peak resident set size after opening and during
+/// the query, and the query's wall-clock time.
+fn child(runtime: &tokio::runtime::Runtime, dir: &Path, query_id: &str, mode: &str) {
     let loaded = carelens_catalog::load(&dir.join(carelens_synth::CATALOG_FILE)).unwrap();
-    let query = queries().into_iter().find(|q| q.id == query);
+    let query = queries().into_iter().find(|q| q.id == query_id);
     let mode = Mode::parse(mode).unwrap();
     runtime.block_on(async {
         let (ctx, engine) = match mode {
@@ -291,14 +484,23 @@ fn child(runtime: &tokio::runtime::Runtime, dir: &Path, query: &str, mode: &str)
         if std::fs::write("/proc/self/clear_refs", "5").is_err() {
             eprintln!("could not reset VmHWM; the query's peak includes opening");
         }
-        let result = match (&query, &ctx, &engine) {
-            (Some(q), Some(ctx), _) => run_plain(ctx, &q.sql).await.map(|_| ()),
-            (Some(q), _, Some(engine)) => run_carelens(engine, &q.sql).await.map(|_| ()),
-            _ => Ok(()),
+        let sqls: Vec<String> = match &query {
+            Some(q) => vec![q.sql.clone()],
+            None if query_id == LIBRARY => library().into_iter().map(|(_, sql)| sql).collect(),
+            None => Vec::new(),
         };
-        if let Err(e) = result {
-            eprintln!("error: {e}");
+        let start = Instant::now();
+        for sql in &sqls {
+            let result = match (&ctx, &engine) {
+                (Some(ctx), _) => run_plain(ctx, sql).await.map(|_| ()),
+                (_, Some(engine)) => run_carelens(engine, sql).await.map(|_| ()),
+                _ => Ok(()),
+            };
+            if let Err(e) = result {
+                eprintln!("error: {e}");
+            }
         }
+        println!("elapsed_ms {}", start.elapsed().as_millis());
     });
     println!("query_VmHWM_kB {}", status_kb("VmHWM"));
 }
@@ -312,6 +514,8 @@ struct Peak {
     resident: f64,
     /// Peak from the start of the query (at least `resident`).
     query: f64,
+    /// The query's wall-clock time, ms.
+    elapsed: f64,
 }
 
 impl Peak {
@@ -341,6 +545,12 @@ fn peak(dir: &Path, query: &str, mode: Mode) -> Option<Peak> {
             open: mb("open_VmHWM_kB")?,
             resident: mb("open_VmRSS_kB")?,
             query: mb("query_VmHWM_kB")?,
+            elapsed: stdout
+                .lines()
+                .find_map(|l| l.strip_prefix("elapsed_ms "))?
+                .trim()
+                .parse()
+                .ok()?,
         })
     })();
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -380,6 +590,9 @@ struct Measured {
     rows: (usize, usize),
     errors: Vec<String>,
     peak: (Option<Peak>, Option<Peak>),
+    accuracy: Accuracy,
+    /// Plain DataFusion's answer (from the last timed run).
+    truth: TrueRows,
 }
 
 fn fmt_ms(x: Option<f64>) -> String {
@@ -428,7 +641,11 @@ fn main() {
         .into_iter()
         .filter(|q| wanted.is_empty() || wanted.iter().any(|w| **w == q.id))
         .collect();
-    assert!(!queries.is_empty(), "no query matches {wanted:?}");
+    let with_library = wanted.is_empty() || wanted.iter().any(|w| *w == LIBRARY);
+    assert!(
+        !queries.is_empty() || with_library,
+        "no query matches {wanted:?}"
+    );
     let load_at_start = load_average();
 
     let (engine, ctx, open) = runtime.block_on(async {
@@ -457,7 +674,10 @@ fn main() {
             rows: (0, 0),
             errors: Vec::new(),
             peak: (None, None),
+            accuracy: Accuracy::default(),
+            truth: Vec::new(),
         };
+        let mut releases = Vec::new();
         for rep in 0..=reps {
             // Alternate which mode goes first, so neither always runs on a warmer cache.
             let order = if rep % 2 == 0 {
@@ -474,17 +694,23 @@ fn main() {
                     }
                 });
                 match result {
-                    Ok(run) if rep > 0 => match mode {
-                        Mode::Plain => {
+                    Ok(run) if rep > 0 => match (mode, run.output) {
+                        (Mode::Plain, output) => {
                             m.plain.push(run.total);
                             m.rows.0 = run.rows;
+                            if let Output::Plain(batches) = output {
+                                m.truth = true_rows(&batches);
+                            }
                         }
-                        Mode::Carelens => {
+                        (Mode::Carelens, output) => {
                             m.carelens.push(run.total);
                             m.prepare.push(run.prepare);
                             m.rows.1 = run.rows;
+                            if let Output::Release(release) = output {
+                                releases.push(release);
+                            }
                         }
-                        Mode::Bounded => m.bounded.push(run.total),
+                        (Mode::Bounded, _) => m.bounded.push(run.total),
                     },
                     Ok(_) => {}
                     Err(e) => {
@@ -495,6 +721,9 @@ fn main() {
                     }
                 }
             }
+        }
+        for release in &releases {
+            m.accuracy.add(release, &m.truth);
         }
         m.peak = (
             peak(&dir, &m.query.id, Mode::Plain),
@@ -517,6 +746,27 @@ fn main() {
         peak(&dir, "open", Mode::Plain),
         peak(&dir, "open", Mode::Carelens),
     );
+    let library_peaks = with_library.then(|| {
+        eprintln!("the query library as one batch, plain and carelens ...");
+        (
+            peak(&dir, LIBRARY, Mode::Plain),
+            peak(&dir, LIBRARY, Mode::Carelens),
+        )
+    });
+    if let Some(path) = std::env::var_os("CARELENS_BENCH_TRUTH") {
+        let truth: BTreeMap<&str, serde_json::Value> = results
+            .iter()
+            .map(|m| {
+                let answer = serde_json::json!({ "sql": m.query.sql, "rows": m.truth });
+                (m.query.id.as_str(), answer)
+            })
+            .collect();
+        std::fs::write(&path, serde_json::to_string(&truth).unwrap()).unwrap();
+        eprintln!(
+            "plain DataFusion's answers written to {}",
+            path.to_string_lossy()
+        );
+    }
 
     println!();
     println!(
@@ -577,6 +827,35 @@ fn main() {
             m.rows.0,
             m.rows.1,
             m.query.name
+        );
+    }
+    println!();
+    println!(
+        "| query | released cells | relative error, median | 90th percentile | largest | cells of the true answer released |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|");
+    for m in &results {
+        let a = &m.accuracy;
+        let share = (a.true_cells > 0).then(|| a.released_cells as f64 / a.true_cells as f64);
+        println!(
+            "| {} | {} | {} | {} | {} | {} |",
+            m.query.id,
+            a.released_cells,
+            fmt_percent(a.quantile(0.5)),
+            fmt_percent(a.quantile(0.9)),
+            fmt_percent(a.quantile(1.0)),
+            fmt_percent(share),
+        );
+    }
+    if let Some((plain, carelens)) = library_peaks {
+        println!();
+        println!(
+            "the query library ({} files) as one batch in one process: plain DataFusion {} ms, peak {} MB; carelens {} ms, peak {} MB",
+            library().len(),
+            fmt_ms(plain.map(|p| p.elapsed)),
+            fmt_peak(plain, Peak::total),
+            fmt_ms(carelens.map(|p| p.elapsed)),
+            fmt_peak(carelens, Peak::total),
         );
     }
     let errors: Vec<&String> = results.iter().flat_map(|m| &m.errors).collect();
