@@ -80,6 +80,7 @@ pub mod key_selection;
 pub mod noise;
 mod numbers;
 pub mod params;
+pub mod quantile;
 
 #[cfg(test)]
 mod statistical_tests;
@@ -103,3 +104,4 @@ pub use numbers::number;
 pub use params::{
     Alpha, Bounds, ContributionBounds, Delta, Epsilon, FixedBounds, ParamError, Precision,
 };
+pub use quantile::{QuantileError, QuantileMechanism};

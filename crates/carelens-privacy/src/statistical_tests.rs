@@ -10,7 +10,8 @@ use opendp::measures::MaxDivergence;
 use opendp::metrics::L1Distance;
 
 use crate::{
-    Alpha, Delta, Epsilon, KeySelection, NoiseDistribution, NoiseKind, NoiseMechanism, Sensitivity,
+    Alpha, Delta, Epsilon, KeySelection, NoiseDistribution, NoiseKind, NoiseMechanism,
+    QuantileMechanism, Sensitivity,
 };
 
 /// z-score used for every one-sided check: P(N(0,1) > 5) ≈ 2.9e-7.
@@ -345,4 +346,108 @@ fn a_large_key_is_always_released() {
     let big = ks.threshold() + (40.0 * ks.scale()).ceil() as i64;
     let selected = ks.select(&vec![big; DRAWS]).unwrap();
     assert!(selected.iter().all(Option::is_some));
+}
+
+/// A median over candidates 0..5 with `k` values per person, and two neighbouring
+/// histograms: `base`, and `base` plus one person's `k` values on the lowest candidate
+/// (which moves the scores of candidates below the median down and those above it up —
+/// the direction that uses the whole 2Δ/scale of the privacy map).
+fn quantile_neighbours(k: u32) -> (QuantileMechanism, Vec<u64>, Vec<u64>) {
+    let m = QuantileMechanism::new(
+        (0..5).map(f64::from).collect(),
+        0.5,
+        k,
+        Epsilon::new(1.0).unwrap(),
+    )
+    .unwrap();
+    let base = vec![0, 2, 1, 2, 0];
+    let mut neighbour = base.clone();
+    neighbour[0] += u64::from(k);
+    (m, base, neighbour)
+}
+
+fn as_i64(indices: Vec<usize>) -> Vec<i64> {
+    indices.into_iter().map(|i| i as i64).collect()
+}
+
+#[test]
+fn quantile_privacy_loss_is_within_epsilon() {
+    for k in [1, 2] {
+        let (m, base, neighbour) = quantile_neighbours(k);
+        let a = as_i64(m.release_indices(&base, 2 * DRAWS).unwrap());
+        let b = as_i64(m.release_indices(&neighbour, 2 * DRAWS).unwrap());
+        let excess = worst_privacy_excess(&a, &b, m.epsilon().value());
+        assert!(excess <= Z_BIN, "k={k}: excess {excess:.1} standard errors");
+    }
+}
+
+#[test]
+fn quantile_privacy_check_catches_half_the_noise() {
+    let (m, base, neighbour) = quantile_neighbours(1);
+    let broken = m.with_scale_times(0.5);
+    let a = as_i64(broken.release_indices(&base, 2 * DRAWS).unwrap());
+    let b = as_i64(broken.release_indices(&neighbour, 2 * DRAWS).unwrap());
+    let excess = worst_privacy_excess(&a, &b, m.epsilon().value());
+    assert!(excess > Z_BIN, "half the noise went unnoticed: {excess:.1}");
+}
+
+/// The share of `releases` whose score exceeds the best candidate's by more than the
+/// mechanism's 95% bound.
+fn quantile_misses(m: &QuantileMechanism, claimed: &QuantileMechanism, counts: &[u64]) -> f64 {
+    const RELEASES: usize = 20_000;
+    let scores = claimed.scores(counts).unwrap();
+    let best = *scores.iter().min().unwrap() as f64;
+    let bound = claimed.score_error(0.05);
+    let released = m.release_indices(counts, RELEASES).unwrap();
+    let misses = released
+        .iter()
+        .filter(|&&i| scores[i] as f64 - best > bound)
+        .count();
+    misses as f64 / RELEASES as f64
+}
+
+/// About 8,500 values over 60 candidates, most of them low (skewed like lengths of stay).
+fn skewed_counts() -> Vec<u64> {
+    (0..60u64).map(|i| 60 * (60 - i) / (i + 3)).collect()
+}
+
+/// 600 values, 10 on each of 60 candidates: scores rise slowly away from the quantile, so
+/// the noise decides more than with skewed data.
+fn uniform_counts() -> Vec<u64> {
+    vec![10; 60]
+}
+
+#[test]
+fn quantile_error_bound_covers_at_least_95_percent() {
+    // The bound is a tail bound (usually loose): a miss rate above 5% + Z standard errors
+    // (20,000 releases) would be an error in it or in the calibration.
+    for counts in [skewed_counts(), uniform_counts()] {
+        for (alpha, k, epsilon) in [(0.5, 1, 0.1), (0.9, 3, 0.5), (0.1, 1, 1.0)] {
+            let m = QuantileMechanism::new(
+                (0..60).map(f64::from).collect(),
+                alpha,
+                k,
+                Epsilon::new(epsilon).unwrap(),
+            )
+            .unwrap();
+            let miss = quantile_misses(&m, &m, &counts);
+            let limit = 0.05 + Z * (0.05f64 * 0.95 / 20_000.0).sqrt();
+            assert!(miss <= limit, "α {alpha} k {k} ε {epsilon}: {miss}");
+        }
+    }
+}
+
+#[test]
+fn quantile_error_check_catches_an_understated_scale() {
+    // A mechanism with 5 times the noise it claims misses its claimed bound often.
+    let m = QuantileMechanism::new(
+        (0..60).map(f64::from).collect(),
+        0.5,
+        1,
+        Epsilon::new(0.1).unwrap(),
+    )
+    .unwrap();
+    let miss = quantile_misses(&m.with_scale_times(5.0), &m, &uniform_counts());
+    let limit = 0.05 + Z * (0.05f64 * 0.95 / 20_000.0).sqrt();
+    assert!(miss > limit, "five times the noise went unnoticed: {miss}");
 }
