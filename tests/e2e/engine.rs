@@ -818,34 +818,54 @@ async fn a_folder_table_is_read_as_the_files_the_catalog_checked() {
     );
 }
 
-/// A file is registered by its name, not as a glob: `p[x].parquet` is that file (as a
-/// glob it would stand for `px.parquet`, so the checked file would go unread and another
-/// could be read in its place).
+/// A file is registered by its name, not as a glob or a URL: `p[x].parquet` is that file
+/// (as a glob it would stand for `px.parquet`, so the checked file would go unread and
+/// another could be read in its place), and so is every name with characters that globs
+/// or URLs treat specially (`*`, `?`, `{}`, `%`, `#`, spaces, `;`, non-ASCII).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_file_name_with_glob_characters_is_read_as_that_file() {
-    let dir = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(sample_data()).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_file() && path.file_name().unwrap() != "practice_lookup.parquet" {
-            std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+async fn a_file_name_with_glob_or_url_characters_is_read_as_that_file() {
+    for name in [
+        "p[x].parquet",
+        "p*.parquet",
+        "p?.parquet",
+        "p{a,b}.parquet",
+        "p%41.parquet",
+        "p%.parquet",
+        "p #1.parquet",
+        "p;q=1.parquet",
+        "pé ü.parquet",
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        for entry in std::fs::read_dir(sample_data()).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_file() && path.file_name().unwrap() != "practice_lookup.parquet" {
+                std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+            }
         }
+        let folder = dir.path().join("practice_lookup");
+        std::fs::create_dir(&folder).unwrap();
+        std::fs::copy(
+            sample_data().join("practice_lookup.parquet"),
+            folder.join(name),
+        )
+        .unwrap();
+        let toml = dir.path().join("carelens.toml");
+        let text = std::fs::read_to_string(&toml).unwrap();
+        let text = text.replace(
+            "path = \"practice_lookup.parquet\"",
+            "path = \"practice_lookup\"",
+        );
+        std::fs::write(&toml, text).unwrap();
+        let catalog = carelens_catalog::load(&toml).unwrap();
+        let engine = Engine::open(&catalog)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e:?}"));
+        let release = released(&engine, "SELECT COUNT(*) AS n FROM practice_lookup").await;
+        assert_eq!(
+            release.rows[0]["n"],
+            Value::from(336),
+            "{name}: {:?}",
+            release.rows
+        );
     }
-    let folder = dir.path().join("practice_lookup");
-    std::fs::create_dir(&folder).unwrap();
-    std::fs::copy(
-        sample_data().join("practice_lookup.parquet"),
-        folder.join("p[x].parquet"),
-    )
-    .unwrap();
-    let toml = dir.path().join("carelens.toml");
-    let text = std::fs::read_to_string(&toml).unwrap();
-    let text = text.replace(
-        "path = \"practice_lookup.parquet\"",
-        "path = \"practice_lookup\"",
-    );
-    std::fs::write(&toml, text).unwrap();
-    let catalog = carelens_catalog::load(&toml).unwrap();
-    let engine = Engine::open(&catalog).await.unwrap();
-    let release = released(&engine, "SELECT COUNT(*) AS n FROM practice_lookup").await;
-    assert_eq!(release.rows[0]["n"], Value::from(336), "{:?}", release.rows);
 }
