@@ -692,12 +692,45 @@ fn unknown_columns_and_syntax_errors_are_rejections_with_a_place() {
     assert!(stderr.contains("broken.sql:4:7"), "{stderr}");
     assert!(!stderr.contains("ParserError"), "{stderr}");
 
+    // Where DataFusion gives no place: a name only in GROUP BY is placed at its first
+    // appearance as a name (not in the comment or the string before it) ...
+    let grouped = write_sql(
+        dir.path(),
+        "grouped.sql",
+        "-- people by sexx
+SELECT COUNT(*) AS n
+FROM person WHERE sex <> 'sexx'
+GROUP BY  sexx
+",
+    );
+    let (out, _, stderr) = run(&mut cmd(&ledger, "analyst", &["query", &grouped]));
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("there is no column `sexx` here"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("grouped.sql:4:11"), "{stderr}");
+    // ... and SQL that stops short is placed just after its last token.
+    let cut = write_sql(
+        dir.path(),
+        "cut.sql",
+        "SELECT sex, COUNT(*) AS n
+FROM person
+GROUP BY -- the key
+
+",
+    );
+    let (out, _, stderr) = run(&mut cmd(&ledger, "analyst", &["query", &cut]));
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("found: EOF"), "{stderr}");
+    assert!(stderr.contains("cut.sql:3:9"), "{stderr}");
+
     let (_, log, _) = run(&mut cmd(
         &ledger,
         "analyst",
         &["audit", "log", "--event", "rejected"],
     ));
-    assert_eq!(log.matches("query rejected:").count(), 2, "{log}");
+    assert_eq!(log.matches("query rejected:").count(), 4, "{log}");
     assert_eq!(spent(&ledger, "analyst"), 0.0);
 }
 

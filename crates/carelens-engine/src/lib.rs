@@ -293,6 +293,7 @@ impl Engine {
         }
         let statement = session::parse_checked(&directives.sql, &self.catalog)?;
         let state = self.ctx.state();
+        let plan_error = |e| plan_error(e, &directives.sql);
         let plan = state
             .statement_to_plan(statement)
             .await
@@ -352,7 +353,8 @@ impl Engine {
             max_rows: params.max_rows,
             sample_groups,
         };
-        let bounded = rewrite::bound(&dp, limits, secret).map_err(plan_error)?;
+        // The rewritten plan is carelens's own: no place in the analyst's SQL to point at.
+        let bounded = rewrite::bound(&dp, limits, secret).map_err(|e| plan_error(e, ""))?;
         // Totals across persons are exact 64-bit integer sums: keep them far from overflow
         // for any population up to 10^8 people.
         const MAX_PER_GROUP: u64 = (1u64 << 62) / 100_000_000;
@@ -541,10 +543,10 @@ fn failure_kind(e: &DataFusionError) -> &'static str {
     }
 }
 
-/// A planning error: an unknown column becomes a rejection with its place in the SQL and
-/// DataFusion's suggestion (logged at no cost, exit 1, like any rejection); anything else
-/// stays an error.
-fn plan_error(e: DataFusionError) -> QueryError {
+/// A planning error: an unknown column becomes a rejection with its place in the SQL
+/// (DataFusion's, else the name's first appearance in `sql`) and DataFusion's suggestion
+/// (logged at no cost, exit 1, like any rejection); anything else stays an error.
+fn plan_error(e: DataFusionError, sql: &str) -> QueryError {
     let root = e.find_root().to_string();
     let message = root.strip_prefix("Schema error: ").unwrap_or(&root);
     if !message.starts_with("No field named ") {
@@ -575,6 +577,10 @@ fn plan_error(e: DataFusionError) -> QueryError {
         .map(|span| Location {
             line: span.start.line,
             column: span.start.column,
+        })
+        .or_else(|| {
+            let name = column.rsplit('.').next().unwrap_or(column);
+            rejection::word_location(sql, name.trim_matches('"'))
         });
     QueryError::Rejected(
         Rejection::new(

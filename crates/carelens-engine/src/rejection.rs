@@ -6,6 +6,8 @@
 
 use std::fmt;
 
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 use serde::{Deserialize, Serialize};
 
 /// Which rule a query broke.
@@ -117,6 +119,42 @@ impl fmt::Display for RejectionKind {
             .unwrap_or_default();
         f.write_str(&s)
     }
+}
+
+/// Where the name `word` (a column's last part, as DataFusion names it) first appears in
+/// `sql` as an identifier — outside strings and comments, compared as SQL compares names
+/// (unquoted case-insensitively, quoted exactly) — for errors DataFusion reports without
+/// a place (a name used only in GROUP BY, for one).
+pub(crate) fn word_location(sql: &str, word: &str) -> Option<Location> {
+    let tokens = Tokenizer::new(&GenericDialect {}, sql)
+        .tokenize_with_location()
+        .ok()?;
+    tokens.iter().find_map(|t| match &t.token {
+        Token::Word(w)
+            if (w.quote_style.is_some() && w.value == word)
+                || (w.quote_style.is_none() && w.value.eq_ignore_ascii_case(word)) =>
+        {
+            location(t.span.start.line, t.span.start.column)
+        }
+        _ => None,
+    })
+}
+
+/// The place just after the last token of `sql` (comments and spaces skipped): where the
+/// parser ran out of SQL.
+pub(crate) fn end_location(sql: &str) -> Option<Location> {
+    let tokens = Tokenizer::new(&GenericDialect {}, sql)
+        .tokenize_with_location()
+        .ok()?;
+    let last = tokens
+        .iter()
+        .rev()
+        .find(|t| !matches!(t.token, Token::Whitespace(_) | Token::EOF))?;
+    location(last.span.end.line, last.span.end.column)
+}
+
+fn location(line: u64, column: u64) -> Option<Location> {
+    (line > 0 && column > 0).then_some(Location { line, column })
 }
 
 #[cfg(test)]

@@ -354,7 +354,7 @@ async fn distinct_values(
 /// Parses `sql` and checks it before planning: exactly one `SELECT`, every relation a
 /// catalog table or a CTE, no table functions.
 pub(crate) fn parse_checked(sql: &str, catalog: &CatalogInfo) -> Result<DFStatement, Rejection> {
-    let mut statements = DFParser::parse_sql(sql).map_err(|e| syntax_error(&e.to_string()))?;
+    let mut statements = DFParser::parse_sql(sql).map_err(|e| syntax_error(&e.to_string(), sql))?;
     let statement = match (statements.pop_front(), statements.is_empty()) {
         (Some(s), true) => s,
         (None, _) => {
@@ -462,8 +462,9 @@ pub(crate) fn verify_plan(plan: &LogicalPlan) -> Result<(), Rejection> {
 
 /// The parser's error as a rejection at its place: `Expected: X, found: Y at Line: L,
 /// Column: C` (inside DataFusion's `SQL error: ParserError("…")`) becomes what was
-/// expected and found, at line L, column C.
-fn syntax_error(message: &str) -> Rejection {
+/// expected and found, at line L, column C; `found: EOF`, which the parser reports
+/// without a place, is placed just after the last token of `sql`.
+fn syntax_error(message: &str, sql: &str) -> Rejection {
     let inner = first_line(message);
     let inner = inner
         .split_once("ParserError(\"")
@@ -481,6 +482,11 @@ fn syntax_error(message: &str) -> Rejection {
         }
         None => (inner.to_owned(), None),
     };
+    let location = location.or_else(|| {
+        what.ends_with("found: EOF")
+            .then(|| crate::rejection::end_location(sql))
+            .flatten()
+    });
     Rejection::new(
         RejectionKind::Syntax,
         format!("the SQL does not parse: {what}"),
