@@ -116,6 +116,14 @@ pub enum QueryError {
     /// ε split over this many mechanisms is too small to represent.
     #[error("epsilon is too small to split over this query's aggregates")]
     EpsilonTooSmall,
+    /// The extract's files changed while the query ran (found by the check after the
+    /// run): what was computed may come from files nobody checked, so it is not released.
+    #[error(
+        "the extract's files changed while the query ran, so its answer is not released \
+         (the charge stands: the query ran); once `carelens catalog` has checked the new \
+         files, restart the server or run the command again"
+    )]
+    ExtractChangedDuringRun,
     /// A bug in carelens.
     #[error("internal error: {0}")]
     Internal(&'static str),

@@ -439,7 +439,22 @@ impl Service {
                 } else {
                     receipt.amount
                 };
-                match prepared.execute(self.engine().await?).await {
+                let engine = self.engine().await?;
+                // The files are checked again after the run: one replaced while the query
+                // read it is not what the engine checked at open, so nothing computed from
+                // it is released. (The charge stands: the query ran.)
+                let result = prepared.execute(engine).await.and_then(|release| {
+                    let unchanged = self
+                        .catalog
+                        .data_version()
+                        .is_ok_and(|now| now == engine.data_version());
+                    if unchanged {
+                        Ok(release)
+                    } else {
+                        Err(carelens_engine::QueryError::ExtractChangedDuringRun)
+                    }
+                });
+                match result {
                     Ok(release) => self.store(receipt, release, spent).await,
                     Err(e) => {
                         let message = error::failure_message(e);

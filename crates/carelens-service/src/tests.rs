@@ -505,3 +505,44 @@ async fn files_changed_under_a_running_service_are_not_charged_for() {
     let lines = service.budget(&analyst).await.unwrap();
     assert_eq!(spent_by(&lines, "analyst"), 0.5);
 }
+
+/// A file replaced while a query runs (the sample's 1 s response quantum holds every
+/// answer at least that long, so a change 300 ms in lands inside the run): the check after
+/// the run finds it, and nothing computed from it is released. The charge stands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_changed_while_a_query_runs_release_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let extract = dir.path().join("extract");
+    std::fs::create_dir_all(&extract).unwrap();
+    let sample_dir = sample().path().parent().unwrap().to_owned();
+    for entry in std::fs::read_dir(&sample_dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            std::fs::copy(&path, extract.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let catalog = carelens_catalog::load(&extract.join("carelens.toml")).unwrap();
+    assert!(
+        catalog.catalog().policy.response_quantum_ms >= 1000,
+        "the test needs the run to last at least 1 s"
+    );
+    let service = Service::open(catalog, &dir.path().join("ledger.sqlite"))
+        .await
+        .unwrap();
+    let analyst = service.caller("analyst").unwrap();
+    let person = extract.join("person.parquet");
+    let sql = count(0.5, 1960);
+    let (answer, ()) = tokio::join!(service.query(&analyst, &sql), async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        std::fs::write(&person, std::fs::read(&person).unwrap()).unwrap();
+    });
+    let Err(ServiceError::FailedAfterCharge { message, .. }) = answer else {
+        panic!(
+            "released from changed files: {:?}",
+            answer.map(|a| a.release)
+        )
+    };
+    assert!(message.contains("changed while the query ran"), "{message}");
+    let lines = service.budget(&analyst).await.unwrap();
+    assert_eq!(spent_by(&lines, "analyst"), 0.5);
+}
