@@ -346,12 +346,7 @@ struct Accuracy {
 impl Accuracy {
     /// Scores one release against the true rows.
     fn add(&mut self, release: &Release, truth: &TrueRows) {
-        let keys: Vec<&str> = release
-            .columns
-            .iter()
-            .filter(|c| c.role == ColumnRole::Key)
-            .map(|c| c.name.as_str())
-            .collect();
+        let keys = release.key_names();
         let scored: Vec<&str> = release
             .columns
             .iter()

@@ -189,6 +189,27 @@ fn copy_sample(dir: &Path, except: &[&str]) {
     }
 }
 
+/// Copies the sample extract to `dir` with `practice_lookup` a folder table holding one
+/// file, the sample's lookup, named `file`; returns the folder and the catalog's path.
+fn sample_with_lookup_folder(dir: &Path, file: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    copy_sample(dir, &["practice_lookup.parquet"]);
+    let folder = dir.join("practice_lookup");
+    std::fs::create_dir(&folder).unwrap();
+    std::fs::copy(
+        sample_data().join("practice_lookup.parquet"),
+        folder.join(file),
+    )
+    .unwrap();
+    let toml = dir.join("carelens.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    let text = text.replace(
+        "path = \"practice_lookup.parquet\"",
+        "path = \"practice_lookup\"",
+    );
+    std::fs::write(&toml, text).unwrap();
+    (folder, toml)
+}
+
 /// Copies the sample extract to `dir`, adding one person with `rows` encounters spread over
 /// settings and providers.
 async fn extract_with_heavy_user(dir: &Path, rows: u64) -> i64 {
@@ -773,25 +794,11 @@ async fn a_unique_key_with_a_repeated_value_is_refused_at_open() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_folder_table_is_read_as_the_files_the_catalog_checked() {
     let dir = tempfile::tempdir().unwrap();
-    copy_sample(dir.path(), &["practice_lookup.parquet"]);
-    let folder = dir.path().join("practice_lookup");
-    std::fs::create_dir(&folder).unwrap();
-    std::fs::copy(
-        sample_data().join("practice_lookup.parquet"),
-        folder.join("a.parquet"),
-    )
-    .unwrap();
+    let (folder, toml) = sample_with_lookup_folder(dir.path(), "a.parquet");
     let ctx = plain(&sample_data()).await;
     for shadow in ["_shadow.parquet", ".shadow.parquet"] {
         write_parquet(&ctx, "SELECT * FROM practice_lookup", &folder.join(shadow)).await;
     }
-    let toml = dir.path().join("carelens.toml");
-    let text = std::fs::read_to_string(&toml).unwrap();
-    let text = text.replace(
-        "path = \"practice_lookup.parquet\"",
-        "path = \"practice_lookup\"",
-    );
-    std::fs::write(&toml, text).unwrap();
     let catalog = carelens_catalog::load(&toml).unwrap();
     let engine = Engine::open(&catalog).await.unwrap();
     let release = released(
@@ -836,26 +843,7 @@ async fn a_file_name_with_glob_or_url_characters_is_read_as_that_file() {
         "pé ü.parquet",
     ] {
         let dir = tempfile::tempdir().unwrap();
-        for entry in std::fs::read_dir(sample_data()).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_file() && path.file_name().unwrap() != "practice_lookup.parquet" {
-                std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
-            }
-        }
-        let folder = dir.path().join("practice_lookup");
-        std::fs::create_dir(&folder).unwrap();
-        std::fs::copy(
-            sample_data().join("practice_lookup.parquet"),
-            folder.join(name),
-        )
-        .unwrap();
-        let toml = dir.path().join("carelens.toml");
-        let text = std::fs::read_to_string(&toml).unwrap();
-        let text = text.replace(
-            "path = \"practice_lookup.parquet\"",
-            "path = \"practice_lookup\"",
-        );
-        std::fs::write(&toml, text).unwrap();
+        let (_, toml) = sample_with_lookup_folder(dir.path(), name);
         let catalog = carelens_catalog::load(&toml).unwrap();
         let engine = Engine::open(&catalog)
             .await

@@ -94,6 +94,15 @@ pub struct Release {
 }
 
 impl Release {
+    /// The names of the key columns, in order.
+    pub fn key_names(&self) -> Vec<&str> {
+        self.columns
+            .iter()
+            .filter(|c| c.role == ColumnRole::Key)
+            .map(|c| c.name.as_str())
+            .collect()
+    }
+
     /// A small release for tests of what reads releases: one row, a key with a comma in
     /// it and a suppressed count, release 7 at ε 0.5 under `nhs`.
     #[cfg(any(test, feature = "testing"))]

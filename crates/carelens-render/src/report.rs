@@ -500,12 +500,7 @@ fn chart_column<'a>(release: &'a Release, asked: Option<&str>) -> Option<&'a str
 /// A horizontal bar chart of one column by group, with 95% intervals as error bars.
 /// Only for grouped results with at least two groups.
 fn chart(release: &Release, asked: Option<&str>) -> Option<String> {
-    let keys: Vec<&str> = release
-        .columns
-        .iter()
-        .filter(|c| c.role == ColumnRole::Key)
-        .map(|c| c.name.as_str())
-        .collect();
+    let keys = release.key_names();
     if keys.is_empty() || release.rows.len() < 2 {
         return None;
     }

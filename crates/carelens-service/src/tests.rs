@@ -472,12 +472,9 @@ async fn a_request_is_a_count_or_a_small_table() {
     assert_eq!(spent_by(&budget, "researcher"), 0.0);
 }
 
-/// A file changed after the service opened and checked the extract: the next query is
-/// refused before its charge (nothing spent), not run against unchecked files.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn files_changed_under_a_running_service_are_not_charged_for() {
-    let dir = tempfile::tempdir().unwrap();
-    let extract = dir.path().join("extract");
+/// A copy of the sample extract in `dir/extract`, to change under a running service.
+fn copy_of_sample(dir: &std::path::Path) -> std::path::PathBuf {
+    let extract = dir.join("extract");
     std::fs::create_dir_all(&extract).unwrap();
     let sample_dir = sample().path().parent().unwrap().to_owned();
     for entry in std::fs::read_dir(&sample_dir).unwrap() {
@@ -486,6 +483,15 @@ async fn files_changed_under_a_running_service_are_not_charged_for() {
             std::fs::copy(&path, extract.join(path.file_name().unwrap())).unwrap();
         }
     }
+    extract
+}
+
+/// A file changed after the service opened and checked the extract: the next query is
+/// refused before its charge (nothing spent), not run against unchecked files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_changed_under_a_running_service_are_not_charged_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let extract = copy_of_sample(dir.path());
     let catalog = carelens_catalog::load(&extract.join("carelens.toml")).unwrap();
     let service = Service::open(catalog, &dir.path().join("ledger.sqlite"))
         .await
@@ -512,15 +518,7 @@ async fn files_changed_under_a_running_service_are_not_charged_for() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn files_changed_while_a_query_runs_release_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let extract = dir.path().join("extract");
-    std::fs::create_dir_all(&extract).unwrap();
-    let sample_dir = sample().path().parent().unwrap().to_owned();
-    for entry in std::fs::read_dir(&sample_dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_file() {
-            std::fs::copy(&path, extract.join(path.file_name().unwrap())).unwrap();
-        }
-    }
+    let extract = copy_of_sample(dir.path());
     let catalog = carelens_catalog::load(&extract.join("carelens.toml")).unwrap();
     assert!(
         catalog.catalog().policy.response_quantum_ms >= 1000,
