@@ -10,22 +10,27 @@
 //! candidate — a histogram, which DataFusion computes per group without collecting the
 //! values.
 //!
-//! **Scores.** For a quantile α = num/den and candidate c, with b values below c and a
-//! above it, the score is `|(den − num)·b − num·a|`: zero where c splits the values
-//! α : 1 − α, growing by up to max(num, den − num) for each value it is off. Adding or
-//! removing one value changes b or a (never both) by one, so every score by at most
-//! max(num, den − num); a person with at most `k` values in the group moves every score by
-//! at most Δ = k·max(num, den − num) — the L∞ sensitivity. The scores move in both
-//! directions (candidates below the quantile gain where those above lose), so the noisy
-//! minimum with exponential noise of scale 2Δ/ε is ε-DP; opendp's privacy map for a
+//! **Scores.** For a quantile α = num/den and candidate c, with b values below c, `on` on
+//! it and a above it, the score is
+//! `max(0, (den − num)·b − num·(a + on), num·a − (den − num)·(b + on))`: `den` times the
+//! distance, counted in values, from the quantile's rank αn to the ranks c holds,
+//! [b, b + on] — zero for the candidate the quantile falls on, even when many values are
+//! tied there (as snapping onto the grid makes them), and growing by `den` for each value
+//! between c and the quantile. Adding or removing one value moves each of the three terms
+//! by at most max(num, den − num) (by den − num when it is below c, num when above, and at
+//! most the larger when on c), so a person with at most `k` values in the group moves every
+//! score by at most Δ = k·max(num, den − num) — the L∞ sensitivity. The scores move in
+//! both directions (candidates below the quantile gain where those above lose), so the
+//! noisy minimum with exponential noise of scale 2Δ/ε is ε-DP; opendp's privacy map for a
 //! non-monotonic L∞ input says so, and is checked before every release.
 //!
 //! **Accuracy.** With probability at least 1 − β the released candidate's score is within
-//! `scale · ln(m/β)` of the best candidate's (m candidates; the exponential mechanism's
-//! bound, Dwork & Roth 2014 Thm 3.11, which permute-and-flip keeps). Divided by `den` this
-//! is a statement about ranks: the released value splits the group's values within
-//! [`QuantileMechanism::rank_error`] = 2k·max(α, 1 − α)·ln(m/β)/ε values of where the best
-//! candidate splits them — a rank-based interval, not an interval of values.
+//! `scale · ln(m/β)` of the best candidate's, which is 0 (m candidates; permute-and-flip
+//! looks at each candidate once, accepting one `g` worse than the best with probability
+//! exp(−g/scale), and a union bound gives the exponential mechanism's bound, Dwork & Roth
+//! 2014 Thm 3.11). Divided by `den` this is a statement about ranks: the quantile's rank αn
+//! is within [`QuantileMechanism::rank_error`] = 2k·max(α, 1 − α)·ln(m/β)/ε values of the
+//! ranks the released candidate holds — a rank-based interval, not an interval of values.
 
 use opendp::domains::{AtomDomain, VectorDomain};
 use opendp::measurements::make_noisy_max;
@@ -185,14 +190,17 @@ impl QuantileMechanism {
             .iter()
             .try_fold(0u64, |s, &c| s.checked_add(c))
             .ok_or(QuantileError::Overflow)?;
-        let (num, den) = (u128::from(self.alpha_num), u128::from(self.alpha_den));
+        let (num, den) = (i128::from(self.alpha_num), i128::from(self.alpha_den));
         let mut below = 0u64;
         let mut scores = Vec::with_capacity(counts.len());
         for &on in counts {
-            let above = total - below - on;
-            let low = (den - num) * u128::from(below);
-            let high = num * u128::from(above);
-            let score = u64::try_from(low.abs_diff(high)).map_err(|_| QuantileError::Overflow)?;
+            let above = i128::from(total - below - on);
+            let (b, on_c) = (i128::from(below), i128::from(on));
+            // Too many values below c for it to be the quantile, or too many above.
+            let too_high = (den - num) * b - num * (above + on_c);
+            let too_low = num * above - (den - num) * (b + on_c);
+            let score =
+                u64::try_from(too_high.max(too_low).max(0)).map_err(|_| QuantileError::Overflow)?;
             scores.push(score);
             below += on;
         }
@@ -216,10 +224,10 @@ impl QuantileMechanism {
         Ok(self.candidates[index])
     }
 
-    /// With probability at least `1 - beta`, the released candidate's score exceeds the
-    /// best candidate's by at most `scale · ln(m / beta)`; in values of the group, that
-    /// is `2k·max(α, 1 − α)·ln(m/β)/ε` (k values per person) — how far, counted in the
-    /// group's values, the release's split of them can be from the best candidate's.
+    /// With probability at least `1 - beta`, the released candidate's score is at most
+    /// `scale · ln(m / beta)` (the best candidate's is 0); in values of the group, that is
+    /// `2k·max(α, 1 − α)·ln(m/β)/ε` (k values per person) — how far, counted in the
+    /// group's values, the quantile's rank can be from the ranks the release holds.
     pub fn rank_error(&self, beta: f64) -> f64 {
         self.score_error(beta) / self.alpha_den as f64
     }
@@ -275,6 +283,10 @@ fn alpha_fraction(alpha: f64) -> Result<(u64, u64), QuantileError> {
         return Err(QuantileError::Alpha { alpha });
     }
     let num = num as u64;
+    // α within 1/20,000 of 0 or 1 would round to the minimum or the maximum.
+    if num == 0 || num >= ALPHA_DENOMINATOR {
+        return Err(QuantileError::Alpha { alpha });
+    }
     let divisor = gcd(num, ALPHA_DENOMINATOR);
     Ok((num / divisor, ALPHA_DENOMINATOR / divisor))
 }
@@ -303,7 +315,17 @@ mod tests {
         assert_eq!(alpha_fraction(0.9).unwrap(), (9, 10));
         assert_eq!(alpha_fraction(0.25).unwrap(), (1, 4));
         assert_eq!(alpha_fraction(0.0001).unwrap(), (1, 10_000));
-        for bad in [0.0, 1.0, -0.5, 1.5, 0.00005, f64::NAN, f64::INFINITY] {
+        for bad in [
+            0.0,
+            1.0,
+            -0.5,
+            1.5,
+            0.00005,
+            1e-12,
+            1.0 - 1e-12,
+            f64::NAN,
+            f64::INFINITY,
+        ] {
             assert!(alpha_fraction(bad).is_err(), "{bad}");
         }
     }
@@ -313,8 +335,10 @@ mod tests {
         let m = median(5, 1, 1.0);
         // Values 0, 1, 1, 2, 4: the median is 1.
         let counts = [1, 2, 1, 0, 1];
-        // Values below / above each candidate: 0/4, 1/2, 3/1, 4/1, 4/0; score |1·b − 1·a|.
-        assert_eq!(m.scores(&counts).unwrap(), vec![4, 1, 2, 3, 4]);
+        // Below / on / above each candidate: 0/1/4, 1/2/2, 3/1/1, 4/0/1, 4/1/0. The median
+        // (rank 2.5 of 5) is on candidate 1; 2 holds ranks [3, 4], half a value away (den 2
+        // times 0.5); 0 holds [0, 1], 1.5 values away.
+        assert_eq!(m.scores(&counts).unwrap(), vec![3, 0, 1, 3, 3]);
         let p90 = QuantileMechanism::new(
             (0..5).map(f64::from).collect(),
             0.9,
@@ -322,8 +346,8 @@ mod tests {
             Epsilon::new(1.0).unwrap(),
         )
         .unwrap();
-        // |1·b − 9·a|.
-        assert_eq!(p90.scores(&counts).unwrap(), vec![36, 17, 6, 5, 4]);
+        // Rank 4.5 of 5 is on candidate 4.
+        assert_eq!(p90.scores(&counts).unwrap(), vec![35, 15, 5, 5, 0]);
         assert!(m.scores(&[1, 2]).is_err());
     }
 
@@ -393,6 +417,32 @@ mod tests {
         assert!(QuantileMechanism::new(vec![0.0, f64::NAN], 0.5, 1, e).is_err());
         assert!(QuantileMechanism::new(vec![0.0, 1.0], 0.5, 0, e).is_err());
         assert!(QuantileMechanism::new(vec![0.0, 1.0], 1.0, 1, e).is_err());
+    }
+
+    #[test]
+    fn a_quantile_on_tied_values_scores_zero_there() {
+        // 10 values at 0, 1,000 at 5, 90 at 10: the 90th percentile (the 990th value) is
+        // 5. A score that ignored the values on a candidate would prefer the empty 6..9.
+        let p90 = QuantileMechanism::new(
+            (0..=10).map(f64::from).collect(),
+            0.9,
+            1,
+            Epsilon::new(1.0).unwrap(),
+        )
+        .unwrap();
+        let mut counts = vec![0u64; 11];
+        counts[0] = 10;
+        counts[5] = 1_000;
+        counts[10] = 90;
+        let scores = p90.scores(&counts).unwrap();
+        assert_eq!(scores[5], 0, "{scores:?}");
+        assert!(
+            scores.iter().enumerate().all(|(i, &s)| i == 5 || s >= 90),
+            "{scores:?}"
+        );
+        for _ in 0..20 {
+            assert_eq!(p90.release(&counts).unwrap(), 5.0);
+        }
     }
 
     #[test]

@@ -391,6 +391,76 @@ fn quantile_privacy_check_catches_half_the_noise() {
     assert!(excess > Z_BIN, "half the noise went unnoticed: {excess:.1}");
 }
 
+/// The exact output distribution of permute-and-flip over `scores` (lower is better) at
+/// `scale`: P(r) = p_r ∫₀¹ Π_{j≠r} (1 − t·p_j) dt with p_j = exp(−(s_j − s_min)/scale)
+/// (each candidate's turn a uniform time t; McKenna & Sheldon 2020), by Simpson's rule.
+fn permute_and_flip_pmf(scores: &[u64], scale: f64) -> Vec<f64> {
+    let best = *scores.iter().min().unwrap();
+    let p: Vec<f64> = scores
+        .iter()
+        .map(|&s| (-((s - best) as f64) / scale).exp())
+        .collect();
+    const STEPS: usize = 2_000;
+    (0..p.len())
+        .map(|r| {
+            let f = |t: f64| {
+                p.iter()
+                    .enumerate()
+                    .filter(|(j, _)| *j != r)
+                    .map(|(_, pj)| 1.0 - t * pj)
+                    .product::<f64>()
+            };
+            let h = 1.0 / STEPS as f64;
+            let inner: f64 = (1..STEPS)
+                .map(|i| if i % 2 == 1 { 4.0 } else { 2.0 } * f(i as f64 * h))
+                .sum();
+            p[r] * h / 3.0 * (f(0.0) + inner + f(1.0))
+        })
+        .collect()
+}
+
+/// Pearson's χ² of `draws` (candidate indices) against `pmf`, and whether it is within the
+/// critical value at `Z` for `pmf.len() − 1` degrees of freedom.
+fn fits_indices(draws: &[usize], pmf: &[f64]) -> Result<(), String> {
+    let n = draws.len() as f64;
+    let mut observed = vec![0f64; pmf.len()];
+    for &d in draws {
+        observed[d] += 1.0;
+    }
+    let stat: f64 = observed
+        .iter()
+        .zip(pmf)
+        .map(|(o, p)| (o - p * n).powi(2) / (p * n))
+        .sum();
+    let critical = chi2_critical(pmf.len() - 1, Z);
+    if stat <= critical {
+        Ok(())
+    } else {
+        Err(format!("chi2 = {stat:.1} > {critical:.1}"))
+    }
+}
+
+#[test]
+fn quantile_releases_follow_the_exact_permute_and_flip_distribution() {
+    // Every probability of the five candidates is at least ~5%, so each bin expects
+    // thousands of the 100,000 draws.
+    let (m, base, _) = quantile_neighbours(1);
+    let scores = m.scores(&base).unwrap();
+    let pmf = permute_and_flip_pmf(&scores, m.scale());
+    assert!((pmf.iter().sum::<f64>() - 1.0).abs() < 1e-9, "{pmf:?}");
+    let draws = m.release_indices(&base, DRAWS).unwrap();
+    fits_indices(&draws, &pmf).unwrap();
+    // The same check fails on a mechanism with 20% less noise than claimed.
+    let broken = m
+        .with_scale_times(0.8)
+        .release_indices(&base, DRAWS)
+        .unwrap();
+    assert!(
+        fits_indices(&broken, &pmf).is_err(),
+        "20% too little noise went unnoticed"
+    );
+}
+
 /// The share of `releases` whose score exceeds the best candidate's by more than the
 /// mechanism's 95% bound.
 fn quantile_misses(m: &QuantileMechanism, claimed: &QuantileMechanism, counts: &[u64]) -> f64 {
