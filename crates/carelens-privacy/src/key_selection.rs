@@ -28,7 +28,7 @@ use serde::Serialize;
 
 use crate::accuracy::NoiseDistribution;
 use crate::budget::{ChargeItem, MechanismKind};
-use crate::noise::{MechanismError, Noisy};
+use crate::noise::{MechanismError, Noisy, check_loss};
 use crate::params::{Delta, Epsilon};
 
 /// A calibrated key-selection mechanism: the noise scale and the threshold τ.
@@ -180,13 +180,7 @@ impl KeySelection {
     pub fn select(&self, person_counts: &[i64]) -> Result<Vec<Option<Noisy>>, MechanismError> {
         let (e, d) = loss(self.scale, self.threshold, self.max_groups)?;
         let m = measurement(self.scale, self.threshold)?;
-        if e > self.epsilon.value() {
-            return Err(MechanismError::Overspend {
-                what: "epsilon",
-                actual: e,
-                charged: self.epsilon.value(),
-            });
-        }
+        check_loss(e, self.epsilon)?;
         if d > self.delta.value() {
             return Err(MechanismError::Overspend {
                 what: "delta",

@@ -353,7 +353,8 @@ fn nonzero(sensitivity: Sensitivity) -> Result<Sensitivity, MechanismError> {
     Ok(sensitivity)
 }
 
-fn check_loss(actual: f64, charged: Epsilon) -> Result<(), MechanismError> {
+/// Refuses a release whose privacy map, `actual`, exceeds the ε it is `charged`.
+pub(crate) fn check_loss(actual: f64, charged: Epsilon) -> Result<(), MechanismError> {
     if actual > charged.value() {
         return Err(MechanismError::Overspend {
             what: "epsilon",

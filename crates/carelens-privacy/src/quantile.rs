@@ -37,6 +37,7 @@ use opendp::measurements::make_noisy_max;
 use opendp::measures::MaxDivergence;
 use opendp::metrics::LInfDistance;
 
+use crate::noise::check_loss;
 use crate::{Epsilon, MechanismError};
 
 /// opendp's noisy minimum over a vector of integer scores, returning the index.
@@ -211,16 +212,9 @@ impl QuantileMechanism {
     /// (one count per candidate).
     pub fn release(&self, counts: &[u64]) -> Result<f64, QuantileError> {
         let scores = self.scores(counts)?;
-        let loss = self.loss()?;
-        if loss > self.epsilon.value() {
-            return Err(MechanismError::Overspend {
-                what: "epsilon",
-                actual: loss,
-                charged: self.epsilon.value(),
-            }
-            .into());
-        }
-        let index = self.measurement()?.invoke(&scores)?;
+        let measurement = self.measurement()?;
+        check_loss(measurement.map(&self.sensitivity()?)?, self.epsilon)?;
+        let index = measurement.invoke(&scores)?;
         Ok(self.candidates[index])
     }
 
@@ -417,6 +411,20 @@ mod tests {
         assert!(QuantileMechanism::new(vec![0.0, f64::NAN], 0.5, 1, e).is_err());
         assert!(QuantileMechanism::new(vec![0.0, 1.0], 0.5, 0, e).is_err());
         assert!(QuantileMechanism::new(vec![0.0, 1.0], 1.0, 1, e).is_err());
+    }
+
+    #[test]
+    fn a_quantile_charged_less_than_its_map_refuses_to_release() {
+        let mut m = median(5, 1, 1.0);
+        m.epsilon = Epsilon::new(0.5).unwrap();
+        let e = m.release(&[1, 1, 1, 1, 1]).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                QuantileError::Mechanism(MechanismError::Overspend { .. })
+            ),
+            "{e}"
+        );
     }
 
     #[test]

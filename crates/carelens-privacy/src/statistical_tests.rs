@@ -114,6 +114,12 @@ fn chi_squared(draws: &[i64], pmf: &dyn Fn(i64) -> f64) -> (f64, usize) {
 /// Whether `draws` fit `pmf` at the χ² critical value of z-score `z` (Wilson–Hilferty).
 fn fits(draws: &[i64], pmf: &dyn Fn(i64) -> f64, z: f64) -> Result<(), String> {
     let (stat, df) = chi_squared(draws, pmf);
+    chi2_within(stat, df, z)
+}
+
+/// Whether a χ² statistic with `df` degrees of freedom is within the critical value at
+/// z-score `z`.
+fn chi2_within(stat: f64, df: usize, z: f64) -> Result<(), String> {
     let critical = chi2_critical(df, z);
     if stat <= critical {
         Ok(())
@@ -432,12 +438,7 @@ fn fits_indices(draws: &[usize], pmf: &[f64]) -> Result<(), String> {
         .zip(pmf)
         .map(|(o, p)| (o - p * n).powi(2) / (p * n))
         .sum();
-    let critical = chi2_critical(pmf.len() - 1, Z);
-    if stat <= critical {
-        Ok(())
-    } else {
-        Err(format!("chi2 = {stat:.1} > {critical:.1}"))
-    }
+    chi2_within(stat, pmf.len() - 1, Z)
 }
 
 #[test]
