@@ -857,3 +857,189 @@ async fn a_file_name_with_glob_or_url_characters_is_read_as_that_file() {
         );
     }
 }
+
+/// How many values of `column` in the rows of `from` (a FROM … WHERE …) lie below `v`, and
+/// on it, and in all.
+async fn ranks(ctx: &SessionContext, column: &str, from: &str, v: f64) -> (f64, f64, f64) {
+    let sql = format!(
+        "SELECT CAST(SUM(CASE WHEN {column} < {v} THEN 1 ELSE 0 END) AS DOUBLE), \
+                CAST(SUM(CASE WHEN {column} = {v} THEN 1 ELSE 0 END) AS DOUBLE), \
+                CAST(COUNT({column}) AS DOUBLE) {from}"
+    );
+    let b = ctx.sql(&sql).await.unwrap().collect().await.unwrap();
+    let at = |c: usize| match ScalarValue::try_from_array(b[0].column(c), 0).unwrap() {
+        ScalarValue::Float64(Some(x)) => x,
+        other => panic!("{other:?}"),
+    };
+    (at(0), at(1), at(2))
+}
+
+/// A released quantile's rank in the true data is within the mechanism's rank error of the
+/// quantile's: with `r` the rank error at β = 1e-9 (from `explain`'s noise scale in ranks,
+/// `r = scale · ln(m / β)` for m candidates), the released value `v` with `b` values below
+/// it and `on` on it satisfies `b − r ≤ α·n ≤ b + on + r`. Checked for the large groups,
+/// where `r` is a small share of the group (so the check can fail), over 5 releases.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn released_quantiles_are_within_their_rank_error_of_the_true_quantile() {
+    let engine = sample_engine().await;
+    let ctx = plain(&sample_data()).await;
+    let sql = "-- carelens: epsilon=1\nSELECT sex, COUNT(DISTINCT person_id) AS n, \
+               MEDIAN(year_of_birth) AS m, \
+               PERCENTILE_CONT(0.9) WITHIN GROUP (ORDER BY year_of_birth) AS p90 \
+               FROM person GROUP BY sex";
+    let prepared = engine.prepare(sql).await.unwrap();
+    let mechanisms = prepared.mechanisms();
+    let candidates = (2025 - 1915 + 1) as f64;
+    let rank_error = |label: &str| {
+        let m = mechanisms
+            .iter()
+            .find(|m| m.label.starts_with(label))
+            .unwrap_or_else(|| panic!("{label}: {mechanisms:?}"));
+        assert_eq!(m.error_unit, carelens_engine::ErrorUnit::Rank);
+        m.noise_scale * (candidates / 1e-9).ln()
+    };
+    let (r50, r90) = (rank_error("median"), rank_error("percentile_cont"));
+    let mut checked = 0;
+    for _ in 0..5 {
+        let release = prepared.execute(&engine).await.unwrap();
+        for (row, _) in release.rows.iter().zip(&release.cells) {
+            let sex = row["sex"].as_str().unwrap();
+            if !matches!(sex, "F" | "M") {
+                continue;
+            }
+            let from = format!("FROM person WHERE sex = '{sex}'");
+            for (column, alpha, r) in [("m", 0.5, r50), ("p90", 0.9, r90)] {
+                let v = row[column].as_f64().unwrap();
+                assert_eq!(v.fract(), 0.0, "a year of birth on the grid: {v}");
+                let (below, on, n) = ranks(&ctx, "year_of_birth", &from, v).await;
+                assert!(r < n / 50.0, "the check is informative: r {r}, n {n}");
+                let target = alpha * n;
+                assert!(
+                    below - r <= target && target <= below + on + r,
+                    "{sex} {column} = {v}: ranks [{below}, {}] vs αn = {target} ± {r}",
+                    below + on
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert_eq!(checked, 5 * 2 * 2);
+}
+
+/// A quantile of a group whose noisy person count is suppressed is suppressed; of a large
+/// group, released. Groups of people born after 2010 with sex `I` or `U` are a handful of
+/// people at most, so over ten releases some are suppressed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quantile_is_suppressed_with_its_groups_person_count() {
+    let engine = sample_engine().await;
+    let sql = "SELECT sex, COUNT(DISTINCT person_id) AS n, MEDIAN(year_of_birth) AS m \
+               FROM person WHERE year_of_birth > 2010 GROUP BY sex";
+    let prepared = engine.prepare(sql).await.unwrap();
+    let (mut suppressed, mut shown) = (0, 0);
+    for _ in 0..10 {
+        let release = prepared.execute(&engine).await.unwrap();
+        for row in &release.rows {
+            assert_eq!(row["n"].is_null(), row["m"].is_null(), "{row:?}");
+            if row["n"].is_null() {
+                suppressed += 1;
+            } else {
+                shown += 1;
+            }
+        }
+    }
+    assert!(
+        suppressed > 0 && shown > 0,
+        "{suppressed} suppressed, {shown} shown"
+    );
+}
+
+/// One person with 10,000 encounters moves a quantile's histogram (the exact counts per
+/// group and candidate the mechanism scores) by at most L∞ values in each group, in at
+/// most L0 groups — the bound its sensitivity is calibrated to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_person_with_10000_rows_moves_a_quantiles_histogram_by_at_most_l_inf_in_l0_groups() {
+    let dir = tempfile::tempdir().unwrap();
+    extract_with_heavy_user(dir.path(), 10_000).await;
+    let without = sample_engine().await;
+    let with = {
+        let catalog = carelens_catalog::load(&dir.path().join("carelens.toml")).unwrap();
+        Engine::open(&catalog).await.unwrap()
+    };
+    let secret = "00112233445566778899aabbccddeeff";
+    let queries = [
+        // Keys not constant per person: L0 sampling; L∞ from the catalog.
+        "SELECT setting, MEDIAN(los_days) AS m FROM encounter GROUP BY setting",
+        "-- carelens: max_groups=2, max_rows=3\nSELECT provider_code, \
+         PERCENTILE_CONT(0.9) WITHIN GROUP (ORDER BY cost_gbp) AS p FROM encounter \
+         GROUP BY provider_code",
+        // No keys: one group.
+        "-- carelens: max_rows=7\nSELECT MEDIAN(los_days) AS m FROM encounter",
+        // Person-constant keys: L0 = 1, no sampling.
+        "SELECT p.sex, MEDIAN(e.los_days) AS m FROM encounter e \
+         JOIN person p ON p.person_id = e.person_id GROUP BY p.sex",
+    ];
+    let histogram = |plan: datafusion::logical_expr::LogicalPlan| async move {
+        let batches: Vec<RecordBatch> = SessionContext::new()
+            .execute_logical_plan(plan)
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let mut out: HashMap<String, HashMap<i64, i64>> = HashMap::new();
+        for batch in &batches {
+            let n_keys = batch.num_columns() - 2;
+            for r in 0..batch.num_rows() {
+                let key: Vec<String> = (0..n_keys)
+                    .map(|k| {
+                        ScalarValue::try_from_array(batch.column(k), r)
+                            .unwrap()
+                            .to_string()
+                    })
+                    .collect();
+                let int = |c: usize| match ScalarValue::try_from_array(batch.column(c), r).unwrap()
+                {
+                    ScalarValue::Int64(Some(x)) => x,
+                    other => panic!("{other:?}"),
+                };
+                out.entry(key.join("|"))
+                    .or_default()
+                    .insert(int(n_keys), int(n_keys + 1));
+            }
+        }
+        out
+    };
+    for sql in queries {
+        let a = without.prepare_with_secret(sql, secret).await.unwrap();
+        let b = with.prepare_with_secret(sql, secret).await.unwrap();
+        let protection = b.explain().private.unwrap();
+        let (l0, l_inf) = (
+            i64::from(protection.max_groups),
+            i64::from(protection.max_rows),
+        );
+        let before = histogram(a.histogram_plans()[0].clone()).await;
+        let after = histogram(b.histogram_plans()[0].clone()).await;
+        let groups: std::collections::BTreeSet<&String> =
+            before.keys().chain(after.keys()).collect();
+        let mut changed = 0;
+        for group in groups {
+            let empty = HashMap::new();
+            let (x, y) = (
+                before.get(group).unwrap_or(&empty),
+                after.get(group).unwrap_or(&empty),
+            );
+            let bins: std::collections::BTreeSet<&i64> = x.keys().chain(y.keys()).collect();
+            let moved: i64 = bins
+                .into_iter()
+                .map(|bin| (y.get(bin).unwrap_or(&0) - x.get(bin).unwrap_or(&0)).abs())
+                .sum();
+            assert!(
+                moved <= l_inf,
+                "{sql}\n group {group}: {moved} values > L∞ {l_inf}"
+            );
+            changed += i64::from(moved > 0);
+        }
+        assert!(changed > 0, "{sql}: the added person changed nothing");
+        assert!(changed <= l0, "{sql}: {changed} groups changed > L0 {l0}");
+    }
+}

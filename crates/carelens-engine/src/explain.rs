@@ -6,7 +6,8 @@
 use datafusion::logical_expr::Expr;
 use serde::{Deserialize, Serialize};
 
-use crate::analysis::AggKind;
+use crate::analysis::{AggKind, Quantile};
+use crate::rewrite::Source;
 use crate::{MechanismSummary, Prepared, PreparedQuery};
 
 /// A prepared query's cost and protection.
@@ -116,14 +117,29 @@ impl PreparedQuery {
             p.dp.aggregates
                 .iter()
                 .zip(&p.dp.aggregate.aggr_expr)
-                .filter_map(|(kind, expr): (&AggKind, &Expr)| match kind {
-                    AggKind::Sum(b) | AggKind::Avg(b) => Some(Clamp {
+                .zip(&p.bounded.sources)
+                .filter_map(|((kind, expr), source): ((&AggKind, &Expr), &Source)| {
+                    let unit = match (kind, source) {
+                        (AggKind::Sum(b) | AggKind::Avg(b), _) => b.precision.unit(),
+                        // A quantile's values are snapped onto its candidates' grid.
+                        (AggKind::Quantile(_), Source::Quantile(q)) => {
+                            let histogram = p.bounded.quantiles[*q].histogram;
+                            p.bounded.histograms[histogram].grid.step()
+                        }
+                        _ => return None,
+                    };
+                    let (AggKind::Sum(b)
+                    | AggKind::Avg(b)
+                    | AggKind::Quantile(Quantile { value: b, .. })) = kind
+                    else {
+                        return None;
+                    };
+                    Some(Clamp {
                         aggregate: expr.schema_name().to_string(),
                         lo: b.lo,
                         hi: b.hi,
-                        unit: b.precision.unit(),
-                    }),
-                    _ => None,
+                        unit,
+                    })
                 })
                 .collect();
         Explain {

@@ -62,7 +62,7 @@ use carelens_privacy::{
     AccuracyError, Alpha, Delta, DisclosurePolicy, Epsilon, MechanismError, ParamError,
     PrivacyCharge, number,
 };
-use carelens_privacy::{Calibration, CalibrationError, PersonCounts, ReleaseShape};
+use carelens_privacy::{Calibration, CalibrationError, PersonCounts, QuantileShape, ReleaseShape};
 use datafusion::common::ScalarValue;
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::SessionContext;
@@ -107,6 +107,9 @@ pub enum QueryError {
     /// A mechanism could not be calibrated or run.
     #[error("a privacy mechanism failed")]
     Mechanism(#[from] MechanismError),
+    /// A quantile could not be calibrated or released (the message names no value).
+    #[error("a quantile could not be calibrated or released: {0}")]
+    Quantile(#[from] carelens_privacy::QuantileError),
     /// A parameter was out of range.
     #[error("a privacy parameter is out of range")]
     Param(#[from] ParamError),
@@ -135,6 +138,7 @@ impl From<CalibrationError> for QueryError {
             CalibrationError::Param(ParamError::BadWeights { .. }) => QueryError::EpsilonTooSmall,
             CalibrationError::Param(e) => QueryError::Param(e),
             CalibrationError::Mechanism(e) => QueryError::Mechanism(e),
+            CalibrationError::Quantile(e) => QueryError::Quantile(e),
         }
     }
 }
@@ -183,8 +187,24 @@ pub struct MechanismSummary {
     pub sensitivity: f64,
     /// The noise scale in the value's units.
     pub noise_scale: f64,
-    /// Half-width of the noise's 95% interval in the value's units, before rounding.
+    /// Half-width of the noise's 95% interval in the value's units, before rounding; for
+    /// a quantile, in ranks (see `error_unit`).
     pub error_95: Option<f64>,
+    /// What `sensitivity`, `noise_scale` and `error_95` count.
+    #[serde(default)]
+    pub error_unit: ErrorUnit,
+}
+
+/// What a mechanism's error is counted in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorUnit {
+    /// The released value's own units.
+    #[default]
+    Value,
+    /// Ranks in the group: a quantile's 95% error says how many of the group's values can
+    /// lie between the released value and the true quantile.
+    Rank,
 }
 
 /// A query analysed, rewritten and calibrated; nothing has run yet.
@@ -339,6 +359,12 @@ impl Engine {
                 .create_physical_plan(&p.bounded.plan)
                 .await
                 .map_err(plan_error)?;
+            for histogram in &p.bounded.histograms {
+                state
+                    .create_physical_plan(&histogram.plan)
+                    .await
+                    .map_err(plan_error)?;
+            }
         }
         Ok(PreparedQuery {
             sql: sql.to_owned(),
@@ -407,12 +433,24 @@ impl Engine {
             .into());
         }
         let per_group: Vec<u64> = bounded.parts.iter().map(|p| p.per_group).collect();
+        let quantiles: Vec<QuantileShape> = bounded
+            .quantiles
+            .iter()
+            .map(|q| {
+                let histogram = &bounded.histograms[q.histogram];
+                QuantileShape {
+                    grid: histogram.grid.clone(),
+                    alpha: q.alpha,
+                    values_per_person: histogram.values_per_person,
+                }
+            })
+            .collect();
         // What the person counts are for decides their share of ε (calibration.rs).
         let persons = if bounded.sources.contains(&Source::Persons) {
             PersonCounts::Released
         } else if self.disclosure.suppress_at_or_below.is_none() {
             PersonCounts::Unused
-        } else if bounded.parts.iter().all(|p| p.is_count) {
+        } else if bounded.parts.iter().all(|p| p.is_count) && bounded.quantiles.is_empty() {
             PersonCounts::SuppressCounts
         } else {
             PersonCounts::SuppressSums
@@ -423,6 +461,7 @@ impl Engine {
             persons,
             max_groups: limits.max_groups,
             parts: &per_group,
+            quantiles: &quantiles,
         };
         let mechanisms = carelens_privacy::calibrate(&shape, params.epsilon, params.delta)?;
         let charge = mechanisms.charge(bounded.part_labels());
@@ -652,6 +691,15 @@ impl PreparedQuery {
         }
     }
 
+    /// The histogram plans of the query's quantiles (one per quantile argument), each
+    /// outputting the keys, a candidate's index and the number of values on it.
+    pub fn histogram_plans(&self) -> Vec<&LogicalPlan> {
+        match &self.kind {
+            Prepared::Public => Vec::new(),
+            Prepared::Private(p) => p.bounded.histograms.iter().map(|h| &h.plan).collect(),
+        }
+    }
+
     /// Runs the query and releases its protected result. Charge the ledger first.
     pub async fn execute(&self, engine: &Engine) -> Result<Release, QueryError> {
         match &self.kind {
@@ -771,9 +819,30 @@ impl PreparedQuery {
         let Prepared::Private(p) = &self.kind else {
             return Vec::new();
         };
+        let n_noise = p.charge.items().len() - p.mechanisms.quantiles.len();
+        let quantiles = p
+            .charge
+            .items()
+            .iter()
+            .skip(n_noise)
+            .zip(&p.mechanisms.quantiles)
+            .map(|(item, q)| {
+                // Scores count `den` per value of rank; shown in values of rank.
+                let per_value = q.denominator() as f64;
+                MechanismSummary {
+                    label: item.label.clone(),
+                    epsilon: item.epsilon,
+                    sensitivity: item.max_groups as f64 * item.per_group_sensitivity as f64
+                        / per_value,
+                    noise_scale: item.scale / per_value,
+                    error_95: Some(q.rank_error(0.05)),
+                    error_unit: ErrorUnit::Rank,
+                }
+            });
         p.charge
             .items()
             .iter()
+            .take(n_noise)
             .zip(self.units(p))
             .map(|(item, unit)| {
                 let dist = match item.mechanism {
@@ -791,8 +860,10 @@ impl PreparedQuery {
                         .half_width(Alpha::FIVE_PERCENT)
                         .ok()
                         .map(|h| h as f64 * unit),
+                    error_unit: ErrorUnit::Value,
                 }
             })
+            .chain(quantiles)
             .collect()
     }
 

@@ -12,7 +12,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use carelens_privacy::{
-    Alpha, Calibration, Cell, CellStatus, DisclosurePolicy, NoiseDistribution, Noisy,
+    Alpha, Calibration, Cell, CellStatus, DisclosurePolicy, ErrorModel, NoiseDistribution, Noisy,
+    Released,
 };
 use datafusion::arrow::array::{
     Array, ArrayRef, Float64Array, Int64Array, RecordBatch, UInt64Array,
@@ -158,6 +159,10 @@ pub(crate) async fn release(
     }
     drop(exact);
 
+    // Each quantile in each group, from its histogram (sparse: only the candidates some
+    // value falls on; an empty group's histogram is all zeros).
+    let quantile_values = release_quantiles(ctx, &input, &groups).await?;
+
     // Disclosure control, on noisy values only.
     let policy = input.policy;
     let persons_dist = input.mechanisms.persons_distribution();
@@ -204,6 +209,15 @@ pub(crate) async fn release(
                 Source::Mean { sum, count, range } => {
                     Cell::ratio(&part_cell(*sum), &part_cell(*count), 1.0).within(range.0, range.1)
                 }
+                // A quantile of a group too small to show is not shown: like a sum, it is
+                // suppressed by the group's noisy person count.
+                Source::Quantile(_) if suppressed => Cell::Suppressed,
+                Source::Quantile(q) => Cell::Released(Released {
+                    value: quantile_values[*q][g],
+                    error: ErrorModel::Rank {
+                        rank_error: input.mechanisms.quantiles[*q].rank_error(0.05),
+                    },
+                }),
             })
             .collect();
         // Secondary suppression: an aggregate over the people a suppressed count counts
@@ -244,9 +258,73 @@ pub(crate) async fn release(
             AggKind::Sum(b) if b.counts => ColumnRole::Count,
             AggKind::Sum(_) => ColumnRole::Sum,
             AggKind::Avg(_) => ColumnRole::Mean,
+            AggKind::Quantile(_) => ColumnRole::Quantile,
         })
         .collect();
     build_release(post, n_keys, &roles, &cells, input, notes)
+}
+
+/// Every quantile of the release in every group (`[quantile][group]`): each histogram
+/// plan run once, each group's histogram read from it (zeros where no value fell), each
+/// quantile released by its mechanism. The quantiles of one value in one group are then
+/// put in increasing order of α — post-processing, which costs nothing and keeps deciles
+/// from crossing.
+async fn release_quantiles(
+    ctx: &SessionContext,
+    input: &ReleaseInput<'_>,
+    groups: &[Vec<ScalarValue>],
+) -> Result<Vec<Vec<f64>>, QueryError> {
+    let bounded = input.bounded;
+    let n_keys = input.dp.aggregate.group_expr.len();
+    let mut values: Vec<Vec<f64>> = vec![Vec::with_capacity(groups.len()); bounded.quantiles.len()];
+    for (h, histogram) in bounded.histograms.iter().enumerate() {
+        let readers: Vec<usize> = (0..bounded.quantiles.len())
+            .filter(|q| bounded.quantiles[*q].histogram == h)
+            .collect();
+        if readers.is_empty() {
+            continue;
+        }
+        let batches = crate::run::collect(ctx, histogram.plan.clone(), input.run_limits).await?;
+        let mut sparse: HashMap<Vec<ScalarValue>, Vec<(usize, u64)>> = HashMap::new();
+        let last = histogram.grid.len() - 1;
+        for batch in &batches {
+            for row in 0..batch.num_rows() {
+                let key = (0..n_keys)
+                    .map(|k| ScalarValue::try_from_array(batch.column(k), row))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(QueryError::Execute)?;
+                let bin = usize::try_from(int_at(batch.column(n_keys), row))
+                    .unwrap_or(0)
+                    .min(last);
+                let n = u64::try_from(int_at(batch.column(n_keys + 1), row)).unwrap_or(0);
+                sparse.entry(key).or_default().push((bin, n));
+            }
+        }
+        drop(batches);
+        let mut counts = vec![0u64; histogram.grid.len()];
+        for group in groups {
+            counts.iter_mut().for_each(|c| *c = 0);
+            for (bin, n) in sparse.get(group).map(Vec::as_slice).unwrap_or_default() {
+                counts[*bin] = counts[*bin].saturating_add(*n);
+            }
+            let mut released = readers
+                .iter()
+                .map(|q| input.mechanisms.quantiles[*q].release(&counts))
+                .collect::<Result<Vec<f64>, _>>()
+                .map_err(QueryError::Quantile)?;
+            released.sort_by(f64::total_cmp);
+            let mut by_alpha = readers.clone();
+            by_alpha.sort_by(|a, b| {
+                bounded.quantiles[*a]
+                    .alpha
+                    .total_cmp(&bounded.quantiles[*b].alpha)
+            });
+            for (q, v) in by_alpha.into_iter().zip(released) {
+                values[q].push(v);
+            }
+        }
+    }
+    Ok(values)
 }
 
 /// For each aggregate, the person count in the same query over the same people — a
@@ -257,6 +335,7 @@ fn populations(aggregates: &[AggKind]) -> Vec<Option<usize>> {
         AggKind::Rows | AggKind::Persons(None) => None,
         AggKind::NonNull(e) | AggKind::Persons(Some(e)) => Some(e.clone()),
         AggKind::Sum(b) | AggKind::Avg(b) => Some(b.expr.clone()),
+        AggKind::Quantile(q) => Some(q.value.expr.clone()),
     };
     let conditions: Vec<Option<Expr>> = aggregates
         .iter()

@@ -26,6 +26,9 @@ pub enum ColumnRole {
     Sum,
     /// A mean: a noisy sum over a noisy count.
     Mean,
+    /// A quantile (a median, a percentile): a candidate value chosen by the exponential
+    /// mechanism; its error is in ranks (see `explain`), so it has no interval.
+    Quantile,
     /// Computed after release from released values (a rate, a ratio).
     Derived,
     /// From public reference tables only: exact, no noise.

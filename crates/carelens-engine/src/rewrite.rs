@@ -12,19 +12,27 @@
 //! 3. Across persons: `GROUP BY G`, summing contributions, with the number of persons per
 //!    group (for key selection and suppression).
 //!
+//! A quantile needs more than one number per group: each quantile's value gets a
+//! histogram plan ([`HistogramPlan`]) — per group, how many values fall on each candidate
+//! of its grid, each person's values capped at L∞ per group and their groups at L0 as
+//! above (the same keyed hash, so the same groups).
+//!
 //! No custom operators: the result can run anywhere DataFusion plans run.
 
-use carelens_privacy::{Bounds, Precision};
+use carelens_privacy::{Bounds, Grid, Precision};
 use datafusion::arrow::datatypes::DataType;
-use datafusion::common::{Column, DataFusionError};
+use datafusion::common::{Column, DataFusionError, ScalarValue};
 use datafusion::functions::expr_fn::{coalesce, greatest, least};
 use datafusion::functions_aggregate::expr_fn::{count, max, sum};
-use datafusion::functions_window::expr_fn::row_number;
+use datafusion::functions_aggregate::sum::sum_udaf;
+use datafusion::functions_window::expr_fn::{dense_rank, row_number};
+use datafusion::logical_expr::expr::WindowFunction;
 use datafusion::logical_expr::{
-    Expr, ExprFunctionExt, LogicalPlan, LogicalPlanBuilder, col, lit, try_cast, when,
+    Expr, ExprFunctionExt, LogicalPlan, LogicalPlanBuilder, WindowFrame, WindowFrameBound,
+    WindowFrameUnits, col, lit, try_cast, when,
 };
 
-use crate::analysis::{AggKind, Bounded, DpAggregation};
+use crate::analysis::{AggKind, Bounded, DpAggregation, Quantile};
 use crate::guard::guard_plan;
 use crate::keyed_hash::keyed_hash;
 
@@ -63,6 +71,31 @@ pub(crate) enum Source {
         /// The clamp of the values, so also the range of their mean.
         range: (f64, f64),
     },
+    /// A quantile ([`BoundedPlan::quantiles`]).
+    Quantile(usize),
+}
+
+/// One released quantile.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct QuantilePart {
+    /// What it measures, for the charge and `explain`.
+    pub label: String,
+    /// The histogram it is read from ([`BoundedPlan::histograms`]).
+    pub histogram: usize,
+    /// Which quantile.
+    pub alpha: f64,
+}
+
+/// Per group, how many values of one bounded value fall on each candidate of its grid.
+#[derive(Debug, Clone)]
+pub(crate) struct HistogramPlan {
+    /// Outputs the keys, then the candidate's index (`Int64`), then the number of values
+    /// on it; only candidates some value falls on.
+    pub plan: LogicalPlan,
+    /// The candidates.
+    pub grid: Grid,
+    /// L∞: the most values one person has in one group.
+    pub values_per_person: u32,
 }
 
 /// The bounded plan and how to read it.
@@ -74,6 +107,11 @@ pub(crate) struct BoundedPlan {
     pub parts: Vec<Part>,
     /// Per aggregate of the query, where its value comes from.
     pub sources: Vec<Source>,
+    /// The quantiles, in the order of the query's aggregates.
+    pub quantiles: Vec<QuantilePart>,
+    /// One histogram per distinct quantile argument (several quantiles of one value share
+    /// one).
+    pub histograms: Vec<HistogramPlan>,
 }
 
 /// Contribution limits.
@@ -88,9 +126,13 @@ pub(crate) struct Limits {
 }
 
 impl BoundedPlan {
-    /// Each noisy part's label, in order (the charge's item labels).
+    /// Each noisy part's label, then each quantile's, in order (the charge's item
+    /// labels).
     pub fn part_labels(&self) -> impl Iterator<Item = String> + '_ {
-        self.parts.iter().map(|p| p.label.clone())
+        self.parts
+            .iter()
+            .map(|p| p.label.clone())
+            .chain(self.quantiles.iter().map(|q| q.label.clone()))
     }
 }
 
@@ -112,7 +154,7 @@ pub(crate) fn bound(
     let l_inf = i64::from(limits.max_rows);
 
     // Step 1: the values each row contributes.
-    let mut rows = vec![person_col.alias("__person")];
+    let mut rows = vec![person_col.clone().alias("__person")];
     for (i, g) in dp.aggregate.group_expr.iter().enumerate() {
         rows.push(g.clone().alias(&keys[i]));
     }
@@ -120,6 +162,8 @@ pub(crate) fn bound(
     let mut contributions = Vec::new();
     let mut parts = Vec::new();
     let mut sources = Vec::new();
+    let mut quantiles = Vec::new();
+    let mut histograms: Vec<(Bounded, HistogramPlan)> = Vec::new();
     for (j, kind) in dp.aggregates.iter().enumerate() {
         let label = dp.aggregate.aggr_expr[j].schema_name().to_string();
         let v = format!("__v{j}");
@@ -227,6 +271,28 @@ pub(crate) fn bound(
                     range,
                 });
             }
+            AggKind::Quantile(Quantile { value, alpha }) => {
+                let same = |b: &Bounded| {
+                    b.expr == value.expr
+                        && b.lo == value.lo
+                        && b.hi == value.hi
+                        && b.precision == value.precision
+                };
+                let histogram = match histograms.iter().position(|(b, _)| same(b)) {
+                    Some(h) => h,
+                    None => {
+                        let plan = histogram(dp, value, limits, secret, &person_col)?;
+                        histograms.push((value.clone(), plan));
+                        histograms.len() - 1
+                    }
+                };
+                sources.push(Source::Quantile(quantiles.len()));
+                quantiles.push(QuantilePart {
+                    label,
+                    histogram,
+                    alpha: *alpha,
+                });
+            }
         }
     }
     let mut builder = LogicalPlanBuilder::from(input.clone()).project(rows)?;
@@ -277,6 +343,108 @@ pub(crate) fn bound(
         plan: guard_plan(builder.build()?)?,
         parts,
         sources,
+        quantiles,
+        histograms: histograms.into_iter().map(|(_, h)| h).collect(),
+    })
+}
+
+/// The histogram plan of one quantile argument `value`:
+///
+/// 1. each row's value snapped onto the grid — the index of the nearest candidate, the
+///    value clamped to its bounds first (NULL stays NULL and counts nowhere);
+/// 2. per person, group and candidate, the number of the person's values on it;
+/// 3. each person's values in a group capped at L∞: the person's candidates in the order
+///    of a keyed hash of (person, keys, candidate), each keeping what is left of the L∞
+///    allowance (`min(n, max(0, L∞ − before))`) — which values are kept depends only on
+///    that person's rows and the secret;
+/// 4. each person's groups capped at L0, in the order the bounded plan keeps them (the
+///    same keyed hash of the person and the keys, ranked per group, not per row);
+/// 5. across persons: per group and candidate, the number of values.
+fn histogram(
+    dp: &DpAggregation,
+    value: &Bounded,
+    limits: Limits,
+    secret: &str,
+    person_col: &Expr,
+) -> Result<HistogramPlan, DataFusionError> {
+    let grid = Grid::new(value.lo, value.hi, value.precision.unit())
+        .map_err(|e| DataFusionError::Plan(format!("the quantile's candidates: {e}")))?;
+    let last = i64::try_from(grid.len() - 1).unwrap_or(i64::MAX);
+    let n_keys = dp.aggregate.group_expr.len();
+    let keys: Vec<String> = (0..n_keys).map(|i| format!("__k{i}")).collect();
+    let mut rows = vec![person_col.clone().alias("__person")];
+    for (i, g) in dp.aggregate.group_expr.iter().enumerate() {
+        rows.push(g.clone().alias(&keys[i]));
+    }
+    // Clamped to the candidates' index range before rounding and the cast, so no value
+    // can make either fail (a NaN becomes NULL, as in `clamp_to_int`).
+    let x = try_cast(value.expr.clone(), DataType::Float64);
+    let position = (x - lit(grid.lo())) / lit(grid.step());
+    rows.push(clamp_to_int(position, (0, last)).alias("__bin"));
+    let mut builder =
+        LogicalPlanBuilder::from(dp.aggregate.input.as_ref().clone()).project(rows)?;
+
+    let mut person_keys = vec![col("__person")];
+    person_keys.extend(keys.iter().map(col));
+    let mut per_bin = person_keys.clone();
+    per_bin.push(col("__bin"));
+    // `count(__bin)`: a NULL value's row makes a (person, keys) row with nothing on it,
+    // so the person's groups are the bounded plan's groups.
+    builder = builder.aggregate(per_bin.clone(), vec![count(col("__bin")).alias("__n")])?;
+
+    let mut order = vec![keyed_hash(secret, per_bin).sort(true, true)];
+    order.push(col("__bin").sort(true, true));
+    let before_and_this = Expr::from(WindowFunction::new(sum_udaf(), vec![col("__n")]))
+        .partition_by(person_keys.clone())
+        .order_by(order)
+        .window_frame(WindowFrame::new_bounds(
+            WindowFrameUnits::Rows,
+            WindowFrameBound::Preceding(ScalarValue::UInt64(None)),
+            WindowFrameBound::CurrentRow,
+        ))
+        .build()?
+        .alias("__upto");
+    builder = builder.window(vec![before_and_this])?;
+    let l_inf = i64::from(limits.max_rows);
+    let before = col("__upto") - col("__n");
+    let kept = least(vec![
+        col("__n"),
+        greatest(vec![lit(l_inf) - before, lit(0i64)]),
+    ]);
+    let mut capped = person_keys.clone();
+    capped.push(col("__bin"));
+    capped.push(kept.alias("__kept"));
+    builder = builder.project(capped)?;
+
+    if limits.sample_groups {
+        let mut order = vec![keyed_hash(secret, person_keys.clone()).sort(true, true)];
+        order.extend(keys.iter().map(|k| col(k).sort(true, true)));
+        let rank = dense_rank()
+            .partition_by(vec![col("__person")])
+            .order_by(order)
+            .build()?
+            .alias("__rank");
+        let kept: Vec<Expr> = builder
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| col(f.name()))
+            .collect();
+        builder = builder
+            .window(vec![rank])?
+            .filter(col("__rank").lt_eq(lit(i64::from(limits.max_groups))))?
+            .project(kept)?;
+    }
+
+    let mut group: Vec<Expr> = keys.iter().map(col).collect();
+    group.push(col("__bin"));
+    builder = builder
+        .filter(col("__bin").is_not_null())?
+        .aggregate(group, vec![sum(col("__kept")).alias("__values")])?;
+    Ok(HistogramPlan {
+        plan: guard_plan(builder.build()?)?,
+        grid,
+        values_per_person: limits.max_rows,
     })
 }
 

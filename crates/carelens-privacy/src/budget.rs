@@ -86,6 +86,10 @@ pub enum MechanismKind {
     DiscreteGaussian,
     /// Discrete Laplace noise with a threshold, for releasing group keys: (ε, δ)-DP.
     LaplaceThreshold,
+    /// A quantile by the exponential mechanism over a grid of candidates (report-noisy-min
+    /// with exponential noise, `quantile.rs`): pure ε-DP. Its sensitivity and scale are
+    /// in score units (the quantile's denominator times values).
+    ExponentialQuantile,
 }
 
 /// One noisy part of a release (one aggregate column, or the key selection), with enough

@@ -36,6 +36,7 @@ use crate::budget::{PrivacyCharge, split_delta, split_epsilon};
 use crate::key_selection::KeySelection;
 use crate::noise::{MechanismError, NoiseKind, NoiseMechanism, Sensitivity};
 use crate::params::{Delta, Epsilon, ParamError};
+use crate::quantile::{Grid, QuantileError, QuantileMechanism};
 
 /// The share of ε a person count gets when it only decides suppression of count cells
 /// (which are suppressed on their own noisy values too): a fifth. At ε = 1 and L0 = 1 its
@@ -60,6 +61,19 @@ pub struct ReleaseShape<'a> {
     /// Per noisy part, the most one person changes one group's value, in the part's
     /// integer units (at least 1).
     pub parts: &'a [u64],
+    /// The quantiles released, each in every group (after the parts in the charge).
+    pub quantiles: &'a [QuantileShape],
+}
+
+/// One released quantile, as calibration needs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuantileShape {
+    /// Its candidates.
+    pub grid: Grid,
+    /// Which quantile (0.5 for a median).
+    pub alpha: f64,
+    /// L∞: the most values one person has in one group.
+    pub values_per_person: u32,
 }
 
 /// What a release does with its per-group person counts, apart from key selection.
@@ -104,15 +118,22 @@ impl ReleaseShape<'_> {
             PersonCounts::SuppressSums => Some(PersonsRole::SuppressesSums),
             // A release with no part (`SELECT key … GROUP BY key`): the person count is
             // all there is to calibrate, as before the split followed its use.
-            PersonCounts::Unused if self.parts.is_empty() => Some(PersonsRole::SuppressesSums),
+            PersonCounts::Unused if self.released() == 0 => Some(PersonsRole::SuppressesSums),
             PersonCounts::Unused => None,
         }
     }
 
+    /// How many released columns have a mechanism of their own: the parts and the
+    /// quantiles.
+    pub fn released(&self) -> usize {
+        self.parts.len() + self.quantiles.len()
+    }
+
     /// The ε weights of the release's mechanisms: the person-count mechanism first (if
-    /// any), then one per part. See the module's documentation for why.
+    /// any), then one per part, then one per quantile. See the module's documentation for
+    /// why: a quantile is a released column like the others, with an equal share.
     pub fn epsilon_weights(&self) -> Vec<f64> {
-        let k = self.parts.len();
+        let k = self.released();
         let mut weights = Vec::with_capacity(k + 1);
         match self.persons_role() {
             None => {}
@@ -138,6 +159,12 @@ pub struct Calibration {
     pub persons_role: Option<PersonsRole>,
     /// Noise per part, in the order of [`ReleaseShape::parts`].
     pub parts: Vec<NoiseMechanism>,
+    /// Per quantile, in the order of [`ReleaseShape::quantiles`], the mechanism of one
+    /// group at the quantile's share of ε over L0 (one person's values are in at most L0
+    /// groups).
+    pub quantiles: Vec<QuantileMechanism>,
+    /// L0, which each quantile's charge multiplies its per-group ε by.
+    pub max_groups: u32,
 }
 
 /// Why a release cannot be calibrated.
@@ -149,6 +176,9 @@ pub enum CalibrationError {
     /// A mechanism cannot be calibrated at its share.
     #[error(transparent)]
     Mechanism(#[from] MechanismError),
+    /// A quantile cannot be calibrated.
+    #[error(transparent)]
+    Quantile(#[from] QuantileError),
 }
 
 /// Calibrates every mechanism of a release of `shape` so that together they are
@@ -170,9 +200,11 @@ pub fn calibrate(
         .collect::<Result<_, _>>()?;
     // The person-count mechanism, if any, comes first.
     let first_part = usize::from(role.is_some());
+    // A quantile is pure ε-DP whatever the noise: no δ.
+    let first_quantile = first_part + shape.parts.len();
     let needs_delta = |i: usize| {
         let key_selection = i == 0 && role == Some(PersonsRole::SelectsGroups);
-        key_selection || shape.noise == NoiseKind::Gaussian
+        i < first_quantile && (key_selection || shape.noise == NoiseKind::Gaussian)
     };
     let delta_weights: Vec<f64> = (0..weights.len())
         .map(|i| f64::from(u8::from(needs_delta(i))))
@@ -213,17 +245,45 @@ pub fn calibrate(
             NoiseMechanism::calibrate(shape.noise, sensitivity, epsilons[j], deltas[j])
         })
         .collect::<Result<_, _>>()?;
+    let quantiles = shape
+        .quantiles
+        .iter()
+        .enumerate()
+        .map(|(i, q)| {
+            let share = epsilons[first_part + shape.parts.len() + i];
+            let per_group = per_group_epsilon(share, shape.max_groups)?;
+            Ok(QuantileMechanism::new(
+                q.grid.candidates().to_vec(),
+                q.alpha,
+                q.values_per_person,
+                per_group,
+            )?)
+        })
+        .collect::<Result<_, CalibrationError>>()?;
     Ok(Calibration {
         key_selection,
         persons,
         persons_role: role,
         parts,
+        quantiles,
+        max_groups: shape.max_groups,
     })
 }
 
+/// The ε of one group's release when one person is in at most `max_groups` groups:
+/// `share / max_groups`, lowered until `max_groups` of them are within `share` in floats.
+fn per_group_epsilon(share: Epsilon, max_groups: u32) -> Result<Epsilon, ParamError> {
+    let groups = f64::from(max_groups.max(1));
+    let mut each = share.value() / groups;
+    while each * groups > share.value() {
+        each = each.next_down();
+    }
+    Epsilon::new(each)
+}
+
 impl Calibration {
-    /// The release's privacy charge: one item per mechanism, the parts labelled by
-    /// `part_labels` (in order).
+    /// The release's privacy charge: one item per mechanism, the parts then the quantiles
+    /// labelled by `part_labels` (in order).
     pub fn charge(&self, part_labels: impl IntoIterator<Item = String>) -> PrivacyCharge {
         let mut items = Vec::new();
         if let Some(k) = &self.key_selection {
@@ -240,8 +300,12 @@ impl Calibration {
             };
             items.push(p.charge_item(label));
         }
-        for (m, label) in self.parts.iter().zip(part_labels) {
+        let mut labels = part_labels.into_iter();
+        for (m, label) in self.parts.iter().zip(labels.by_ref()) {
             items.push(m.charge_item(label));
+        }
+        for (q, label) in self.quantiles.iter().zip(labels) {
+            items.push(q.charge_item(label, self.max_groups));
         }
         PrivacyCharge::new(items)
     }
@@ -257,10 +321,13 @@ impl Calibration {
 
     /// How ε was split and why, in a sentence (`explain`).
     pub fn describe_split(&self) -> String {
-        let k = self.parts.len();
-        let columns = match k {
-            1 => "the one released sum or count".to_owned(),
-            k => format!("the {k} released sums and counts"),
+        let k = self.parts.len() + self.quantiles.len();
+        let columns = match (k, self.quantiles.len()) {
+            (1, 1) => "the one released quantile".to_owned(),
+            (1, _) => "the one released sum or count".to_owned(),
+            (k, 0) => format!("the {k} released sums and counts"),
+            (k, q) if q == k => format!("the {k} released quantiles"),
+            (k, _) => format!("the {k} released sums, counts and quantiles"),
         };
         match self.persons_role {
             None => format!(
@@ -307,6 +374,7 @@ impl Calibration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::budget::MechanismKind;
 
     fn charge(shape: &ReleaseShape<'_>, epsilon: f64, delta: f64) -> PrivacyCharge {
         let labels = (0..shape.parts.len()).map(|i| format!("part {i}"));
@@ -340,6 +408,7 @@ mod tests {
                         persons,
                         max_groups: 3,
                         parts,
+                        quantiles: &[],
                     };
                     let what = format!(
                         "{noise:?}, public keys {public_keys}, {persons:?}, parts {parts:?}"
@@ -398,6 +467,7 @@ mod tests {
             persons,
             max_groups: 1,
             parts: &[1],
+            quantiles: &[],
         };
         let released = charge(&shape(PersonCounts::Released), 1.0, 0.0);
         let close = |a: f64, b: f64| (a - b).abs() < 1e-9;
@@ -427,6 +497,7 @@ mod tests {
                     persons,
                     max_groups: 1,
                     parts,
+                    quantiles: &[],
                 },
                 Epsilon::new(1.0).unwrap(),
                 Delta::new(1e-6).unwrap(),
@@ -458,9 +529,73 @@ mod tests {
             persons: PersonCounts::SuppressCounts,
             max_groups: 1,
             parts: &[1, 10],
+            quantiles: &[],
         };
         let c = charge(&shape, 1.0, 0.0);
         let (narrow, wide) = (c.items()[1].scale, c.items()[2].scale);
         assert!((wide / narrow - 10.0).abs() < 1e-9, "{narrow} vs {wide}");
+    }
+
+    #[test]
+    fn a_quantile_gets_an_equal_share_per_group_over_l0_and_no_delta() {
+        let grid = Grid::new(0.0, 120.0, 1.0).unwrap();
+        let quantiles = [
+            QuantileShape {
+                grid: grid.clone(),
+                alpha: 0.5,
+                values_per_person: 2,
+            },
+            QuantileShape {
+                grid,
+                alpha: 0.9,
+                values_per_person: 2,
+            },
+        ];
+        for noise in [NoiseKind::Laplace, NoiseKind::Gaussian] {
+            for max_groups in [1, 3] {
+                let shape = ReleaseShape {
+                    noise,
+                    public_keys: true,
+                    persons: PersonCounts::Released,
+                    max_groups,
+                    parts: &[1],
+                    quantiles: &quantiles,
+                };
+                let what = format!("{noise:?}, L0 {max_groups}");
+                let c = calibrate(
+                    &shape,
+                    Epsilon::new(0.8).unwrap(),
+                    Delta::new(1e-6).unwrap(),
+                )
+                .unwrap();
+                let charge = c.charge(["part".to_owned(), "q50".into(), "q90".into()]);
+                let items = charge.items();
+                assert_eq!(items.len(), 4, "{what}");
+                assert!(charge.epsilon() <= 0.8, "{what}");
+                // Four equal shares: the person count, the part, two quantiles.
+                for item in &items[2..] {
+                    assert_eq!(item.mechanism, MechanismKind::ExponentialQuantile, "{what}");
+                    assert!(item.epsilon <= 0.2 && item.epsilon > 0.2 * (1.0 - 1e-12));
+                    assert_eq!(item.delta, 0.0, "a quantile is pure ε-DP: {what}");
+                    assert_eq!(item.max_groups, max_groups);
+                }
+                assert_eq!(
+                    (items[2].label.as_str(), items[3].label.as_str()),
+                    ("q50", "q90")
+                );
+                // Each group's release spends the share over L0.
+                for q in &c.quantiles {
+                    let per_group = q.epsilon().value();
+                    assert!(per_group * f64::from(max_groups) <= 0.2, "{what}");
+                    assert!(
+                        per_group > 0.2 / f64::from(max_groups) * (1.0 - 1e-12),
+                        "{what}"
+                    );
+                }
+                // Sensitivity k·max(num, den − num): 2·1 for the median, 2·9 for 0.9.
+                assert_eq!(items[2].per_group_sensitivity, 2);
+                assert_eq!(items[3].per_group_sensitivity, 18);
+            }
+        }
     }
 }

@@ -299,6 +299,15 @@ pub enum ErrorModel {
         /// Multiplier (1 for a mean, 1,000 for a rate per 1,000).
         per: f64,
     },
+    /// A quantile by the exponential mechanism: its error is a number of ranks, not of
+    /// values — with probability at least 95% the quantile's rank in the group is within
+    /// `rank_error` values of the ranks the released value holds. How far that is in values
+    /// depends on how the group's values are spread, which is not released, so the cell
+    /// has no value interval.
+    Rank {
+        /// The 95% rank error, in values of the group.
+        rank_error: f64,
+    },
     /// A value known to lie in `[lo, hi]` whatever the data (a mean of values clamped to
     /// a range, a sum of non-negative values), shown clamped to that range.
     Within {
@@ -398,6 +407,7 @@ impl Released {
                     }
                 }))
             }
+            ErrorModel::Rank { .. } => Ok(None),
             ErrorModel::Within { inner, lo, hi } => {
                 let Some(i) = inner.interval(alpha)? else {
                     return Ok(

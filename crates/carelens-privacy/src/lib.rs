@@ -90,8 +90,8 @@ pub use budget::{
     ChargeItem, MechanismKind, PrivacyCharge, equal_weights, split_delta, split_epsilon,
 };
 pub use calibration::{
-    Calibration, CalibrationError, PersonCounts, PersonsRole, ReleaseShape, SUPPRESSION_SHARE,
-    calibrate,
+    Calibration, CalibrationError, PersonCounts, PersonsRole, QuantileShape, ReleaseShape,
+    SUPPRESSION_SHARE, calibrate,
 };
 pub use differencing::{DefinitionToken, Difference, near_duplicate};
 pub use disclosure::{
@@ -104,4 +104,4 @@ pub use numbers::number;
 pub use params::{
     Alpha, Bounds, ContributionBounds, Delta, Epsilon, FixedBounds, ParamError, Precision,
 };
-pub use quantile::{QuantileError, QuantileMechanism};
+pub use quantile::{Grid, MAX_CANDIDATES, QuantileError, QuantileMechanism};

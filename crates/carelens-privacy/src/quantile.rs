@@ -37,6 +37,7 @@ use opendp::measurements::make_noisy_max;
 use opendp::measures::MaxDivergence;
 use opendp::metrics::LInfDistance;
 
+use crate::budget::{ChargeItem, MechanismKind};
 use crate::noise::check_loss;
 use crate::{Epsilon, MechanismError};
 
@@ -51,6 +52,89 @@ type NoisyMin = opendp::core::Measurement<
 /// The finest quantile carelens releases: α is a multiple of 1/10,000 (a percentile to
 /// two decimals).
 pub const ALPHA_DENOMINATOR: u64 = 10_000;
+
+/// The most candidates a quantile's grid has: finer grids are coarsened (see [`Grid`]).
+pub const MAX_CANDIDATES: usize = 10_001;
+
+/// The candidates of a quantile over values in `[lo, hi]`: `lo, lo + step, …` up to `hi`,
+/// where `step` is the values' precision times the smallest of 1, 2, 5,
+/// 10, 20, 50, … that keeps the grid within [`MAX_CANDIDATES`] (ages 0–120 by 1 are 121
+/// candidates; dates over a century by the day would be 36,525, so they go by 5 days).
+/// Chosen from the catalog alone, never from the data. A value is snapped to the nearest
+/// candidate: index `round((clamp(x, lo, hi) − lo) / step)`, at most `len − 1` (when `hi`
+/// is not on the grid, values above the last candidate snap down to it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Grid {
+    lo: f64,
+    step: f64,
+    candidates: Vec<f64>,
+}
+
+impl Grid {
+    /// The grid over `[lo, hi]` at precision `unit`.
+    pub fn new(lo: f64, hi: f64, unit: f64) -> Result<Self, QuantileError> {
+        if !(lo.is_finite() && hi.is_finite() && unit.is_finite() && unit > 0.0 && lo < hi) {
+            return Err(QuantileError::Candidates);
+        }
+        let mut multiple = 1.0;
+        let step = loop {
+            let step = unit * multiple;
+            if (hi - lo) / step < (MAX_CANDIDATES - 1) as f64 {
+                break step;
+            }
+            // 1, 2, 5, 10, 20, 50, …
+            let mantissa = multiple / 10f64.powi(multiple.log10().floor() as i32);
+            multiple *= if (mantissa - 2.0).abs() < 1e-9 {
+                2.5
+            } else {
+                2.0
+            };
+        };
+        // The grid's points within the bounds (a hair of tolerance, so 0.1 + 6 × 0.1 is
+        // taken as 0.7): every candidate is a value snapping lands on exactly.
+        let last = ((hi - lo) / step + 1e-9).floor() as u32;
+        let mut candidates: Vec<f64> = Vec::with_capacity(last as usize + 1);
+        for i in 0..=last {
+            let c = (lo + f64::from(i) * step).min(hi);
+            if candidates.last().is_none_or(|previous| c > *previous) {
+                candidates.push(c);
+            }
+        }
+        if candidates.len() < 2 {
+            return Err(QuantileError::Candidates);
+        }
+        Ok(Self {
+            lo,
+            step,
+            candidates,
+        })
+    }
+
+    /// The lowest candidate.
+    pub fn lo(&self) -> f64 {
+        self.lo
+    }
+
+    /// The distance between neighbouring candidates (the last may be closer).
+    pub fn step(&self) -> f64 {
+        self.step
+    }
+
+    /// The candidates, increasing.
+    pub fn candidates(&self) -> &[f64] {
+        &self.candidates
+    }
+
+    /// The number of candidates.
+    pub fn len(&self) -> usize {
+        self.candidates.len()
+    }
+
+    /// Whether the grid is empty (never: a grid has at least two candidates).
+    pub fn is_empty(&self) -> bool {
+        self.candidates.is_empty()
+    }
+}
 
 /// Why a quantile mechanism could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -161,6 +245,11 @@ impl QuantileMechanism {
         self.alpha_num as f64 / self.alpha_den as f64
     }
 
+    /// The denominator of α: scores count this many per value of rank.
+    pub fn denominator(&self) -> u64 {
+        self.alpha_den
+    }
+
     /// ε charged for one release (one group).
     pub fn epsilon(&self) -> Epsilon {
         self.epsilon
@@ -260,6 +349,21 @@ impl QuantileMechanism {
         Self {
             scale: self.scale * factor,
             ..self.clone()
+        }
+    }
+
+    /// The charge of releasing this quantile in every group when one person's values are
+    /// in at most `max_groups` groups: `max_groups` times the per-group ε.
+    pub fn charge_item(&self, label: impl Into<String>, max_groups: u32) -> ChargeItem {
+        ChargeItem {
+            label: label.into(),
+            mechanism: MechanismKind::ExponentialQuantile,
+            epsilon: self.epsilon.value() * f64::from(max_groups),
+            delta: 0.0,
+            max_groups,
+            per_group_sensitivity: self.sensitivity().unwrap_or(u64::MAX),
+            scale: self.scale,
+            threshold: None,
         }
     }
 
@@ -463,5 +567,75 @@ mod tests {
         for _ in 0..20 {
             assert_eq!(m.release(&counts).unwrap(), 7.0);
         }
+    }
+
+    #[test]
+    fn a_grid_is_the_precision_grid_coarsened_to_at_most_max_candidates() {
+        let ages = Grid::new(0.0, 120.0, 1.0).unwrap();
+        assert_eq!(ages.len(), 121);
+        assert_eq!((ages.candidates()[0], ages.candidates()[120]), (0.0, 120.0));
+        assert_eq!(ages.step(), 1.0);
+        // A century of days: 36,525 candidates by the day, so by 5 days.
+        let days = Grid::new(0.0, 36_524.0, 1.0).unwrap();
+        assert_eq!(days.step(), 5.0);
+        assert_eq!(days.len(), 7_305);
+        // 60 days at 0.001: 60,001 by the unit; 0.002 gives 30,001, 0.005 12,001, 0.01.
+        let fine = Grid::new(0.0, 60.0, 0.001).unwrap();
+        assert!((fine.step() - 0.01).abs() < 1e-12, "{}", fine.step());
+        assert_eq!(fine.len(), 6_001);
+        // A range that is not a whole number of steps ends at its last step.
+        let odd = Grid::new(0.5, 10.0, 2.0).unwrap();
+        assert_eq!(odd.candidates(), &[0.5, 2.5, 4.5, 6.5, 8.5]);
+        let tenths = Grid::new(0.1, 0.7, 0.1).unwrap();
+        assert_eq!(
+            tenths.candidates(),
+            &[0.1, 0.2, 0.30000000000000004, 0.4, 0.5, 0.6, 0.7]
+        );
+        for (lo, hi, unit) in [
+            (0.0, 120.0, 1.0),
+            (0.0, 250.0, 0.1),
+            (-1e9, 1e9, 1e-9),
+            (1915.0, 2025.0, 1.0),
+            (0.0, 1.0, 0.3),
+            (0.1, 0.7, 0.1),
+        ] {
+            let g = Grid::new(lo, hi, unit).unwrap();
+            assert!(
+                g.len() >= 2 && g.len() <= MAX_CANDIDATES,
+                "{lo} {hi} {unit}"
+            );
+            assert!(
+                g.candidates().windows(2).all(|w| w[0] < w[1]),
+                "{lo} {hi} {unit}"
+            );
+            assert_eq!(g.candidates()[0], lo);
+            let top = *g.candidates().last().unwrap();
+            assert!(top <= hi && hi - top < g.step(), "{lo} {hi} {unit}: {top}");
+            // The engine snaps a value to index round((x − lo) / step), at most len − 1:
+            // every candidate snaps to itself.
+            for (i, c) in g.candidates().iter().enumerate() {
+                let index = (((c - lo) / g.step()).round() as usize).min(g.len() - 1);
+                assert_eq!(index, i, "{lo} {hi} {unit}: candidate {c}");
+            }
+        }
+        for (lo, hi, unit) in [
+            (1.0, 1.0, 1.0),
+            (2.0, 1.0, 1.0),
+            (0.0, f64::INFINITY, 1.0),
+            (0.0, 1.0, 0.0),
+            (0.0, 1.0, f64::NAN),
+        ] {
+            assert!(Grid::new(lo, hi, unit).is_err(), "{lo} {hi} {unit}");
+        }
+    }
+
+    #[test]
+    fn a_quantiles_charge_is_its_per_group_epsilon_times_l0() {
+        let m = median(11, 3, 0.25);
+        let item = m.charge_item("median(x)", 4);
+        assert_eq!(item.mechanism, MechanismKind::ExponentialQuantile);
+        assert_eq!((item.epsilon, item.delta, item.max_groups), (1.0, 0.0, 4));
+        assert_eq!(item.per_group_sensitivity, 3);
+        assert_eq!(item.scale, m.scale());
     }
 }

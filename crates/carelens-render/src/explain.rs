@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use carelens_engine::{Explain, Groups};
+use carelens_engine::{ErrorUnit, Explain, Groups};
 use carelens_privacy::number;
 
 /// What `carelens explain` prints: ε and δ, which groups are released, the limits, every
@@ -72,7 +72,15 @@ pub fn explain(explain: &Explain) -> String {
             number(m.epsilon),
             number(m.sensitivity),
             number(m.noise_scale),
-            error_95(m.error_95)
+            error_95(m.error_95, m.error_unit)
+        );
+    }
+    if p.mechanisms.iter().any(|m| m.error_unit == ErrorUnit::Rank) {
+        let _ = writeln!(
+            out,
+            "a quantile's sensitivity, noise scale and 95% error count ranks: with 95% \
+             probability at most that many of the group's values lie between the released \
+             value and the true quantile"
         );
     }
     let _ = writeln!(out, "split: {}", p.split);
@@ -107,14 +115,19 @@ pub fn cost_summary(explain: &Explain, indent: &str) -> String {
         let _ = writeln!(
             out,
             "{indent}  {label:<60}  95% error {}",
-            error_95(m.error_95)
+            error_95(m.error_95, m.error_unit)
         );
     }
     out
 }
 
-fn error_95(error: Option<f64>) -> String {
+fn error_95(error: Option<f64>, unit: ErrorUnit) -> String {
+    let ranks = if unit == ErrorUnit::Rank {
+        " ranks"
+    } else {
+        ""
+    };
     error
-        .map(|e| format!("±{}", number(e)))
+        .map(|e| format!("±{}{ranks}", number(e)))
         .unwrap_or_else(|| "?".into())
 }

@@ -1,6 +1,7 @@
 //! The released aggregation: its group keys (never the person) and its aggregates —
-//! `COUNT(*)`, `COUNT(expr)`, `COUNT(DISTINCT person)`, and `SUM` or `AVG` of a bounded
-//! value with the fixed-point precision it is summed in.
+//! `COUNT(*)`, `COUNT(expr)`, `COUNT(DISTINCT person)`, `SUM` or `AVG` of a bounded
+//! value with the fixed-point precision it is summed in, and quantiles of a bounded value
+//! (`MEDIAN`, `PERCENTILE_CONT`, `APPROX_PERCENTILE_CONT`, `APPROX_MEDIAN`).
 
 use std::collections::BTreeSet;
 
@@ -29,6 +30,18 @@ pub(crate) enum AggKind {
     Sum(Bounded),
     /// `AVG(expr)`: a bounded sum over a count.
     Avg(Bounded),
+    /// A quantile of a bounded value (`MEDIAN(x)`, `PERCENTILE_CONT(p) WITHIN GROUP
+    /// (ORDER BY x)`, …).
+    Quantile(Quantile),
+}
+
+/// A quantile of a bounded value.
+#[derive(Debug, Clone)]
+pub(crate) struct Quantile {
+    /// The value, its bounds and precision (the candidates' grid).
+    pub value: Bounded,
+    /// Which quantile: 0.5 for a median; `1 − p` for `WITHIN GROUP (ORDER BY x DESC)`.
+    pub alpha: f64,
 }
 
 /// A bounded numeric argument.
@@ -175,50 +188,30 @@ impl Analyzer<'_> {
             }
             ("sum" | "avg" | "mean", false, Some(a)) => {
                 check_person_use(a, false, "inside SUM or AVG", schema, &input.columns)?;
-                let facts = arg_facts.unwrap_or_else(Facts::unknown);
-                if !facts.bounded() {
-                    return Err(Rejection::new(
-                        RejectionKind::Aggregate,
-                        format!(
-                            "`{}` has no bounds, so one person could move it without limit",
-                            expr.schema_name()
-                        ),
-                        "declare `bounds` for the column in the catalog, or clamp it in the \
-                         query: `LEAST(GREATEST(x, lo), hi)`",
-                    )
-                    .at(at));
-                }
-                let (lo, hi) = facts.bounds();
-                let data_type = a.get_type(schema).unwrap_or(DataType::Float64);
-                let precision = facts
-                    .precision
-                    .unwrap_or_else(|| default_precision(&data_type, lo, hi));
-                let whole = |x: f64| x.is_finite() && x.fract() == 0.0;
-                let whole_values = data_type.is_integer()
-                    || facts.domain.as_ref().is_some_and(|d| {
-                        d.iter().all(|v| {
-                            v.is_null()
-                                || v.cast_to(&DataType::Float64).ok().is_some_and(
-                                    |f| matches!(f, ScalarValue::Float64(Some(x)) if whole(x)),
-                                )
-                        })
-                    });
-                let bounded = Bounded {
-                    expr: a.clone(),
-                    lo,
-                    hi,
-                    precision,
-                    counts: whole_values
-                        && lo >= 0.0
-                        && whole(lo)
-                        && whole(hi)
-                        && precision.unit() == 1.0,
-                };
+                let bounded = bounded_argument(expr, a, schema, input, at)?;
                 Ok(if name == "sum" {
                     AggKind::Sum(bounded)
                 } else {
                     AggKind::Avg(bounded)
                 })
+            }
+            (
+                "median" | "approx_median" | "percentile_cont" | "approx_percentile_cont",
+                false,
+                Some(a),
+            ) => {
+                check_person_use(a, false, "inside a quantile", schema, &input.columns)?;
+                let alpha =
+                    quantile_alpha(&name, &params.args, &params.order_by).map_err(|r| r.at(at))?;
+                let mut value = bounded_argument(expr, a, schema, input, at)?;
+                // `PERCENTILE_CONT` reads its argument as a float: the values are still
+                // the column's, so their grid is the column's (whole days, not 0.01 day).
+                if expr_facts(a, schema, &input.columns).precision.is_none()
+                    && let Some(data_type) = uncast_type(a, schema)
+                {
+                    value.precision = default_precision(&data_type, value.lo, value.hi);
+                }
+                Ok(AggKind::Quantile(Quantile { value, alpha }))
             }
             ("sum" | "avg" | "mean", true, _) => Err(Rejection::new(
                 RejectionKind::Aggregate,
@@ -226,22 +219,26 @@ impl Analyzer<'_> {
                 "drop DISTINCT, or sum per-person values computed in a `GROUP BY person_id` CTE",
             )
             .at(at)),
+            ("min" | "max", _, _) => Err(Rejection::new(
+                RejectionKind::Aggregate,
+                format!("`{name}` is one person's value: it cannot be released"),
+                format!(
+                    "release a high or low percentile instead, e.g. `PERCENTILE_CONT({}) \
+                     WITHIN GROUP (ORDER BY x)`; MIN/MAX are allowed per person inside a \
+                     `GROUP BY person_id` CTE",
+                    if name == "min" { "0.05" } else { "0.95" }
+                ),
+            )
+            .at(at)),
             (
-                "min"
-                | "max"
-                | "median"
-                | "percentile_cont"
-                | "approx_percentile_cont"
-                | "approx_median"
-                | "quantile_cont",
-                _,
+                "median" | "approx_median" | "percentile_cont" | "approx_percentile_cont",
+                true,
                 _,
             ) => Err(Rejection::new(
                 RejectionKind::Aggregate,
-                format!("`{name}` is an order statistic: it can be one person's value"),
-                "release a mean instead (`AVG(LEAST(GREATEST(x, lo), hi))`), or counts per \
-                 band (`COUNT(DISTINCT CASE WHEN x >= 21 THEN person_id END)`); MIN/MAX are \
-                 allowed per person inside a `GROUP BY person_id` CTE",
+                format!("`{name}(DISTINCT ...)` cannot be released"),
+                "drop DISTINCT: the quantile is over every value, each person's capped at \
+                 max_rows",
             )
             .at(at)),
             _ => Err(Rejection::new(
@@ -251,6 +248,126 @@ impl Analyzer<'_> {
             )
             .at(at)),
         }
+    }
+}
+
+/// The bounds and precision of a summed, averaged or ranked argument `a` of `expr`;
+/// rejected when it has no bounds.
+fn bounded_argument(
+    expr: &Expr,
+    a: &Expr,
+    schema: &DFSchema,
+    input: &Relation,
+    at: Option<crate::rejection::Location>,
+) -> Result<Bounded, Rejection> {
+    let facts = expr_facts(a, schema, &input.columns);
+    if !facts.bounded() {
+        return Err(Rejection::new(
+            RejectionKind::Aggregate,
+            format!(
+                "`{}` has no bounds, so one person could move it without limit",
+                expr.schema_name()
+            ),
+            "declare `bounds` for the column in the catalog, or clamp it in the query: \
+             `LEAST(GREATEST(x, lo), hi)`",
+        )
+        .at(at));
+    }
+    let (lo, hi) = facts.bounds();
+    let data_type = a.get_type(schema).unwrap_or(DataType::Float64);
+    let precision = facts
+        .precision
+        .unwrap_or_else(|| default_precision(&data_type, lo, hi));
+    let whole = |x: f64| x.is_finite() && x.fract() == 0.0;
+    let whole_values = data_type.is_integer()
+        || facts.domain.as_ref().is_some_and(|d| {
+            d.iter().all(|v| {
+                v.is_null()
+                    || v.cast_to(&DataType::Float64)
+                        .ok()
+                        .is_some_and(|f| matches!(f, ScalarValue::Float64(Some(x)) if whole(x)))
+            })
+        });
+    Ok(Bounded {
+        expr: a.clone(),
+        lo,
+        hi,
+        precision,
+        counts: whole_values && lo >= 0.0 && whole(lo) && whole(hi) && precision.unit() == 1.0,
+    })
+}
+
+/// Which quantile a quantile aggregate asks for: 0.5 for `MEDIAN`; the literal `p` of
+/// `PERCENTILE_CONT(p)` / `APPROX_PERCENTILE_CONT(x, p)`, as `1 − p` when the values are
+/// ordered descending (as DataFusion reads it).
+fn quantile_alpha(
+    name: &str,
+    args: &[Expr],
+    order_by: &[datafusion::logical_expr::SortExpr],
+) -> Result<f64, Rejection> {
+    let descending = order_by.first().is_some_and(|s| !s.asc);
+    let p = match (name, args) {
+        ("median" | "approx_median", [_]) => 0.5,
+        ("percentile_cont" | "approx_percentile_cont", [_, p]) => {
+            literal_f64(p).ok_or_else(|| {
+                Rejection::new(
+                    RejectionKind::Aggregate,
+                    format!("the percentile of `{name}` must be a number written in the query"),
+                    "e.g. `PERCENTILE_CONT(0.9) WITHIN GROUP (ORDER BY x)`",
+                )
+            })?
+        }
+        _ => {
+            return Err(Rejection::new(
+                RejectionKind::Aggregate,
+                format!("`{name}` with these arguments cannot be released"),
+                "write `MEDIAN(x)` or `PERCENTILE_CONT(p) WITHIN GROUP (ORDER BY x)`, with no \
+                 further arguments",
+            ));
+        }
+    };
+    let alpha = if descending { 1.0 - p } else { p };
+    let steps = alpha * carelens_privacy::quantile::ALPHA_DENOMINATOR as f64;
+    if !(alpha > 0.0 && alpha < 1.0) || (steps - steps.round()).abs() > 1e-6 || steps.round() < 1.0
+    {
+        return Err(Rejection::new(
+            RejectionKind::Aggregate,
+            format!("the percentile {p} cannot be released"),
+            "ask for a percentile strictly between 0 and 1 in steps of 0.0001 (a minimum or \
+             maximum is one person's value: use e.g. 0.05 or 0.95)",
+        ));
+    }
+    Ok(alpha)
+}
+
+/// The type of `e` under casts from an integer type to a float type, if it has some.
+fn uncast_type(e: &Expr, schema: &DFSchema) -> Option<DataType> {
+    match unalias(e) {
+        Expr::Cast(datafusion::logical_expr::Cast { expr, field })
+        | Expr::TryCast(datafusion::logical_expr::TryCast { expr, field })
+            if field.data_type().is_floating() =>
+        {
+            let inner = expr.get_type(schema).ok()?;
+            if inner.is_integer() {
+                Some(inner)
+            } else {
+                uncast_type(expr, schema)
+            }
+        }
+        _ => None,
+    }
+}
+
+/// The number a literal (under casts) holds.
+fn literal_f64(e: &Expr) -> Option<f64> {
+    match unalias(e) {
+        Expr::Literal(v, _) => match v.cast_to(&DataType::Float64).ok()? {
+            ScalarValue::Float64(Some(x)) => Some(x),
+            _ => None,
+        },
+        Expr::Cast(c) => literal_f64(&c.expr),
+        Expr::TryCast(c) => literal_f64(&c.expr),
+        _ => None,
     }
 }
 

@@ -28,7 +28,7 @@ use datafusion::logical_expr::{Distinct, Expr, LogicalPlan};
 use crate::rejection::{Rejection, RejectionKind};
 use crate::session::CatalogInfo;
 
-pub(crate) use dp_aggregation::{AggKind, Bounded, DpAggregation};
+pub(crate) use dp_aggregation::{AggKind, Bounded, DpAggregation, Quantile};
 pub(crate) use joins::equality_pairs;
 
 /// What a query is.
