@@ -1,23 +1,25 @@
 -- Length of stay of emergency spells for people aged 65+, by provider
 -- What: emergency inpatient spells ending in 2024/25 for people aged 65+, per provider:
--- people, spells, bed days, mean length of stay and stays of 21+ days.
+-- people, spells, the median and 90th percentile length of stay, and stays of 21+ days.
 -- Who: commissioners and acute trusts (flow, long-stay reviews).
--- DP: epsilon 1. The median of the original is an order statistic (it can be one
--- person's value) and is rejected; the mean is released instead, of stays capped at 30
--- days (LEAST), which halves the noise of the mean against the catalog's bound of 60;
--- the long-stay count shows the tail the cap cuts off. The original's bed-day sum is
--- left out: a sum's noise grows with the largest stay one person can add, and with 21+
--- day stays counted separately it adds little. Provider is not constant per person and
--- providers are not a public list, so providers are released by DP key selection
--- (delta = the policy's 1e-6): a provider with few people is not shown at all. Each
--- person's spells are sampled into max_groups = 1 provider (older people admitted as
--- emergencies are nearly always admitted to their local trust) with up to max_rows = 3
--- spells: the catalog's limits (4 providers, 10 rows) would multiply the noise by 13
--- and raise the key-selection threshold fourfold, hiding every provider of a small
--- extract. The price is that a person's spells at a second trust are dropped.
+-- DP: epsilon 1. The median and 90th percentile are released by the exponential
+-- mechanism over whole days 0-60 (the catalog's bounds), each with an equal share of
+-- epsilon; explain gives their 95% error in ranks (how many of the provider's spells can
+-- lie between the released and the true value), so a provider with few spells gets a
+-- rough median. The original's bed-day sum and mean are left out: a sum's noise grows
+-- with the largest stay one person can add, and the quantiles answer the question
+-- better. Provider is not constant per person and providers are not a public list, so
+-- providers are released by DP key selection (delta = the policy's 1e-6): a provider
+-- with few people is not shown at all. Each person's spells are sampled into max_groups
+-- = 1 provider (older people admitted as emergencies are nearly always admitted to their
+-- local trust) with up to max_rows = 3 spells: the catalog's limits (4 providers, 10
+-- rows) would multiply the noise and raise the key-selection threshold fourfold, hiding
+-- every provider of a small extract. The price is that a person's spells at a second
+-- trust are dropped.
 -- carelens: epsilon=1, max_groups=1, max_rows=3
 SELECT e.provider_code, COUNT(DISTINCT e.person_id) AS n_persons, COUNT(*) AS spells,
-       AVG(CAST(LEAST(e.los_days, 30) AS DOUBLE)) AS mean_los_capped_30,
+       MEDIAN(e.los_days) AS median_los,
+       PERCENTILE_CONT(0.9) WITHIN GROUP (ORDER BY e.los_days) AS p90_los,
        COUNT(CASE WHEN e.los_days >= 21 THEN 1 END) AS long_stay_21plus
 FROM encounter e JOIN person p ON p.person_id = e.person_id
 WHERE e.setting = 'APC' AND e.admission_method = 'EMERGENCY' AND 2025 - p.year_of_birth >= 65

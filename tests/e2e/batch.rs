@@ -81,7 +81,7 @@ fn the_query_library_releases_every_query_with_a_report() {
         assert!(html.contains(&format!("href=\"./{name}.csv\"")), "{name}");
     }
     assert!((spent(&ledger, "analyst") - epsilon).abs() < 1e-9);
-    assert!(epsilon <= 10.0, "the library fits an analyst's budget");
+    assert!(epsilon <= 15.0, "the library fits an analyst's budget");
 
     // Self-contained: no scripts, nothing fetched; suppressed cells marked; intervals,
     // charts and the plain-English box present; the budget summary is there.
@@ -137,8 +137,8 @@ fn a_rejected_query_does_not_stop_the_others() {
     fs::create_dir_all(&queries).unwrap();
     write_sql(
         &queries,
-        "a_median.sql",
-        "-- Median year of birth\nSELECT median(year_of_birth) AS m FROM person\n",
+        "a_oldest.sql",
+        "-- Latest year of birth\nSELECT MAX(year_of_birth) AS m FROM person\n",
     );
     write_sql(
         &queries,
@@ -149,25 +149,25 @@ fn a_rejected_query_does_not_stop_the_others() {
     // Results of the rejected query from an earlier run are moved aside, not left to be
     // taken for this run's.
     fs::create_dir_all(&out).unwrap();
-    fs::write(out.join("a_median.csv"), "m\n1950\n").unwrap();
-    fs::write(out.join("a_median.json"), "{}\n").unwrap();
+    fs::write(out.join("a_oldest.csv"), "m\n1950\n").unwrap();
+    fs::write(out.join("a_oldest.json"), "{}\n").unwrap();
     let (status, stdout, stderr) = run_batch(&ledger, "analyst", &queries, &out);
     assert_eq!(status.status.code(), Some(1), "{stdout}\n{stderr}");
     assert!(stdout.contains("1 of 2 released"), "{stdout}");
     assert!(
-        stderr.contains("1 of 2 queries were not released") && stderr.contains("a_median"),
+        stderr.contains("1 of 2 queries were not released") && stderr.contains("a_oldest"),
         "{stderr}"
     );
-    assert!(stderr.contains("order statistic"), "{stderr}");
+    assert!(stderr.contains("one person's value"), "{stderr}");
     assert!(out.join("b_by_sex.csv").exists() && out.join("b_by_sex.json").exists());
-    assert!(!out.join("a_median.csv").exists() && !out.join("a_median.json").exists());
+    assert!(!out.join("a_oldest.csv").exists() && !out.join("a_oldest.json").exists());
     assert_eq!(
-        fs::read_to_string(out.join("a_median.previous.csv")).unwrap(),
+        fs::read_to_string(out.join("a_oldest.previous.csv")).unwrap(),
         "m\n1950\n"
     );
-    assert!(out.join("a_median.previous.json").exists());
+    assert!(out.join("a_oldest.previous.json").exists());
     let html = fs::read_to_string(out.join("report.html")).unwrap();
-    assert!(html.contains("not released") && html.contains("order statistic"));
+    assert!(html.contains("not released") && html.contains("one person&#39;s value"));
     assert!((spent(&ledger, "analyst") - 0.25).abs() < 1e-9);
 }
 
@@ -192,7 +192,7 @@ fn explain_of_a_folder_totals_the_cost_and_spends_nothing() {
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|e| e.parse::<f64>().ok())
         .unwrap_or_else(|| panic!("no total: {stdout}"));
-    assert!(total > 5.0 && total <= 10.0, "{total}");
+    assert!(total > 5.0 && total <= 15.0, "{total}");
     assert!(!ledger.exists(), "explain does not touch the ledger");
 }
 

@@ -1043,3 +1043,56 @@ async fn one_person_with_10000_rows_moves_a_quantiles_histogram_by_at_most_l_inf
         assert!(changed <= l0, "{sql}: {changed} groups changed > L0 {l0}");
     }
 }
+
+/// A NULL is no value: not one at the bound in a mean's count, a sum or a quantile (the
+/// clamp's `GREATEST(NULL, lo)` is `lo`, which counted every non-woman as aged 0 — a
+/// mean age of women of 23 instead of 46 — before the fix). Aggregates of
+/// `CASE WHEN sex = 'F' THEN … END` over everyone match the same aggregates over women.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nulls_count_in_no_mean_sum_or_quantile() {
+    let engine = sample_engine().await;
+    let ctx = plain(&sample_data()).await;
+    let sql = "-- carelens: epsilon=1\nSELECT \
+               AVG(CASE WHEN sex = 'F' THEN 2025 - year_of_birth END) AS mean_age, \
+               SUM(CASE WHEN sex = 'F' THEN year_of_birth - 2000 END) AS offset_sum, \
+               MEDIAN(CASE WHEN sex = 'F' THEN year_of_birth END) AS median_yob \
+               FROM person";
+    let prepared = engine.prepare(sql).await.unwrap();
+    let scale = largest_scale(&prepared);
+    let truth = exact(
+        &ctx,
+        "SELECT 'all', AVG(CAST(2025 - year_of_birth AS DOUBLE)), \
+         CAST(SUM(year_of_birth - 2000) AS DOUBLE) FROM person WHERE sex = 'F'",
+    )
+    .await["all"]
+        .clone();
+    let median_noise = prepared
+        .mechanisms()
+        .iter()
+        .find(|m| m.label.starts_with("median"))
+        .unwrap()
+        .noise_scale;
+    for _ in 0..3 {
+        let release = prepared.execute(&engine).await.unwrap();
+        let mean = cell(&release, 0, "mean_age").unwrap();
+        assert!(
+            (mean - truth[0]).abs() < 1.0,
+            "mean age {mean} vs {}",
+            truth[0]
+        );
+        let sum = cell(&release, 0, "offset_sum").unwrap();
+        assert!(
+            (sum - truth[1]).abs() <= 25.0 * scale + 5.0,
+            "sum {sum} vs {} (scale {scale})",
+            truth[1]
+        );
+        let v = cell(&release, 0, "median_yob").unwrap();
+        let (below, on, n) = ranks(&ctx, "year_of_birth", "FROM person WHERE sex = 'F'", v).await;
+        let r = median_noise * (111.0f64 / 1e-9).ln();
+        assert!(
+            below - r <= n / 2.0 && n / 2.0 <= below + on + r,
+            "median {v}: ranks [{below}, {}] of {n} ± {r}",
+            below + on
+        );
+    }
+}

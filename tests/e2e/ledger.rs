@@ -44,7 +44,7 @@ fn budget_shows_a_fresh_ledger_for_the_acting_user() {
         "{stdout}"
     );
     assert!(
-        lines[2].starts_with("analyst") && lines[2].contains("10"),
+        lines[2].starts_with("analyst") && lines[2].contains("15"),
         "{stdout}"
     );
     assert!(
@@ -69,7 +69,7 @@ fn budget_shows_a_fresh_ledger_for_the_acting_user() {
         names,
         ["dataset", "analyst", "researcher", "approver", "admin"]
     );
-    assert_eq!(json[1]["remaining"]["epsilon"], 10.0);
+    assert_eq!(json[1]["remaining"]["epsilon"], 15.0);
     assert_eq!(json[1]["spent"]["epsilon"], 0.0);
 }
 

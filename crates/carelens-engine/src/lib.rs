@@ -718,6 +718,7 @@ impl PreparedQuery {
                         policy_name: engine.disclosure_name.clone(),
                         analysed: &self.analysed,
                         run_limits: engine.limits,
+                        started,
                     },
                 )
                 .await;

@@ -8,7 +8,7 @@
 //! 4. Post-processing: the query's own projections, `HAVING`, `ORDER BY` and `LIMIT` run
 //!    in DataFusion over a table of the protected values (suppressed cells are NULL).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use carelens_privacy::{
@@ -48,6 +48,8 @@ pub(crate) struct ReleaseInput<'a> {
     pub policy_name: String,
     pub analysed: &'a LogicalPlan,
     pub run_limits: crate::RunLimits,
+    /// When the release began: its plans and mechanisms share one time limit from here.
+    pub started: tokio::time::Instant,
 }
 
 /// Runs the bounded plan, adds noise, applies the disclosure policy and the query's
@@ -59,7 +61,13 @@ pub(crate) async fn release(
     let dp = input.dp;
     let n_keys = dp.aggregate.group_expr.len();
     let n_parts = input.bounded.parts.len();
-    let batches = crate::run::collect(ctx, input.bounded.plan.clone(), input.run_limits).await?;
+    let batches = crate::run::collect(
+        ctx,
+        input.bounded.plan.clone(),
+        input.run_limits,
+        input.started,
+    )
+    .await?;
 
     // Exact values by key.
     let mut exact: HashMap<Vec<ScalarValue>, (i64, Vec<i64>)> = HashMap::new();
@@ -277,6 +285,10 @@ async fn release_quantiles(
     let bounded = input.bounded;
     let n_keys = input.dp.aggregate.group_expr.len();
     let mut values: Vec<Vec<f64>> = vec![Vec::with_capacity(groups.len()); bounded.quantiles.len()];
+    if bounded.quantiles.is_empty() {
+        return Ok(values);
+    }
+    let released: Arc<HashSet<Vec<ScalarValue>>> = Arc::new(groups.iter().cloned().collect());
     for (h, histogram) in bounded.histograms.iter().enumerate() {
         let readers: Vec<usize> = (0..bounded.quantiles.len())
             .filter(|q| bounded.quantiles[*q].histogram == h)
@@ -284,25 +296,44 @@ async fn release_quantiles(
         if readers.is_empty() {
             continue;
         }
-        let batches = crate::run::collect(ctx, histogram.plan.clone(), input.run_limits).await?;
-        let mut sparse: HashMap<Vec<ScalarValue>, Vec<(usize, u64)>> = HashMap::new();
+        // Only the released groups' rows are kept as the plan's batches stream past: what
+        // is held does not grow with the groups key selection left out.
         let last = histogram.grid.len() - 1;
-        for batch in &batches {
-            for row in 0..batch.num_rows() {
-                let key = (0..n_keys)
-                    .map(|k| ScalarValue::try_from_array(batch.column(k), row))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(QueryError::Execute)?;
-                let bin = usize::try_from(int_at(batch.column(n_keys), row))
-                    .unwrap_or(0)
-                    .min(last);
-                let n = u64::try_from(int_at(batch.column(n_keys + 1), row)).unwrap_or(0);
-                sparse.entry(key).or_default().push((bin, n));
+        let fold = {
+            let released = Arc::clone(&released);
+            move |sparse: &mut HashMap<Vec<ScalarValue>, Vec<(usize, u64)>>, batch: RecordBatch| {
+                for row in 0..batch.num_rows() {
+                    let key = (0..n_keys)
+                        .map(|k| ScalarValue::try_from_array(batch.column(k), row))
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(QueryError::Execute)?;
+                    if !released.contains(&key) {
+                        continue;
+                    }
+                    let bin = usize::try_from(int_at(batch.column(n_keys), row))
+                        .unwrap_or(0)
+                        .min(last);
+                    let n = u64::try_from(int_at(batch.column(n_keys + 1), row)).unwrap_or(0);
+                    sparse.entry(key).or_default().push((bin, n));
+                }
+                Ok(())
             }
-        }
-        drop(batches);
+        };
+        let sparse = crate::run::collect_with(
+            ctx,
+            histogram.plan.clone(),
+            input.run_limits,
+            input.started,
+            HashMap::new(),
+            fold,
+        )
+        .await?;
         let mut counts = vec![0u64; histogram.grid.len()];
         for group in groups {
+            // The selections share the release's time limit with its plans.
+            if input.started.elapsed() >= input.run_limits.time {
+                return Err(QueryError::TimeLimit(input.run_limits.time));
+            }
             counts.iter_mut().for_each(|c| *c = 0);
             for (bin, n) in sparse.get(group).map(Vec::as_slice).unwrap_or_default() {
                 counts[*bin] = counts[*bin].saturating_add(*n);

@@ -22,7 +22,7 @@
 use carelens_privacy::{Bounds, Grid, Precision};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{Column, DataFusionError, ScalarValue};
-use datafusion::functions::expr_fn::{coalesce, greatest, least};
+use datafusion::functions::expr_fn::{coalesce, greatest, isnan, least};
 use datafusion::functions_aggregate::expr_fn::{count, max, sum};
 use datafusion::functions_aggregate::sum::sum_udaf;
 use datafusion::functions_window::expr_fn::{dense_rank, row_number};
@@ -248,7 +248,7 @@ pub(crate) fn bound(
                     / float(col(&n));
                 let numerator = when(
                     col(&n).gt(lit(0i64)),
-                    clamp_to_int(mean_times_capped, total),
+                    clamp_to_int(mean_times_capped, total)?,
                 )
                 .otherwise(lit(0i64))?;
                 let num = parts.len();
@@ -380,7 +380,7 @@ fn histogram(
     // can make either fail (a NaN becomes NULL, as in `clamp_to_int`).
     let x = try_cast(value.expr.clone(), DataType::Float64);
     let position = (x - lit(grid.lo())) / lit(grid.step());
-    rows.push(clamp_to_int(position, (0, last)).alias("__bin"));
+    rows.push(clamp_to_int(position, (0, last))?.alias("__bin"));
     let mut builder =
         LogicalPlanBuilder::from(dp.aggregate.input.as_ref().clone()).project(rows)?;
 
@@ -448,15 +448,26 @@ fn histogram(
     })
 }
 
-/// A float clamped to `[lo, hi]`, rounded, as an integer. The clamp comes before the
-/// conversion, so no value can make the cast fail (a NaN becomes NULL, which aggregates
-/// skip): a query must not be able to fail, or not, depending on one person's data.
-fn clamp_to_int(x: Expr, (lo, hi): (i64, i64)) -> Expr {
-    let clamped = least(vec![greatest(vec![x, lit(lo as f64)]), lit(hi as f64)]);
-    try_cast(
+/// A float clamped to `[lo, hi]`, rounded, as an integer; NULL for NULL and NaN. The clamp
+/// comes before the conversion, so no value can make the cast fail: a query must not be
+/// able to fail, or not, depending on one person's data. NULL and NaN are tested first
+/// because `GREATEST` and `LEAST` skip NULLs (`GREATEST(NULL, 0)` is 0) and order NaN
+/// above every number: clamped, a NULL would count as `lo` — in a mean's count, a sum
+/// with `lo ≠ 0`, a quantile's lowest candidate — and a NaN as `hi`.
+fn clamp_to_int(x: Expr, (lo, hi): (i64, i64)) -> Result<Expr, DataFusionError> {
+    let clamped = least(vec![
+        greatest(vec![x.clone(), lit(lo as f64)]),
+        lit(hi as f64),
+    ]);
+    let rounded = try_cast(
         datafusion::functions::expr_fn::round(vec![clamped]),
         DataType::Int64,
+    );
+    when(
+        x.clone().is_null().or(isnan(x)),
+        lit(ScalarValue::Int64(None)),
     )
+    .otherwise(rounded)
 }
 
 /// Name of part `p`'s column.
@@ -480,7 +491,7 @@ fn fixed_point(b: &Bounded, max_rows: u32) -> Result<FixedPoint, DataFusionError
     };
     let l = i64::from(max_rows);
     Ok(FixedPoint {
-        value: clamp_to_int(scaled, (bounds.lo(), bounds.hi())),
+        value: clamp_to_int(scaled, (bounds.lo(), bounds.hi()))?,
         magnitude: bounds.magnitude(),
         total: (
             bounds.lo().saturating_mul(l).min(0),

@@ -46,14 +46,44 @@ impl Default for RunLimits {
     }
 }
 
-/// Runs `plan` on a session like `ctx` but with its own memory pool of
-/// `limits.memory_bytes`, stops it after `limits.time`, and reports a panic as
-/// [`QueryError::Panicked`].
+/// Runs `plan` to completion under `limits`: every batch in order. The time limit counts
+/// from `started`, when the release began, so the plans of one release share one limit.
 pub(crate) async fn collect(
     ctx: &SessionContext,
     plan: LogicalPlan,
     limits: RunLimits,
+    started: tokio::time::Instant,
 ) -> Result<Vec<RecordBatch>, QueryError> {
+    collect_with(ctx, plan, limits, started, Vec::new(), |batches, batch| {
+        batches.push(batch);
+        Ok(())
+    })
+    .await
+}
+
+/// Runs `plan` under `limits`, folding each batch into `state` as it comes (so what is kept
+/// of the output is the fold's choice), with its own memory pool and the time left of the
+/// release that began at `started`: a query whose plans together run past the limit is
+/// stopped, and fails saying the policy's limit — never the time that was left, which
+/// would tell how long the earlier plans took.
+pub(crate) async fn collect_with<T, F>(
+    ctx: &SessionContext,
+    plan: LogicalPlan,
+    limits: RunLimits,
+    started: tokio::time::Instant,
+    state: T,
+    mut fold: F,
+) -> Result<T, QueryError>
+where
+    T: Send + 'static,
+    F: FnMut(&mut T, RecordBatch) -> Result<(), QueryError> + Send + 'static,
+{
+    use futures::StreamExt as _;
+
+    let left = limits.time.saturating_sub(started.elapsed());
+    if left.is_zero() {
+        return Err(QueryError::TimeLimit(limits.time));
+    }
     // One limit on the total, not a fair share per spilling operator: a fair pool of
     // 4 GB, shared out over every aggregation and sort of every partition, made them
     // spill on a 10M-person extract while the whole process peaked at 1.7 GB (Q1 1.91x
@@ -62,18 +92,30 @@ pub(crate) async fn collect(
         .with_memory_pool(Arc::new(GreedyMemoryPool::new(limits.memory_bytes)))
         .build_arc()
         .map_err(QueryError::Execute)?;
-    let state = SessionStateBuilder::new_from_existing(ctx.state())
+    let session = SessionStateBuilder::new_from_existing(ctx.state())
         .with_runtime_env(runtime)
         .build();
-    let limited = SessionContext::new_with_state(state);
+    let limited = SessionContext::new_with_state(session);
     let _running = crate::panics::Running::enter();
-    let deadline = Deadline::start(limits.time);
-    let mut task =
-        tokio::spawn(async move { limited.execute_logical_plan(plan).await?.collect().await });
+    let deadline = Deadline::start(left);
+    let mut task = tokio::spawn(async move {
+        let mut state = state;
+        let mut stream = limited
+            .execute_logical_plan(plan)
+            .await
+            .map_err(QueryError::Execute)?
+            .execute_stream()
+            .await
+            .map_err(QueryError::Execute)?;
+        while let Some(batch) = stream.next().await {
+            fold(&mut state, batch.map_err(QueryError::Execute)?)?;
+        }
+        Ok::<T, QueryError>(state)
+    });
     let mut expired = deadline.expired;
     tokio::select! {
         joined = &mut task => match joined {
-            Ok(result) => result.map_err(QueryError::Execute),
+            Ok(result) => result,
             Err(e) if e.is_panic() => Err(QueryError::Panicked),
             Err(_) => Err(QueryError::Internal("the query's task was cancelled")),
         },
@@ -181,6 +223,37 @@ mod tests {
     }
 
     /// A deadline dropped before its time never fires, and its thread ends.
+    #[test]
+    fn a_plan_run_after_the_releases_time_is_up_fails_with_the_policys_limit() {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            let limits = super::RunLimits {
+                time: Duration::from_millis(300),
+                ..Default::default()
+            };
+            let ctx = datafusion::prelude::SessionContext::new();
+            let plan = ctx
+                .sql("SELECT 1 AS x")
+                .await
+                .unwrap()
+                .into_unoptimized_plan();
+            // The release began 200 ms ago: 100 ms are left, enough for this plan.
+            let started = tokio::time::Instant::now() - Duration::from_millis(200);
+            assert!(
+                super::collect(&ctx, plan.clone(), limits, started)
+                    .await
+                    .is_ok()
+            );
+            // It began 400 ms ago: nothing is left, and the error names the limit (300 ms,
+            // shown as whole seconds), not the time that was left.
+            let started = tokio::time::Instant::now() - Duration::from_millis(400);
+            match super::collect(&ctx, plan, limits, started).await {
+                Err(crate::QueryError::TimeLimit(limit)) => assert_eq!(limit, limits.time),
+                other => panic!("{other:?}"),
+            }
+        });
+    }
+
     #[test]
     fn a_dropped_deadline_stops_its_thread() {
         let runtime = tokio::runtime::Runtime::new().unwrap();

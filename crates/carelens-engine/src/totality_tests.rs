@@ -510,10 +510,15 @@ impl Harness {
         {
             return Ok(Outcome::NotPlanned);
         }
-        collect(&self.ctx, guarded, RunLimits::default())
-            .await
-            .map(|_| Outcome::Ran)
-            .map_err(|e| format!("{e}: {:?}", e))
+        collect(
+            &self.ctx,
+            guarded,
+            RunLimits::default(),
+            tokio::time::Instant::now(),
+        )
+        .await
+        .map(|_| Outcome::Ran)
+        .map_err(|e| format!("{e}: {:?}", e))
     }
 
     /// Whether the analysis's expression checks accept every expression of `plan` (a

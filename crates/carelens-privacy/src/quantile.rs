@@ -73,12 +73,21 @@ pub struct Grid {
 impl Grid {
     /// The grid over `[lo, hi]` at precision `unit`.
     pub fn new(lo: f64, hi: f64, unit: f64) -> Result<Self, QuantileError> {
-        if !(lo.is_finite() && hi.is_finite() && unit.is_finite() && unit > 0.0 && lo < hi) {
+        let usable = lo.is_finite()
+            && hi.is_finite()
+            && unit.is_finite()
+            && unit > 0.0
+            && lo < hi
+            && (hi - lo).is_finite();
+        if !usable {
             return Err(QuantileError::Candidates);
         }
-        let mut multiple = 1.0;
+        let mut multiple: f64 = 1.0;
         let step = loop {
             let step = unit * multiple;
+            if !step.is_finite() {
+                return Err(QuantileError::Candidates);
+            }
             if (hi - lo) / step < (MAX_CANDIDATES - 1) as f64 {
                 break step;
             }
@@ -100,7 +109,9 @@ impl Grid {
                 candidates.push(c);
             }
         }
-        if candidates.len() < 2 {
+        // Far from 0 a float cannot tell neighbouring steps apart (1e16 + 1 is 1e16): the
+        // grid would hold fewer candidates than the snapping counts.
+        if candidates.len() < 2 || candidates.len() != last as usize + 1 {
             return Err(QuantileError::Candidates);
         }
         Ok(Self {
@@ -624,6 +635,9 @@ mod tests {
             (0.0, f64::INFINITY, 1.0),
             (0.0, 1.0, 0.0),
             (0.0, 1.0, f64::NAN),
+            // The span overflows; the steps cannot be told apart at this magnitude.
+            (-1e308, 1e308, 1e9),
+            (1e16, 1e16 + 100.0, 1.0),
         ] {
             assert!(Grid::new(lo, hi, unit).is_err(), "{lo} {hi} {unit}");
         }

@@ -353,7 +353,7 @@ pub fn extract_catalog(persons: u64, seed: u64) -> Catalog {
 
 /// The users of a synthetic extract: one per role, so that every command can be tried.
 fn sample_users() -> Vec<User> {
-    const ANALYST: (Epsilon, Delta) = (Epsilon::constant(10.0), Delta::constant(1e-5));
+    const ANALYST: (Epsilon, Delta) = (Epsilon::constant(15.0), Delta::constant(1e-5));
     const RESEARCHER: (Epsilon, Delta) = (Epsilon::constant(5.0), Delta::constant(1e-5));
     const OVERSIGHT: (Epsilon, Delta) = (Epsilon::constant(1.0), Delta::constant(0.0));
     let user = |name: &str, role: Role, (epsilon, delta): (Epsilon, Delta)| User {

@@ -204,12 +204,31 @@ impl Analyzer<'_> {
                 let alpha =
                     quantile_alpha(&name, &params.args, &params.order_by).map_err(|r| r.at(at))?;
                 let mut value = bounded_argument(expr, a, schema, input, at)?;
-                // `PERCENTILE_CONT` reads its argument as a float: the values are still
-                // the column's, so their grid is the column's (whole days, not 0.01 day).
-                if expr_facts(a, schema, &input.columns).precision.is_none()
-                    && let Some(data_type) = uncast_type(a, schema)
+                // Whole numbers — an integer, also as `PERCENTILE_CONT` reads it (cast to a
+                // float), or a rounded value cast to an integer — need no grid finer than 1
+                // (whole days, not 0.01 day; a rounded HbA1c, not tenths).
+                let whole = a.get_type(schema).is_ok_and(|t| t.is_integer())
+                    || uncast_type(a, schema).is_some();
+                if whole && value.precision.unit() < 1.0 {
+                    value.precision = Precision::ONE;
+                }
+                if let Err(e) =
+                    carelens_privacy::Grid::new(value.lo, value.hi, value.precision.unit())
                 {
-                    value.precision = default_precision(&data_type, value.lo, value.hi);
+                    return Err(Rejection::new(
+                        RejectionKind::Aggregate,
+                        format!(
+                            "`{}`: its bounds [{}, {}] in steps of {} give no candidates for \
+                             the quantile ({e})",
+                            expr.schema_name(),
+                            short(value.lo),
+                            short(value.hi),
+                            short(value.precision.unit())
+                        ),
+                        "clamp the value in the query to a range of at least two steps that \
+                         a number can hold exactly: `LEAST(GREATEST(x, lo), hi)`",
+                    )
+                    .at(at));
                 }
                 Ok(AggKind::Quantile(Quantile { value, alpha }))
             }
@@ -340,7 +359,7 @@ fn quantile_alpha(
     Ok(alpha)
 }
 
-/// The type of `e` under casts from an integer type to a float type, if it has some.
+/// The integer type of `e` under casts from an integer type to a float type, if it is one.
 fn uncast_type(e: &Expr, schema: &DFSchema) -> Option<DataType> {
     match unalias(e) {
         Expr::Cast(datafusion::logical_expr::Cast { expr, field })
@@ -355,6 +374,15 @@ fn uncast_type(e: &Expr, schema: &DFSchema) -> Option<DataType> {
             }
         }
         _ => None,
+    }
+}
+
+/// A number for a message: exponent form when it would be long.
+fn short(x: f64) -> String {
+    if x != 0.0 && !(1e-3..1e9).contains(&x.abs()) {
+        format!("{x:e}")
+    } else {
+        carelens_privacy::number(x)
     }
 }
 

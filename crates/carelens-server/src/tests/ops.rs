@@ -226,7 +226,7 @@ async fn a_batch_is_checked_whole_and_answers_each_release_as_stored() {
     assert_eq!(again["items"][0]["outcome"], "cached");
 
     // A batch that does not fit is refused whole: nothing runs.
-    let big: Vec<Value> = (0..12)
+    let big: Vec<Value> = (0..16)
         .map(|i| {
             json!({ "name": format!("q{i}"),
                     "sql": format!(

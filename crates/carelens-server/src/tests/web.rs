@@ -505,7 +505,7 @@ async fn the_library_runs_as_one_batch_and_its_report_is_the_runners() {
         })
         .count();
     assert_eq!(html.matches("<tr><td><strong>").count(), files, "{html}");
-    assert!(html.contains("Run the library (up to ε 9)"), "{html}");
+    assert!(html.contains("Run the library (up to ε 10)"), "{html}");
 
     let (status, _, html) = page(&f, "GET", "/library", &researcher, &[], None).await;
     assert_eq!(status, StatusCode::OK);
@@ -529,7 +529,7 @@ async fn the_library_runs_as_one_batch_and_its_report_is_the_runners() {
         html.contains(&format!("{files} of {files} queries released")),
         "{html}"
     );
-    assert_eq!(analyst_spent(&f).await, 9.0);
+    assert_eq!(analyst_spent(&f).await, 10.0);
     let (status, _, _) = page(&f, "GET", &report, &researcher, &[], None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _, _) = page(&f, "GET", &report, &approver, &[], None).await;
