@@ -4,9 +4,13 @@
 -- Who: commissioners and acute trusts (flow, long-stay reviews).
 -- DP: epsilon 1. The median and 90th percentile are released by the exponential
 -- mechanism over whole days 0-60 (the catalog's bounds), each with an equal share of
--- epsilon; explain gives their 95% error in ranks (how many of the provider's spells can
--- lie between the released and the true value), so a provider with few spells gets a
--- rough median. The original's bed-day sum and mean are left out: a sum's noise grows
+-- epsilon (half to the value, a quarter to each end of its 95% interval); explain gives
+-- their 95% error in ranks (how many of the provider's spells can lie between the released
+-- and the true value), so a provider with few spells gets a rough median. On the
+-- 20,000-person sample a provider has about two hundred spells, fewer than the intervals'
+-- reach: the medians are mostly noise and their intervals say so by spanning 0-60 days.
+-- On the full extract a provider has tens of thousands of spells and the intervals are a
+-- day or two wide. The original's bed-day sum and mean are left out: a sum's noise grows
 -- with the largest stay one person can add, and the quantiles answer the question
 -- better. Provider is not constant per person and providers are not a public list, so
 -- providers are released by DP key selection (delta = the policy's 1e-6): a provider

@@ -4,16 +4,19 @@
 -- HbA1c (mmol/mol, rounded to whole units and clamped to 20-150).
 -- Who: commissioners and diabetes leads (glycaemic control across the population, NICE
 -- targets of 48 and 58 mmol/mol).
--- DP: epsilon 0.5 over ten equal shares (the person count and nine deciles), each decile
--- released by the exponential mechanism over the 131 whole values 20-150. One value per
--- person (the latest, `rn = 1`), said to the engine with max_rows = 1 (the catalog's
--- limit for observations is 6 rows per person, which would multiply every decile's error
--- by six). On the 20,000-person sample, with about a thousand people in the cohort, the
--- deciles are rough (explain: 95% errors of 150-300 ranks); on the full extract the
--- cohort is over a hundred times larger and the same error is a fraction of a percent.
--- Deciles of one value are put in increasing order after release (free post-processing).
--- No groups, delta = 0.
--- carelens: epsilon=0.5, max_rows=1
+-- DP: epsilon 1.5 over eleven equal shares: the person count, nine deciles and the number
+-- of HbA1c values (not released; it bounds the intervals). Each decile is released by the
+-- exponential mechanism over the 131 whole values 20-150 with half of its share, and each
+-- end of its 95% interval with a quarter. One value per person (the latest, `rn = 1`),
+-- said to the engine with max_rows = 1 (the catalog's limit for observations is 6 rows
+-- per person, which would multiply every decile's error by six). On the 20,000-person
+-- sample, with about a thousand people in the cohort, the deciles are rough (explain: 95%
+-- errors of 100-200 ranks) and the outer deciles' intervals reach the bounds; at epsilon
+-- 0.5 every interval would. On the full extract the cohort is over a hundred times larger
+-- and epsilon 0.5 would give intervals of a few mmol/mol. Deciles of one value are put in
+-- increasing order after release (free post-processing), as are the ends of their
+-- intervals. No groups, delta = 0.
+-- carelens: epsilon=1.5, max_rows=1
 WITH reg AS (
   SELECT p.*, 2025 - p.year_of_birth AS age
   FROM person p

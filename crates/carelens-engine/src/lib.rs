@@ -462,6 +462,7 @@ impl Engine {
             max_groups: limits.max_groups,
             parts: &per_group,
             quantiles: &quantiles,
+            interval_counts: bounded.histograms.len(),
         };
         let mechanisms = carelens_privacy::calibrate(&shape, params.epsilon, params.delta)?;
         let charge = mechanisms.charge(bounded.part_labels());
@@ -820,13 +821,19 @@ impl PreparedQuery {
         let Prepared::Private(p) = &self.kind else {
             return Vec::new();
         };
-        let n_noise = p.charge.items().len() - p.mechanisms.quantiles.len();
+        // A quantile's three charge items: its value, its interval's low and high ends.
+        let n_noise = p.charge.items().len() - 3 * p.mechanisms.quantiles.len();
+        let selections = p
+            .mechanisms
+            .quantiles
+            .iter()
+            .flat_map(|q| [&q.value, &q.low, &q.high]);
         let quantiles = p
             .charge
             .items()
             .iter()
             .skip(n_noise)
-            .zip(&p.mechanisms.quantiles)
+            .zip(selections)
             .map(|(item, q)| {
                 // Scores count `den` per value of rank; shown in values of rank.
                 let per_value = q.denominator() as f64;

@@ -12,8 +12,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use carelens_privacy::{
-    Alpha, Calibration, Cell, CellStatus, DisclosurePolicy, ErrorModel, NoiseDistribution, Noisy,
-    Released,
+    Alpha, COUNT_BETA, Calibration, Cell, CellStatus, DisclosurePolicy, ErrorModel, INTERVAL_BETA,
+    NoiseDistribution, Noisy, Released,
 };
 use datafusion::arrow::array::{
     Array, ArrayRef, Float64Array, Int64Array, RecordBatch, UInt64Array,
@@ -169,7 +169,7 @@ pub(crate) async fn release(
 
     // Each quantile in each group, from its histogram (sparse: only the candidates some
     // value falls on; an empty group's histogram is all zeros).
-    let quantile_values = release_quantiles(ctx, &input, &groups).await?;
+    let quantile_values = release_quantiles(ctx, &input, &groups, &noisy_parts).await?;
 
     // Disclosure control, on noisy values only.
     let policy = input.policy;
@@ -220,12 +220,19 @@ pub(crate) async fn release(
                 // A quantile of a group too small to show is not shown: like a sum, it is
                 // suppressed by the group's noisy person count.
                 Source::Quantile(_) if suppressed => Cell::Suppressed,
-                Source::Quantile(q) => Cell::Released(Released {
-                    value: quantile_values[*q][g],
-                    error: ErrorModel::Rank {
-                        rank_error: input.mechanisms.quantiles[*q].rank_error(0.05),
-                    },
-                }),
+                Source::Quantile(q) => {
+                    let released = quantile_values[*q][g];
+                    Cell::Released(Released {
+                        value: released.value,
+                        error: ErrorModel::Rank {
+                            rank_error: input.mechanisms.quantiles[*q]
+                                .value
+                                .rank_error(INTERVAL_BETA),
+                            low: released.low,
+                            high: released.high,
+                        },
+                    })
+                }
             })
             .collect();
         // Secondary suppression: an aggregate over the people a suppressed count counts
@@ -272,6 +279,14 @@ pub(crate) async fn release(
     build_release(post, n_keys, &roles, &cells, input, notes)
 }
 
+/// One group's released quantile and its 95% interval.
+#[derive(Debug, Clone, Copy)]
+struct QuantileValue {
+    value: f64,
+    low: f64,
+    high: f64,
+}
+
 /// Every quantile of the release in every group (`[quantile][group]`): each histogram
 /// plan run once, each group's histogram read from it (zeros where no value fell), each
 /// quantile released by its mechanism. The quantiles of one value in one group are then
@@ -281,10 +296,12 @@ async fn release_quantiles(
     ctx: &SessionContext,
     input: &ReleaseInput<'_>,
     groups: &[Vec<ScalarValue>],
-) -> Result<Vec<Vec<f64>>, QueryError> {
+    noisy_parts: &[Vec<Noisy>],
+) -> Result<Vec<Vec<QuantileValue>>, QueryError> {
     let bounded = input.bounded;
     let n_keys = input.dp.aggregate.group_expr.len();
-    let mut values: Vec<Vec<f64>> = vec![Vec::with_capacity(groups.len()); bounded.quantiles.len()];
+    let mut values: Vec<Vec<QuantileValue>> =
+        vec![Vec::with_capacity(groups.len()); bounded.quantiles.len()];
     if bounded.quantiles.is_empty() {
         return Ok(values);
     }
@@ -328,8 +345,16 @@ async fn release_quantiles(
             fold,
         )
         .await?;
+        // A lower bound on each group's number of values, right with probability at least
+        // 1 − COUNT_BETA: its noisy count less the noise's half-width at 2·COUNT_BETA
+        // (two-sided, so each side misses with at most COUNT_BETA).
+        let values_part = histogram.values_part;
+        let half_width = input.mechanisms.parts[values_part]
+            .distribution()
+            .half_width(Alpha::new(2.0 * COUNT_BETA).map_err(QueryError::Param)?)
+            .map_err(QueryError::Accuracy)?;
         let mut counts = vec![0u64; histogram.grid.len()];
-        for group in groups {
+        for (g, group) in groups.iter().enumerate() {
             // The selections share the release's time limit with its plans.
             if input.started.elapsed() >= input.run_limits.time {
                 return Err(QueryError::TimeLimit(input.run_limits.time));
@@ -338,20 +363,40 @@ async fn release_quantiles(
             for (bin, n) in sparse.get(group).map(Vec::as_slice).unwrap_or_default() {
                 counts[*bin] = counts[*bin].saturating_add(*n);
             }
-            let mut released = readers
+            let at_least = u64::try_from(
+                noisy_parts[values_part][g]
+                    .value()
+                    .saturating_sub(i64::try_from(half_width).unwrap_or(i64::MAX)),
+            )
+            .unwrap_or(0);
+            let released = readers
                 .iter()
-                .map(|q| input.mechanisms.quantiles[*q].release(&counts))
-                .collect::<Result<Vec<f64>, _>>()
+                .map(|q| input.mechanisms.quantiles[*q].release(&counts, at_least))
+                .collect::<Result<Vec<_>, _>>()
                 .map_err(QueryError::Quantile)?;
-            released.sort_by(f64::total_cmp);
+            // The values, the low ends and the high ends, each in increasing order of α
+            // (sorting keeps every end on its side of its own quantile: if each low end is
+            // at most its quantile, the i-th smallest is at most the i-th quantile); then
+            // each interval widened to hold its value.
+            let mut sorted: [Vec<f64>; 3] = [
+                released.iter().map(|r| r.0).collect(),
+                released.iter().map(|r| r.1).collect(),
+                released.iter().map(|r| r.2).collect(),
+            ];
+            sorted.iter_mut().for_each(|v| v.sort_by(f64::total_cmp));
             let mut by_alpha = readers.clone();
             by_alpha.sort_by(|a, b| {
                 bounded.quantiles[*a]
                     .alpha
                     .total_cmp(&bounded.quantiles[*b].alpha)
             });
-            for (q, v) in by_alpha.into_iter().zip(released) {
-                values[q].push(v);
+            for (i, q) in by_alpha.into_iter().enumerate() {
+                let (v, lo, hi) = (sorted[0][i], sorted[1][i], sorted[2][i]);
+                values[q].push(QuantileValue {
+                    value: v,
+                    low: lo.min(v),
+                    high: hi.max(v),
+                });
             }
         }
     }

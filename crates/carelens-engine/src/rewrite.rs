@@ -96,6 +96,9 @@ pub(crate) struct HistogramPlan {
     pub grid: Grid,
     /// L∞: the most values one person has in one group.
     pub values_per_person: u32,
+    /// The part of the bounded plan counting each group's values as this plan counts them
+    /// (not released: a noisy lower bound on it decides where the intervals' ends may aim).
+    pub values_part: usize,
 }
 
 /// The bounded plan and how to read it.
@@ -164,6 +167,7 @@ pub(crate) fn bound(
     let mut sources = Vec::new();
     let mut quantiles = Vec::new();
     let mut histograms: Vec<(Bounded, HistogramPlan)> = Vec::new();
+    let l_inf_values = u64::from(limits.max_rows);
     for (j, kind) in dp.aggregates.iter().enumerate() {
         let label = dp.aggregate.aggr_expr[j].schema_name().to_string();
         let v = format!("__v{j}");
@@ -281,7 +285,21 @@ pub(crate) fn bound(
                 let histogram = match histograms.iter().position(|(b, _)| same(b)) {
                     Some(h) => h,
                     None => {
-                        let plan = histogram(dp, value, limits, secret, &person_col)?;
+                        let values_part = parts.len();
+                        let plan = histogram(dp, value, limits, secret, &person_col, values_part)?;
+                        // Each group's number of values, capped per person as the histogram
+                        // caps them (the same snapped value, the same L∞ and groups), so
+                        // the part is exactly the histogram's total.
+                        rows.push(snap(value, &plan.grid)?.alias(&v));
+                        per_person.push(count(col(&v)).alias(&n));
+                        contributions
+                            .push(least(vec![col(&n), lit(l_inf)]).alias(part_name(values_part)));
+                        parts.push(count_part(
+                            format!(
+                                "number of values of {label} (bounds its interval; not released)"
+                            ),
+                            l_inf_values,
+                        ));
                         histograms.push((value.clone(), plan));
                         histograms.len() - 1
                     }
@@ -366,21 +384,17 @@ fn histogram(
     limits: Limits,
     secret: &str,
     person_col: &Expr,
+    values_part: usize,
 ) -> Result<HistogramPlan, DataFusionError> {
     let grid = Grid::new(value.lo, value.hi, value.precision.unit())
         .map_err(|e| DataFusionError::Plan(format!("the quantile's candidates: {e}")))?;
-    let last = i64::try_from(grid.len() - 1).unwrap_or(i64::MAX);
     let n_keys = dp.aggregate.group_expr.len();
     let keys: Vec<String> = (0..n_keys).map(|i| format!("__k{i}")).collect();
     let mut rows = vec![person_col.clone().alias("__person")];
     for (i, g) in dp.aggregate.group_expr.iter().enumerate() {
         rows.push(g.clone().alias(&keys[i]));
     }
-    // Clamped to the candidates' index range before rounding and the cast, so no value
-    // can make either fail (a NaN becomes NULL, as in `clamp_to_int`).
-    let x = try_cast(value.expr.clone(), DataType::Float64);
-    let position = (x - lit(grid.lo())) / lit(grid.step());
-    rows.push(clamp_to_int(position, (0, last))?.alias("__bin"));
+    rows.push(snap(value, &grid)?.alias("__bin"));
     let mut builder =
         LogicalPlanBuilder::from(dp.aggregate.input.as_ref().clone()).project(rows)?;
 
@@ -445,7 +459,17 @@ fn histogram(
         plan: guard_plan(builder.build()?)?,
         grid,
         values_per_person: limits.max_rows,
+        values_part,
     })
+}
+
+/// A value's candidate index on `grid`: clamped to the index range before rounding and the
+/// cast, so no value can make either fail; NULL and NaN are NULL (`clamp_to_int`).
+fn snap(value: &Bounded, grid: &Grid) -> Result<Expr, DataFusionError> {
+    let last = i64::try_from(grid.len() - 1).unwrap_or(i64::MAX);
+    let x = try_cast(value.expr.clone(), DataType::Float64);
+    let position = (x - lit(grid.lo())) / lit(grid.step());
+    clamp_to_int(position, (0, last))
 }
 
 /// A float clamped to `[lo, hi]`, rounded, as an integer; NULL for NULL and NaN. The clamp

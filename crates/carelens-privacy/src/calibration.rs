@@ -36,7 +36,7 @@ use crate::budget::{PrivacyCharge, split_delta, split_epsilon};
 use crate::key_selection::KeySelection;
 use crate::noise::{MechanismError, NoiseKind, NoiseMechanism, Sensitivity};
 use crate::params::{Delta, Epsilon, ParamError};
-use crate::quantile::{Grid, QuantileError, QuantileMechanism};
+use crate::quantile::{Grid, QuantileError, QuantileRelease};
 
 /// The share of ε a person count gets when it only decides suppression of count cells
 /// (which are suppressed on their own noisy values too): a fifth. At ε = 1 and L0 = 1 its
@@ -63,6 +63,9 @@ pub struct ReleaseShape<'a> {
     pub parts: &'a [u64],
     /// The quantiles released, each in every group (after the parts in the charge).
     pub quantiles: &'a [QuantileShape],
+    /// How many of `parts` are counts of a quantile argument's values, which only bound
+    /// its intervals' ends and are not released (`explain` says so).
+    pub interval_counts: usize,
 }
 
 /// One released quantile, as calibration needs it.
@@ -159,12 +162,14 @@ pub struct Calibration {
     pub persons_role: Option<PersonsRole>,
     /// Noise per part, in the order of [`ReleaseShape::parts`].
     pub parts: Vec<NoiseMechanism>,
-    /// Per quantile, in the order of [`ReleaseShape::quantiles`], the mechanism of one
-    /// group at the quantile's share of ε over L0 (one person's values are in at most L0
-    /// groups).
-    pub quantiles: Vec<QuantileMechanism>,
+    /// Per quantile, in the order of [`ReleaseShape::quantiles`], the selections of one
+    /// group (its value and its interval's ends) at the quantile's share of ε over L0 (one
+    /// person's values are in at most L0 groups).
+    pub quantiles: Vec<QuantileRelease>,
     /// L0, which each quantile's charge multiplies its per-group ε by.
     pub max_groups: u32,
+    /// [`ReleaseShape::interval_counts`].
+    pub interval_counts: usize,
 }
 
 /// Why a release cannot be calibrated.
@@ -252,7 +257,7 @@ pub fn calibrate(
         .map(|(i, q)| {
             let share = epsilons[first_part + shape.parts.len() + i];
             let per_group = per_group_epsilon(share, shape.max_groups)?;
-            Ok(QuantileMechanism::new(
+            Ok(QuantileRelease::new(
                 q.grid.candidates().to_vec(),
                 q.alpha,
                 q.values_per_person,
@@ -267,6 +272,7 @@ pub fn calibrate(
         parts,
         quantiles,
         max_groups: shape.max_groups,
+        interval_counts: shape.interval_counts,
     })
 }
 
@@ -283,7 +289,7 @@ fn per_group_epsilon(share: Epsilon, max_groups: u32) -> Result<Epsilon, ParamEr
 
 impl Calibration {
     /// The release's privacy charge: one item per mechanism, the parts then the quantiles
-    /// labelled by `part_labels` (in order).
+    /// labelled by `part_labels` (in order); a quantile's three selections are three items.
     pub fn charge(&self, part_labels: impl IntoIterator<Item = String>) -> PrivacyCharge {
         let mut items = Vec::new();
         if let Some(k) = &self.key_selection {
@@ -305,7 +311,7 @@ impl Calibration {
             items.push(m.charge_item(label));
         }
         for (q, label) in self.quantiles.iter().zip(labels) {
-            items.push(q.charge_item(label, self.max_groups));
+            items.extend(q.charge_items(&label, self.max_groups));
         }
         PrivacyCharge::new(items)
     }
@@ -321,7 +327,34 @@ impl Calibration {
 
     /// How ε was split and why, in a sentence (`explain`).
     pub fn describe_split(&self) -> String {
-        let k = self.parts.len() + self.quantiles.len();
+        let shares = self.describe_shares();
+        if self.quantiles.is_empty() {
+            shares
+        } else {
+            format!(
+                "{shares}; each quantile's share goes half to its value and a quarter to each \
+                 end of its 95% interval"
+            )
+        }
+    }
+
+    fn describe_shares(&self) -> String {
+        let shares = self.describe_released_shares();
+        match self.interval_counts {
+            0 => shares,
+            1 => format!(
+                "{shares}, with one more equal share for the number of values the quantiles \
+                 are of, which bounds their intervals and is not released"
+            ),
+            n => format!(
+                "{shares}, with {n} more equal shares for the numbers of values the \
+                 quantiles are of, which bound their intervals and are not released"
+            ),
+        }
+    }
+
+    fn describe_released_shares(&self) -> String {
+        let k = self.parts.len() + self.quantiles.len() - self.interval_counts;
         let columns = match (k, self.quantiles.len()) {
             (1, 1) => "the one released quantile".to_owned(),
             (1, _) => "the one released sum or count".to_owned(),
@@ -409,6 +442,7 @@ mod tests {
                         max_groups: 3,
                         parts,
                         quantiles: &[],
+                        interval_counts: 0,
                     };
                     let what = format!(
                         "{noise:?}, public keys {public_keys}, {persons:?}, parts {parts:?}"
@@ -468,6 +502,7 @@ mod tests {
             max_groups: 1,
             parts: &[1],
             quantiles: &[],
+            interval_counts: 0,
         };
         let released = charge(&shape(PersonCounts::Released), 1.0, 0.0);
         let close = |a: f64, b: f64| (a - b).abs() < 1e-9;
@@ -498,6 +533,7 @@ mod tests {
                     max_groups: 1,
                     parts,
                     quantiles: &[],
+                    interval_counts: 0,
                 },
                 Epsilon::new(1.0).unwrap(),
                 Delta::new(1e-6).unwrap(),
@@ -530,6 +566,7 @@ mod tests {
             max_groups: 1,
             parts: &[1, 10],
             quantiles: &[],
+            interval_counts: 0,
         };
         let c = charge(&shape, 1.0, 0.0);
         let (narrow, wide) = (c.items()[1].scale, c.items()[2].scale);
@@ -560,6 +597,8 @@ mod tests {
                     max_groups,
                     parts: &[1],
                     quantiles: &quantiles,
+                    // The part is the number of values the quantiles are of.
+                    interval_counts: 1,
                 };
                 let what = format!("{noise:?}, L0 {max_groups}");
                 let c = calibrate(
@@ -570,31 +609,52 @@ mod tests {
                 .unwrap();
                 let charge = c.charge(["part".to_owned(), "q50".into(), "q90".into()]);
                 let items = charge.items();
-                assert_eq!(items.len(), 4, "{what}");
+                // The person count, the part, and three selections per quantile.
+                assert_eq!(items.len(), 2 + 2 * 3, "{what}");
                 assert!(charge.epsilon() <= 0.8, "{what}");
-                // Four equal shares: the person count, the part, two quantiles.
-                for item in &items[2..] {
-                    assert_eq!(item.mechanism, MechanismKind::ExponentialQuantile, "{what}");
-                    assert!(item.epsilon <= 0.2 && item.epsilon > 0.2 * (1.0 - 1e-12));
-                    assert_eq!(item.delta, 0.0, "a quantile is pure ε-DP: {what}");
-                    assert_eq!(item.max_groups, max_groups);
+                for q in 0..2 {
+                    let three = &items[2 + 3 * q..5 + 3 * q];
+                    let share: f64 = three.iter().map(|i| i.epsilon).sum();
+                    // Four equal shares: the person count, the part, two quantiles.
+                    assert!(
+                        share <= 0.2 && share > 0.2 * (1.0 - 1e-11),
+                        "{what}: {share}"
+                    );
+                    assert!((three[0].epsilon - share / 2.0).abs() < 1e-15, "{what}");
+                    assert!((three[1].epsilon - share / 4.0).abs() < 1e-15, "{what}");
+                    for item in three {
+                        assert_eq!(item.mechanism, MechanismKind::ExponentialQuantile);
+                        assert_eq!(item.delta, 0.0, "a quantile is pure ε-DP: {what}");
+                        assert_eq!(item.max_groups, max_groups);
+                    }
                 }
-                assert_eq!(
-                    (items[2].label.as_str(), items[3].label.as_str()),
-                    ("q50", "q90")
-                );
+                assert_eq!(items[2].label, "q50");
+                assert_eq!(items[3].label, "q50: 95% interval, low end");
+                assert_eq!(items[7].label, "q90: 95% interval, high end");
                 // Each group's release spends the share over L0.
                 for q in &c.quantiles {
-                    let per_group = q.epsilon().value();
+                    let per_group = q.value.epsilon().value()
+                        + q.low.epsilon().value()
+                        + q.high.epsilon().value();
                     assert!(per_group * f64::from(max_groups) <= 0.2, "{what}");
                     assert!(
-                        per_group > 0.2 / f64::from(max_groups) * (1.0 - 1e-12),
+                        per_group > 0.2 / f64::from(max_groups) * (1.0 - 1e-11),
                         "{what}"
                     );
+                    assert!(q.reach() > 0 && q.low.offset() == -q.reach(), "{what}");
                 }
                 // Sensitivity k·max(num, den − num): 2·1 for the median, 2·9 for 0.9.
                 assert_eq!(items[2].per_group_sensitivity, 2);
-                assert_eq!(items[3].per_group_sensitivity, 18);
+                assert_eq!(items[5].per_group_sensitivity, 18);
+                let split = c.describe_split();
+                assert!(split.contains("a quarter to each end"), "{what}: {split}");
+                assert!(
+                    split.starts_with(
+                        "equal shares over the 2 released quantiles and the released person \
+                         count, with one more equal share for the number of values"
+                    ),
+                    "{what}: {split}"
+                );
             }
         }
     }

@@ -299,14 +299,18 @@ pub enum ErrorModel {
         /// Multiplier (1 for a mean, 1,000 for a rate per 1,000).
         per: f64,
     },
-    /// A quantile by the exponential mechanism: its error is a number of ranks, not of
-    /// values — with probability at least 95% the quantile's rank in the group is within
-    /// `rank_error` values of the ranks the released value holds. How far that is in values
-    /// depends on how the group's values are spread, which is not released, so the cell
-    /// has no value interval.
+    /// A quantile by the exponential mechanism: its error is a number of ranks — with
+    /// probability at least 95% the quantile's rank in the group is within `rank_error`
+    /// values of the ranks the released value holds — and its 95% interval in values is
+    /// `[low, high]`, two more selections aimed below and above the quantile
+    /// (`quantile::QuantileRelease`). The interval is for 95% only.
     Rank {
         /// The 95% rank error, in values of the group.
         rank_error: f64,
+        /// The interval's low end.
+        low: f64,
+        /// The interval's high end.
+        high: f64,
     },
     /// A value known to lie in `[lo, hi]` whatever the data (a mean of values clamped to
     /// a range, a sum of non-negative values), shown clamped to that range.
@@ -407,7 +411,12 @@ impl Released {
                     }
                 }))
             }
-            ErrorModel::Rank { .. } => Ok(None),
+            ErrorModel::Rank { low, high, .. } => {
+                Ok((alpha == Alpha::FIVE_PERCENT).then_some(Interval {
+                    lo: *low,
+                    hi: *high,
+                }))
+            }
             ErrorModel::Within { inner, lo, hi } => {
                 let Some(i) = inner.interval(alpha)? else {
                     return Ok(

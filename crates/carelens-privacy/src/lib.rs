@@ -104,4 +104,7 @@ pub use numbers::number;
 pub use params::{
     Alpha, Bounds, ContributionBounds, Delta, Epsilon, FixedBounds, ParamError, Precision,
 };
-pub use quantile::{Grid, MAX_CANDIDATES, QuantileError, QuantileMechanism};
+pub use quantile::{
+    COUNT_BETA, END_BETA, Grid, INTERVAL_BETA, MAX_CANDIDATES, QuantileError, QuantileMechanism,
+    QuantileRelease,
+};

@@ -179,6 +179,9 @@ pub enum QuantileError {
     /// The noise library refused, or its privacy map disagreed.
     #[error(transparent)]
     Mechanism(#[from] MechanismError),
+    /// A share of ε is out of range.
+    #[error(transparent)]
+    Param(#[from] crate::ParamError),
 }
 
 impl From<opendp::error::Error> for QuantileError {
@@ -198,6 +201,9 @@ pub struct QuantileMechanism {
     values_per_person: u64,
     epsilon: Epsilon,
     scale: f64,
+    /// Where the selection aims, in values from the quantile's rank αn: 0 for the
+    /// quantile itself, ∓R for the ends of its interval ([`QuantileRelease`]).
+    offset: i64,
 }
 
 impl QuantileMechanism {
@@ -227,6 +233,7 @@ impl QuantileMechanism {
             values_per_person: u64::from(values_per_person),
             epsilon,
             scale: 0.0,
+            offset: 0,
         };
         let sensitivity = mechanism.sensitivity()?;
         let mut scale = 2.0 * sensitivity as f64 / epsilon.value();
@@ -254,6 +261,19 @@ impl QuantileMechanism {
     /// α as released (a multiple of 1/10,000).
     pub fn alpha(&self) -> f64 {
         self.alpha_num as f64 / self.alpha_den as f64
+    }
+
+    /// The same mechanism aimed `offset` values above the quantile's rank (below when
+    /// negative): it selects the candidate whose ranks hold αn + offset. The offset must
+    /// not come from the data; the interval's ends use the rank error of their own scale.
+    pub fn aimed_at(mut self, offset: i64) -> Self {
+        self.offset = offset;
+        self
+    }
+
+    /// Where the selection aims, in values from αn.
+    pub fn offset(&self) -> i64 {
+        self.offset
     }
 
     /// The denominator of α: scores count this many per value of rank.
@@ -297,9 +317,11 @@ impl QuantileMechanism {
         for &on in counts {
             let above = i128::from(total - below - on);
             let (b, on_c) = (i128::from(below), i128::from(on));
-            // Too many values below c for it to be the quantile, or too many above.
-            let too_high = (den - num) * b - num * (above + on_c);
-            let too_low = num * above - (den - num) * (b + on_c);
+            // Too many values below c for it to be the quantile, or too many above (with an
+            // offset R, for rank αn + R: den·R is a constant, so Δ is unchanged).
+            let aim = den * i128::from(self.offset);
+            let too_high = (den - num) * b - num * (above + on_c) - aim;
+            let too_low = num * above - (den - num) * (b + on_c) + aim;
             let score =
                 u64::try_from(too_high.max(too_low).max(0)).map_err(|_| QuantileError::Overflow)?;
             scores.push(score);
@@ -381,6 +403,130 @@ impl QuantileMechanism {
     /// What opendp's privacy map gives for scores that move by Δ in either direction.
     fn loss(&self) -> Result<f64, QuantileError> {
         Ok(self.measurement()?.map(&self.sensitivity()?)?)
+    }
+}
+
+/// A quantile released with a 95% interval: three selections, each from its own noise —
+/// the value (half of the quantile's ε) and the two ends of the interval (a quarter each).
+///
+/// **The interval.** The low end is aimed `R` values below the quantile's rank αn and the
+/// high end `R` above, where `R` is the ends' own rank error at β = 2% (rounded up), a
+/// number of values fixed by ε, L∞, α and the grid, never by the data. When the low end's
+/// target αn − R is a rank of the group (αn ≥ R), some candidate's ranks hold it (score 0),
+/// so with probability at least 98% the low end's ranks reach down to within `R` of it: at
+/// most αn values lie below the low end. Likewise the high end when (1 − α)n ≥ R. The
+/// group's number of values `n` is not known; the caller passes a lower bound that holds
+/// with probability at least 99% (a noisy count minus its 99% half-width), and an end whose
+/// condition that bound cannot show is put at the grid's end instead — always on its side
+/// of the quantile, and honest: a group too small for the noise gets an interval as wide as
+/// the bounds. Then the interval holds a candidate whose ranks hold αn, the α-quantile of
+/// the group's values (capped and snapped as released), with probability at least
+/// 1 − 2% − 2% − 1% = 95% (a union bound). The rank bound is the exponential mechanism's
+/// union bound over the candidates, which is loose: the interval covers more often than
+/// 95% and is wider than it need be.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuantileRelease {
+    /// The quantile.
+    pub value: QuantileMechanism,
+    /// The interval's low end.
+    pub low: QuantileMechanism,
+    /// The interval's high end.
+    pub high: QuantileMechanism,
+}
+
+/// The β of the interval: 5% in all.
+pub const INTERVAL_BETA: f64 = 0.05;
+
+/// The part of [`INTERVAL_BETA`] each end of an interval may miss by.
+pub const END_BETA: f64 = 0.02;
+
+/// The part of [`INTERVAL_BETA`] the lower bound on a group's number of values may be
+/// wrong by: the caller's bound must hold with probability at least `1 − COUNT_BETA`.
+pub const COUNT_BETA: f64 = 0.01;
+
+impl QuantileRelease {
+    /// The `alpha`-quantile over `candidates` with its interval, at `epsilon` per group in
+    /// all (one person's values in a group: at most `values_per_person`).
+    pub fn new(
+        candidates: Vec<f64>,
+        alpha: f64,
+        values_per_person: u32,
+        epsilon: Epsilon,
+    ) -> Result<Self, QuantileError> {
+        // A hair under ε, so the three charges summed in any order stay within it.
+        let total = epsilon.value() * (1.0 - 1e-12);
+        let value = QuantileMechanism::new(
+            candidates.clone(),
+            alpha,
+            values_per_person,
+            Epsilon::new(total * 0.5)?,
+        )?;
+        let end = QuantileMechanism::new(
+            candidates,
+            alpha,
+            values_per_person,
+            Epsilon::new(total * 0.25)?,
+        )?;
+        let reach = end.rank_error(END_BETA).ceil();
+        if !(reach.is_finite() && reach < 1e15) {
+            return Err(QuantileError::Overflow);
+        }
+        let reach = reach as i64;
+        Ok(Self {
+            value,
+            low: end.clone().aimed_at(-reach),
+            high: end.aimed_at(reach),
+        })
+    }
+
+    /// One group's release: the value and the interval's ends, given `values_at_least`, a
+    /// lower bound on the group's number of values that holds with probability at least
+    /// `1 − COUNT_BETA`. An end the bound cannot place within the group's ranks is the
+    /// grid's end. (The caller puts several quantiles of one value in order, and each end
+    /// on its side of its value.) All three selections run whatever the bound, so the work
+    /// does not depend on it.
+    pub fn release(
+        &self,
+        counts: &[u64],
+        values_at_least: u64,
+    ) -> Result<(f64, f64, f64), QuantileError> {
+        let value = self.value.release(counts)?;
+        let mut low = self.low.release(counts)?;
+        let mut high = self.high.release(counts)?;
+        let (num, den) = (
+            u128::from(self.value.alpha_num),
+            u128::from(self.value.alpha_den),
+        );
+        let (n, reach) = (u128::from(values_at_least), self.reach_units());
+        let candidates = self.value.candidates();
+        // αn ≥ R, checked as num·n ≥ den·R; (1 − α)n ≥ R likewise.
+        if num * n < den * reach {
+            low = candidates[0];
+        }
+        if (den - num) * n < den * reach {
+            high = candidates[candidates.len() - 1];
+        }
+        Ok((value, low, high))
+    }
+
+    fn reach_units(&self) -> u128 {
+        u128::try_from(self.reach()).unwrap_or(u128::MAX / 4)
+    }
+
+    /// The three selections' charges, labelled after `label`.
+    pub fn charge_items(&self, label: &str, max_groups: u32) -> [ChargeItem; 3] {
+        [
+            self.value.charge_item(label, max_groups),
+            self.low
+                .charge_item(format!("{label}: 95% interval, low end"), max_groups),
+            self.high
+                .charge_item(format!("{label}: 95% interval, high end"), max_groups),
+        ]
+    }
+
+    /// The interval's reach R, in values on each side of αn.
+    pub fn reach(&self) -> i64 {
+        self.high.offset()
     }
 }
 

@@ -11,7 +11,7 @@ use opendp::metrics::L1Distance;
 
 use crate::{
     Alpha, Delta, Epsilon, KeySelection, NoiseDistribution, NoiseKind, NoiseMechanism,
-    QuantileMechanism, Sensitivity,
+    QuantileMechanism, QuantileRelease, Sensitivity,
 };
 
 /// z-score used for every one-sided check: P(N(0,1) > 5) ≈ 2.9e-7.
@@ -521,4 +521,88 @@ fn quantile_error_check_catches_an_understated_scale() {
     let miss = quantile_misses(&m.with_scale_times(5.0), &m, &uniform_counts());
     let limit = 0.05 + Z * (0.05f64 * 0.95 / 20_000.0).sqrt();
     assert!(miss > limit, "five times the noise went unnoticed: {miss}");
+}
+
+/// The share of `releases` of `q` whose interval (after the engine's ordering: the low end
+/// no higher than the value, the high end no lower) holds a candidate whose ranks hold αn.
+fn interval_coverage(q: &QuantileRelease, counts: &[u64], releases: usize) -> f64 {
+    let n: u64 = counts.iter().sum();
+    let alpha = q.value.alpha();
+    let candidates = q.value.candidates();
+    // The candidates the quantile falls on: b ≤ αn ≤ b + on.
+    let mut below = 0u64;
+    let mut quantile = Vec::new();
+    for (i, &on) in counts.iter().enumerate() {
+        let (b, top) = (below as f64, (below + on) as f64);
+        if b <= alpha * n as f64 && alpha * n as f64 <= top {
+            quantile.push(candidates[i]);
+        }
+        below += on;
+    }
+    // The exact count as the lower bound: this checks the ends, given a bound that holds.
+    let covered = (0..releases)
+        .filter(|_| {
+            let (v, l, h) = q.release(counts, n).unwrap();
+            let (lo, hi) = (l.min(v), h.max(v));
+            quantile.iter().any(|c| lo <= *c && *c <= hi)
+        })
+        .count();
+    covered as f64 / releases as f64
+}
+
+#[test]
+fn quantile_intervals_cover_at_least_95_percent() {
+    // 4,000 releases per case; coverage below 95% − Z standard errors would be an error in
+    // the reach or the calibration. One value per candidate is the hardest case (every
+    // rank is its own candidate); skewed data ties many values on a few candidates.
+    const RELEASES: usize = 4_000;
+    let one_each = vec![1u64; 200];
+    // 30 values over 200 candidates: too few for the noise, so the ends go to the grid's
+    // ends (the case that failed before the count's bound).
+    let few: Vec<u64> = (0..200u64)
+        .map(|i| u64::from(i % 7 == 0 && i < 210))
+        .collect();
+    let limit = 0.95 - Z * (0.95f64 * 0.05 / RELEASES as f64).sqrt();
+    for (counts, m) in [(one_each, 200), (skewed_counts(), 60), (few, 200)] {
+        for (alpha, k, epsilon) in [(0.5, 1, 0.5), (0.9, 2, 1.0), (0.25, 1, 2.0)] {
+            let q = QuantileRelease::new(
+                (0..m).map(f64::from).collect(),
+                alpha,
+                k,
+                Epsilon::new(epsilon).unwrap(),
+            )
+            .unwrap();
+            let coverage = interval_coverage(&q, &counts, RELEASES);
+            assert!(
+                coverage >= limit,
+                "α {alpha} k {k} ε {epsilon}, {m} candidates: coverage {coverage}"
+            );
+        }
+    }
+}
+
+#[test]
+fn quantile_interval_check_catches_ends_aimed_at_the_quantile_itself() {
+    // Without the reach (both ends aimed at αn) each end falls on either side of the
+    // quantile about as often: the interval misses it far more often than 5%.
+    const RELEASES: usize = 4_000;
+    let one_each = vec![1u64; 200];
+    let q = QuantileRelease::new(
+        (0..200).map(f64::from).collect(),
+        0.5,
+        1,
+        Epsilon::new(0.5).unwrap(),
+    )
+    .unwrap();
+    let broken = QuantileRelease {
+        low: q.low.clone().aimed_at(0),
+        high: q.high.clone().aimed_at(0),
+        ..q
+    };
+    let coverage = interval_coverage(&broken, &one_each, RELEASES);
+    let limit = 0.95 - Z * (0.95f64 * 0.05 / RELEASES as f64).sqrt();
+    assert!(
+        coverage < limit,
+        "ends without reach went unnoticed: {coverage}"
+    );
 }

@@ -64,7 +64,7 @@ pub fn explain(explain: &Explain) -> String {
         "mechanism", "epsilon", "sensitivity", "noise scale", "95% error"
     );
     for m in &p.mechanisms {
-        let label: String = m.label.chars().take(48).collect();
+        let label = fit(&m.label, 48);
         let _ = writeln!(
             out,
             "{:<48} {:>10} {:>12} {:>12} {:>12}",
@@ -111,7 +111,7 @@ pub fn cost_summary(explain: &Explain, indent: &str) -> String {
         number(explain.delta)
     );
     for m in explain.private.iter().flat_map(|p| &p.mechanisms) {
-        let label: String = m.label.chars().take(60).collect();
+        let label = fit(&m.label, 60);
         let _ = writeln!(
             out,
             "{indent}  {label:<60}  95% error {}",
@@ -122,12 +122,65 @@ pub fn cost_summary(explain: &Explain, indent: &str) -> String {
 }
 
 fn error_95(error: Option<f64>, unit: ErrorUnit) -> String {
-    let ranks = if unit == ErrorUnit::Rank {
-        " ranks"
-    } else {
-        ""
-    };
-    error
-        .map(|e| format!("±{}{ranks}", number(e)))
-        .unwrap_or_else(|| "?".into())
+    match (error, unit) {
+        (None, _) => "?".into(),
+        // A number of values: a bound on it is a whole number, rounded up.
+        (Some(e), ErrorUnit::Rank) => format!("±{} ranks", number(e.ceil())),
+        (Some(e), _) => format!("±{}", number(e)),
+    }
+}
+
+/// `label` in at most `width` characters: a longer one keeps its start and its last whole
+/// words (where a quantile's interval end says which end it is) around an ellipsis.
+fn fit(label: &str, width: usize) -> String {
+    let chars: Vec<char> = label.chars().collect();
+    if chars.len() <= width {
+        return label.to_string();
+    }
+    let mut tail = chars.len() - width / 3;
+    while tail < chars.len() && !chars[tail - 1].is_whitespace() {
+        tail += 1;
+    }
+    if tail == chars.len() {
+        // No whole word fits: cut where it falls.
+        tail = chars.len() - width / 3;
+    }
+    let head = width - (chars.len() - tail) - 1;
+    let mut out: String = chars[..head].iter().collect();
+    out.push('…');
+    out.extend(&chars[tail..]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_label_keeps_its_start_and_its_end() {
+        let label = "percentile_cont(Float64(0.1)) WITHIN GROUP [hb.hba1c ASC NULLS LAST]: \
+                     95% interval, low end";
+        let fitted = fit(label, 48);
+        assert_eq!(fitted.chars().count(), 48);
+        assert!(
+            fitted.starts_with("percentile_cont(Float64(0.1))"),
+            "{fitted}"
+        );
+        assert!(fitted.ends_with("…low end"), "{fitted}");
+        assert_eq!(fit("median(x)", 48), "median(x)");
+        // A tail with no space in it is cut where it falls.
+        let fitted = fit(&"x".repeat(100), 48);
+        assert_eq!(fitted.chars().count(), 48);
+        assert!(
+            fitted.ends_with(&format!("…{}", "x".repeat(16))),
+            "{fitted}"
+        );
+    }
+
+    #[test]
+    fn a_rank_error_is_a_whole_number_of_ranks_rounded_up() {
+        assert_eq!(error_95(Some(623.377624), ErrorUnit::Rank), "±624 ranks");
+        assert_eq!(error_95(Some(6.0), ErrorUnit::Rank), "±6 ranks");
+        assert_eq!(error_95(None, ErrorUnit::Rank), "?");
+    }
 }

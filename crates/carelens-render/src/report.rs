@@ -458,9 +458,11 @@ fn table(h: &mut String, release: &Release) {
             }
             let interval = cells.get(&c.name).and_then(|m| m.interval);
             // Counts are whole numbers; fractions (rates, means) get the digits their
-            // interval supports.
+            // interval supports; a quantile is a value of the catalog's grid, shown whole.
             let (text, ci) = match (value.as_f64(), interval) {
-                (Some(v), Some(i @ [lo, hi])) if value.is_f64() => {
+                (Some(v), Some(i @ [lo, hi]))
+                    if value.is_f64() && c.role != ColumnRole::Quantile =>
+                {
                     (fixed(v, i), format!("{}–{}", fixed(lo, i), fixed(hi, i)))
                 }
                 (_, Some([lo, hi])) => (
@@ -484,7 +486,8 @@ fn table(h: &mut String, release: &Release) {
 /// The column a chart shows, chosen by the query and the columns' roles, never by the
 /// values: the column a `-- carelens: chart=COLUMN` directive names; else the first
 /// derived column (a rate or ratio of released values, what such a query is about); else
-/// the first mean; else the first count or sum (queries list a numerator before its
+/// the first mean; else the first quantile (a median, drawn with its 95% interval as the
+/// whisker); else the first count or sum (queries list a numerator before its
 /// denominator).
 fn chart_column<'a>(release: &'a Release, asked: Option<&str>) -> Option<&'a str> {
     let measures = || release.columns.iter().filter(|c| c.role != ColumnRole::Key);
@@ -493,6 +496,7 @@ fn chart_column<'a>(release: &'a Release, asked: Option<&str>) -> Option<&'a str
         .and_then(|name| measures().find(|c| c.name == name))
         .or_else(|| first(&[ColumnRole::Derived]))
         .or_else(|| first(&[ColumnRole::Mean]))
+        .or_else(|| first(&[ColumnRole::Quantile]))
         .or_else(|| first(&[ColumnRole::Count, ColumnRole::Sum]))
         .map(|c| c.name.as_str())
 }
@@ -979,6 +983,7 @@ mod tests {
             column("locality", ColumnRole::Key),
             column("people", ColumnRole::Count),
             column("population", ColumnRole::Count),
+            column("median_age", ColumnRole::Quantile),
             column("mean_age", ColumnRole::Mean),
             column("rate", ColumnRole::Derived),
         ];
@@ -989,6 +994,8 @@ mod tests {
         assert_eq!(chart_column(&release, Some("nonesuch")), Some("rate"));
         release.columns.pop();
         assert_eq!(chart_column(&release, None), Some("mean_age"));
+        release.columns.pop();
+        assert_eq!(chart_column(&release, None), Some("median_age"));
         release.columns.pop();
         assert_eq!(chart_column(&release, None), Some("people"));
         // Whatever the values: every row of `people` suppressed changes nothing.
@@ -1031,5 +1038,43 @@ mod tests {
         release.columns.remove(1);
         let svg = release_chart(&release, None).unwrap();
         assert!(!svg.contains("bar s0") && !svg.contains("sex:"), "{svg}");
+    }
+
+    #[test]
+    fn a_quantile_is_shown_as_the_grid_value_it_is_with_its_interval() {
+        use std::collections::BTreeMap;
+        let mut release = Release::example();
+        release.columns = vec![
+            column("place", ColumnRole::Key, "Utf8"),
+            column("median_age", ColumnRole::Quantile, "Float64"),
+        ];
+        release.rows.clear();
+        release.cells.clear();
+        for (place, median, interval) in [("A", 53.0, [44.0, 61.0]), ("B", 33.0, [0.0, 110.0])] {
+            let mut row = BTreeMap::new();
+            row.insert("place".to_owned(), Value::from(place));
+            row.insert("median_age".to_owned(), Value::from(median));
+            release.rows.push(row);
+            let cell = carelens_engine::CellMeta {
+                status: carelens_privacy::CellStatus::Released,
+                interval: Some(interval),
+            };
+            release
+                .cells
+                .push(BTreeMap::from([("median_age".to_owned(), cell)]));
+        }
+        let html = release_table(&release);
+        assert!(
+            html.contains(">53<span class=\"ci\">95%: 44–61</span>"),
+            "{html}"
+        );
+        assert!(
+            html.contains(">33<span class=\"ci\">95%: 0–110</span>"),
+            "{html}"
+        );
+        // The chart draws the medians with their intervals as whiskers.
+        assert_eq!(chart_column(&release, None), Some("median_age"));
+        let svg = release_chart(&release, None).unwrap();
+        assert!(svg.contains("A: 53") && svg.contains("B: 33"), "{svg}");
     }
 }
