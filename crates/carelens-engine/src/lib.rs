@@ -32,6 +32,7 @@
 mod analysis;
 mod bounds;
 mod definition;
+mod derived;
 mod directives;
 mod explain;
 mod facts;

@@ -23,11 +23,14 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::common::{Column, ScalarValue};
 use datafusion::datasource::{MemTable, provider_as_source};
 use datafusion::execution::context::SessionContext;
-use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, Projection};
+use datafusion::logical_expr::{
+    BinaryExpr, Expr, LogicalPlan, LogicalPlanBuilder, Operator, Projection,
+};
 use serde_json::Value;
 
 use crate::QueryError;
 use crate::analysis::{AggKind, DpAggregation, unalias};
+use crate::derived::{Derived, DerivedError};
 use crate::result::{CellMeta, ColumnMeta, ColumnRole, FORMAT, PrivacySummary, Release};
 use crate::rewrite::{BoundedPlan, Limits, Source};
 
@@ -374,33 +377,50 @@ async fn release_quantiles(
                 .map(|q| input.mechanisms.quantiles[*q].release(&counts, at_least))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(QueryError::Quantile)?;
-            // The values, the low ends and the high ends, each in increasing order of α
-            // (sorting keeps every end on its side of its own quantile: if each low end is
-            // at most its quantile, the i-th smallest is at most the i-th quantile); then
-            // each interval widened to hold its value.
-            let mut sorted: [Vec<f64>; 3] = [
-                released.iter().map(|r| r.0).collect(),
-                released.iter().map(|r| r.1).collect(),
-                released.iter().map(|r| r.2).collect(),
-            ];
-            sorted.iter_mut().for_each(|v| v.sort_by(f64::total_cmp));
-            let mut by_alpha = readers.clone();
+            let mut by_alpha: Vec<(usize, (f64, f64, f64))> =
+                readers.iter().copied().zip(released).collect();
             by_alpha.sort_by(|a, b| {
-                bounded.quantiles[*a]
+                bounded.quantiles[a.0]
                     .alpha
-                    .total_cmp(&bounded.quantiles[*b].alpha)
+                    .total_cmp(&bounded.quantiles[b.0].alpha)
             });
-            for (i, q) in by_alpha.into_iter().enumerate() {
-                let (v, lo, hi) = (sorted[0][i], sorted[1][i], sorted[2][i]);
-                values[q].push(QuantileValue {
-                    value: v,
-                    low: lo.min(v),
-                    high: hi.max(v),
-                });
+            let ordered: Vec<(f64, f64, f64)> = by_alpha.iter().map(|(_, r)| *r).collect();
+            for ((q, _), value) in by_alpha.iter().zip(in_order(&ordered)) {
+                values[*q].push(value);
             }
         }
     }
     Ok(values)
+}
+
+/// Quantiles of one value in one group, released as `(value, low end, high end)` in
+/// increasing order of α, put in order (post-processing): the values sorted, and interval
+/// i from the lowest low end of quantiles i and above to the highest high end of
+/// quantiles i and below, widened to hold its value. Each interval holds its own
+/// quantile's released interval, so it keeps that interval's coverage (sorting the ends
+/// would not: the i-th smallest low end may be another quantile's, which makes interval
+/// i miss whenever any lower quantile's low end does), and the ends rise with α.
+fn in_order(released: &[(f64, f64, f64)]) -> Vec<QuantileValue> {
+    let mut values: Vec<f64> = released.iter().map(|r| r.0).collect();
+    values.sort_by(f64::total_cmp);
+    let mut lows: Vec<f64> = released.iter().map(|r| r.1).collect();
+    for i in (0..lows.len().saturating_sub(1)).rev() {
+        lows[i] = lows[i].min(lows[i + 1]);
+    }
+    let mut high = f64::NEG_INFINITY;
+    values
+        .into_iter()
+        .zip(lows)
+        .zip(released)
+        .map(|((value, low), r)| {
+            high = high.max(r.2);
+            QuantileValue {
+                value,
+                low: low.min(value),
+                high: high.max(value),
+            }
+        })
+        .collect()
 }
 
 /// For each aggregate, the person count in the same query over the same people — a
@@ -704,79 +724,77 @@ fn ratio_of(plan: &LogicalPlan, index: usize, n_keys: usize) -> Option<Ratio> {
     }
 }
 
+/// Aliases, casts, and the guards `total` puts around a division: `nullif(b, 0)` and
+/// `CASE WHEN b = -1 THEN -(a) ELSE a / b END`, which equal `b` and `a / b` wherever
+/// the division has a value.
+pub(crate) fn strip(e: &Expr) -> &Expr {
+    match e {
+        Expr::Alias(a) => strip(&a.expr),
+        Expr::Cast(c) => strip(&c.expr),
+        Expr::TryCast(c) => strip(&c.expr),
+        Expr::ScalarFunction(f)
+            if f.name() == "nullif" && f.args.len() == 2 && constant(&f.args[1]) == Some(0.0) =>
+        {
+            strip(&f.args[0])
+        }
+        Expr::Case(case) if case.expr.is_none() && case.when_then_expr.len() == 1 => {
+            let (when, then) = &case.when_then_expr[0];
+            // `b = -1`: the compared expression, if the constant is -1.
+            let tested = match when.as_ref() {
+                Expr::BinaryExpr(BinaryExpr {
+                    left,
+                    op: Operator::Eq,
+                    right,
+                }) if constant(right) == Some(-1.0) => Some(left.as_ref()),
+                _ => None,
+            };
+            match (then.as_ref(), case.else_expr.as_deref()) {
+                (
+                    Expr::Negative(negated),
+                    Some(
+                        divided @ Expr::BinaryExpr(BinaryExpr {
+                            left,
+                            op: Operator::Divide,
+                            right,
+                        }),
+                    ),
+                ) if negated == left && tested.is_some_and(|b| is_nullif_of(right, b)) => {
+                    strip(divided)
+                }
+                _ => e,
+            }
+        }
+        other => other,
+    }
+}
+/// `nullif(b, 0)` of exactly `b` (casts aside).
+fn is_nullif_of(e: &Expr, b: &Expr) -> bool {
+    matches!(casts(e), Expr::ScalarFunction(f)
+        if f.name() == "nullif" && f.args.len() == 2 && casts(&f.args[0]) == casts(b)
+            && constant(&f.args[1]) == Some(0.0))
+}
+/// Aliases and casts only.
+fn casts(e: &Expr) -> &Expr {
+    match e {
+        Expr::Alias(a) => casts(&a.expr),
+        Expr::Cast(c) => casts(&c.expr),
+        Expr::TryCast(c) => casts(&c.expr),
+        other => other,
+    }
+}
+pub(crate) fn constant(e: &Expr) -> Option<f64> {
+    match strip(e) {
+        Expr::Literal(v, _) => match v.cast_to(&DataType::Float64).ok()? {
+            ScalarValue::Float64(Some(x)) => Some(x),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 /// `k · a / b`, `a / b · k`, `a / (k · b)`, `ROUND(…, n)` of those: the columns, the
 /// multiplier and the most rounding moves the value.
 fn ratio_shape(expr: &Expr) -> Option<(Column, Column, f64, f64)> {
-    use datafusion::logical_expr::{BinaryExpr, Operator};
-    /// Aliases, casts, and the guards `total` puts around a division: `nullif(b, 0)` and
-    /// `CASE WHEN b = -1 THEN -(a) ELSE a / b END`, which equal `b` and `a / b` wherever
-    /// the division has a value.
-    fn strip(e: &Expr) -> &Expr {
-        match e {
-            Expr::Alias(a) => strip(&a.expr),
-            Expr::Cast(c) => strip(&c.expr),
-            Expr::TryCast(c) => strip(&c.expr),
-            Expr::ScalarFunction(f)
-                if f.name() == "nullif"
-                    && f.args.len() == 2
-                    && constant(&f.args[1]) == Some(0.0) =>
-            {
-                strip(&f.args[0])
-            }
-            Expr::Case(case) if case.expr.is_none() && case.when_then_expr.len() == 1 => {
-                let (when, then) = &case.when_then_expr[0];
-                // `b = -1`: the compared expression, if the constant is -1.
-                let tested = match when.as_ref() {
-                    Expr::BinaryExpr(BinaryExpr {
-                        left,
-                        op: Operator::Eq,
-                        right,
-                    }) if constant(right) == Some(-1.0) => Some(left.as_ref()),
-                    _ => None,
-                };
-                match (then.as_ref(), case.else_expr.as_deref()) {
-                    (
-                        Expr::Negative(negated),
-                        Some(
-                            divided @ Expr::BinaryExpr(BinaryExpr {
-                                left,
-                                op: Operator::Divide,
-                                right,
-                            }),
-                        ),
-                    ) if negated == left && tested.is_some_and(|b| is_nullif_of(right, b)) => {
-                        strip(divided)
-                    }
-                    _ => e,
-                }
-            }
-            other => other,
-        }
-    }
-    /// `nullif(b, 0)` of exactly `b` (casts aside).
-    fn is_nullif_of(e: &Expr, b: &Expr) -> bool {
-        matches!(casts(e), Expr::ScalarFunction(f)
-            if f.name() == "nullif" && f.args.len() == 2 && casts(&f.args[0]) == casts(b)
-                && constant(&f.args[1]) == Some(0.0))
-    }
-    /// Aliases and casts only.
-    fn casts(e: &Expr) -> &Expr {
-        match e {
-            Expr::Alias(a) => casts(&a.expr),
-            Expr::Cast(c) => casts(&c.expr),
-            Expr::TryCast(c) => casts(&c.expr),
-            other => other,
-        }
-    }
-    fn constant(e: &Expr) -> Option<f64> {
-        match strip(e) {
-            Expr::Literal(v, _) => match v.cast_to(&DataType::Float64).ok()? {
-                ScalarValue::Float64(Some(x)) => Some(x),
-                _ => None,
-            },
-            _ => None,
-        }
-    }
     /// `k · column`.
     fn scaled(e: &Expr) -> Option<(f64, Column)> {
         match strip(e) {
@@ -826,7 +844,7 @@ fn ratio_shape(expr: &Expr) -> Option<(Column, Column, f64, f64)> {
 }
 
 /// Which column of the aggregation's output a result column is a copy of.
-fn lineage(plan: &LogicalPlan, index: usize) -> Option<usize> {
+pub(crate) fn lineage(plan: &LogicalPlan, index: usize) -> Option<usize> {
     match plan {
         LogicalPlan::TableScan(scan) if scan.table_name.table() == "__released" => Some(index),
         LogicalPlan::Projection(p) => match unalias(p.expr.get(index)?) {
@@ -872,6 +890,12 @@ fn build_release(
             } else {
                 None
             }
+        })
+        .collect();
+    // Any other derived column: interval arithmetic over the cells it reads.
+    let expressions: Vec<Option<Result<Derived, String>>> = (0..n_out)
+        .map(|i| {
+            (origin[i].is_none() && ratios[i].is_none()).then(|| Derived::of(&post.plan, i, n_keys))
         })
         .collect();
     let columns: Vec<ColumnMeta> = (0..n_out)
@@ -947,14 +971,44 @@ fn build_release(
                         }
                         (cell, _, _) => (cell, 0.0),
                     };
-                    let interval = match cell {
+                    let mut interval = match cell {
                         Some(Cell::Released(released)) => released
                             .interval(Alpha::FIVE_PERCENT)?
                             .filter(|iv| iv.lo.is_finite() && iv.hi.is_finite())
                             .map(|iv| [round_to(iv.lo - widen), round_to(iv.hi + widen)]),
                         _ => None,
                     };
-                    meta.insert(column.name.clone(), CellMeta { status, interval });
+                    let mut no_interval = None;
+                    if interval.is_none() && json.is_number() {
+                        match (&expressions[i], group) {
+                            (Some(Ok(d)), Some(g)) => {
+                                match d.interval(&cells[g], n_keys, Alpha::FIVE_PERCENT) {
+                                    Ok(iv) => {
+                                        interval = iv.map(|iv| [round_to(iv.lo), round_to(iv.hi)])
+                                    }
+                                    Err(DerivedError::None(why)) => no_interval = Some(why),
+                                    Err(DerivedError::Accuracy(e)) => return Err(e.into()),
+                                }
+                            }
+                            (Some(Err(why)), _) => no_interval = Some(why.clone()),
+                            _ if ratios[i].is_some() => {
+                                no_interval = Some(
+                                    "a denominator's interval reaches 0, so the ratio is \
+                                     unbounded"
+                                        .into(),
+                                )
+                            }
+                            _ => {}
+                        }
+                    }
+                    meta.insert(
+                        column.name.clone(),
+                        CellMeta {
+                            status,
+                            interval,
+                            no_interval,
+                        },
+                    );
                 }
                 row.insert(column.name.clone(), json);
             }
@@ -1020,6 +1074,43 @@ mod tests {
     use datafusion::logical_expr::{col, lit};
 
     use super::*;
+
+    #[test]
+    fn ordered_quantiles_keep_each_interval_around_its_own_ends() {
+        // Crossed values and ends, as independent selections can give: every output
+        // interval holds its own quantile's released ends and its value, and the values and
+        // both ends rise with α.
+        let cases: [&[(f64, f64, f64)]; 4] = [
+            &[(5.0, 2.0, 9.0), (4.0, 1.0, 6.0), (8.0, 7.0, 8.0)],
+            &[(1.0, 0.0, 2.0)],
+            &[(3.0, 3.0, 3.0), (3.0, 0.0, 10.0), (2.0, 2.0, 2.0)],
+            &[
+                (50.0, 40.0, 60.0),
+                (45.0, 41.0, 70.0),
+                (60.0, 20.0, 61.0),
+                (70.0, 65.0, 90.0),
+            ],
+        ];
+        for released in cases {
+            let out = in_order(released);
+            assert_eq!(out.len(), released.len());
+            for (i, (o, r)) in out.iter().zip(released).enumerate() {
+                assert!(o.low <= r.1 && r.2 <= o.high, "{i}: {o:?} vs {r:?}");
+                assert!(o.low <= o.value && o.value <= o.high, "{i}: {o:?}");
+                if i > 0 {
+                    let p = out[i - 1];
+                    assert!(
+                        p.value <= o.value && p.low <= o.low && p.high <= o.high,
+                        "{out:?}"
+                    );
+                }
+            }
+        }
+        // The first case in full: values sorted, lows from the right, highs from the left.
+        let out = in_order(cases[0]);
+        let got: Vec<(f64, f64, f64)> = out.iter().map(|o| (o.value, o.low, o.high)).collect();
+        assert_eq!(got, [(4.0, 1.0, 9.0), (5.0, 1.0, 9.0), (8.0, 7.0, 9.0)]);
+    }
 
     #[test]
     fn rates_and_percentages_are_recognised_as_ratios() {

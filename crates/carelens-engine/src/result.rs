@@ -55,6 +55,11 @@ pub struct CellMeta {
     /// suppressed cells and values whose error is not known.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub interval: Option<[f64; 2]>,
+    /// Why a released numeric cell has no interval (a ratio whose denominator's interval
+    /// reaches 0, a derived value carelens cannot bound); absent when it has one, and for
+    /// keys and suppressed cells.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub no_interval: Option<String>,
 }
 
 /// The privacy side of a release.
@@ -134,6 +139,7 @@ impl Release {
                 CellMeta {
                     status: CellStatus::Suppressed,
                     interval: None,
+                    no_interval: None,
                 },
             )])],
             privacy: PrivacySummary {

@@ -446,6 +446,12 @@ impl Alpha {
     pub fn halved(self) -> Alpha {
         Alpha(self.0 / 2.0)
     }
+
+    /// α / k: each of `k` inputs of a derived value gets an equal part, so that by the
+    /// union bound all of them hold together with probability at least `1 - α`.
+    pub fn split(self, k: usize) -> Alpha {
+        Alpha(self.0 / k.max(1) as f64)
+    }
 }
 
 impl TryFrom<f64> for Alpha {

@@ -500,10 +500,10 @@ impl QuantileRelease {
         let (n, reach) = (u128::from(values_at_least), self.reach_units());
         let candidates = self.value.candidates();
         // αn ≥ R, checked as num·n ≥ den·R; (1 − α)n ≥ R likewise.
-        if num * n < den * reach {
+        if num.saturating_mul(n) < den.saturating_mul(reach) {
             low = candidates[0];
         }
-        if (den - num) * n < den * reach {
+        if (den - num).saturating_mul(n) < den.saturating_mul(reach) {
             high = candidates[candidates.len() - 1];
         }
         Ok((value, low, high))
@@ -562,6 +562,41 @@ mod tests {
             Epsilon::new(epsilon).unwrap(),
         )
         .unwrap()
+    }
+
+    #[test]
+    fn an_end_falls_back_to_the_grid_exactly_when_the_count_bound_cannot_place_it() {
+        // A median: the low end is placed when n/2 ≥ R, the high end likewise.
+        let m: u32 = 2_000;
+        let q = QuantileRelease::new(
+            (0..m).map(f64::from).collect(),
+            0.5,
+            1,
+            Epsilon::new(2.0).unwrap(),
+        )
+        .unwrap();
+        let reach = u64::try_from(q.reach()).unwrap();
+        assert!(reach > 0 && 8 * reach <= u64::from(m), "R = {reach}");
+        // 8R values, one per candidate from the start: αn − R = 3R, far from both ends.
+        let counts: Vec<u64> = (0..u64::from(m))
+            .map(|i| u64::from(i < 8 * reach))
+            .collect();
+        let (first, last) = (0.0, f64::from(m - 1));
+        let mut placed = 0;
+        for _ in 0..20 {
+            let (_, low, high) = q.release(&counts, 2 * reach - 1).unwrap();
+            assert_eq!(
+                (low, high),
+                (first, last),
+                "n/2 < R: both ends at the grid's ends"
+            );
+            let (_, low, high) = q.release(&counts, 2 * reach).unwrap();
+            placed += usize::from(low > first && high < last);
+        }
+        assert!(
+            placed >= 15,
+            "n/2 = R: the ends were placed {placed} times of 20"
+        );
     }
 
     #[test]

@@ -471,10 +471,11 @@ fn table(h: &mut String, release: &Release) {
                 ),
                 (_, None) => (shown(value, marker), String::new()),
             };
-            let ci = if ci.is_empty() {
-                ci
-            } else {
-                format!("<span class=\"ci\">95%: {ci}</span>")
+            let why = cells.get(&c.name).and_then(|m| m.no_interval.as_deref());
+            let ci = match (ci.is_empty(), why) {
+                (false, _) => format!("<span class=\"ci\">95%: {ci}</span>"),
+                (true, Some(why)) => format!("<span class=\"ci\">no interval: {}</span>", esc(why)),
+                (true, None) => ci,
             };
             let _ = write!(h, "<td class=\"num\">{}{ci}</td>", esc(&text));
         }
@@ -1058,6 +1059,7 @@ mod tests {
             let cell = carelens_engine::CellMeta {
                 status: carelens_privacy::CellStatus::Released,
                 interval: Some(interval),
+                no_interval: None,
             };
             release
                 .cells
@@ -1072,6 +1074,16 @@ mod tests {
             html.contains(">33<span class=\"ci\">95%: 0–110</span>"),
             "{html}"
         );
+        // A released cell with no interval says why.
+        let b = release.cells[1].get_mut("median_age").unwrap();
+        b.interval = None;
+        b.no_interval = Some("a < b".into());
+        let html = release_table(&release);
+        assert!(
+            html.contains(">33<span class=\"ci\">no interval: a &lt; b</span>"),
+            "{html}"
+        );
+        release.cells[1].get_mut("median_age").unwrap().interval = Some([0.0, 110.0]);
         // The chart draws the medians with their intervals as whiskers.
         assert_eq!(chart_column(&release, None), Some("median_age"));
         let svg = release_chart(&release, None).unwrap();

@@ -1,0 +1,501 @@
+//! Intervals for derived columns: a result column computed from released cells (sums,
+//! differences, products and ratios of them, constants, `ROUND`, `ABS`, `CASE` over
+//! them) gets a 95% interval by interval arithmetic. With `k` distinct released cells in
+//! the expression, each cell's interval is taken at α/k, so by the union bound all of
+//! them hold their true values together with probability at least 1 − α; every
+//! operation below is evaluated so that its result holds the expression of any values in
+//! its operands' intervals, so the true derived value is in the result with at least that
+//! probability. Where no finite interval can be given (a denominator whose interval
+//! reaches 0, a `CASE` that may be `NULL`, an expression it cannot read), the reason is
+//! returned and the wire format says it.
+
+use carelens_privacy::{AccuracyError, Alpha, Cell, Interval, ratio_interval};
+use datafusion::logical_expr::{BinaryExpr, Expr, LogicalPlan, Operator};
+
+use crate::release::{constant, lineage, strip};
+
+/// A derived column's expression over the aggregation's outputs.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Derived {
+    /// A released cell: the aggregation's output column `j` (at least the number of keys).
+    Cell(usize),
+    /// A literal number.
+    Const(f64),
+    Neg(Box<Derived>),
+    Abs(Box<Derived>),
+    Add(Box<Derived>, Box<Derived>),
+    Sub(Box<Derived>, Box<Derived>),
+    Mul(Box<Derived>, Box<Derived>),
+    Div(Box<Derived>, Box<Derived>),
+    /// `ROUND(x, digits)`: the interval is widened by half a unit of the last digit, so it
+    /// holds the rounded and the unrounded value (as a ratio's does).
+    Round(Box<Derived>, i32),
+    /// `CASE WHEN a op b THEN x … ELSE y END`.
+    Case {
+        branches: Vec<(Comparison, Derived)>,
+        otherwise: Option<Box<Derived>>,
+    },
+}
+
+/// `left op right` in a `CASE`'s condition.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Comparison {
+    left: Derived,
+    op: Operator,
+    right: Derived,
+}
+
+/// Why a derived cell has no interval, in words for the wire format.
+pub(crate) type NoInterval = String;
+
+impl Derived {
+    /// The expression of result column `index` of `plan`, found at the projection that
+    /// computes it, with every column it reads traced to a released (non-key) aggregate.
+    pub(crate) fn of(plan: &LogicalPlan, index: usize, n_keys: usize) -> Result<Self, NoInterval> {
+        match plan {
+            LogicalPlan::Projection(p) => {
+                let expr = p.expr.get(index).ok_or_else(unreadable)?;
+                if let Expr::Column(c) = crate::analysis::unalias(expr) {
+                    let j = p
+                        .input
+                        .schema()
+                        .index_of_column(c)
+                        .map_err(|_| unreadable())?;
+                    return Self::of(&p.input, j, n_keys);
+                }
+                let trace = |e: &Expr| -> Result<Derived, NoInterval> {
+                    let Expr::Column(c) = e else {
+                        return Err(unreadable());
+                    };
+                    let j = p
+                        .input
+                        .schema()
+                        .index_of_column(c)
+                        .ok()
+                        .and_then(|i| lineage(&p.input, i))
+                        .ok_or_else(unreadable)?;
+                    if j < n_keys {
+                        return Err("it reads a group key, which has no error to bound".into());
+                    }
+                    Ok(Derived::Cell(j))
+                };
+                convert(expr, &trace)
+            }
+            LogicalPlan::Filter(f) => Self::of(&f.input, index, n_keys),
+            LogicalPlan::Sort(s) => Self::of(&s.input, index, n_keys),
+            LogicalPlan::Limit(l) => Self::of(&l.input, index, n_keys),
+            LogicalPlan::SubqueryAlias(a) => Self::of(&a.input, index, n_keys),
+            _ => Err(unreadable()),
+        }
+    }
+
+    /// The distinct released cells the expression reads.
+    fn cells(&self, out: &mut Vec<usize>) {
+        match self {
+            Derived::Cell(j) => {
+                if !out.contains(j) {
+                    out.push(*j);
+                }
+            }
+            Derived::Const(_) => {}
+            Derived::Neg(a) | Derived::Abs(a) | Derived::Round(a, _) => a.cells(out),
+            Derived::Add(a, b) | Derived::Sub(a, b) | Derived::Mul(a, b) | Derived::Div(a, b) => {
+                a.cells(out);
+                b.cells(out);
+            }
+            Derived::Case {
+                branches,
+                otherwise,
+            } => {
+                for (c, x) in branches {
+                    c.left.cells(out);
+                    c.right.cells(out);
+                    x.cells(out);
+                }
+                if let Some(y) = otherwise {
+                    y.cells(out);
+                }
+            }
+        }
+    }
+
+    /// The expression's interval at `alpha` in all, from the group's cells (`row[j −
+    /// n_keys]` is output column `j`): `Ok(None)` when a cell it reads is suppressed (the
+    /// derived value is suppressed too), `Err` with the reason when no finite interval can
+    /// be given.
+    pub(crate) fn interval(
+        &self,
+        row: &[Cell],
+        n_keys: usize,
+        alpha: Alpha,
+    ) -> Result<Option<Interval>, DerivedError> {
+        let mut read = Vec::new();
+        self.cells(&mut read);
+        let each = alpha.split(read.len().max(1));
+        let mut inputs = Vec::with_capacity(read.len());
+        for &j in &read {
+            match row.get(j - n_keys) {
+                Some(Cell::Released(r)) => match r.interval(each)? {
+                    Some(iv) if iv.lo.is_finite() && iv.hi.is_finite() => inputs.push((j, iv)),
+                    Some(_) | None => {
+                        return Err(DerivedError::None(
+                            "a cell it reads has no finite interval at the confidence each \
+                             of its cells needs (a quantile's interval is for 95% only)"
+                                .into(),
+                        ));
+                    }
+                },
+                _ => return Ok(None),
+            }
+        }
+        let at = |j: usize| inputs.iter().find(|(k, _)| *k == j).map(|(_, iv)| *iv);
+        let iv = self.eval(&at).map_err(DerivedError::None)?;
+        Ok(Some(iv))
+    }
+
+    fn eval(&self, at: &dyn Fn(usize) -> Option<Interval>) -> Result<Interval, NoInterval> {
+        let point = |x: f64| Interval { lo: x, hi: x };
+        let hull = |values: [f64; 4]| Interval {
+            lo: values.iter().copied().fold(f64::INFINITY, f64::min),
+            hi: values.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        };
+        let iv = match self {
+            Derived::Cell(j) => at(*j).ok_or_else(unreadable)?,
+            Derived::Const(x) => point(*x),
+            Derived::Neg(a) => {
+                let a = a.eval(at)?;
+                Interval {
+                    lo: -a.hi,
+                    hi: -a.lo,
+                }
+            }
+            Derived::Abs(a) => {
+                let a = a.eval(at)?;
+                let lo = if a.lo <= 0.0 && a.hi >= 0.0 {
+                    0.0
+                } else {
+                    a.lo.abs().min(a.hi.abs())
+                };
+                Interval {
+                    lo,
+                    hi: a.lo.abs().max(a.hi.abs()),
+                }
+            }
+            Derived::Add(a, b) => {
+                let (a, b) = (a.eval(at)?, b.eval(at)?);
+                Interval {
+                    lo: a.lo + b.lo,
+                    hi: a.hi + b.hi,
+                }
+            }
+            Derived::Sub(a, b) => {
+                let (a, b) = (a.eval(at)?, b.eval(at)?);
+                Interval {
+                    lo: a.lo - b.hi,
+                    hi: a.hi - b.lo,
+                }
+            }
+            Derived::Mul(a, b) => {
+                let (a, b) = (a.eval(at)?, b.eval(at)?);
+                hull([a.lo * b.lo, a.lo * b.hi, a.hi * b.lo, a.hi * b.hi])
+            }
+            Derived::Div(a, b) => {
+                let (a, b) = (a.eval(at)?, b.eval(at)?);
+                ratio_interval(a, b).ok_or_else(|| {
+                    "a denominator's interval reaches 0, so the ratio is unbounded".to_owned()
+                })?
+            }
+            Derived::Round(a, digits) => {
+                let a = a.eval(at)?;
+                let half = 0.5 * 10f64.powi(-digits);
+                Interval {
+                    lo: a.lo - half,
+                    hi: a.hi + half,
+                }
+            }
+            Derived::Case {
+                branches,
+                otherwise,
+            } => {
+                // The branches the true values may take: each up to the first whose
+                // condition surely holds; the `ELSE` if none surely does.
+                let mut result: Option<Interval> = None;
+                let mut join = |iv: Interval| {
+                    result = Some(match result {
+                        Some(r) => Interval {
+                            lo: r.lo.min(iv.lo),
+                            hi: r.hi.max(iv.hi),
+                        },
+                        None => iv,
+                    });
+                };
+                let mut settled = false;
+                for (condition, then) in branches {
+                    match condition.truth(at)? {
+                        Some(false) => continue,
+                        Some(true) => {
+                            join(then.eval(at)?);
+                            settled = true;
+                            break;
+                        }
+                        None => join(then.eval(at)?),
+                    }
+                }
+                if !settled {
+                    match otherwise {
+                        Some(y) => join(y.eval(at)?),
+                        None => {
+                            return Err("its CASE has no ELSE and may be NULL for the true \
+                                        values"
+                                .into());
+                        }
+                    }
+                }
+                result.ok_or_else(unreadable)?
+            }
+        };
+        if iv.lo.is_finite() && iv.hi.is_finite() && iv.lo <= iv.hi {
+            Ok(iv)
+        } else {
+            Err("its interval is not finite".into())
+        }
+    }
+}
+
+impl Comparison {
+    /// Whether the comparison holds for every value in its operands' intervals
+    /// (`Some(true)`), for none (`Some(false)`), or may go either way (`None`).
+    fn truth(&self, at: &dyn Fn(usize) -> Option<Interval>) -> Result<Option<bool>, NoInterval> {
+        let (a, b) = (self.left.eval(at)?, self.right.eval(at)?);
+        let (always, never) = match self.op {
+            Operator::Lt => (a.hi < b.lo, a.lo >= b.hi),
+            Operator::LtEq => (a.hi <= b.lo, a.lo > b.hi),
+            Operator::Gt => (a.lo > b.hi, a.hi <= b.lo),
+            Operator::GtEq => (a.lo >= b.hi, a.hi < b.lo),
+            Operator::Eq => (
+                a.lo == a.hi && b.lo == b.hi && a.lo == b.lo,
+                a.hi < b.lo || b.hi < a.lo,
+            ),
+            Operator::NotEq => (
+                a.hi < b.lo || b.hi < a.lo,
+                a.lo == a.hi && b.lo == b.hi && a.lo == b.lo,
+            ),
+            _ => return Err(unreadable()),
+        };
+        Ok(if always {
+            Some(true)
+        } else if never {
+            Some(false)
+        } else {
+            None
+        })
+    }
+}
+
+/// Why a derived interval could not be computed.
+#[derive(Debug)]
+pub(crate) enum DerivedError {
+    /// No finite interval holds the value: the reason.
+    None(NoInterval),
+    /// An input's interval could not be computed.
+    Accuracy(AccuracyError),
+}
+
+impl From<AccuracyError> for DerivedError {
+    fn from(e: AccuracyError) -> Self {
+        DerivedError::Accuracy(e)
+    }
+}
+
+fn unreadable() -> NoInterval {
+    "carelens does not bound this expression (it bounds +, −, ×, /, constants, ROUND, ABS \
+     and CASE of released values)"
+        .into()
+}
+
+/// `expr` as a [`Derived`], its columns resolved by `trace`.
+fn convert(
+    expr: &Expr,
+    trace: &dyn Fn(&Expr) -> Result<Derived, NoInterval>,
+) -> Result<Derived, NoInterval> {
+    let expr = strip(expr);
+    if let Some(x) = constant(expr) {
+        return Ok(Derived::Const(x));
+    }
+    let boxed = |e: &Expr| convert(e, trace).map(Box::new);
+    Ok(match expr {
+        Expr::Column(_) => trace(expr)?,
+        Expr::Negative(a) => Derived::Neg(boxed(a)?),
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+            let (a, b) = (boxed(left)?, boxed(right)?);
+            match op {
+                Operator::Plus => Derived::Add(a, b),
+                Operator::Minus => Derived::Sub(a, b),
+                Operator::Multiply => Derived::Mul(a, b),
+                Operator::Divide => Derived::Div(a, b),
+                _ => return Err(unreadable()),
+            }
+        }
+        Expr::ScalarFunction(f) if f.name() == "abs" && f.args.len() == 1 => {
+            Derived::Abs(boxed(&f.args[0])?)
+        }
+        Expr::ScalarFunction(f) if f.name() == "round" && !f.args.is_empty() => {
+            let digits = match f.args.get(1) {
+                None => 0.0,
+                Some(d) => constant(d).ok_or_else(unreadable)?,
+            };
+            if digits.fract() != 0.0 || digits.abs() > 15.0 {
+                return Err(unreadable());
+            }
+            Derived::Round(boxed(&f.args[0])?, digits as i32)
+        }
+        Expr::Case(case) if case.expr.is_none() => {
+            let branches = case
+                .when_then_expr
+                .iter()
+                .map(|(when, then)| {
+                    let Expr::BinaryExpr(BinaryExpr { left, op, right }) = strip(when) else {
+                        return Err(unreadable());
+                    };
+                    let condition = Comparison {
+                        left: convert(left, trace)?,
+                        op: *op,
+                        right: convert(right, trace)?,
+                    };
+                    Ok((condition, convert(then, trace)?))
+                })
+                .collect::<Result<_, NoInterval>>()?;
+            let otherwise = match &case.else_expr {
+                Some(e) if !matches!(strip(e), Expr::Literal(v, _) if v.is_null()) => {
+                    Some(boxed(e)?)
+                }
+                _ => None,
+            };
+            Derived::Case {
+                branches,
+                otherwise,
+            }
+        }
+        _ => return Err(unreadable()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn iv(lo: f64, hi: f64) -> Interval {
+        Interval { lo, hi }
+    }
+
+    /// Cells 1 → [8, 12], 2 → [-1, 3], 3 → [95, 105].
+    fn at(j: usize) -> Option<Interval> {
+        match j {
+            1 => Some(iv(8.0, 12.0)),
+            2 => Some(iv(-1.0, 3.0)),
+            3 => Some(iv(95.0, 105.0)),
+            _ => None,
+        }
+    }
+
+    fn c(j: usize) -> Box<Derived> {
+        Box::new(Derived::Cell(j))
+    }
+
+    fn k(x: f64) -> Box<Derived> {
+        Box::new(Derived::Const(x))
+    }
+
+    #[test]
+    fn arithmetic_holds_every_value_of_its_operands() {
+        let cases: [(Derived, Interval); 7] = [
+            (Derived::Add(c(1), c(3)), iv(103.0, 117.0)),
+            (Derived::Sub(c(3), c(1)), iv(83.0, 97.0)),
+            (Derived::Mul(c(1), c(2)), iv(-12.0, 36.0)),
+            (Derived::Div(c(1), c(3)), iv(8.0 / 105.0, 12.0 / 95.0)),
+            (Derived::Neg(c(2)), iv(-3.0, 1.0)),
+            (Derived::Abs(c(2)), iv(0.0, 3.0)),
+            (
+                Derived::Round(Box::new(Derived::Mul(k(100.0), c(1))), -1),
+                iv(795.0, 1205.0),
+            ),
+        ];
+        for (expr, want) in cases {
+            let got = expr.eval(&at).unwrap();
+            assert!(
+                (got.lo - want.lo).abs() < 1e-12 && (got.hi - want.hi).abs() < 1e-12,
+                "{expr:?}: {got:?}"
+            );
+            // Every combination of the operands' ends lands inside (the extremes of
+            // these functions are at the ends, or at 0 for ABS).
+            for a in [8.0, 10.0, 12.0] {
+                for b in [-1.0, 0.0, 3.0] {
+                    for d in [95.0, 105.0] {
+                        let value = |j| match j {
+                            1 => Some(iv(a, a)),
+                            2 => Some(iv(b, b)),
+                            _ => Some(iv(d, d)),
+                        };
+                        let point = expr.eval(&value).unwrap();
+                        assert!(
+                            got.lo <= point.lo && point.hi <= got.hi,
+                            "{expr:?} at {a} {b} {d}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_denominator_reaching_zero_has_no_interval_and_says_why() {
+        let why = Derived::Div(c(1), c(2)).eval(&at).unwrap_err();
+        assert!(why.contains("denominator"), "{why}");
+    }
+
+    #[test]
+    fn a_case_takes_every_branch_the_true_values_may_take() {
+        let case = |left: Derived, otherwise: Option<Box<Derived>>| Derived::Case {
+            branches: vec![(
+                Comparison {
+                    left,
+                    op: Operator::Gt,
+                    right: Derived::Const(50.0),
+                },
+                Derived::Const(1.0),
+            )],
+            otherwise,
+        };
+        // Surely true ([95, 105] > 50): the first branch only.
+        assert_eq!(
+            case(Derived::Cell(3), Some(k(0.0))).eval(&at),
+            Ok(iv(1.0, 1.0))
+        );
+        // Surely false: the ELSE only.
+        assert_eq!(
+            case(Derived::Cell(1), Some(k(0.0))).eval(&at),
+            Ok(iv(0.0, 0.0))
+        );
+        // Either way ([8, 12] · 5 = [40, 60]): both.
+        let either = Derived::Mul(c(1), k(5.0));
+        assert_eq!(
+            case(either.clone(), Some(k(0.0))).eval(&at),
+            Ok(iv(0.0, 1.0))
+        );
+        // Without an ELSE the true value may be NULL: no interval.
+        assert!(case(either, None).eval(&at).unwrap_err().contains("NULL"));
+        // Surely true without an ELSE is fine.
+        assert_eq!(case(Derived::Cell(3), None).eval(&at), Ok(iv(1.0, 1.0)));
+    }
+
+    #[test]
+    fn cells_are_counted_once_for_the_union_bound() {
+        let expr = Derived::Div(
+            Box::new(Derived::Sub(c(3), c(1))),
+            Box::new(Derived::Add(c(3), k(1.0))),
+        );
+        let mut read = Vec::new();
+        expr.cells(&mut read);
+        assert_eq!(read, vec![3, 1]);
+    }
+}
