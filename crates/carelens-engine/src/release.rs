@@ -987,7 +987,15 @@ fn build_release(
                                         interval = iv.map(|iv| [round_to(iv.lo), round_to(iv.hi)])
                                     }
                                     Err(DerivedError::None(why)) => no_interval = Some(why),
-                                    Err(DerivedError::Accuracy(e)) => return Err(e.into()),
+                                    // An input's interval at α/k cannot be computed
+                                    // (k very large): released without one, saying so;
+                                    // the release does not fail over a display.
+                                    Err(DerivedError::Accuracy(e)) => {
+                                        no_interval = Some(format!(
+                                            "its cells' intervals cannot be computed at the \
+                                             confidence each needs: {e}"
+                                        ))
+                                    }
                                 }
                             }
                             (Some(Err(why)), _) => no_interval = Some(why.clone()),
