@@ -939,9 +939,10 @@ async fn released_quantiles_are_within_their_rank_error_of_the_true_quantile() {
     assert!(covered >= 13, "{covered} of 20 intervals held the quantile");
 }
 
-/// The sample's catalog and data copied to a temporary folder (the catalog refuses linked
-/// files), with the policy's response quantum off, for tests that release many times.
-fn sample_without_quantum() -> tempfile::TempDir {
+/// An engine on a copy of the sample (the catalog refuses linked files) whose policy has
+/// the response quantum off, for tests that release many times; the folder lives as long
+/// as the engine is used.
+async fn sample_engine_without_quantum() -> (tempfile::TempDir, Engine) {
     let dir = tempfile::tempdir().unwrap();
     for entry in std::fs::read_dir(sample_data()).unwrap() {
         let path = entry.unwrap().path();
@@ -953,7 +954,20 @@ fn sample_without_quantum() -> tempfile::TempDir {
     assert!(toml.contains("response_quantum_ms = 1000\n"));
     let toml = toml.replace("response_quantum_ms = 1000\n", "response_quantum_ms = 0\n");
     std::fs::write(dir.path().join("carelens.toml"), toml).unwrap();
-    dir
+    let catalog = carelens_catalog::load(&dir.path().join("carelens.toml")).unwrap();
+    let engine = Engine::open(&catalog).await.unwrap();
+    (dir, engine)
+}
+
+/// That `covered` of `intervals` 95% intervals is at least 95% less five binomial standard
+/// errors: a coverage below the claim fails it, bar a 5σ fluke.
+fn assert_covers_95_percent(covered: usize, intervals: usize, what: &str) {
+    let n = intervals as f64;
+    let limit = 0.95 * n - 5.0 * (n * 0.95 * 0.05).sqrt();
+    assert!(
+        covered as f64 >= limit,
+        "{covered} of {intervals} {what} held the true value (at least {limit} expected)"
+    );
 }
 
 /// Coverage of the quantiles' 95% intervals on the sample: over 40 releases of the median
@@ -964,9 +978,7 @@ fn sample_without_quantum() -> tempfile::TempDir {
 /// the check is about the ends, not the fallback to the grid's ends.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quantile_intervals_cover_the_true_quantile_at_least_95_percent_on_the_sample() {
-    let dir = sample_without_quantum();
-    let catalog = carelens_catalog::load(&dir.path().join("carelens.toml")).unwrap();
-    let engine = Engine::open(&catalog).await.unwrap();
+    let (_dir, engine) = sample_engine_without_quantum().await;
     let ctx = plain(&sample_data()).await;
     // Per locality, how many people were born in each year (clamped to 1915-2025).
     let truth = exact(
@@ -1021,12 +1033,7 @@ async fn quantile_intervals_cover_the_true_quantile_at_least_95_percent_on_the_s
         narrow * 2 > intervals,
         "{narrow} of {intervals} intervals inside the bounds"
     );
-    let n = intervals as f64;
-    let limit = 0.95 * n - 5.0 * (n * 0.95 * 0.05).sqrt();
-    assert!(
-        covered as f64 >= limit,
-        "{covered} of {intervals} intervals held the quantile (at least {limit} expected)"
-    );
+    assert_covers_95_percent(covered, intervals, "quantile intervals");
 }
 
 /// Derived columns get 95% intervals by interval arithmetic over the cells they read: a
@@ -1036,9 +1043,7 @@ async fn quantile_intervals_cover_the_true_quantile_at_least_95_percent_on_the_s
 /// A value carelens cannot bound says why in the wire format.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn derived_columns_have_intervals_that_cover_their_true_values() {
-    let dir = sample_without_quantum();
-    let catalog = carelens_catalog::load(&dir.path().join("carelens.toml")).unwrap();
-    let engine = Engine::open(&catalog).await.unwrap();
+    let (_dir, engine) = sample_engine_without_quantum().await;
     let ctx = plain(&sample_data()).await;
     let over_65 = "SUM(CASE WHEN year_of_birth <= 1960 THEN 1 ELSE 0 END)";
     let truth = exact(
@@ -1098,12 +1103,7 @@ async fn derived_columns_have_intervals_that_cover_their_true_values() {
         }
     }
     assert!(intervals >= 20 * 4 * 20, "{intervals} intervals");
-    let n = intervals as f64;
-    let limit = 0.95 * n - 5.0 * (n * 0.95 * 0.05).sqrt();
-    assert!(
-        covered as f64 >= limit,
-        "{covered} of {intervals} derived intervals held the true value (at least {limit})"
-    );
+    assert_covers_95_percent(covered, intervals, "derived intervals");
 }
 
 /// A quantile of a group whose noisy person count is suppressed is suppressed; of a large

@@ -703,6 +703,11 @@ fn ratio_of(plan: &LogicalPlan, index: usize, n_keys: usize) -> Option<Ratio> {
                 ratio_of(&p.input, p.input.schema().index_of_column(c).ok()?, n_keys)
             }
             expr => {
+                // Integer division truncates: such a column is bounded with its truncation
+                // by `derived`, not as a real ratio.
+                if !crate::derived::real_valued(expr, p.input.schema()) {
+                    return None;
+                }
                 let (num, den, per, rounding) = ratio_shape(expr)?;
                 let trace = |c: &Column| {
                     let j = lineage(&p.input, p.input.schema().index_of_column(c).ok()?)?;
@@ -727,7 +732,7 @@ fn ratio_of(plan: &LogicalPlan, index: usize, n_keys: usize) -> Option<Ratio> {
 /// Aliases, casts, and the guards `total` puts around a division: `nullif(b, 0)` and
 /// `CASE WHEN b = -1 THEN -(a) ELSE a / b END`, which equal `b` and `a / b` wherever
 /// the division has a value.
-pub(crate) fn strip(e: &Expr) -> &Expr {
+fn strip(e: &Expr) -> &Expr {
     match e {
         Expr::Alias(a) => strip(&a.expr),
         Expr::Cast(c) => strip(&c.expr),
@@ -782,7 +787,7 @@ fn casts(e: &Expr) -> &Expr {
         other => other,
     }
 }
-pub(crate) fn constant(e: &Expr) -> Option<f64> {
+fn constant(e: &Expr) -> Option<f64> {
     match strip(e) {
         Expr::Literal(v, _) => match v.cast_to(&DataType::Float64).ok()? {
             ScalarValue::Float64(Some(x)) => Some(x),
@@ -975,7 +980,7 @@ fn build_release(
                         Some(Cell::Released(released)) => released
                             .interval(Alpha::FIVE_PERCENT)?
                             .filter(|iv| iv.lo.is_finite() && iv.hi.is_finite())
-                            .map(|iv| [round_to(iv.lo - widen), round_to(iv.hi + widen)]),
+                            .map(|iv| outward(iv.lo - widen, iv.hi + widen)),
                         _ => None,
                     };
                     let mut no_interval = None;
@@ -983,9 +988,7 @@ fn build_release(
                         match (&expressions[i], group) {
                             (Some(Ok(d)), Some(g)) => {
                                 match d.interval(&cells[g], n_keys, Alpha::FIVE_PERCENT) {
-                                    Ok(iv) => {
-                                        interval = iv.map(|iv| [round_to(iv.lo), round_to(iv.hi)])
-                                    }
+                                    Ok(iv) => interval = iv.map(|iv| outward(iv.lo, iv.hi)),
                                     Err(DerivedError::None(why)) => no_interval = Some(why),
                                     // An input's interval at α/k cannot be computed
                                     // (k very large): released without one, saying so;
@@ -1044,8 +1047,10 @@ fn build_release(
     })
 }
 
-fn round_to(x: f64) -> f64 {
-    (x * 1e6).round() / 1e6
+/// `[lo, hi]` on the wire format's grid of 1e-6, rounded outwards so that it still holds
+/// what it held (rounding to the nearest could cut off a value just inside an end).
+fn outward(lo: f64, hi: f64) -> [f64; 2] {
+    [(lo * 1e6).floor() / 1e6, (hi * 1e6).ceil() / 1e6]
 }
 
 /// A value as JSON: numbers as numbers, dates and text as strings.

@@ -337,16 +337,7 @@ pub(crate) fn bound(
             .order_by(order)
             .build()?
             .alias("__rank");
-        let kept: Vec<Expr> = builder
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| col(f.name()))
-            .collect();
-        builder = builder
-            .window(vec![rank])?
-            .filter(col("__rank").lt_eq(lit(i64::from(limits.max_groups))))?
-            .project(kept)?;
+        builder = keep_ranked_at_most(builder, rank, limits.max_groups)?;
     }
 
     // Step 4: across persons.
@@ -438,16 +429,7 @@ fn histogram(
             .order_by(order)
             .build()?
             .alias("__rank");
-        let kept: Vec<Expr> = builder
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| col(f.name()))
-            .collect();
-        builder = builder
-            .window(vec![rank])?
-            .filter(col("__rank").lt_eq(lit(i64::from(limits.max_groups))))?
-            .project(kept)?;
+        builder = keep_ranked_at_most(builder, rank, limits.max_groups)?;
     }
 
     let mut group: Vec<Expr> = keys.iter().map(col).collect();
@@ -547,4 +529,23 @@ fn sum_range(value: (f64, f64)) -> (f64, f64) {
         },
         if value.1 <= 0.0 { 0.0 } else { f64::INFINITY },
     )
+}
+
+/// The rows of `builder` whose `rank` (a window expression aliased `__rank`) is at most
+/// `max_groups`, with the plan's columns as before.
+fn keep_ranked_at_most(
+    builder: LogicalPlanBuilder,
+    rank: Expr,
+    max_groups: u32,
+) -> Result<LogicalPlanBuilder, DataFusionError> {
+    let kept: Vec<Expr> = builder
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| col(f.name()))
+        .collect();
+    builder
+        .window(vec![rank])?
+        .filter(col("__rank").lt_eq(lit(i64::from(max_groups))))?
+        .project(kept)
 }
