@@ -1,13 +1,14 @@
 //! Intervals for derived columns: a result column computed from released cells (sums,
-//! differences, products and ratios of them, constants, `ROUND`, `ABS`, `CASE` over
-//! them) gets a 95% interval by interval arithmetic. With `k` distinct released cells in
-//! the expression, each cell's interval is taken at α/k, so by the union bound all of
-//! them hold their true values together with probability at least 1 − α; every
-//! operation below is evaluated so that its result holds the expression of any values in
-//! its operands' intervals, so the true derived value is in the result with at least that
-//! probability. Where no finite interval can be given (a denominator whose interval
-//! reaches 0, a `CASE` that may be `NULL`, an expression it cannot read), the reason is
-//! returned and the wire format says it.
+//! differences, products and ratios of them, constants, `ROUND`, `ABS`, `NULLIF`, `CASE`
+//! over them) gets a 95% interval by interval arithmetic. With `k` distinct released
+//! cells in the expression, each cell's interval is taken at α/k, so by the union bound
+//! all of them hold their true values together with probability at least 1 − α; every
+//! operation below is evaluated so that its result holds what DataFusion computes from
+//! any values in its operands' intervals (read with the plan's types: integer division
+//! and float-to-integer casts truncate, integer arithmetic may wrap), so the true derived
+//! value is in the result with at least that probability. Where no finite interval can be
+//! given (a denominator whose interval reaches 0, a value that may be `NULL` or wrap, an
+//! expression it cannot read), the reason is returned and the wire format says it.
 
 use carelens_privacy::{AccuracyError, Alpha, Cell, Interval, ratio_interval};
 use datafusion::arrow::datatypes::DataType;
