@@ -844,7 +844,9 @@ impl PreparedQuery {
                     sensitivity: item.max_groups as f64 * item.per_group_sensitivity as f64
                         / per_value,
                     noise_scale: item.scale / per_value,
-                    error_95: Some(q.rank_error(0.05)),
+                    // An interval's end is aimed R ranks from the quantile: how far from
+                    // it the end may lie is R plus the end's own error.
+                    error_95: Some(q.offset().unsigned_abs() as f64 + q.rank_error(0.05)),
                     error_unit: ErrorUnit::Rank,
                 }
             });

@@ -80,7 +80,8 @@ pub fn explain(explain: &Explain) -> String {
             out,
             "a quantile's sensitivity, noise scale and 95% error count ranks: with 95% \
              probability at most that many of the group's values lie between the released \
-             value and the true quantile"
+             value and the true quantile (for an end of its 95% interval, which is aimed \
+             beyond the quantile on its side, between the end and the quantile)"
         );
     }
     let _ = writeln!(out, "split: {}", p.split);
