@@ -25,6 +25,22 @@ pub fn sample_data() -> PathBuf {
     repo().join("sample-data")
 }
 
+/// A copy of the sample extract in a temporary folder (the catalog refuses linked files)
+/// whose catalog has `from` replaced by `to`; `from` must be in it.
+pub fn sample_with_catalog_edit(from: &str, to: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(sample_data()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "parquet") {
+            std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let text = std::fs::read_to_string(sample_data().join("carelens.toml")).unwrap();
+    assert!(text.contains(from), "the sample catalog has no {from:?}");
+    std::fs::write(dir.path().join("carelens.toml"), text.replace(from, to)).unwrap();
+    dir
+}
+
 /// The `carelens` binary under test.
 pub fn carelens() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_carelens"));

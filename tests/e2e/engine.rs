@@ -12,7 +12,7 @@ use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::prelude::SessionContext;
 use serde_json::Value;
 
-use crate::common::{repo, sample_data};
+use crate::common::{repo, sample_data, sample_with_catalog_edit};
 
 async fn sample_engine() -> Engine {
     let catalog = carelens_catalog::load(&sample_data().join("carelens.toml")).unwrap();
@@ -332,15 +332,19 @@ async fn bounded_output(prepared: &PreparedQuery) -> (HashMap<String, Vec<i64>>,
     (out, n_keys)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_person_with_10000_rows_moves_bounded_aggregates_by_at_most_their_sensitivity() {
+/// Engines on the sample and on the sample plus one person with 10,000 encounters (whose
+/// extract lives as long as the folder).
+async fn engines_without_and_with_a_heavy_user() -> (tempfile::TempDir, Engine, Engine) {
     let dir = tempfile::tempdir().unwrap();
     extract_with_heavy_user(dir.path(), 10_000).await;
-    let without = sample_engine().await;
-    let with = {
-        let catalog = carelens_catalog::load(&dir.path().join("carelens.toml")).unwrap();
-        Engine::open(&catalog).await.unwrap()
-    };
+    let catalog = carelens_catalog::load(&dir.path().join("carelens.toml")).unwrap();
+    let with = Engine::open(&catalog).await.unwrap();
+    (dir, sample_engine().await, with)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_person_with_10000_rows_moves_bounded_aggregates_by_at_most_their_sensitivity() {
+    let (_dir, without, with) = engines_without_and_with_a_heavy_user().await;
     let secret = "00112233445566778899aabbccddeeff";
     let queries = [
         // Key not constant per person: L0 sampling.
@@ -939,21 +943,10 @@ async fn released_quantiles_are_within_their_rank_error_of_the_true_quantile() {
     assert!(covered >= 13, "{covered} of 20 intervals held the quantile");
 }
 
-/// An engine on a copy of the sample (the catalog refuses linked files) whose policy has
-/// the response quantum off, for tests that release many times; the folder lives as long
+/// An engine on a copy of the sample whose policy has the response quantum off, for tests that release many times; the folder lives as long
 /// as the engine is used.
 async fn sample_engine_without_quantum() -> (tempfile::TempDir, Engine) {
-    let dir = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(sample_data()).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "parquet") {
-            std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
-        }
-    }
-    let toml = std::fs::read_to_string(sample_data().join("carelens.toml")).unwrap();
-    assert!(toml.contains("response_quantum_ms = 1000\n"));
-    let toml = toml.replace("response_quantum_ms = 1000\n", "response_quantum_ms = 0\n");
-    std::fs::write(dir.path().join("carelens.toml"), toml).unwrap();
+    let dir = sample_with_catalog_edit("response_quantum_ms = 1000\n", "response_quantum_ms = 0\n");
     let catalog = carelens_catalog::load(&dir.path().join("carelens.toml")).unwrap();
     let engine = Engine::open(&catalog).await.unwrap();
     (dir, engine)
@@ -1138,13 +1131,7 @@ async fn a_quantile_is_suppressed_with_its_groups_person_count() {
 /// most L0 groups — the bound its sensitivity is calibrated to.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_person_with_10000_rows_moves_a_quantiles_histogram_by_at_most_l_inf_in_l0_groups() {
-    let dir = tempfile::tempdir().unwrap();
-    extract_with_heavy_user(dir.path(), 10_000).await;
-    let without = sample_engine().await;
-    let with = {
-        let catalog = carelens_catalog::load(&dir.path().join("carelens.toml")).unwrap();
-        Engine::open(&catalog).await.unwrap()
-    };
+    let (_dir, without, with) = engines_without_and_with_a_heavy_user().await;
     let secret = "00112233445566778899aabbccddeeff";
     let queries = [
         // Keys not constant per person: L0 sampling; L∞ from the catalog.

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::common::{carelens, run, sample_data};
+use crate::common::{carelens, run, sample_data, sample_with_catalog_edit};
 
 const SEX_QUERY: &str = "-- carelens: epsilon=0.5\n\
     SELECT sex, COUNT(DISTINCT person_id) AS people FROM person GROUP BY sex\n";
@@ -472,21 +472,8 @@ fn an_epsilon_below_the_policy_minimum_is_rejected_with_a_hint() {
 
 #[test]
 fn a_catalog_whose_minimum_epsilon_is_above_its_default_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(sample_data()).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "parquet") {
-            std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
-        }
-    }
-    let text = std::fs::read_to_string(sample_data().join("carelens.toml")).unwrap();
-    assert!(text.contains("\nepsilon_min = 0.01\n"));
+    let dir = sample_with_catalog_edit("\nepsilon_min = 0.01\n", "\nepsilon_min = 1.5\n");
     let config = dir.path().join("carelens.toml");
-    std::fs::write(
-        &config,
-        text.replace("\nepsilon_min = 0.01\n", "\nepsilon_min = 1.5\n"),
-    )
-    .unwrap();
     let (out, _, stderr) = run(carelens().arg("catalog").arg("--config").arg(&config));
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
@@ -495,11 +482,8 @@ fn a_catalog_whose_minimum_epsilon_is_above_its_default_is_refused() {
             && stderr.contains("lower `epsilon_min` or raise `epsilon_default`"),
         "{stderr}"
     );
-    std::fs::write(
-        &config,
-        text.replace("\nepsilon_min = 0.01\n", "\nepsilon_min = 0\n"),
-    )
-    .unwrap();
+    let dir = sample_with_catalog_edit("\nepsilon_min = 0.01\n", "\nepsilon_min = 0\n");
+    let config = dir.path().join("carelens.toml");
     let (out, _, stderr) = run(carelens().arg("catalog").arg("--config").arg(&config));
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
