@@ -669,6 +669,29 @@ fn render_explained(
         }
         out.push('\n');
     }
+    // Under zCDP accounting a budget is charged the queries' ρ, which adds up.
+    let zcdp = items
+        .iter()
+        .filter_map(|item| match item {
+            Explained::Planned {
+                explain,
+                repeat: false,
+            } => explain.zcdp,
+            _ => None,
+        })
+        .fold(None, |sum: Option<(f64, f64)>, z| {
+            let (rho, delta) = sum.unwrap_or_default();
+            Some((rho + z.rho, delta + z.delta))
+        });
+    if let Some((rho, delta)) = zcdp {
+        let _ = writeln!(
+            out,
+            "budget charge: rho {} and delta {} together (zCDP: budgets add up rho and convert \
+             the total to epsilon at their delta)",
+            number(rho),
+            number(delta)
+        );
+    }
     let _ = writeln!(
         out,
         "total: epsilon {} and delta {} for {} distinct quer{} ({} rejected, {} failing to plan); queries released before are answered at no cost. `carelens budget` shows what is left.",

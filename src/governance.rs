@@ -196,18 +196,21 @@ pub fn budget(args: BudgetArgs) -> anyhow::Result<()> {
 fn write_budget_table(out: &mut impl Write, lines: &[Value], source: &str) -> anyhow::Result<()> {
     let eps = |v: &Value| number(v["epsilon"].as_f64().unwrap_or(f64::NAN));
     let delta = |v: &Value| number(v["delta"].as_f64().unwrap_or(f64::NAN));
-    let rows: Vec<[String; 10]> = lines
+    let num = |v: &Value| number(v.as_f64().unwrap_or(f64::NAN));
+    // Under zCDP accounting every line has ρ: three more columns, and failures in ρ.
+    let zcdp = lines.iter().any(|l| l["rho"].is_object());
+    let rows: Vec<Vec<String>> = lines
         .iter()
         .map(|l| {
-            let (failed, failed_epsilon) = match l["failed"].as_object() {
+            let (failed, failed_cost) = match l["failed"].as_object() {
                 Some(f) => (
                     f.get("count").map_or("-".to_owned(), Value::to_string),
-                    number(f.get("epsilon").and_then(Value::as_f64).unwrap_or(f64::NAN)),
+                    num(&f[if zcdp { "rho" } else { "epsilon" }]),
                 ),
                 None => ("-".to_owned(), "-".to_owned()),
             };
             let role = l["role"].as_str().unwrap_or_default();
-            [
+            let mut row = vec![
                 if role.is_empty() {
                     "(dataset)".to_owned()
                 } else {
@@ -220,12 +223,20 @@ fn write_budget_table(out: &mut impl Write, lines: &[Value], source: &str) -> an
                 delta(&l["spent"]),
                 delta(&l["remaining"]),
                 delta(&l["budget"]),
-                failed,
-                failed_epsilon,
-            ]
+            ];
+            if zcdp {
+                let rho = &l["rho"];
+                row.extend([
+                    num(&rho["spent"]),
+                    num(&rho["remaining"]),
+                    num(&rho["budget"]),
+                ]);
+            }
+            row.extend([failed, failed_cost]);
+            row
         })
         .collect();
-    let header = [
+    let mut header = vec![
         "who",
         "role",
         "ε spent",
@@ -234,9 +245,11 @@ fn write_budget_table(out: &mut impl Write, lines: &[Value], source: &str) -> an
         "δ spent",
         "δ left",
         "δ budget",
-        "failed",
-        "ε of failed",
     ];
+    if zcdp {
+        header.extend(["ρ spent", "ρ left", "ρ budget"]);
+    }
+    header.extend(["failed", if zcdp { "ρ of failed" } else { "ε of failed" }]);
     let width = |i: usize| {
         rows.iter()
             .map(|r| r[i].chars().count())
@@ -267,10 +280,23 @@ fn write_budget_table(out: &mut impl Write, lines: &[Value], source: &str) -> an
         let cells: Vec<&str> = r.iter().map(String::as_str).collect();
         writeln!(out, "{}", line(&cells))?;
     }
-    writeln!(
-        out,
-        "\nfailed: charged queries that failed after their charge (their ε is in ε spent)"
-    )?;
+    if zcdp {
+        writeln!(
+            out,
+            "\ncomposed in zCDP (Gaussian noise): ρ adds up, and ε spent is ρ spent converted \
+             at the budget's δ,\nwhich is why δ spent is all of it once ρ is spent; ρ budget \
+             is what the budget holds at the δ key selection leaves (docs/privacy.md)"
+        )?;
+        writeln!(
+            out,
+            "failed: charged queries that failed after their charge (their ρ is in ρ spent)"
+        )?;
+    } else {
+        writeln!(
+            out,
+            "\nfailed: charged queries that failed after their charge (their ε is in ε spent)"
+        )?;
+    }
     writeln!(out, "{source}")?;
     Ok(())
 }

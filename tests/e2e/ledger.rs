@@ -529,3 +529,88 @@ fn catalog_deep_finds_a_damaged_page_the_footer_check_cannot() {
     let (out, _, stderr) = ask();
     assert!(out.status.success(), "{stderr}");
 }
+
+/// With `noise = "gaussian"` every budget composes in zCDP: explain states what a query
+/// adds in ρ, the ledger stores each charge's ρ beside its (ε, δ), and `budget` shows ρ
+/// spent with ε spent as its conversion at the budget's δ — less than the charges' ε
+/// added up.
+#[test]
+fn gaussian_noise_budgets_compose_in_zcdp() {
+    let dir =
+        crate::common::sample_with_catalog_edit("noise = \"laplace\"", "noise = \"gaussian\"");
+    let catalog = dir.path().join("carelens.toml");
+    let ledger = dir.path().join("ledger.sqlite");
+    let cmd = |args: &[&str]| {
+        let mut cmd = carelens();
+        cmd.args(args)
+            .arg("--config")
+            .arg(&catalog)
+            .env("CARELENS_LEDGER", &ledger)
+            .env("CARELENS_USER", "analyst");
+        cmd
+    };
+    let sql = |i: usize| {
+        let path = dir.path().join(format!("q{i}.sql"));
+        std::fs::write(
+            &path,
+            format!(
+                "-- carelens: epsilon=0.5\nSELECT COUNT(*) AS n FROM person WHERE year_of_birth < {}",
+                1950 + 10 * i
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let (out, stdout, stderr) = run(cmd(&["explain"]).arg(sql(0)));
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("budget charge: rho "), "{stdout}");
+
+    for i in 0..4 {
+        let (out, _, stderr) = run(cmd(&["query"]).arg(sql(i)));
+        assert!(out.status.success(), "{stderr}");
+    }
+    // The charges as logged: each ε 0.5 alone, and its ρ.
+    let (out, stdout, stderr) = run(&mut cmd(&[
+        "audit", "log", "--user", "admin", "--format", "json",
+    ]));
+    assert!(out.status.success(), "{stderr}");
+    let entries: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let charges: Vec<&serde_json::Value> = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"] == "charged")
+        .collect();
+    assert_eq!(charges.len(), 4);
+    let units = |e: &serde_json::Value, key: &str| e[key].as_i64().unwrap();
+    let epsilon: i64 = charges.iter().map(|e| units(e, "epsilon_units")).sum();
+    let rho: i64 = charges.iter().map(|e| units(e, "rho_units")).sum();
+    assert_eq!(epsilon, 2_000_000_000_000, "four charges of ε 0.5");
+    assert!(charges.iter().all(|e| units(e, "rho_delta_units") == 0));
+
+    let (out, stdout, stderr) = run(&mut cmd(&["budget", "--format", "json"]));
+    assert!(out.status.success(), "{stderr}");
+    let lines: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let analyst = &lines.as_array().unwrap()[1];
+    assert_eq!(analyst["name"], "analyst");
+    // ρ spent is the charges' ρ exactly; ε spent is its conversion at the analyst's δ
+    // 10⁻⁵, well below the 2.0 the four charges add up to.
+    let rho_spent = analyst["rho"]["spent"].as_f64().unwrap();
+    assert_eq!(rho_spent, rho as f64 / 1e12);
+    let converted = carelens_privacy::zcdp_epsilon(rho_spent, 1e-5).unwrap();
+    let spent = analyst["spent"]["epsilon"].as_f64().unwrap();
+    assert!((spent - converted).abs() <= 1e-12, "{spent} vs {converted}");
+    assert!(spent > 0.0 && spent < 1.5, "{spent}");
+    assert_eq!(analyst["spent"]["delta"], 1e-5);
+    let left = analyst["rho"]["remaining"].as_f64().unwrap();
+    let holds = analyst["rho"]["budget"].as_f64().unwrap();
+    assert!((holds - carelens_privacy::zcdp_rho_within(15.0, 1e-5).unwrap()).abs() < 1e-9);
+    assert!((left - (holds - rho_spent)).abs() < 1e-9);
+
+    let (out, stdout, stderr) = run(&mut cmd(&["budget"]));
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("ρ spent") && stdout.contains("composed in zCDP"),
+        "{stdout}"
+    );
+}

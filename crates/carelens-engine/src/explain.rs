@@ -20,6 +20,10 @@ pub struct Explain {
     /// How it is protected; `None` for a query over public tables only, which is released
     /// exactly at no cost.
     pub private: Option<Protection>,
+    /// When the policy's budgets compose in zCDP (Gaussian noise), what the release adds
+    /// to them: ρ, and the δ of its parts that are only approximately zCDP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zcdp: Option<carelens_privacy::ZcdpCost>,
 }
 
 /// How a query over private tables is protected.
@@ -90,6 +94,7 @@ impl PreparedQuery {
                 epsilon: 0.0,
                 delta: 0.0,
                 private: None,
+                zcdp: None,
             };
         };
         let keys: Vec<String> =
@@ -155,6 +160,7 @@ impl PreparedQuery {
                 bounds,
                 rewritten_plan: p.bounded.plan.display_indent().to_string(),
             }),
+            zcdp: (p.accounting == carelens_privacy::Accounting::Zcdp).then(|| charge.zcdp()),
         }
     }
 }

@@ -230,6 +230,8 @@ struct PrivatePlan {
     params: QueryParams,
     domains: Option<Vec<Vec<ScalarValue>>>,
     charge: PrivacyCharge,
+    /// How the ledger's budgets compose this charge (the policy's noise decides).
+    accounting: carelens_privacy::Accounting,
 }
 
 impl Engine {
@@ -475,6 +477,7 @@ impl Engine {
             params,
             domains,
             charge,
+            accounting: carelens_privacy::Accounting::for_noise(self.policy.noise),
         })
     }
 

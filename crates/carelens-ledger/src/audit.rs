@@ -16,6 +16,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::amount::{Spend, ZcdpAmount};
+
 /// The previous hash of the first entry.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -134,6 +136,7 @@ pub(crate) struct NewEntry<'a> {
     pub params: &'a str,
     pub epsilon_units: i64,
     pub delta_units: i64,
+    pub zcdp: Option<ZcdpAmount>,
     pub detail: &'a str,
     pub result_hash: &'a str,
     pub refers_to: Option<i64>,
@@ -195,6 +198,14 @@ pub struct AuditEntry {
     pub epsilon_units: i64,
     /// δ debited, in 10⁻¹⁸ units.
     pub delta_units: i64,
+    /// ρ of a `charged` entry in 10⁻¹² units (approximate zCDP, beside its (ε, δ)); `None`
+    /// on other entries and on charges logged before schema 5.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rho_units: Option<i64>,
+    /// δ of the charge's parts that are only approximately zCDP, in 10⁻¹⁸ units; with
+    /// `rho_units`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rho_delta_units: Option<i64>,
     /// Why a query was rejected, refused or failed.
     pub detail: String,
     /// SHA-256 of the released result.
@@ -217,6 +228,16 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 impl AuditEntry {
+    /// What this entry debited, in both forms (nothing unless it is a charge).
+    pub fn spend(&self) -> Spend {
+        Spend::of_logged(
+            self.epsilon_units,
+            self.delta_units,
+            self.rho_units,
+            self.rho_delta_units,
+        )
+    }
+
     /// The hash this entry should have, from its fields and `prev_hash`.
     pub fn compute_hash(&self) -> String {
         let mut h = Sha256::new();
@@ -245,12 +266,21 @@ impl AuditEntry {
                 .as_bytes(),
         );
         field(self.prev_hash.as_bytes());
+        // Schema 5 adds ρ to charges. Entries without it hash as before, so a log written
+        // by older carelens still verifies; one with it hashes it after a marker.
+        if self.rho_units.is_some() || self.rho_delta_units.is_some() {
+            let units = |u: Option<i64>| u.map(|u| u.to_string()).unwrap_or_default();
+            field(b"zcdp");
+            field(units(self.rho_units).as_bytes());
+            field(units(self.rho_delta_units).as_bytes());
+        }
         hex(&h.finalize())
     }
 }
 
 const COLUMNS: &str = "seq, at, user, role, event, sql, plan_hash, cache_key, params, \
-                       epsilon_units, delta_units, detail, result_hash, refers_to, prev_hash, hash";
+                       epsilon_units, delta_units, detail, result_hash, refers_to, prev_hash, hash, \
+                       rho_units, rho_delta_units";
 
 fn read_entry(row: &rusqlite::Row<'_>) -> rusqlite::Result<AuditEntry> {
     let event: String = row.get(4)?;
@@ -277,6 +307,8 @@ fn read_entry(row: &rusqlite::Row<'_>) -> rusqlite::Result<AuditEntry> {
         refers_to: row.get(13)?,
         prev_hash: row.get(14)?,
         hash: row.get(15)?,
+        rho_units: row.get(16)?,
+        rho_delta_units: row.get(17)?,
     })
 }
 
@@ -316,6 +348,8 @@ pub(crate) fn append(
         params: new.params.to_owned(),
         epsilon_units: new.epsilon_units,
         delta_units: new.delta_units,
+        rho_units: new.zcdp.map(|z| z.rho),
+        rho_delta_units: new.zcdp.map(|z| z.delta),
         detail: new.detail.to_owned(),
         result_hash: new.result_hash.to_owned(),
         refers_to: new.refers_to,
@@ -324,7 +358,7 @@ pub(crate) fn append(
     };
     entry.hash = entry.compute_hash();
     conn.execute(
-        &format!("INSERT INTO audit ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"),
+        &format!("INSERT INTO audit ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"),
         params![
             entry.seq,
             entry.at,
@@ -342,6 +376,8 @@ pub(crate) fn append(
             entry.refers_to,
             entry.prev_hash,
             entry.hash,
+            entry.rho_units,
+            entry.rho_delta_units,
         ],
     )?;
     Ok(entry)
@@ -509,9 +545,14 @@ pub(crate) fn verify(
             }
             anchor_seen = true;
         }
-        let debits = entry.epsilon_units != 0 || entry.delta_units != 0;
+        let debits = entry.epsilon_units != 0
+            || entry.delta_units != 0
+            || entry.rho_units.is_some()
+            || entry.rho_delta_units.is_some();
         if entry.epsilon_units < 0
             || entry.delta_units < 0
+            || entry.rho_units.is_some_and(|u| u < 0)
+            || entry.rho_delta_units.is_some_and(|u| u < 0)
             || (debits && entry.event != Event::Charged)
         {
             return broken(
@@ -874,6 +915,8 @@ mod tests {
             refers_to: None,
             prev_hash: GENESIS.into(),
             hash: String::new(),
+            rho_units: None,
+            rho_delta_units: None,
         }
     }
 
@@ -942,6 +985,19 @@ mod tests {
                 prev_hash: "1".repeat(64),
                 ..base.clone()
             },
+            AuditEntry {
+                rho_units: Some(0),
+                rho_delta_units: Some(0),
+                ..base.clone()
+            },
+            AuditEntry {
+                rho_units: Some(1),
+                ..base.clone()
+            },
+            AuditEntry {
+                rho_delta_units: Some(1),
+                ..base.clone()
+            },
             // Moving a boundary between two fields must change the hash too.
             AuditEntry {
                 user: "us".into(),
@@ -952,5 +1008,33 @@ mod tests {
         for v in variants {
             assert_ne!(v.compute_hash(), h, "{v:?}");
         }
+        // ρ is hashed: changing it, or its δ, changes the hash of a schema-5 charge.
+        let zcdp = AuditEntry {
+            rho_units: Some(5),
+            rho_delta_units: Some(0),
+            ..base.clone()
+        };
+        for v in [
+            AuditEntry {
+                rho_units: Some(6),
+                ..zcdp.clone()
+            },
+            AuditEntry {
+                rho_delta_units: Some(1),
+                ..zcdp.clone()
+            },
+        ] {
+            assert_ne!(v.compute_hash(), zcdp.compute_hash(), "{v:?}");
+        }
+    }
+
+    /// An entry without ρ hashes exactly as schema 4 did, so older logs still verify.
+    #[test]
+    fn an_entry_without_rho_hashes_as_before() {
+        // SHA-256 of the length-prefixed fields, computed outside carelens.
+        assert_eq!(
+            example_entry().compute_hash(),
+            "baa87fb3e50487054c28e60fc3404e724d98ba9231310ad47ffbe6abb1febc7b"
+        );
     }
 }

@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use rusqlite::Connection;
 
-use crate::tests::{assert_intact, budgets, charge_of, charged, ledger_in, query, raw};
+use crate::tests::{
+    append_before_rho, assert_intact, budgets, charge_of, charged, ledger_before_rho, ledger_in,
+    query,
+};
 use crate::*;
 
 const FAILED: &str = "the query failed while running (an execution error); details are withheld";
@@ -405,41 +408,46 @@ fn verify_catches_a_served_failure_that_names_no_failure() {
 /// index, `user_version` 2, and an old build's entries — a failed charge, and a charge
 /// taken up once (old builds took a charge up for a concurrent ask too) with no outcome.
 fn version_2_ledger(dir: &std::path::Path) -> std::path::PathBuf {
-    let path = dir.join("ledger.sqlite");
-    {
-        let mut ledger = ledger_in(dir, budgets(1.0, 10.0));
-        let r = charged(
-            ledger
-                .charge("ana", &query("failed-in-v2"), &charge_of(0.25, 0.0))
-                .unwrap(),
-        );
-        ledger.record_error(&r, FAILED).unwrap();
-        let orphan = charged(
-            ledger
-                .charge("ana", &query("taken-up-in-v2"), &charge_of(0.125, 0.0))
-                .unwrap(),
-        );
-        crate::audit::append(
-            &Connection::open(&path).unwrap(),
-            Event::Resumed,
-            &crate::audit::NewEntry {
-                user: "ana",
-                role: "analyst",
-                cache_key: "taken-up-in-v2",
-                detail: "takes up an unreleased charge of the same query",
-                refers_to: Some(orphan.seq),
-                ..Default::default()
-            },
-        )
-        .unwrap();
-    }
-    let conn = raw(&path);
+    let path = ledger_before_rho(dir, budgets(1.0, 10.0));
+    let conn = Connection::open(&path).unwrap();
+    let failed = append_before_rho(
+        &conn,
+        Event::Charged,
+        "ana",
+        "failed-in-v2",
+        Some(&charge_of(0.25, 0.0)),
+        "",
+        None,
+    );
+    append_before_rho(
+        &conn,
+        Event::Error,
+        "ana",
+        "failed-in-v2",
+        None,
+        FAILED,
+        Some(failed),
+    );
+    let orphan = append_before_rho(
+        &conn,
+        Event::Charged,
+        "ana",
+        "taken-up-in-v2",
+        Some(&charge_of(0.125, 0.0)),
+        "",
+        None,
+    );
+    append_before_rho(
+        &conn,
+        Event::Resumed,
+        "ana",
+        "taken-up-in-v2",
+        None,
+        "takes up an unreleased charge of the same query",
+        Some(orphan),
+    );
     conn.execute_batch(
-        "DROP INDEX audit_by_cache_key_event; DROP TABLE tokens; PRAGMA user_version = 2;
-         CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
-         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-         CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
-         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;",
+        "DROP INDEX audit_by_cache_key_event; DROP TABLE tokens; PRAGMA user_version = 2;",
     )
     .unwrap();
     path

@@ -5,13 +5,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use carelens_catalog::{Catalog, Role};
-use carelens_privacy::PrivacyCharge;
+use carelens_privacy::{Accounting, PrivacyCharge};
 use rusqlite::{
     Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params,
 };
 use serde::Serialize;
 
-use crate::amount::Amount;
+use crate::amount::{Amount, Spend, ZcdpAmount};
 use crate::audit::{self, AuditEntry, Event, NewEntry, Verification};
 use crate::error::LedgerError;
 
@@ -26,7 +26,7 @@ pub use tokens::TokenInfo;
 pub use workflow::WorkflowRefusal;
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// The marker in the `meta` table that says a SQLite file is a carelens ledger.
 const FORMAT: &str = "carelens-ledger";
@@ -117,11 +117,22 @@ WHEN OLD.revoked_seq IS NOT NULL
   OR NEW.expires_at IS NOT OLD.expires_at
 BEGIN SELECT RAISE(ABORT, 'a token can only be revoked, once'); END;
 "#,
+    // Version 5: a charge's cost in approximate zCDP (ρ, and the δ of its parts that are
+    // only approximately zCDP) beside its (ε, δ), for budgets composed in zCDP. Earlier
+    // charges keep NULL and are read as δ-approximately ε²/2-zCDP from their (ε, δ)
+    // (`ZcdpAmount::of_basic`); the log is append-only, so nothing is rewritten. Older
+    // builds must not use this ledger: they would neither hash nor count ρ.
+    r#"
+ALTER TABLE audit ADD COLUMN rho_units INTEGER;
+ALTER TABLE audit ADD COLUMN rho_delta_units INTEGER;
+"#,
 ];
 
 /// The budgets the catalog grants: each user's, and the dataset's.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Budgets {
+    /// How every budget composes its charges: basic, or zCDP (the policy's noise decides).
+    pub accounting: Accounting,
     /// The dataset's total.
     pub dataset: Amount,
     /// Each user: name, role and budget.
@@ -132,6 +143,7 @@ impl Budgets {
     /// The budgets in a catalog's `[policy]` and `[[users]]`.
     pub fn from_catalog(catalog: &Catalog) -> Self {
         Budgets {
+            accounting: Accounting::for_noise(catalog.policy.noise),
             dataset: Amount::budget(
                 catalog.policy.dataset_epsilon.value(),
                 catalog.policy.dataset_delta.value(),
@@ -222,12 +234,23 @@ pub enum Which {
 /// A charge the budgets could not cover; nothing was debited.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
-    /// What the query would cost.
+    /// What the query would cost alone.
     pub requested: Amount,
-    /// What was left.
+    /// What was left, as (ε, δ).
     pub remaining: Amount,
     /// Which budget.
     pub which: Which,
+    /// Under zCDP accounting, the same in ρ: what the budget is held to.
+    pub zcdp: Option<ZcdpRefusal>,
+}
+
+/// A refusal under zCDP accounting, in ρ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ZcdpRefusal {
+    /// What the query would add.
+    pub requested: ZcdpAmount,
+    /// The ρ left: what the budget holds at its δ, less what is spent.
+    pub remaining_rho: i64,
 }
 
 impl std::fmt::Display for Which {
@@ -239,17 +262,36 @@ impl std::fmt::Display for Which {
     }
 }
 
-impl std::fmt::Display for Refusal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "the query needs epsilon {} and delta {}, but {} has epsilon {} and delta {} left",
+impl Refusal {
+    /// What was asked and what is left: "epsilon 0.5 and delta 0, but your budget has
+    /// epsilon 0.2 and delta 0 left", or in ρ under zCDP accounting.
+    pub fn shortfall(&self) -> String {
+        if let Some(z) = &self.zcdp {
+            return format!(
+                "rho {} (zCDP; delta {}), but {} has rho {} left (epsilon {} and delta {} \
+                 once converted)",
+                trim(z.requested.rho_value()),
+                trim(z.requested.delta_value()),
+                self.which,
+                trim(z.remaining_rho as f64 / crate::amount::RHO_UNITS),
+                trim(self.remaining.epsilon_value()),
+                trim(self.remaining.delta_value()),
+            );
+        }
+        format!(
+            "epsilon {} and delta {}, but {} has epsilon {} and delta {} left",
             trim(self.requested.epsilon_value()),
             trim(self.requested.delta_value()),
             self.which,
             trim(self.remaining.epsilon_value()),
             trim(self.remaining.delta_value()),
         )
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the query needs {}", self.shortfall())
     }
 }
 
@@ -320,7 +362,7 @@ struct Asked<'a> {
     role: Role,
     budget: Amount,
     query: &'a QueryRecord<'a>,
-    requested: Amount,
+    requested: Spend,
     params_json: &'a str,
 }
 
@@ -331,8 +373,10 @@ pub const STOPPED_TWICE: &str = "the query stopped the process twice before its 
 /// The outcome of [`Ledger::check_batch`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BatchCheck {
-    /// What the queries not yet released will cost together.
+    /// What the queries not yet released cost together, alone (Σε, Σδ).
     pub total: Amount,
+    /// The same in approximate zCDP (Σρ, Σδ): what a zCDP budget is charged.
+    pub total_zcdp: ZcdpAmount,
     /// How many distinct queries are not yet released (and are paid for).
     pub new: usize,
     /// How many distinct queries are already released (free).
@@ -357,10 +401,34 @@ pub struct BudgetLine {
     pub spent: Amount,
     /// Left (never negative, even if the catalog's budget was lowered below the spend).
     pub remaining: Amount,
+    /// Under zCDP accounting, the spend in ρ, of which `spent` is the conversion.
+    pub zcdp: Option<ZcdpLine>,
     /// Charged queries whose outcome was a failure, and what they cost (included in
     /// `spent`). On the dataset's line only when the report covers every user: `None`
     /// otherwise, as it would tell about other users' queries.
     pub failed: Option<Failures>,
+}
+
+/// A budget line in ρ, under zCDP accounting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ZcdpLine {
+    /// Spent: Σρ, and Σδ of the parts only approximately zCDP.
+    pub spent: ZcdpAmount,
+    /// The ρ the budget holds at what those parts leave of its δ.
+    pub capacity_rho: i64,
+    /// Left: capacity less spent, never negative.
+    pub remaining_rho: i64,
+}
+
+impl ZcdpLine {
+    fn new(spent: ZcdpAmount, budget: Amount) -> Self {
+        let capacity_rho = spent.capacity(budget);
+        Self {
+            spent,
+            capacity_rho,
+            remaining_rho: capacity_rho.saturating_sub(spent.rho).max(0),
+        }
+    }
 }
 
 /// Charged queries that failed: how many, and what they cost together.
@@ -368,8 +436,10 @@ pub struct BudgetLine {
 pub struct Failures {
     /// How many charges ended in a failure.
     pub count: u64,
-    /// What those charges debited.
+    /// What those charges cost alone, added up (Σε, Σδ).
     pub spent: Amount,
+    /// The same in ρ (what a zCDP budget was charged for them).
+    pub spent_zcdp: ZcdpAmount,
 }
 
 impl Ledger {
@@ -453,6 +523,7 @@ impl Ledger {
         let ledger = Self::connect(path, flags, budgets, DEFAULT_WAIT)?;
         ledger.integrity_check()?;
         ledger.check_schema()?;
+        ledger.read_older_charges().map_err(|e| ledger.err(e))?;
         Ok(ledger)
     }
 
@@ -541,6 +612,25 @@ impl Ledger {
         migrate(&tx, version).map_err(e)?;
         tx.commit().map_err(e)?;
         self.check_schema()
+    }
+
+    /// A ledger written before schema 5, read without migrating it, has no ρ columns: a
+    /// temporary view (this connection's only) shows its log with them empty, as a
+    /// migrated ledger's earlier entries are. Nothing is written to the file.
+    fn read_older_charges(&self) -> rusqlite::Result<()> {
+        let has_rho: bool = self.conn.query_row(
+            "SELECT count(*) > 0 FROM pragma_table_info('audit') WHERE name = 'rho_units'",
+            [],
+            |r| r.get(0),
+        )?;
+        if !has_rho {
+            self.conn.execute_batch(
+                "CREATE TEMP VIEW audit AS
+                 SELECT *, NULL AS rho_units, NULL AS rho_delta_units, rowid AS rowid
+                 FROM main.audit",
+            )?;
+        }
+        Ok(())
     }
 
     fn integrity_check(&self) -> Result<(), LedgerError> {
@@ -677,7 +767,17 @@ impl Ledger {
                 delta: charge.delta(),
             });
         }
-        let requested = Amount::charge(charge.epsilon(), charge.delta());
+        let zcdp = charge.zcdp();
+        if !valid(zcdp.rho) || !valid(zcdp.delta) {
+            return Err(LedgerError::BadCharge {
+                epsilon: charge.epsilon(),
+                delta: charge.delta(),
+            });
+        }
+        let requested = Spend {
+            basic: Amount::charge(charge.epsilon(), charge.delta()),
+            zcdp: ZcdpAmount::charge(zcdp),
+        };
         let params_json = serde_json::to_string(charge).map_err(|source| LedgerError::Json {
             path: self.path.clone(),
             source,
@@ -726,6 +826,7 @@ impl Ledger {
             params_json,
         } = *asked;
         let dataset_budget = self.budgets.dataset;
+        let accounting = self.budgets.accounting;
         let running = self.running.as_ref().ok_or_else(|| LedgerError::ReadOnly {
             path: self.path.clone(),
         })?;
@@ -744,6 +845,7 @@ impl Ledger {
                 params: params_json,
                 epsilon_units,
                 delta_units,
+                zcdp: None,
                 detail,
                 result_hash: "",
                 refers_to,
@@ -851,14 +953,23 @@ impl Ledger {
                 return Ok(Step::Done(ChargeOutcome::Charged(receipt), Some(mark)));
             }
 
-            let refusal = uncovered(tx, user, budget, dataset_budget, requested).map_err(e)?;
+            let limits = Limits {
+                accounting,
+                user,
+                budget,
+                dataset_budget,
+            };
+            let refusal = uncovered(tx, &limits, requested).map_err(e)?;
             if let Some(refusal) = refusal {
                 let detail = refusal.to_string();
                 let new = entry(0, 0, &detail, None);
                 audit::append(tx, Event::Refused, &new).map_err(e)?;
                 return Ok(Step::Done(ChargeOutcome::Refused(refusal), None));
             }
-            let new = entry(requested.epsilon, requested.delta, "", None);
+            let new = NewEntry {
+                zcdp: Some(requested.zcdp),
+                ..entry(requested.basic.epsilon, requested.basic.delta, "", None)
+            };
             let charged = audit::append(tx, Event::Charged, &new).map_err(e)?;
             let mark = running
                 .try_take(charged.seq)
@@ -876,7 +987,7 @@ impl Ledger {
                 seq: charged.seq,
                 user: user.to_owned(),
                 cache_key: query.cache_key.to_owned(),
-                amount: requested,
+                amount: requested.basic,
                 resumed: false,
             };
             Ok(Step::Done(ChargeOutcome::Charged(receipt), Some(mark)))
@@ -897,11 +1008,16 @@ impl Ledger {
         queries: &[(QueryRecord<'_>, &PrivacyCharge)],
     ) -> Result<BatchCheck, LedgerError> {
         let (role, budget) = self.grant(user)?;
-        let dataset_budget = self.budgets.dataset;
+        let limits = Limits {
+            accounting: self.budgets.accounting,
+            user,
+            budget,
+            dataset_budget: self.budgets.dataset,
+        };
         let path = self.path.clone();
         self.write(|tx, e| {
             let mut seen = std::collections::HashSet::new();
-            let mut total = Amount::default();
+            let mut total = Spend::default();
             let (mut new, mut cached, mut failed) = (0, 0, 0);
             for (query, charge) in queries {
                 if !seen.insert(query.cache_key) {
@@ -913,7 +1029,10 @@ impl Ledger {
                     failed += 1;
                 } else {
                     new += 1;
-                    total = total.plus(Amount::charge(charge.epsilon(), charge.delta()));
+                    total = total.plus(Spend {
+                        basic: Amount::charge(charge.epsilon(), charge.delta()),
+                        zcdp: ZcdpAmount::charge(charge.zcdp()),
+                    });
                 }
             }
             // A batch that costs nothing is never refused (a budget lowered below what was
@@ -921,7 +1040,7 @@ impl Ledger {
             let refusal = if new == 0 {
                 None
             } else {
-                uncovered(tx, user, budget, dataset_budget, total).map_err(e)?
+                uncovered(tx, &limits, total).map_err(e)?
             };
             if let Some(refusal) = &refusal {
                 let sql: Vec<&str> = queries.iter().map(|(q, _)| q.sql).collect();
@@ -939,7 +1058,8 @@ impl Ledger {
                 audit::append(tx, Event::Refused, &entry).map_err(e)?;
             }
             Ok(BatchCheck {
-                total,
+                total: total.basic,
+                total_zcdp: total.zcdp,
                 new,
                 cached,
                 failed,
@@ -1080,6 +1200,11 @@ impl Ledger {
     /// charged queries that failed; the dataset's line comes first.
     pub fn budget_report(&self, user: Option<&str>) -> Result<Vec<BudgetLine>, LedgerError> {
         let e = |err| self.err(err);
+        let accounting = self.budgets.accounting;
+        let zcdp_line = |spent: Spend, budget: Amount| match accounting {
+            Accounting::Basic => None,
+            Accounting::Zcdp => Some(ZcdpLine::new(spent.zcdp, budget)),
+        };
         let dataset_spent = spent(&self.conn, None).map_err(e)?;
         let dataset_failed = match user {
             None => Some(failures(&self.conn, None).map_err(e)?),
@@ -1089,8 +1214,12 @@ impl Ledger {
             name: DATASET_USER.to_owned(),
             role: String::new(),
             budget: self.budgets.dataset,
-            spent: dataset_spent,
-            remaining: self.budgets.dataset.minus(dataset_spent),
+            spent: dataset_spent.against(accounting, self.budgets.dataset),
+            remaining: self
+                .budgets
+                .dataset
+                .minus(dataset_spent.against(accounting, self.budgets.dataset)),
+            zcdp: zcdp_line(dataset_spent, self.budgets.dataset),
             failed: dataset_failed,
         }];
         for (name, role, budget) in &self.budgets.users {
@@ -1102,8 +1231,9 @@ impl Ledger {
                 name: name.clone(),
                 role: role.as_str().to_owned(),
                 budget: *budget,
-                spent: s,
-                remaining: budget.minus(s),
+                spent: s.against(accounting, *budget),
+                remaining: budget.minus(s.against(accounting, *budget)),
+                zcdp: zcdp_line(s, *budget),
                 failed: Some(failures(&self.conn, Some(name)).map_err(e)?),
             });
         }
@@ -1238,74 +1368,85 @@ fn stored_failure(conn: &Connection, cache_key: &str) -> rusqlite::Result<Option
 
 /// The charges of `user` (or everyone's when `None`) whose outcome is a failure.
 fn failures(conn: &Connection, user: Option<&str>) -> rusqlite::Result<Failures> {
-    conn.query_row(
-        "SELECT count(*), coalesce(sum(c.epsilon_units), 0), coalesce(sum(c.delta_units), 0)
+    let mut stmt = conn.prepare_cached(
+        "SELECT c.epsilon_units, c.delta_units, c.rho_units, c.rho_delta_units
          FROM audit c
          WHERE c.event = 'charged' AND (?1 IS NULL OR c.user = ?1)
            AND EXISTS (SELECT 1 FROM audit f WHERE f.refers_to = c.seq AND f.event = 'error')
            AND NOT EXISTS (SELECT 1 FROM audit r WHERE r.refers_to = c.seq AND r.event = 'released')",
-        params![user],
-        |r| {
-            Ok(Failures {
-                count: r.get::<_, i64>(0)?.try_into().unwrap_or(0),
-                spent: Amount {
-                    epsilon: r.get(1)?,
-                    delta: r.get(2)?,
-                },
-            })
-        },
-    )
-}
-
-/// Why `user`'s budget or the dataset's cannot cover `requested` on top of what is spent,
-/// if either cannot. A process started with an older catalog must not spend beyond a
-/// budget another process has since logged as lowered: the smaller of the two is used.
-fn uncovered(
-    conn: &Connection,
-    user: &str,
-    budget: Amount,
-    dataset_budget: Amount,
-    requested: Amount,
-) -> rusqlite::Result<Option<Refusal>> {
-    let budget = lower(budget, logged_budget(conn, user)?);
-    let dataset_budget = lower(dataset_budget, logged_budget(conn, DATASET_USER)?);
-    let user_spent = spent(conn, Some(user))?;
-    let dataset_spent = spent(conn, None)?;
-    Ok(if !user_spent.plus(requested).fits(budget) {
-        Some(Refusal {
-            requested,
-            remaining: budget.minus(user_spent),
-            which: Which::User,
-        })
-    } else if !dataset_spent.plus(requested).fits(dataset_budget) {
-        Some(Refusal {
-            requested,
-            remaining: dataset_budget.minus(dataset_spent),
-            which: Which::Dataset,
-        })
-    } else {
-        None
+    )?;
+    let (count, total) = add_up(&mut stmt.query(params![user])?)?;
+    Ok(Failures {
+        count,
+        spent: total.basic,
+        spent_zcdp: total.zcdp,
     })
 }
 
-/// Total debited to `user` (or to everyone when `None`).
-fn spent(conn: &Connection, user: Option<&str>) -> rusqlite::Result<Amount> {
-    let read = |r: &rusqlite::Row<'_>| {
-        Ok(Amount {
-            epsilon: r.get(0)?,
-            delta: r.get(1)?,
+/// The budgets a charge must fit, and how they compose.
+struct Limits<'a> {
+    accounting: Accounting,
+    user: &'a str,
+    budget: Amount,
+    dataset_budget: Amount,
+}
+
+/// Why the user's budget or the dataset's cannot cover `requested` on top of what is
+/// spent, if either cannot, under the accounting of `limits`. A process started with an
+/// older catalog must not spend beyond a budget another process has since logged as
+/// lowered: the smaller of the two is used.
+fn uncovered(
+    conn: &Connection,
+    limits: &Limits<'_>,
+    requested: Spend,
+) -> rusqlite::Result<Option<Refusal>> {
+    let budget = lower(limits.budget, logged_budget(conn, limits.user)?);
+    let dataset_budget = lower(limits.dataset_budget, logged_budget(conn, DATASET_USER)?);
+    let user_spent = spent(conn, Some(limits.user))?;
+    let dataset_spent = spent(conn, None)?;
+    let refusal = |spent: Spend, budget: Amount, which: Which| {
+        let after = spent.plus(requested).against(limits.accounting, budget);
+        if after.fits(budget) {
+            return None;
+        }
+        let zcdp = match limits.accounting {
+            Accounting::Basic => None,
+            Accounting::Zcdp => Some(ZcdpRefusal {
+                requested: requested.zcdp,
+                remaining_rho: ZcdpLine::new(spent.zcdp, budget).remaining_rho,
+            }),
+        };
+        Some(Refusal {
+            requested: requested.basic,
+            remaining: budget.minus(spent.against(limits.accounting, budget)),
+            which,
+            zcdp,
         })
     };
-    const SUMS: &str =
-        "SELECT coalesce(sum(epsilon_units), 0), coalesce(sum(delta_units), 0) FROM audit";
-    match user {
-        Some(user) => conn.query_row(
-            &format!("{SUMS} WHERE user = ?1 AND event = 'charged'"),
-            params![user],
-            read,
-        ),
-        None => conn.query_row(&format!("{SUMS} WHERE event = 'charged'"), [], read),
+    Ok(refusal(user_spent, budget, Which::User)
+        .or_else(|| refusal(dataset_spent, dataset_budget, Which::Dataset)))
+}
+
+/// Counts and adds up charges (rows of ε, δ, ρ and ρ's δ units), in both forms. A charge
+/// logged before schema 5 has no ρ and is read from its (ε, δ) ([`ZcdpAmount::of_basic`]).
+fn add_up(rows: &mut rusqlite::Rows<'_>) -> rusqlite::Result<(u64, Spend)> {
+    let mut count = 0;
+    let mut total = Spend::default();
+    while let Some(r) = rows.next()? {
+        let spend = Spend::of_logged(r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
+        count += 1;
+        total = total.plus(spend);
     }
+    Ok((count, total))
+}
+
+/// Total debited to `user` (or to everyone when `None`).
+fn spent(conn: &Connection, user: Option<&str>) -> rusqlite::Result<Spend> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT epsilon_units, delta_units, rho_units, rho_delta_units FROM audit
+         WHERE event = 'charged' AND (?1 IS NULL OR user = ?1)",
+    )?;
+    Ok(add_up(&mut stmt.query(params![user])?)?.1)
 }
 
 /// The budget last logged for `name` (a user or [`DATASET_USER`]), if any.

@@ -30,6 +30,7 @@
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let dir = tempfile::tempdir()?;
 //! let budgets = Budgets {
+//!     accounting: carelens_privacy::Accounting::Basic,
 //!     dataset: Amount::budget(10.0, 1e-5),
 //!     users: vec![("ana".into(), Role::Analyst, Amount::budget(1.0, 1e-6))],
 //! };
@@ -43,6 +44,7 @@
 //!     per_group_sensitivity: 1,
 //!     scale: 2.0,
 //!     threshold: None,
+//!     rho: None,
 //! }]);
 //! let query = QueryRecord { sql: "SELECT count(*) FROM person", plan_hash: "p1", cache_key: "k1" };
 //! let ChargeOutcome::Charged(receipt) = ledger.charge("ana", &query, &charge)? else {
@@ -62,13 +64,14 @@ pub mod audit;
 mod error;
 mod ledger;
 
-pub use amount::{Amount, DELTA_UNITS, EPSILON_UNITS};
+pub use amount::{Amount, DELTA_UNITS, EPSILON_UNITS, RHO_UNITS, Spend, ZcdpAmount};
 pub use audit::{AuditEntry, Event, Verification, parse_head};
 pub use error::LedgerError;
 pub use ledger::{
     BatchCheck, BudgetLine, Budgets, ChargeOutcome, DATASET_USER, DEFAULT_WAIT, Decision, Failures,
     Flag, Ledger, NewRequest, QueryRecord, Receipt, Refusal, Request, RequestState, SCHEMA_VERSION,
-    STOPPED_TWICE, StoredFailure, StoredRelease, TokenInfo, Which, WorkflowRefusal,
+    STOPPED_TWICE, StoredFailure, StoredRelease, TokenInfo, Which, WorkflowRefusal, ZcdpLine,
+    ZcdpRefusal,
 };
 
 #[cfg(test)]
@@ -79,3 +82,5 @@ mod request_tests;
 mod tests;
 #[cfg(test)]
 mod token_tests;
+#[cfg(test)]
+mod zcdp_tests;

@@ -10,6 +10,7 @@ use crate::*;
 
 fn budgets() -> Budgets {
     Budgets {
+        accounting: carelens_privacy::Accounting::Basic,
         dataset: Amount::budget(20.0, 1e-4),
         users: vec![
             ("rita".into(), Role::Researcher, Amount::budget(5.0, 1e-5)),
@@ -68,6 +69,7 @@ fn charge(epsilon: f64) -> PrivacyCharge {
         per_group_sensitivity: 1,
         scale: 1.0 / epsilon,
         threshold: None,
+        rho: None,
     }])
 }
 

@@ -28,11 +28,13 @@ pub(crate) fn charge_of(epsilon: f64, delta: f64) -> PrivacyCharge {
         per_group_sensitivity: 1,
         scale: 1.0 / epsilon,
         threshold: None,
+        rho: None,
     }])
 }
 
 pub(crate) fn budgets(user_epsilon: f64, dataset_epsilon: f64) -> Budgets {
     Budgets {
+        accounting: carelens_privacy::Accounting::Basic,
         dataset: Amount::budget(dataset_epsilon, 1e-4),
         users: vec![
             (
@@ -719,6 +721,92 @@ fn tampering_setup() -> (tempfile::TempDir, PathBuf) {
     (dir, path)
 }
 
+/// A new ledger at `path` in `dir` turned into one as carelens wrote it at schema 4: its
+/// budget grants, no ρ columns, `user_version` 4. Add entries with [`append_before_rho`].
+pub(crate) fn ledger_before_rho(dir: &Path, b: Budgets) -> PathBuf {
+    let path = dir.join("ledger.sqlite");
+    drop(Ledger::open(&path, b).unwrap());
+    Connection::open(&path)
+        .unwrap()
+        .execute_batch(
+            "ALTER TABLE audit DROP COLUMN rho_delta_units;
+             ALTER TABLE audit DROP COLUMN rho_units;
+             PRAGMA user_version = 4;",
+        )
+        .unwrap();
+    path
+}
+
+/// Appends an entry as carelens wrote them before schema 5, hashed without ρ, to a ledger
+/// from [`ledger_before_rho`]; a charge debits `charge`'s (ε, δ). Its sequence number.
+pub(crate) fn append_before_rho(
+    conn: &Connection,
+    event: audit::Event,
+    user: &str,
+    cache_key: &str,
+    charge: Option<&PrivacyCharge>,
+    detail: &str,
+    refers_to: Option<i64>,
+) -> i64 {
+    let (seq, prev_hash): (i64, String) = conn
+        .query_row(
+            "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    let amount = match charge {
+        Some(c) if event == audit::Event::Charged => Amount::charge(c.epsilon(), c.delta()),
+        _ => Amount::default(),
+    };
+    let mut entry = audit::AuditEntry {
+        seq: seq + 1,
+        at: "2026-11-30T12:00:00.000000Z".into(),
+        user: user.into(),
+        role: "analyst".into(),
+        event,
+        sql: "SELECT count(*) FROM person".into(),
+        plan_hash: "plan".into(),
+        cache_key: cache_key.into(),
+        params: charge.map_or(String::new(), |c| serde_json::to_string(c).unwrap()),
+        epsilon_units: amount.epsilon,
+        delta_units: amount.delta,
+        rho_units: None,
+        rho_delta_units: None,
+        detail: detail.into(),
+        result_hash: String::new(),
+        refers_to,
+        prev_hash,
+        hash: String::new(),
+    };
+    entry.hash = entry.compute_hash();
+    conn.execute(
+        "INSERT INTO audit (seq, at, user, role, event, sql, plan_hash, cache_key, params,
+             epsilon_units, delta_units, detail, result_hash, refers_to, prev_hash, hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+        rusqlite::params![
+            entry.seq,
+            entry.at,
+            entry.user,
+            entry.role,
+            entry.event.as_str(),
+            entry.sql,
+            entry.plan_hash,
+            entry.cache_key,
+            entry.params,
+            entry.epsilon_units,
+            entry.delta_units,
+            entry.detail,
+            entry.result_hash,
+            entry.refers_to,
+            entry.prev_hash,
+            entry.hash
+        ],
+    )
+    .unwrap();
+    entry.seq
+}
+
 pub(crate) fn raw(path: &Path) -> Connection {
     let c = Connection::open(path).unwrap();
     c.execute_batch("DROP TRIGGER audit_no_update; DROP TRIGGER audit_no_delete;")
@@ -806,7 +894,7 @@ fn verify_names_an_inserted_entry() {
     )
     .unwrap();
     c.execute(
-        "INSERT INTO audit SELECT 5, at, 'bob', role, event, sql, plan_hash, 'forged', params, epsilon_units, delta_units, detail, result_hash, refers_to, prev_hash, hash FROM audit WHERE seq = 6",
+        "INSERT INTO audit SELECT 5, at, 'bob', role, event, sql, plan_hash, 'forged', params, epsilon_units, delta_units, detail, result_hash, refers_to, prev_hash, hash, rho_units, rho_delta_units FROM audit WHERE seq = 6",
         [],
     )
     .unwrap();
@@ -815,7 +903,7 @@ fn verify_names_an_inserted_entry() {
     let (_dir, path) = tampering_setup();
     raw(&path)
         .execute(
-            "INSERT INTO audit SELECT 11, at, user, role, event, sql, plan_hash, cache_key, params, epsilon_units, delta_units, detail, result_hash, refers_to, prev_hash, hash FROM audit WHERE seq = 10",
+            "INSERT INTO audit SELECT 11, at, user, role, event, sql, plan_hash, cache_key, params, epsilon_units, delta_units, detail, result_hash, refers_to, prev_hash, hash, rho_units, rho_delta_units FROM audit WHERE seq = 10",
             [],
         )
         .unwrap();

@@ -10,6 +10,7 @@ use crate::*;
 
 fn budgets() -> Budgets {
     Budgets {
+        accounting: carelens_privacy::Accounting::Basic,
         dataset: Amount::budget(20.0, 1e-4),
         users: vec![
             ("ann".into(), Role::Analyst, Amount::budget(5.0, 1e-5)),

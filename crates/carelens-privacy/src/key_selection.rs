@@ -172,6 +172,7 @@ impl KeySelection {
             per_group_sensitivity: 1,
             scale: self.scale,
             threshold: Some(self.threshold),
+            rho: None,
         }
     }
 

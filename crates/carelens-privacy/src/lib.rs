@@ -10,7 +10,8 @@
 //! * [`params`]: validated [`Epsilon`], [`Delta`], [`Bounds`], [`ContributionBounds`],
 //!   [`Precision`] (fixed point for sums) and [`Alpha`]. A bad value is unrepresentable.
 //! * [`budget`]: splitting a query's (ε, δ) across its aggregates under basic sequential
-//!   composition, and the [`PrivacyCharge`] the ledger stores.
+//!   composition, the [`PrivacyCharge`] the ledger stores, and how budgets compose
+//!   releases ([`Accounting`]: basic, or zCDP for Gaussian noise).
 //! * [`noise`]: discrete Laplace (default) and discrete Gaussian ([`NoiseKind`]) for
 //!   counts and fixed-point sums — [`NoiseMechanism`].
 //! * [`key_selection`]: releasing group keys that are not public — [`KeySelection`].
@@ -87,7 +88,8 @@ mod statistical_tests;
 
 pub use accuracy::{AccuracyError, Interval, NoiseDistribution, ratio_interval};
 pub use budget::{
-    ChargeItem, MechanismKind, PrivacyCharge, equal_weights, split_delta, split_epsilon,
+    Accounting, ChargeItem, MechanismKind, PrivacyCharge, ZcdpCost, equal_weights, split_delta,
+    split_epsilon, zcdp_epsilon, zcdp_rho_within,
 };
 pub use calibration::{
     Calibration, CalibrationError, PersonCounts, PersonsRole, QuantileShape, ReleaseShape,

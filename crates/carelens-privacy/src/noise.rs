@@ -178,6 +178,8 @@ pub struct NoiseMechanism {
     scale: f64,
     epsilon: Epsilon,
     delta: Delta,
+    /// ρ of a Gaussian mechanism (its zCDP map at the L2 sensitivity); `None` for Laplace.
+    rho: Option<f64>,
 }
 
 impl NoiseMechanism {
@@ -210,6 +212,7 @@ impl NoiseMechanism {
                     scale,
                     epsilon,
                     delta: Delta::ZERO,
+                    rho: None,
                 });
             }
             scale = scale.next_up();
@@ -265,6 +268,7 @@ impl NoiseMechanism {
             scale: hi,
             epsilon,
             delta,
+            rho: Some(gaussian_rho(hi, l2)?),
         })
     }
 
@@ -316,6 +320,7 @@ impl NoiseMechanism {
             per_group_sensitivity: self.sensitivity.per_group,
             scale: self.scale,
             threshold: None,
+            rho: self.rho,
         }
     }
 
@@ -392,6 +397,18 @@ fn gaussian_measurement(scale: f64, delta: f64) -> Result<GaussianMeasurement, M
     )?;
     let approx = make_zCDP_to_approxDP(zcdp)?;
     Ok(make_fix_delta(&approx, delta)?)
+}
+
+/// ρ of discrete Gaussian with `scale` at L2 sensitivity `l2`: opendp's zCDP map,
+/// Δ₂²/2σ² rounded up.
+fn gaussian_rho(scale: f64, l2: f64) -> Result<f64, MechanismError> {
+    let zcdp = make_gaussian::<_, _, ZeroConcentratedDivergence>(
+        VectorDomain::new(AtomDomain::<i64>::default()),
+        L2Distance::<f64>::default(),
+        scale,
+        None,
+    )?;
+    Ok(zcdp.map(&l2)?)
 }
 
 /// ε of discrete Gaussian with `scale` at L2 sensitivity `l2` and the given δ.

@@ -397,6 +397,7 @@ impl QuantileMechanism {
             per_group_sensitivity: self.sensitivity().unwrap_or(u64::MAX),
             scale: self.scale,
             threshold: None,
+            rho: None,
         }
     }
 

@@ -23,6 +23,9 @@ pub fn explain(explain: &Explain) -> String {
         p.mechanisms.len(),
         if p.mechanisms.len() == 1 { "" } else { "s" }
     );
+    if let Some(z) = &explain.zcdp {
+        let _ = writeln!(out, "{}", zcdp_charge(z));
+    }
     match &p.groups {
         Groups::Public { keys, sizes } => {
             let shown: Vec<String> = sizes.iter().map(usize::to_string).collect();
@@ -111,6 +114,9 @@ pub fn cost_summary(explain: &Explain, indent: &str) -> String {
         number(explain.epsilon),
         number(explain.delta)
     );
+    if let Some(z) = &explain.zcdp {
+        let _ = writeln!(out, "{indent}{}", zcdp_charge(z));
+    }
     for m in explain.private.iter().flat_map(|p| &p.mechanisms) {
         let label = fit(&m.label, 60);
         let _ = writeln!(
@@ -120,6 +126,16 @@ pub fn cost_summary(explain: &Explain, indent: &str) -> String {
         );
     }
     out
+}
+
+/// What a budget composed in zCDP is charged: ρ (and δ), not the (ε, δ) above.
+fn zcdp_charge(z: &carelens_privacy::ZcdpCost) -> String {
+    format!(
+        "budget charge: rho {} and delta {} (zCDP for Gaussian noise: budgets add up rho and \
+         convert the total to epsilon at their delta)",
+        number(z.rho),
+        number(z.delta)
+    )
 }
 
 fn error_95(error: Option<f64>, unit: ErrorUnit) -> String {

@@ -36,14 +36,9 @@ pub enum ServiceError {
     /// A batch's new queries together need more than a budget has left; nothing was run
     /// or spent (the refusal is logged as one entry naming the batch's queries).
     #[error(
-        "batch refused, nothing was run or spent: its {new} new quer{} need epsilon {} and \
-         delta {}, but {} has epsilon {} and delta {} left",
+        "batch refused, nothing was run or spent: its {new} new quer{} need {}",
         if *new == 1 { "y" } else { "ies" },
-        carelens_privacy::number(refusal.requested.epsilon_value()),
-        carelens_privacy::number(refusal.requested.delta_value()),
-        refusal.which,
-        carelens_privacy::number(refusal.remaining.epsilon_value()),
-        carelens_privacy::number(refusal.remaining.delta_value())
+        refusal.shortfall()
     )]
     BatchOverBudget {
         /// How many distinct queries of the batch are not answered yet.

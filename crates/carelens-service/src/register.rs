@@ -6,14 +6,15 @@
 //! `/register` pages, `carelens register --out`, their CSV and JSON): a [`Register`] holds
 //! nothing else. Never published: a user's name, the SQL (its literals may describe
 //! someone), plan hashes and cache keys, a result or its hash, why a query failed or was
-//! rejected, the DP parameters beyond the ε and δ spent. The purpose is what its author
+//! rejected, the DP parameters beyond the ε and δ spent (and ρ, under zCDP accounting, from
+//! which the cumulative ε is computed). The purpose is what its author
 //! wrote for publication: a query's title when its header is written to be read (a title
 //! line and a `What:` paragraph, [`published_title`]) or a request's stated purpose. `docs/register.md` lists the fields and the reasons.
 
 use std::collections::HashMap;
 
 use carelens_ledger::{Amount, AuditEntry, Event, Verification};
-use carelens_privacy::DisclosurePolicy;
+use carelens_privacy::{Accounting, DisclosurePolicy};
 use serde::Serialize;
 
 use crate::{Service, ServiceError, request_of_key};
@@ -27,6 +28,9 @@ pub struct Register {
     pub made_at: String,
     /// The dataset's lifetime privacy cap: what all releases together may ever spend.
     pub cap: Spend,
+    /// How releases add up: basic (ε and δ add), or zCDP (ρ adds, and the total is
+    /// converted to ε at the cap's δ) when the policy uses Gaussian noise.
+    pub accounting: Accounting,
     /// What the charges below spent together.
     pub spent: Spend,
     /// Every charge to the budget, oldest first.
@@ -75,9 +79,13 @@ pub struct Charge {
     pub basis: Basis,
     /// What its author wrote for publication; `None` when the query had no title.
     pub purpose: Option<String>,
-    /// What it cost.
+    /// What it cost alone.
     pub spent: Spend,
-    /// ε spent on the dataset up to and including this charge.
+    /// Its ρ, when releases add up in zCDP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rho: Option<f64>,
+    /// ε spent on the dataset up to and including this charge, as the accounting adds
+    /// up.
     pub cumulative_epsilon: f64,
     /// What became of it.
     pub outcome: ChargeStatus,
@@ -165,7 +173,10 @@ impl Service {
             self.catalog.catalog().dataset.name.clone(),
             self.catalog.disclosure().1,
             chrono::Utc::now().format("%Y-%m-%dT%H:%MZ").to_string(),
-            cap,
+            Cap {
+                amount: cap,
+                accounting: Accounting::for_noise(self.catalog.catalog().policy.noise),
+            },
             &entries,
             &purposes.into_iter().collect(),
             verification,
@@ -179,16 +190,26 @@ impl Service {
     }
 }
 
+/// The dataset's cap, and how releases add up against it.
+struct Cap {
+    amount: Amount,
+    accounting: Accounting,
+}
+
 /// The register of `entries` (the whole log, in order).
 fn build(
     dataset: String,
     disclosure: DisclosurePolicy,
     made_at: String,
-    cap: Amount,
+    cap: Cap,
     entries: &[AuditEntry],
     purposes: &HashMap<i64, String>,
     verification: Verification,
 ) -> Register {
+    let Cap {
+        amount: cap,
+        accounting,
+    } = cap;
     // What became of each charge: its release, or its failure.
     let mut outcomes: HashMap<i64, (ChargeStatus, Option<i64>)> = HashMap::new();
     for entry in entries {
@@ -202,14 +223,11 @@ fn build(
         }
     }
     let count = |event: Event| entries.iter().filter(|e| e.event == event).count() as u64;
-    let mut spent = Amount::default();
+    let mut spent = carelens_ledger::Spend::default();
     let mut charges = Vec::new();
     for entry in entries.iter().filter(|e| e.event == Event::Charged) {
-        let amount = Amount {
-            epsilon: entry.epsilon_units,
-            delta: entry.delta_units,
-        };
-        spent = spent.plus(amount);
+        let charge = entry.spend();
+        spent = spent.plus(charge);
         let request = request_of_key(&entry.cache_key);
         let purpose = match request {
             Some(id) => purposes.get(&id).cloned(),
@@ -230,8 +248,9 @@ fn build(
                 None => Basis::Query,
             },
             purpose,
-            spent: amount.into(),
-            cumulative_epsilon: spent.epsilon_value(),
+            spent: charge.basic.into(),
+            rho: (accounting == Accounting::Zcdp).then(|| charge.zcdp.rho_value()),
+            cumulative_epsilon: spent.against(accounting, cap).epsilon_value(),
             outcome,
             release,
         });
@@ -258,7 +277,8 @@ fn build(
         dataset,
         made_at,
         cap: cap.into(),
-        spent: spent.into(),
+        accounting,
+        spent: spent.against(accounting, cap).into(),
         charges,
         answered_again: count(Event::Cached) + count(Event::CachedFailure),
         rejected: count(Event::Rejected),

@@ -5,7 +5,7 @@
 
 use std::fmt::Write as _;
 
-use carelens_privacy::{DisclosurePolicy, Rounding, number};
+use carelens_privacy::{Accounting, DisclosurePolicy, Rounding, number};
 use carelens_service::{Basis, Charge, ChargeStatus, Register};
 use chrono::NaiveDate;
 use maud::{Markup, html};
@@ -147,8 +147,16 @@ fn promises(register: &Register) -> Markup {
                 "that the answer would have been almost as likely whether or not your records were in the data. "
                 "How close is measured by " i { "ε" } " (epsilon): the smaller, the closer. Each release spends some ε, "
                 "and all releases from these records together may never spend more than the cap of ε "
-                (number(register.cap.epsilon)) ". Adding up the ε of every release is the worst case: "
-                "it assumes someone combines them all against you." }
+                (number(register.cap.epsilon)) ". "
+                @if register.accounting == Accounting::Zcdp {
+                    "These releases use Gaussian noise, whose effects add up more slowly than their ε: carelens adds up "
+                    "each release's " i { "ρ" } " (rho, zero-concentrated differential privacy) and turns the total into "
+                    "the ε spent so far. That total is still the worst case: it assumes someone combines every "
+                    "release against you."
+                } @else {
+                    "Adding up the ε of every release is the worst case: "
+                    "it assumes someone combines them all against you."
+                } }
             li { strong { "Small numbers are hidden." } " " (rules) }
             li { strong { "Everything is recorded." } " Each person who uses carelens has their own account and "
                 "their own limit. Every question — answered, refused or failed — is written to a log that cannot "
@@ -282,12 +290,12 @@ fn check(register: &Register) -> Markup {
 /// character a spreadsheet would take for a formula is prefixed with `'`.
 pub fn csv(register: &Register) -> String {
     let mut out = String::from(
-        "entry,date,role,basis,purpose,epsilon,delta,cumulative_epsilon,outcome,release\n",
+        "entry,date,role,basis,purpose,epsilon,delta,cumulative_epsilon,outcome,release,rho\n",
     );
     for c in &register.charges {
         let _ = writeln!(
             out,
-            "{},{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{},{}",
             c.entry,
             c.date,
             field(&c.role),
@@ -305,6 +313,7 @@ pub fn csv(register: &Register) -> String {
                 ChargeStatus::Pending => "pending",
             },
             c.release.map(|r| r.to_string()).unwrap_or_default(),
+            c.rho.map(number).unwrap_or_default(),
         );
     }
     out

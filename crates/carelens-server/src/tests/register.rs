@@ -7,8 +7,10 @@ use super::*;
 
 /// Every key the register's JSON may hold, at any depth: the public fields, decided in
 /// carelens-service's `register` module. A new key fails here until it is decided public.
-const PUBLIC_KEYS: [&str; 30] = [
+const PUBLIC_KEYS: [&str; 32] = [
     "dataset",
+    "accounting",
+    "rho",
     "made_at",
     "cap",
     "spent",
@@ -291,7 +293,7 @@ async fn the_register_is_public_and_lists_every_charge_without_a_result() {
     assert_eq!(lines.len(), 1 + charges.len());
     assert_eq!(
         lines[0],
-        "entry,date,role,basis,purpose,epsilon,delta,cumulative_epsilon,outcome,release"
+        "entry,date,role,basis,purpose,epsilon,delta,cumulative_epsilon,outcome,release,rho"
     );
 }
 
