@@ -388,27 +388,32 @@ type GaussianMeasurement = opendp::core::Measurement<
     Vec<i64>,
 >;
 
-fn gaussian_measurement(scale: f64, delta: f64) -> Result<GaussianMeasurement, MechanismError> {
-    let zcdp = make_gaussian::<_, _, ZeroConcentratedDivergence>(
+type ZcdpGaussian = opendp::core::Measurement<
+    VectorDomain<AtomDomain<i64>>,
+    L2Distance<f64>,
+    ZeroConcentratedDivergence,
+    Vec<i64>,
+>;
+
+/// opendp's discrete Gaussian with `scale`, stated in zCDP.
+fn zcdp_gaussian(scale: f64) -> Result<ZcdpGaussian, MechanismError> {
+    Ok(make_gaussian::<_, _, ZeroConcentratedDivergence>(
         VectorDomain::new(AtomDomain::<i64>::default()),
         L2Distance::<f64>::default(),
         scale,
         None,
-    )?;
-    let approx = make_zCDP_to_approxDP(zcdp)?;
+    )?)
+}
+
+fn gaussian_measurement(scale: f64, delta: f64) -> Result<GaussianMeasurement, MechanismError> {
+    let approx = make_zCDP_to_approxDP(zcdp_gaussian(scale)?)?;
     Ok(make_fix_delta(&approx, delta)?)
 }
 
 /// ρ of discrete Gaussian with `scale` at L2 sensitivity `l2`: opendp's zCDP map,
 /// Δ₂²/2σ² rounded up.
 fn gaussian_rho(scale: f64, l2: f64) -> Result<f64, MechanismError> {
-    let zcdp = make_gaussian::<_, _, ZeroConcentratedDivergence>(
-        VectorDomain::new(AtomDomain::<i64>::default()),
-        L2Distance::<f64>::default(),
-        scale,
-        None,
-    )?;
-    Ok(zcdp.map(&l2)?)
+    Ok(zcdp_gaussian(scale)?.map(&l2)?)
 }
 
 /// ε of discrete Gaussian with `scale` at L2 sensitivity `l2` and the given δ.
