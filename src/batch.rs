@@ -686,8 +686,8 @@ fn render_explained(
     if let Some((rho, delta)) = zcdp {
         let _ = writeln!(
             out,
-            "budget charge: rho {} and delta {} together (zCDP: budgets add up rho and convert \
-             the total to epsilon at their delta)",
+            "budget charge in zCDP: rho {} and delta {} together (a ledger that composes in \
+             zCDP adds up rho and converts the total to epsilon at the budget's delta)",
             number(rho),
             number(delta)
         );

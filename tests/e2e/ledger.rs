@@ -563,7 +563,7 @@ fn gaussian_noise_budgets_compose_in_zcdp() {
     };
     let (out, stdout, stderr) = run(cmd(&["explain"]).arg(sql(0)));
     assert!(out.status.success(), "{stderr}");
-    assert!(stdout.contains("budget charge: rho "), "{stdout}");
+    assert!(stdout.contains("budget charge in zCDP: rho "), "{stdout}");
 
     for i in 0..4 {
         let (out, _, stderr) = run(cmd(&["query"]).arg(sql(i)));

@@ -33,16 +33,21 @@ pub struct Amount {
 enum Direction {
     Up,
     Down,
+    /// Up, with no allowance for float noise: for values that come out of a privacy map
+    /// or a conversion already rounded up (ρ, a converted ε).
+    Ceiling,
 }
 
 fn to_units(x: f64, per_unit: f64, direction: Direction) -> i64 {
     let v = (x * per_unit).max(0.0);
     let nearest = v.round();
-    let units = if (v - nearest).abs() <= v * 1e-13 {
+    let units = if matches!(direction, Direction::Ceiling) {
+        v.ceil()
+    } else if (v - nearest).abs() <= v * 1e-13 {
         nearest
     } else {
         match direction {
-            Direction::Up => v.ceil(),
+            Direction::Up | Direction::Ceiling => v.ceil(),
             Direction::Down => v.floor(),
         }
     };
@@ -116,7 +121,7 @@ impl ZcdpAmount {
     /// A charge of `cost`, rounded up.
     pub fn charge(cost: ZcdpCost) -> Self {
         Self {
-            rho: to_units(cost.rho, RHO_UNITS, Direction::Up),
+            rho: to_units(cost.rho, RHO_UNITS, Direction::Ceiling),
             delta: to_units(cost.delta, DELTA_UNITS, Direction::Up),
         }
     }
@@ -173,7 +178,7 @@ impl ZcdpAmount {
         }
         match zcdp_epsilon(self.rho_value(), left as f64 / DELTA_UNITS) {
             Ok(epsilon) if epsilon.is_finite() => Amount {
-                epsilon: to_units(epsilon, EPSILON_UNITS, Direction::Up),
+                epsilon: to_units(epsilon, EPSILON_UNITS, Direction::Ceiling),
                 delta: cap.delta,
             },
             _ => over,

@@ -132,6 +132,8 @@ ALTER TABLE audit ADD COLUMN rho_delta_units INTEGER;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Budgets {
     /// How every budget composes its charges: basic, or zCDP (the policy's noise decides).
+    /// The rule a new ledger records and keeps; an existing ledger keeps its own
+    /// ([`Ledger::accounting`]).
     pub accounting: Accounting,
     /// The dataset's total.
     pub dataset: Amount,
@@ -524,6 +526,10 @@ impl Ledger {
         ledger.integrity_check()?;
         ledger.check_schema()?;
         ledger.read_older_charges().map_err(|e| ledger.err(e))?;
+        let mut ledger = ledger;
+        ledger.budgets.accounting =
+            ledger_accounting(&ledger.conn, ledger.budgets.accounting, false)
+                .map_err(|e| ledger.err(e))?;
         Ok(ledger)
     }
 
@@ -549,6 +555,12 @@ impl Ledger {
 
     fn err(&self, e: rusqlite::Error) -> LedgerError {
         LedgerError::sqlite(&self.path, e, self.wait)
+    }
+
+    /// How this ledger's budgets compose charges (recorded with the ledger; see
+    /// [`Budgets::accounting`] for a new one).
+    pub fn accounting(&self) -> Accounting {
+        self.budgets.accounting
     }
 
     /// The ledger file.
@@ -610,7 +622,9 @@ impl Ledger {
             .map_err(e)?;
         check_version(&path, version)?;
         migrate(&tx, version).map_err(e)?;
+        let accounting = ledger_accounting(&tx, self.budgets.accounting, true).map_err(e)?;
         tx.commit().map_err(e)?;
+        self.budgets.accounting = accounting;
         self.check_schema()
     }
 
@@ -1206,6 +1220,7 @@ impl Ledger {
             Accounting::Zcdp => Some(ZcdpLine::new(spent.zcdp, budget)),
         };
         let dataset_spent = spent(&self.conn, None).map_err(e)?;
+        let dataset_shown = dataset_spent.against(accounting, self.budgets.dataset);
         let dataset_failed = match user {
             None => Some(failures(&self.conn, None).map_err(e)?),
             Some(_) => None,
@@ -1214,11 +1229,8 @@ impl Ledger {
             name: DATASET_USER.to_owned(),
             role: String::new(),
             budget: self.budgets.dataset,
-            spent: dataset_spent.against(accounting, self.budgets.dataset),
-            remaining: self
-                .budgets
-                .dataset
-                .minus(dataset_spent.against(accounting, self.budgets.dataset)),
+            spent: dataset_shown,
+            remaining: self.budgets.dataset.minus(dataset_shown),
             zcdp: zcdp_line(dataset_spent, self.budgets.dataset),
             failed: dataset_failed,
         }];
@@ -1227,12 +1239,13 @@ impl Ledger {
                 continue;
             }
             let s = spent(&self.conn, Some(name)).map_err(e)?;
+            let shown = s.against(accounting, *budget);
             lines.push(BudgetLine {
                 name: name.clone(),
                 role: role.as_str().to_owned(),
                 budget: *budget,
-                spent: s.against(accounting, *budget),
-                remaining: budget.minus(s.against(accounting, *budget)),
+                spent: shown,
+                remaining: budget.minus(shown),
                 zcdp: zcdp_line(s, *budget),
                 failed: Some(failures(&self.conn, Some(name)).map_err(e)?),
             });
@@ -1576,6 +1589,59 @@ fn check_version(path: &Path, version: i64) -> Result<(), LedgerError> {
         });
     }
     Ok(())
+}
+
+/// How this ledger's budgets compose its charges: fixed for the ledger's life, and recorded
+/// in its `meta` table (`accounting`). A ledger without the record takes `preferred` (the
+/// catalog's, from its noise) if it has no charge yet, and basic composition otherwise —
+/// its charges were admitted that way (schema 4 and older knew no other). With `record`
+/// (a handle that may write, inside its transaction) the choice is written.
+///
+/// A catalog that changes its noise later changes the noise, not the rule: mixing rules
+/// within one log would not be a privacy filter (docs/privacy.md). Every charge is both
+/// (ε, δ)-DP and approximately zCDP, so either rule counts any charge truly.
+fn ledger_accounting(
+    conn: &Connection,
+    preferred: Accounting,
+    record: bool,
+) -> rusqlite::Result<Accounting> {
+    let recorded: Option<String> = conn
+        .query_row("SELECT value FROM meta WHERE key = 'accounting'", [], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    match recorded.as_deref() {
+        Some("basic") => return Ok(Accounting::Basic),
+        Some("zcdp") => return Ok(Accounting::Zcdp),
+        Some(other) => {
+            return Err(rusqlite::Error::FromSqlConversionFailure(
+                1,
+                rusqlite::types::Type::Text,
+                format!("unknown accounting {other:?} in the ledger's meta table").into(),
+            ));
+        }
+        None => {}
+    }
+    let charged: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM audit WHERE event = 'charged')",
+        [],
+        |r| r.get(0),
+    )?;
+    let accounting = if charged {
+        Accounting::Basic
+    } else {
+        preferred
+    };
+    if record {
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('accounting', ?1)",
+            params![match accounting {
+                Accounting::Basic => "basic",
+                Accounting::Zcdp => "zcdp",
+            }],
+        )?;
+    }
+    Ok(accounting)
 }
 
 /// Runs the migrations from schema `version` to [`SCHEMA_VERSION`].

@@ -173,12 +173,15 @@ fn a_budget_with_no_delta_takes_no_rho() {
     ));
 }
 
+/// The rule is the ledger's, recorded when it is made: a catalog that changes its noise
+/// later changes the noise, not how the ledger adds its charges up.
 #[test]
-fn switching_accounting_counts_every_charge_in_the_new_currency() {
+fn a_ledger_keeps_the_rule_it_was_made_with() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ledger.sqlite");
     {
         let mut basic = Ledger::open(&path, budgets(10.0, 100.0)).unwrap();
+        assert_eq!(basic.accounting(), Accounting::Basic);
         for (key, epsilon) in [("a", 1.0), ("b", 2.0)] {
             let r = charged(
                 basic
@@ -187,17 +190,46 @@ fn switching_accounting_counts_every_charge_in_the_new_currency() {
             );
             basic.record_release(&r, b"r").unwrap();
         }
-        let report = basic.budget_report(Some("ana")).unwrap();
-        assert_eq!(line(&report, "ana").spent.epsilon_value(), 3.0);
-        assert!(line(&report, "ana").zcdp.is_none());
     }
-    // The policy turns to Gaussian noise: the same two charges, in ρ (1/2 + 4/2).
-    let zcdp = Ledger::open(&path, zcdp_budgets(10.0)).unwrap();
-    let report = zcdp.budget_report(Some("ana")).unwrap();
+    // The policy turns to Gaussian noise: the ledger still adds ε up, for every handle.
+    let mut later = Ledger::open(&path, zcdp_budgets(10.0)).unwrap();
+    assert_eq!(later.accounting(), Accounting::Basic);
+    let r = charged(later.charge("ana", &query("g"), &gaussian(0.05)).unwrap());
+    later.record_release(&r, b"r").unwrap();
+    let report = later.budget_report(Some("ana")).unwrap();
     let ana = line(&report, "ana");
-    assert_eq!(ana.zcdp.unwrap().spent.rho, 2_500_000_000_000);
-    let expected = zcdp_epsilon(2.5, 1e-5).unwrap();
-    assert!((ana.spent.epsilon_value() - expected).abs() <= 1e-12);
+    assert!(ana.zcdp.is_none());
+    let alone = Amount::charge(zcdp_epsilon(0.05, 1e-5).unwrap(), 1e-5);
+    assert_eq!(ana.spent, Amount::charge(3.0, 0.0).plus(alone));
+    let read = Ledger::open_read_only(&path, zcdp_budgets(10.0)).unwrap();
+    assert_eq!(read.accounting(), Accounting::Basic);
+
+    // And the other way: a ledger made under Gaussian noise keeps composing in zCDP, a
+    // Laplace count of ε 1 counted as ρ 1/2.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.sqlite");
+    drop(Ledger::open(&path, zcdp_budgets(10.0)).unwrap());
+    let mut laplace = Ledger::open(&path, budgets(10.0, 100.0)).unwrap();
+    assert_eq!(laplace.accounting(), Accounting::Zcdp);
+    let r = charged(
+        laplace
+            .charge("ana", &query("l"), &charge_of(1.0, 0.0))
+            .unwrap(),
+    );
+    laplace.record_release(&r, b"r").unwrap();
+    let report = laplace.budget_report(Some("ana")).unwrap();
+    assert_eq!(
+        line(&report, "ana").zcdp.unwrap().spent.rho,
+        500_000_000_000
+    );
+    // The record is in the file.
+    let recorded: String = Connection::open(&path)
+        .unwrap()
+        .query_row("SELECT value FROM meta WHERE key = 'accounting'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(recorded, "zcdp");
 }
 
 fn ledger_in_zcdp(dir: &Path, epsilon: f64) -> Ledger {
@@ -236,30 +268,37 @@ fn a_version_4_ledger_is_read_and_migrated_with_its_charges_in_rho() {
         delta: 1_000_000_000_000,
     };
 
-    // Read as it is, without writing: intact, and its charges count in ρ.
+    // Read as it is, without writing: intact; its charges were admitted by basic
+    // composition, so it keeps that rule, and they read in ρ as ε²/2.
     let read = Ledger::open_read_only(&path, zcdp_budgets(10.0)).unwrap();
     assert_intact(&read);
+    assert_eq!(read.accounting(), Accounting::Basic);
     let report = read.budget_report(Some("ana")).unwrap();
-    assert_eq!(line(&report, "ana").zcdp.unwrap().spent, old);
     assert_eq!(line(&report, "ana").failed.unwrap().spent_zcdp, old);
+    assert_eq!(line(&report, "ana").spent, Amount::charge(0.75, 1e-6));
     drop(read);
     assert_eq!(schema_version(&path), 4);
 
-    // Opened to charge: migrated, the old entries untouched and still verifying.
+    // Opened to charge: migrated, the old entries untouched and still verifying, the
+    // rule recorded as basic; a new charge stores its ρ.
     let mut ledger = Ledger::open(&path, zcdp_budgets(10.0)).unwrap();
     assert_eq!(schema_version(&path), SCHEMA_VERSION);
+    assert_eq!(ledger.accounting(), Accounting::Basic);
     assert_intact(&ledger);
-    let r = charged(ledger.charge("ana", &query("v5"), &gaussian(0.05)).unwrap());
-    ledger.record_release(&r, b"r").unwrap();
+    let r = charged(
+        ledger
+            .charge("ana", &query("v5"), &charge_of(0.5, 0.0))
+            .unwrap(),
+    );
+    ledger.record_error(&r, "failed").unwrap();
     let report = ledger.budget_report(Some("ana")).unwrap();
     assert_eq!(
-        line(&report, "ana").zcdp.unwrap().spent,
+        line(&report, "ana").failed.unwrap().spent_zcdp,
         old.plus(ZcdpAmount {
-            rho: 50_000_000_000,
+            rho: 125_000_000_000,
             delta: 0
         })
     );
-    assert_intact(&ledger);
     let entries = assert_intact(&ledger);
     drop(ledger);
 
@@ -283,5 +322,54 @@ fn a_version_4_ledger_is_read_and_migrated_with_its_charges_in_rho() {
     match read.verify().unwrap() {
         Verification::Broken { problem, .. } => assert!(problem.contains("hash"), "{problem}"),
         intact => panic!("a changed rho went unnoticed: {intact:?} ({entries} entries)"),
+    }
+}
+
+/// A batch is checked in ρ as a whole, and the dataset's budget composes in zCDP too.
+#[test]
+fn batches_and_the_dataset_budget_are_held_to_zcdp() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ledger = ledger_in_zcdp(dir.path(), 4.75);
+    let charge = gaussian(0.05);
+    let keys: Vec<String> = (0..11).map(|i| format!("b{i}")).collect();
+    let batch = |n: usize| -> Vec<(QueryRecord<'_>, &PrivacyCharge)> {
+        keys[..n].iter().map(|k| (query(k), &charge)).collect()
+    };
+    // Ten fit ana's (4.75, 10⁻⁵) in zCDP, together; eleven do not.
+    let ten = ledger.check_batch("ana", &batch(10)).unwrap();
+    assert!(ten.refusal.is_none(), "{:?}", ten.refusal);
+    assert_eq!(ten.total_zcdp.rho, 500_000_000_000);
+    let eleven = ledger.check_batch("ana", &batch(11)).unwrap();
+    let refusal = eleven.refusal.expect("eleven do not fit");
+    assert_eq!(refusal.which, Which::User);
+    assert_eq!(refusal.zcdp.unwrap().requested.rho, 550_000_000_000);
+
+    // The dataset's (2, 10⁻⁴) is the tighter budget here (ana's is ε 100): charges are
+    // admitted while the dataset's converted total fits, and the next is refused by it.
+    let dir = tempfile::tempdir().unwrap();
+    let mut b = budgets(100.0, 2.0);
+    b.accounting = Accounting::Zcdp;
+    let mut ledger = Ledger::open(&dir.path().join("ledger.sqlite"), b).unwrap();
+    let fits_dataset = |rho: f64| zcdp_epsilon(rho, 1e-4).unwrap() <= 2.0;
+    let mut n = 0;
+    while fits_dataset(0.05 * f64::from(n + 1)) {
+        let r = charged(
+            ledger
+                .charge("ana", &query(&format!("d{n}")), &gaussian(0.05))
+                .unwrap(),
+        );
+        ledger.record_release(&r, b"r").unwrap();
+        n += 1;
+    }
+    assert!(n >= 1);
+    match ledger
+        .charge("ana", &query("over"), &gaussian(0.05))
+        .unwrap()
+    {
+        ChargeOutcome::Refused(r) => {
+            assert_eq!(r.which, Which::Dataset);
+            assert!(r.zcdp.is_some());
+        }
+        other => panic!("{other:?}"),
     }
 }

@@ -197,8 +197,12 @@ impl Accounting {
 
 /// The smallest ε such that a ρ-zCDP interaction is (ε, `delta`)-DP, by opendp's
 /// conversion (Canonne, Kamath & Steinke 2020, Corollary 13, which is tighter than Bun &
-/// Steinke 2016's ε = ρ + 2√(ρ·ln(1/δ))). 0 for ρ = 0.
+/// Steinke 2016's ε = ρ + 2√(ρ·ln(1/δ))). 0 for ρ = 0; infinite — no budget holds it —
+/// for a ρ that is negative or not finite, or a δ outside (0, 1).
 pub fn zcdp_epsilon(rho: f64, delta: f64) -> Result<f64, MechanismError> {
+    if !(rho.is_finite() && rho >= 0.0 && delta > 0.0 && delta < 1.0) {
+        return Ok(f64::INFINITY);
+    }
     if rho == 0.0 {
         return Ok(0.0);
     }
@@ -402,6 +406,14 @@ mod tests {
             );
         }
         assert_eq!(zcdp_epsilon(0.0, 1e-6).unwrap(), 0.0);
+        // Outside its domain it fails safe: an ε no budget holds.
+        for (rho, delta) in [(0.5, 1.0), (0.5, 0.0), (-1.0, 1e-6), (f64::NAN, 1e-6)] {
+            assert_eq!(
+                zcdp_epsilon(rho, delta).unwrap(),
+                f64::INFINITY,
+                "{rho} {delta}"
+            );
+        }
     }
 
     #[test]

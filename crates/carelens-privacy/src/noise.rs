@@ -140,7 +140,7 @@ pub enum MechanismError {
          above the {charged} it is charged for"
     )]
     Overspend {
-        /// `epsilon` or `delta`.
+        /// `epsilon`, `delta` or `rho`.
         what: &'static str,
         /// What the privacy map gives.
         actual: f64,
@@ -345,6 +345,15 @@ impl NoiseMechanism {
             NoiseKind::Gaussian => {
                 let m = gaussian_measurement(self.scale, self.delta.value())?;
                 check_loss(m.map(&self.sensitivity.l2())?.0, self.epsilon)?;
+                // And ρ, what a ledger composing in zCDP is charged.
+                let rho = gaussian_rho(self.scale, self.sensitivity.l2())?;
+                if self.rho.is_none_or(|charged| rho > charged) {
+                    return Err(MechanismError::Overspend {
+                        what: "rho",
+                        actual: rho,
+                        charged: self.rho.unwrap_or(0.0),
+                    });
+                }
                 Ok(m.invoke(&input)?.into_iter().map(Noisy::new).collect())
             }
         }
@@ -467,6 +476,15 @@ mod tests {
         assert!(gaussian_loss(m.scale() * 0.99, l2, 1e-6).unwrap() > 1.0);
         // Sanity against the classical bound σ ≤ Δ₂·√(2 ln(1.25/δ))/ε.
         assert!(m.scale() < l2 * (2.0 * (1.25f64 / 1e-6).ln()).sqrt());
+        // Its ρ is Δ₂²/2σ² (opendp rounds it up by at most a few ulps), and ρ-zCDP at
+        // δ converts to no more than the ε it is charged.
+        let rho = m.charge_item("count").rho.unwrap();
+        let exact = l2 * l2 / (2.0 * m.scale() * m.scale());
+        assert!(
+            rho >= exact && rho <= exact * (1.0 + 1e-12),
+            "{rho} vs {exact}"
+        );
+        assert!(crate::budget::zcdp_epsilon(rho, 1e-6).unwrap() <= 1.0);
     }
 
     #[test]

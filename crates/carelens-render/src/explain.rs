@@ -131,8 +131,8 @@ pub fn cost_summary(explain: &Explain, indent: &str) -> String {
 /// What a budget composed in zCDP is charged: ρ (and δ), not the (ε, δ) above.
 fn zcdp_charge(z: &carelens_privacy::ZcdpCost) -> String {
     format!(
-        "budget charge: rho {} and delta {} (zCDP for Gaussian noise: budgets add up rho and \
-         convert the total to epsilon at their delta)",
+        "budget charge in zCDP: rho {} and delta {} (Gaussian noise: a ledger that composes \
+         in zCDP adds up rho and converts the total to epsilon at the budget's delta)",
         number(z.rho),
         number(z.delta)
     )

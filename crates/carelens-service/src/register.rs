@@ -155,13 +155,14 @@ impl Service {
     /// The transparency register as of now. Anyone may read it: it holds only the public
     /// fields (see the module's documentation).
     pub async fn register(&self) -> Result<Register, ServiceError> {
-        let (entries, purposes, budget, verification) = self
+        let (entries, purposes, budget, verification, accounting) = self
             .with_ledger(|ledger| {
                 Ok((
                     ledger.audit_log(None, None)?,
                     ledger.request_purposes()?,
                     ledger.budget_report(None)?,
                     ledger.verify()?,
+                    ledger.accounting(),
                 ))
             })
             .await?;
@@ -175,7 +176,7 @@ impl Service {
             chrono::Utc::now().format("%Y-%m-%dT%H:%MZ").to_string(),
             Cap {
                 amount: cap,
-                accounting: Accounting::for_noise(self.catalog.catalog().policy.noise),
+                accounting,
             },
             &entries,
             &purposes.into_iter().collect(),
