@@ -462,12 +462,20 @@ fn summarise(
         .iter()
         .filter(|o| matches!(o, Outcome::Released { .. }))
         .count();
+    // Under zCDP accounting the budget lines carry ρ, and the queries' ε do not add up.
+    let zcdp = budget.iter().any(|line| line["rho"].is_object());
     writeln!(
         out,
-        "\n{released} of {} released; epsilon {} and delta {} spent by this run.",
+        "\n{released} of {} released; epsilon {} and delta {} spent by this run{}.",
         outcomes.len(),
         number(spent.epsilon_value()),
-        number(spent.delta_value())
+        number(spent.delta_value()),
+        if zcdp {
+            " (each query's own, added up; the ledger composes in zCDP, so the budgets below \
+             add up rho instead)"
+        } else {
+            ""
+        }
     )?;
     // Lines as `carelens_render::budget_json` makes them, here or on a server.
     for line in budget {
@@ -476,9 +484,18 @@ fn summarise(
             name => name,
         };
         let value = |amount: &str, of: &str| number(line[amount][of].as_f64().unwrap_or(f64::NAN));
+        let rho = if line["rho"].is_object() {
+            format!(
+                "; rho {} of {}",
+                value("rho", "remaining"),
+                value("rho", "budget")
+            )
+        } else {
+            String::new()
+        };
         writeln!(
             out,
-            "left: {who}: epsilon {} of {}, delta {} of {}",
+            "left: {who}: epsilon {} of {}, delta {} of {}{rho}",
             value("remaining", "epsilon"),
             value("budget", "epsilon"),
             value("remaining", "delta"),
