@@ -146,12 +146,19 @@ pub fn render(r: &Report<'_>) -> String {
     );
     explainer(&mut h, r);
 
-    // Summary.
+    // Summary. Under zCDP accounting the queries' ε do not add up: say what they are.
+    let zcdp = r.budget.iter().any(|line| line.zcdp.is_some());
     let _ = write!(
         h,
-        "<h2>Summary</h2>\n<p>{released} of {n} queries released. This run spent privacy budget \
+        "<h2>Summary</h2>\n<p>{released} of {n} queries released. {costs} \
          <b>ε {eps}</b> (δ {delta}); answers identical to earlier releases cost nothing.</p>\n",
         n = r.outcomes.len(),
+        costs = if zcdp {
+            "The budget composes in zCDP (Gaussian noise): the budgets below add up ρ, and the \
+             ε they show spent is its conversion. Each query's own ε, added up, is"
+        } else {
+            "This run spent privacy budget"
+        },
         eps = number(spent.epsilon_value()),
         delta = number(spent.delta_value()),
     );
