@@ -142,7 +142,10 @@ def main():
     )
     if explainer < 0.01:
         problems.append(f"the explainer box is not drawn ({explainer:.2%} of the pixels)")
-    if bars < 0.002:
+    # On the sample the bars' share of the first 5200 px varies with the noise (0.20% to
+    # 0.36% over repeated runs of the library, 2026-12-04): a chart's scale follows its
+    # largest noisy value. A report whose charts draw no bars has next to none.
+    if bars < 0.001:
         problems.append(f"no chart bars are drawn ({bars:.3%} of the pixels)")
     if ink < 0.01:
         problems.append(f"hardly any text is drawn ({ink:.2%} of the pixels)")
