@@ -17,7 +17,7 @@ use anyhow::{Context, bail};
 use carelens_engine::{Engine, Explain, PreparedQuery, Release};
 use carelens_ledger::Amount;
 use carelens_render::report::{self, Header, Outcome, Report, ReportQuery};
-use carelens_render::{cost_summary, number};
+use carelens_render::{ZcdpCost, cost_summary, number, zcdp_charge};
 use carelens_service::{Caller, Service, batch_cost};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -696,18 +696,12 @@ fn render_explained(
             } => explain.zcdp,
             _ => None,
         })
-        .fold(None, |sum: Option<(f64, f64)>, z| {
-            let (rho, delta) = sum.unwrap_or_default();
-            Some((rho + z.rho, delta + z.delta))
+        .reduce(|sum, z| ZcdpCost {
+            rho: sum.rho + z.rho,
+            delta: sum.delta + z.delta,
         });
-    if let Some((rho, delta)) = zcdp {
-        let _ = writeln!(
-            out,
-            "budget charge in zCDP: rho {} and delta {} together (a ledger that composes in \
-             zCDP adds up rho and converts the total to epsilon at the budget's delta)",
-            number(rho),
-            number(delta)
-        );
+    if let Some(z) = zcdp {
+        let _ = writeln!(out, "together, {}", zcdp_charge(&z));
     }
     let _ = writeln!(
         out,

@@ -41,15 +41,11 @@ enum Direction {
 fn to_units(x: f64, per_unit: f64, direction: Direction) -> i64 {
     let v = (x * per_unit).max(0.0);
     let nearest = v.round();
-    let units = if matches!(direction, Direction::Ceiling) {
-        v.ceil()
-    } else if (v - nearest).abs() <= v * 1e-13 {
-        nearest
-    } else {
-        match direction {
-            Direction::Up | Direction::Ceiling => v.ceil(),
-            Direction::Down => v.floor(),
-        }
+    let units = match direction {
+        Direction::Ceiling => v.ceil(),
+        _ if (v - nearest).abs() <= v * 1e-13 => nearest,
+        Direction::Up => v.ceil(),
+        Direction::Down => v.floor(),
     };
     // Saturates: amounts beyond i64 (ε > 9·10⁶) are not meaningful budgets.
     if units >= i64::MAX as f64 {
@@ -172,11 +168,10 @@ impl ZcdpAmount {
             epsilon: i64::MAX,
             delta: self.delta.max(cap.delta),
         };
-        let left = cap.delta.saturating_sub(self.delta);
-        if left <= 0 {
+        let Some(left) = self.delta_left(cap) else {
             return over;
-        }
-        match zcdp_epsilon(self.rho_value(), left as f64 / DELTA_UNITS) {
+        };
+        match zcdp_epsilon(self.rho_value(), left) {
             Ok(epsilon) if epsilon.is_finite() => Amount {
                 epsilon: to_units(epsilon, EPSILON_UNITS, Direction::Ceiling),
                 delta: cap.delta,
@@ -189,12 +184,18 @@ impl ZcdpAmount {
     /// δ: the largest ρ whose conversion fits the cap's ε ([`zcdp_rho_within`]), rounded
     /// down.
     pub fn capacity(self, cap: Amount) -> i64 {
-        let left = cap.delta.saturating_sub(self.delta);
-        if left <= 0 {
+        let Some(left) = self.delta_left(cap) else {
             return 0;
-        }
-        zcdp_rho_within(cap.epsilon_value(), left as f64 / DELTA_UNITS)
+        };
+        zcdp_rho_within(cap.epsilon_value(), left)
             .map_or(0, |rho| to_units(rho, RHO_UNITS, Direction::Down))
+    }
+
+    /// The δ of `cap` that this amount's approximate parts leave for the conversion, if
+    /// any.
+    fn delta_left(self, cap: Amount) -> Option<f64> {
+        let left = cap.delta.saturating_sub(self.delta);
+        (left > 0).then(|| left as f64 / DELTA_UNITS)
     }
 }
 

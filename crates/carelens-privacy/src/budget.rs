@@ -5,8 +5,8 @@
 //! mechanisms that are (ε₁, δ₁)-, …, (εₖ, δₖ)-DP on the same people is (Σεᵢ, Σδᵢ)-DP
 //! (Dwork & Roth 2014, Theorem 3.16). A release's (ε, δ) is what it costs alone.
 //!
-//! Across releases, a budget is spent by one of two rules, [`Accounting`], chosen by the
-//! policy's noise:
+//! Across releases, a budget is spent by one of two rules, [`Accounting`]: the ledger's,
+//! chosen from the policy's noise when the ledger is made and kept for its life:
 //!
 //! * **Basic** (Laplace noise, the default): a budget's spend is (Σε, Σδ) over its
 //!   releases. Simple for a governance board to read and check, and tight for pure ε-DP
@@ -32,6 +32,7 @@ use opendp::metrics::AbsoluteDistance;
 use serde::{Deserialize, Serialize};
 
 use crate::noise::{MechanismError, NoiseKind};
+use crate::numbers::bisect;
 use crate::params::{Delta, Epsilon, ParamError};
 
 /// Split `total` across parts in proportion to `weights` so that the shares never add up to
@@ -224,18 +225,9 @@ pub fn zcdp_rho_within(epsilon: f64, delta: f64) -> Result<f64, MechanismError> 
     if !(epsilon > 0.0 && delta > 0.0 && delta < 1.0) {
         return Ok(0.0);
     }
-    let fits = |rho: f64| zcdp_epsilon(rho, delta).map(|e| e <= epsilon);
     // ε(ρ) ≥ ρ, so the answer lies below ε.
-    let (mut lo, mut hi) = (0.0, epsilon);
-    while hi - lo > hi * 1e-9 {
-        let mid = lo + (hi - lo) / 2.0;
-        if fits(mid)? {
-            lo = mid;
-        } else {
-            hi = mid;
-        }
-    }
-    Ok(lo)
+    let over = |rho: f64| zcdp_epsilon(rho, delta).map(|e| e > epsilon);
+    Ok(bisect(0.0, epsilon, over)?.0)
 }
 
 /// The privacy cost of one release: its parts and their sum under basic composition.

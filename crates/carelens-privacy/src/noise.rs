@@ -253,15 +253,7 @@ impl NoiseMechanism {
                 return Err(uncalibrated());
             }
         }
-        let mut lo = 0.0;
-        while hi - lo > hi * 1e-9 {
-            let mid = lo + (hi - lo) / 2.0;
-            if fits(mid)? {
-                hi = mid;
-            } else {
-                lo = mid;
-            }
-        }
+        let (_, hi) = crate::numbers::bisect(0.0, hi, fits)?;
         Ok(Self {
             kind: NoiseKind::Gaussian,
             sensitivity,

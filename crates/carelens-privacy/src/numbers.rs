@@ -1,6 +1,25 @@
 //! Numbers for people: ε, δ, scales and errors in messages, hints and every rendering, so
 //! that a value reads the same wherever carelens shows it.
 
+/// Bisection on a predicate that is false at `lo`, true at `hi` and turns true once
+/// between them: the bracket `(lo, hi)` narrowed to one part in 10⁹ of `hi`, with the
+/// predicate still false at `lo` and true at `hi`.
+pub(crate) fn bisect<E>(
+    mut lo: f64,
+    mut hi: f64,
+    mut true_at: impl FnMut(f64) -> Result<bool, E>,
+) -> Result<(f64, f64), E> {
+    while hi - lo > hi * 1e-9 {
+        let mid = lo + (hi - lo) / 2.0;
+        if true_at(mid)? {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    Ok((lo, hi))
+}
+
 /// A number for people, without float noise or trailing zeros: `0`, `0.25`, `1e-5`.
 pub fn number(x: f64) -> String {
     if x == 0.0 {

@@ -128,8 +128,9 @@ pub fn cost_summary(explain: &Explain, indent: &str) -> String {
     out
 }
 
-/// What a budget composed in zCDP is charged: ρ (and δ), not the (ε, δ) above.
-fn zcdp_charge(z: &carelens_privacy::ZcdpCost) -> String {
+/// What a budget composed in zCDP is charged for a query (or a batch's queries
+/// together): ρ (and δ), not their (ε, δ).
+pub fn zcdp_charge(z: &carelens_privacy::ZcdpCost) -> String {
     format!(
         "budget charge in zCDP: rho {} and delta {} (Gaussian noise: a ledger that composes \
          in zCDP adds up rho and converts the total to epsilon at the budget's delta)",

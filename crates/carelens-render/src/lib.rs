@@ -14,6 +14,6 @@ pub mod report;
 
 pub use budget::budget_json;
 pub use carelens_engine::{Explain, Release};
-pub use carelens_privacy::number;
-pub use explain::{cost_summary, explain};
+pub use carelens_privacy::{ZcdpCost, number};
+pub use explain::{cost_summary, explain, zcdp_charge};
 pub use release::{arrow_ipc, csv, parquet, table, table_answered};
