@@ -976,42 +976,22 @@ fn build_release(
                         }
                         (cell, _, _) => (cell, 0.0),
                     };
-                    let mut interval = match cell {
+                    let interval = match cell {
                         Some(Cell::Released(released)) => released
                             .interval(Alpha::FIVE_PERCENT)?
                             .filter(|iv| iv.lo.is_finite() && iv.hi.is_finite())
                             .map(|iv| outward(iv.lo - widen, iv.hi + widen)),
                         _ => None,
                     };
-                    let mut no_interval = None;
-                    if interval.is_none() && json.is_number() {
-                        match (&expressions[i], group) {
-                            (Some(Ok(d)), Some(g)) => {
-                                match d.interval(&cells[g], n_keys, Alpha::FIVE_PERCENT) {
-                                    Ok(iv) => interval = iv.map(|iv| outward(iv.lo, iv.hi)),
-                                    Err(DerivedError::None(why)) => no_interval = Some(why),
-                                    // An input's interval at α/k cannot be computed
-                                    // (k very large): released without one, saying so;
-                                    // the release does not fail over a display.
-                                    Err(DerivedError::Accuracy(e)) => {
-                                        no_interval = Some(format!(
-                                            "its cells' intervals cannot be computed at the \
-                                             confidence each needs: {e}"
-                                        ))
-                                    }
-                                }
-                            }
-                            (Some(Err(why)), _) => no_interval = Some(why.clone()),
-                            _ if ratios[i].is_some() => {
-                                no_interval = Some(
-                                    "a denominator's interval reaches 0, so the ratio is \
-                                     unbounded"
-                                        .into(),
-                                )
-                            }
-                            _ => {}
-                        }
-                    }
+                    let (interval, no_interval) = match interval {
+                        None if json.is_number() => derived_interval(
+                            expressions[i].as_ref(),
+                            group.map(|g| cells[g].as_slice()),
+                            n_keys,
+                            ratios[i].is_some(),
+                        ),
+                        interval => (interval, None),
+                    };
                     meta.insert(
                         column.name.clone(),
                         CellMeta {
@@ -1045,6 +1025,36 @@ fn build_release(
         },
         notes,
     })
+}
+
+/// The interval of a numeric cell that has none of its own: its derived expression's, from
+/// the group's released cells (`row`), or why it has none.
+fn derived_interval(
+    expression: Option<&Result<Derived, String>>,
+    row: Option<&[Cell]>,
+    n_keys: usize,
+    ratio: bool,
+) -> (Option<[f64; 2]>, Option<String>) {
+    match (expression, row) {
+        (Some(Ok(d)), Some(row)) => match d.interval(row, n_keys, Alpha::FIVE_PERCENT) {
+            Ok(iv) => (iv.map(|iv| outward(iv.lo, iv.hi)), None),
+            Err(DerivedError::None(why)) => (None, Some(why)),
+            // An input's interval at α/k cannot be computed (k very large): released
+            // without one, saying so; the release does not fail over a display.
+            Err(DerivedError::Accuracy(e)) => (
+                None,
+                Some(format!(
+                    "its cells' intervals cannot be computed at the confidence each needs: {e}"
+                )),
+            ),
+        },
+        (Some(Err(why)), _) => (None, Some(why.clone())),
+        _ if ratio => (
+            None,
+            Some("a denominator's interval reaches 0, so the ratio is unbounded".into()),
+        ),
+        _ => (None, None),
+    }
 }
 
 /// `[lo, hi]` on the wire format's grid of 1e-6, rounded outwards so that it still holds
